@@ -1,0 +1,82 @@
+"""adownload: an asynchronous file downloader on aiohttp.
+
+Streams every body to disk in chunks, runs many downloads at once within limits, and never
+leaves a truncated file at a final name.
+
+>>> import asyncio, adownload                                         # doctest: +SKIP
+>>> async def main():
+...     async with adownload.Downloader(dest="downloads/") as dl:
+...         for outcome in await dl.download_many(urls):
+...             print(outcome.url, outcome.ok, outcome.path)
+>>> asyncio.run(main())
+"""
+
+from ._config import Existing as Existing
+from ._config import Limits as Limits
+from ._config import Timeout as Timeout
+from ._downloader import Downloader as Downloader
+from ._exceptions import ConnectError as ConnectError
+from ._exceptions import ConnectTimeout as ConnectTimeout
+from ._exceptions import DestinationExistsError as DestinationExistsError
+from ._exceptions import DownloadError as DownloadError
+from ._exceptions import DownloadTimeout as DownloadTimeout
+from ._exceptions import HTTPStatusError as HTTPStatusError
+from ._exceptions import IncompleteBodyError as IncompleteBodyError
+from ._exceptions import InvalidRequestError as InvalidRequestError
+from ._exceptions import ReadTimeout as ReadTimeout
+from ._exceptions import RedirectError as RedirectError
+from ._exceptions import RemoteProtocolError as RemoteProtocolError
+from ._exceptions import StorageError as StorageError
+from ._exceptions import TotalTimeout as TotalTimeout
+from ._exceptions import TransportError as TransportError
+from ._exceptions import UnsafePathError as UnsafePathError
+from ._files import safe_filename as safe_filename
+from ._models import Item as Item
+from ._models import Outcome as Outcome
+from ._models import Request as Request
+from ._sinks import AiofilesSink as AiofilesSink
+from ._sinks import FileSink as FileSink
+from ._sinks import GeneratorSink as GeneratorSink
+from ._sinks import MemorySink as MemorySink
+from ._sinks import Sink as Sink
+from ._sinks import SinkOpener as SinkOpener
+from ._sinks import file_writer as file_writer
+from ._sync import download as download
+from ._sync import download_many as download_many
+from ._version import __version__ as __version__
+
+__all__ = [
+    "AiofilesSink",
+    "ConnectError",
+    "ConnectTimeout",
+    "DestinationExistsError",
+    "DownloadError",
+    "DownloadTimeout",
+    "Downloader",
+    "Existing",
+    "FileSink",
+    "GeneratorSink",
+    "HTTPStatusError",
+    "IncompleteBodyError",
+    "InvalidRequestError",
+    "Item",
+    "Limits",
+    "MemorySink",
+    "Outcome",
+    "ReadTimeout",
+    "RedirectError",
+    "RemoteProtocolError",
+    "Request",
+    "Sink",
+    "SinkOpener",
+    "StorageError",
+    "Timeout",
+    "TotalTimeout",
+    "TransportError",
+    "UnsafePathError",
+    "__version__",
+    "download",
+    "download_many",
+    "file_writer",
+    "safe_filename",
+]

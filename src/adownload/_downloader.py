@@ -1,0 +1,399 @@
+"""The `Downloader`: one HTTP session, its limits, and the ways to run many downloads."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+from yarl import URL
+
+from ._config import Existing, Limits, Timeout
+from ._exceptions import DownloadError, InvalidRequestError
+from ._models import Item, Outcome, Request
+from ._sinks import FileSink, Sink, SinkOpener
+from ._transfer import KeyedPrimitives, Limiter, Settings, Transfer, merge_headers
+from ._util import cancel_and_wait
+from ._version import USER_AGENT
+
+__all__ = ["Downloader"]
+
+log = logging.getLogger("adownload")
+
+#: Bytes aiohttp buffers per response before it stops reading the socket.
+_READ_BUFSIZE = 256 << 10
+
+
+class _State(enum.Enum):
+    UNOPENED = enum.auto()
+    OPEN = enum.auto()
+    CLOSED = enum.auto()
+
+
+class Downloader:
+    """Downloads files over one `aiohttp.ClientSession`, many at a time.
+
+    Use it as an async context manager; it opens its own session and closes it on exit, or
+    borrows `session` (and never closes it), to embed in an application that has one.
+
+    >>> async with Downloader(dest="mirror/") as dl:                   # doctest: +SKIP
+    ...     outcome = await dl.download("https://example.org/a.zip")
+    ...     outcomes = await dl.download_many(urls)
+
+    Options (every one keyword-only, each with a default that is safe for a stranger's server):
+
+    - `dest`: the directory files go into unless a call or a `Request` says otherwise (".").
+    - `limits`: files in flight in all and connections per host (`Limits`).
+    - `timeout`: connect, idle-read and total limits per file (`Timeout`).
+    - `existing`: what to do when a target file exists (`Existing.SKIP`: leave it, don't refetch).
+    - `headers`: request headers sent with every request.
+    - `content_disposition`: name files as the server's Content-Disposition header says (made
+      safe, inside the destination directory). Off by default: a URL's name is predictable.
+    - `writer`: opens the sink for each file (`FileSink.open`; `AiofilesSink.open` or
+      `GeneratorSink.open` are the alternatives).
+    - `max_redirects`: redirects followed per request (10).
+    - `session`: an `aiohttp.ClientSession` to borrow instead of opening one.
+    """
+
+    def __init__(
+        self,
+        *,
+        dest: str | os.PathLike[str] = ".",
+        limits: Limits = Limits(),  # noqa: B008  (frozen, so sharing the default is safe)
+        timeout: Timeout = Timeout(),  # noqa: B008
+        existing: Existing = Existing.SKIP,
+        headers: Mapping[str, str] | None = None,
+        content_disposition: bool = False,
+        writer: SinkOpener = FileSink.open,
+        max_redirects: int = 10,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be an adownload.Limits, not {limits!r}")
+        if not isinstance(timeout, Timeout):
+            raise TypeError(f"timeout must be an adownload.Timeout, not {timeout!r}")
+        if not isinstance(existing, Existing):
+            raise TypeError(f"existing must be an adownload.Existing, not {existing!r}")
+        if isinstance(max_redirects, bool) or not isinstance(max_redirects, int):
+            raise TypeError(f"max_redirects must be an int, not {max_redirects!r}")
+        if max_redirects < 0:
+            raise ValueError(f"max_redirects must be 0 or more, not {max_redirects}")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError(f"session must be an aiohttp.ClientSession, not {session!r}")
+        self._dest = Path(dest)
+        self._limits = limits
+        self._timeout = timeout
+        self._existing = existing
+        # identity: the bytes on disk are the bytes of the resource; a .tar.gz stays gzipped.
+        self._headers = merge_headers(
+            {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}, headers
+        )
+        self._content_disposition = content_disposition
+        self._writer = writer
+        self._max_redirects = max_redirects
+        self._session = session
+        self._owns_session = session is None
+        self._settings: Settings | None = None
+        self._state = _State.UNOPENED
+        self._runners: set[asyncio.Task[None]] = set()
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state is _State.OPEN:
+            raise RuntimeError("this Downloader is already open")
+        if self._state is _State.CLOSED:
+            raise RuntimeError("a closed Downloader cannot be reopened; make a new one")
+        session = self._session
+        if session is None:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    # Our Limiter admits transfers; the connector only pools connections.
+                    limit=0,
+                    limit_per_host=0,
+                    ttl_dns_cache=300,
+                ),
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+            self._session = session
+        elif session.closed:
+            raise RuntimeError("the borrowed aiohttp.ClientSession is closed")
+        self._settings = Settings(
+            session=session,
+            dest=self._dest,
+            timeout=self._timeout,
+            existing=self._existing,
+            headers=self._headers,
+            content_disposition=self._content_disposition,
+            writer=self._writer,
+            max_redirects=self._max_redirects,
+            read_bufsize=_READ_BUFSIZE,
+            limiter=Limiter(self._limits),
+            path_locks=KeyedPrimitives(asyncio.Lock),
+        )
+        self._state = _State.OPEN
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop what is still running and close the session if this downloader opened it."""
+        if self._state is not _State.OPEN:
+            self._state = _State.CLOSED
+            return
+        self._state = _State.CLOSED
+        try:
+            for runner in list(self._runners):
+                await cancel_and_wait(runner)
+        finally:
+            if self._owns_session and self._session is not None:
+                await self._session.close()
+
+    def _open_settings(self) -> Settings:
+        if self._state is _State.OPEN and self._settings is not None:
+            return self._settings
+        if self._state is _State.UNOPENED:
+            raise RuntimeError(
+                "this Downloader is not open: use it as 'async with Downloader() as dl:'"
+            )
+        raise RuntimeError("this Downloader is closed")
+
+    # --- one file ---------------------------------------------------------------------------
+
+    async def download(
+        self,
+        item: Item,
+        *,
+        dest: str | os.PathLike[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        existing: Existing | None = None,
+        timeout: Timeout | None = None,
+        sink: Sink | None = None,
+    ) -> Outcome:
+        """Download one file and return its `Outcome`; raise a `DownloadError` if it fails.
+
+        `dest` is a directory if it exists as one or ends with a path separator (the file is
+        named after the URL); otherwise it is the exact path of the file. The other keywords
+        override the downloader's settings for this file (see `Request`).
+        """
+        settings = self._open_settings()
+        request = _request_for(
+            item, dest=dest, headers=headers, existing=existing, timeout=timeout, sink=sink
+        )
+        return await Transfer(settings, request, None).run()
+
+    # --- many files -------------------------------------------------------------------------
+
+    async def download_many(
+        self,
+        items: Iterable[Item] | AsyncIterable[Item],
+        *,
+        dest: str | os.PathLike[str] | None = None,
+    ) -> list[Outcome]:
+        """Download every item, `limits.max_transfers` at a time, into the `dest` directory.
+
+        Returns one `Outcome` per item, in the order of `items`. A failed item is an outcome with
+        its `error`; it never stops the others. Cancelling the call cancels every transfer it
+        started, removes their `.part` files, and re-raises `CancelledError`.
+        """
+        settings = self._open_settings()
+        results: dict[int, Outcome] = {}
+
+        async def store(index: int, outcome: Outcome) -> None:
+            results[index] = outcome
+
+        await self._run(settings, items, _directory(dest), store)
+        return [results[i] for i in range(len(results))]
+
+    async def as_completed(
+        self,
+        items: Iterable[Item] | AsyncIterable[Item],
+        *,
+        dest: str | os.PathLike[str] | None = None,
+    ) -> AsyncIterator[Outcome]:
+        """Download every item like `download_many`, yielding each `Outcome` as it finishes.
+
+        `items` is consumed lazily, as transfer slots free up: a generator of millions of URLs
+        is never held in memory, and neither are the outcomes the caller has already taken.
+        Leaving the loop early stops the remaining transfers; to stop them at once rather than
+        when the generator is collected, wrap it in `contextlib.aclosing`.
+        """
+        settings = self._open_settings()
+        # Bounded: workers wait for a slow consumer instead of piling outcomes up.
+        ready: asyncio.Queue[Outcome] = asyncio.Queue(maxsize=self._limits.max_transfers)
+
+        async def publish(_index: int, outcome: Outcome) -> None:
+            await ready.put(outcome)
+
+        runner = asyncio.create_task(self._run(settings, items, _directory(dest), publish))
+        self._runners.add(runner)
+        runner.add_done_callback(self._runners.discard)
+        try:
+            while True:
+                if not ready.empty():
+                    yield ready.get_nowait()
+                    continue
+                if runner.done():
+                    if runner.cancelled() and self._state is _State.CLOSED:
+                        raise RuntimeError("the Downloader was closed during as_completed()")
+                    runner.result()  # the error of the items' iterator, if any
+                    if ready.empty():
+                        return
+                    continue
+                getter = asyncio.ensure_future(ready.get())
+                try:
+                    await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not getter.done():
+                        await cancel_and_wait(getter)
+                if not getter.cancelled():
+                    yield getter.result()
+        finally:
+            if not runner.done():
+                await cancel_and_wait(runner)
+
+    async def _run(
+        self,
+        settings: Settings,
+        items: Iterable[Item] | AsyncIterable[Item],
+        dest: Path | None,
+        emit: Callable[[int, Outcome], Awaitable[None]],
+    ) -> None:
+        source = _Source(items)
+
+        async def worker() -> None:
+            while (entry := await source.next()) is not None:
+                index, item = entry
+                await emit(index, await _outcome_of(settings, item, dest))
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(self._limits.max_transfers):
+                    group.create_task(worker())
+        except BaseExceptionGroup as group_error:
+            # Workers only fail when the caller's iterable does: raise its error as it was.
+            first = group_error.exceptions[0]
+            if isinstance(first, _SourceError):
+                raise first.error from None
+            raise
+
+
+class _SourceError(Exception):
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class _Source:
+    """The caller's items, sync or async, handed out one at a time to the workers."""
+
+    def __init__(self, items: Iterable[Item] | AsyncIterable[Item]) -> None:
+        if isinstance(items, str | URL | Request | bytes):
+            raise TypeError(
+                "download_many() and as_completed() take an iterable of URLs or Requests, "
+                f"not a single {type(items).__name__}; use download() for one file"
+            )
+        self._sync = None if isinstance(items, AsyncIterable) else iter(items)
+        self._async = aiter(items) if isinstance(items, AsyncIterable) else None
+        # An async generator cannot be advanced by two workers at once.
+        self._lock = asyncio.Lock()
+        self._index = 0
+        self._exhausted = False
+
+    async def next(self) -> tuple[int, Item] | None:
+        if self._exhausted:
+            return None
+        try:
+            if self._sync is not None:
+                item = next(self._sync)
+            else:
+                assert self._async is not None
+                async with self._lock:
+                    if self._exhausted:
+                        return None
+                    item = await anext(self._async)
+        except (StopIteration, StopAsyncIteration):
+            self._exhausted = True
+            return None
+        except Exception as exc:
+            self._exhausted = True
+            raise _SourceError(exc) from exc
+        index = self._index
+        self._index += 1
+        return index, item
+
+
+async def _outcome_of(settings: Settings, item: Item, dest: Path | None) -> Outcome:
+    """Run one item of a batch; every failure becomes an outcome, never an exception."""
+    try:
+        request = item if isinstance(item, Request) else Request(item)
+    except DownloadError as exc:
+        return Outcome(url=str(item), request=None, error=exc)
+    transfer = Transfer(settings, request, dest)
+    try:
+        return await transfer.run()
+    except DownloadError as exc:
+        log.info("failed: %s: %s", transfer.url, exc)
+        return transfer.outcome(exc)
+    except Exception as exc:
+        # A bug of ours must not take the rest of the batch down with it; say so loudly.
+        log.exception("unexpected error downloading %s", transfer.url)
+        error = DownloadError(f"unexpected error: {exc!r}", url=transfer.url)
+        error.__cause__ = exc
+        return transfer.outcome(error)
+
+
+def _directory(dest: str | os.PathLike[str] | None) -> Path | None:
+    return None if dest is None else Path(dest)
+
+
+def _request_for(
+    item: Item,
+    *,
+    dest: str | os.PathLike[str] | None,
+    headers: Mapping[str, str] | None,
+    existing: Existing | None,
+    timeout: Timeout | None,
+    sink: Sink | None,
+) -> Request:
+    overrides: dict[str, object] = {
+        key: value
+        for key, value in {
+            "headers": headers,
+            "existing": existing,
+            "timeout": timeout,
+            "sink": sink,
+        }.items()
+        if value is not None
+    }
+    if dest is not None:
+        text = os.fspath(dest)
+        if text.endswith(("/", os.sep)) or os.path.isdir(text):
+            overrides["dest"] = dest
+            overrides["path"] = None
+        else:
+            overrides["path"] = dest
+    if isinstance(item, Request):
+        return dataclasses.replace(item, **overrides)  # type: ignore[arg-type]
+    if not isinstance(item, str | URL):
+        raise InvalidRequestError(
+            f"download() takes a URL (str or yarl.URL) or a Request, not {item!r}", url=None
+        )
+    return Request(item, **overrides)  # type: ignore[arg-type]

@@ -1,0 +1,222 @@
+"""The exceptions adownload raises, all rooted at `DownloadError`.
+
+```
+DownloadError                       every failure of a download; has .url
+├── InvalidRequestError (ValueError) bad input: malformed URL, unknown scheme, bad option
+├── UnsafePathError (ValueError)     a name or target that would escape or write through a link
+├── DestinationExistsError (FileExistsError)   the target exists and the policy is ERROR
+├── HTTPStatusError                  the server answered with an error status; has .status
+├── TransportError                   the exchange with the server failed
+│   ├── ConnectError                 no connection could be made
+│   ├── RedirectError                too many redirects, or a redirect we refuse to follow
+│   └── RemoteProtocolError          the server broke HTTP (malformed or cut-short response)
+│       └── IncompleteBodyError      the body ended before its announced length; has .received
+├── DownloadTimeout (TimeoutError)   a time limit ran out; has .phase
+│   ├── ConnectTimeout               while connecting
+│   ├── ReadTimeout                  no byte arrived for the idle-read limit
+│   └── TotalTimeout                 the whole download took longer than its total limit
+└── StorageError (OSError)           the local file system refused (no space, permission, ...)
+```
+
+aiohttp's exceptions are translated to these in exactly one place, `translate_client_errors`;
+nothing else in the package catches `aiohttp.ClientError`. Every exception keeps its context as
+attributes (not only in the message) and survives pickling, so outcomes can cross process
+boundaries.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+__all__ = [
+    "ConnectError",
+    "ConnectTimeout",
+    "DestinationExistsError",
+    "DownloadError",
+    "DownloadTimeout",
+    "HTTPStatusError",
+    "IncompleteBodyError",
+    "InvalidRequestError",
+    "ReadTimeout",
+    "RedirectError",
+    "RemoteProtocolError",
+    "StorageError",
+    "TotalTimeout",
+    "TransportError",
+    "UnsafePathError",
+]
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class DownloadError(Exception):
+    """Base class of every error a download can end with.
+
+    `url` is the URL the caller asked for (a string), or None when the failure has no URL.
+    """
+
+    url: str | None
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors break Exception's default pickling; rebuild from state.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+class InvalidRequestError(DownloadError, ValueError):
+    """The request cannot be made as given: a malformed URL, a scheme other than http(s), a bad
+    option value."""
+
+
+class UnsafePathError(DownloadError, ValueError):
+    """The destination would escape its directory or write through a symbolic link."""
+
+    path: Path | None
+
+    def __init__(self, message: str, *, url: str | None = None, path: Path | None = None) -> None:
+        super().__init__(message, url=url)
+        self.path = path
+
+
+class DestinationExistsError(DownloadError, FileExistsError):
+    """The target file exists and the existing-file policy is `Existing.ERROR`."""
+
+    path: Path
+
+    def __init__(self, message: str, *, url: str | None = None, path: Path) -> None:
+        super().__init__(message, url=url)
+        self.path = path
+        self.filename = str(path)
+        self.errno = _errno.EEXIST
+
+
+class HTTPStatusError(DownloadError):
+    """The server answered with a status that is not a success (404, 500, ...)."""
+
+    status: int
+    reason: str
+
+    def __init__(self, message: str, *, url: str | None, status: int, reason: str = "") -> None:
+        super().__init__(message, url=url)
+        self.status = status
+        self.reason = reason
+
+
+class TransportError(DownloadError):
+    """The exchange with the server failed below the HTTP status level."""
+
+
+class ConnectError(TransportError):
+    """No connection to the server could be made (refused, DNS failure, TLS failure)."""
+
+
+class RedirectError(TransportError):
+    """Too many redirects, or a redirect to a location that is not followed (not http/https)."""
+
+
+class RemoteProtocolError(TransportError):
+    """The server broke the HTTP protocol: a malformed, reset or cut-short response."""
+
+
+class IncompleteBodyError(RemoteProtocolError):
+    """The body ended before the length the server announced.
+
+    `expected` is the announced length (None if unknown), `received` the bytes that arrived.
+    """
+
+    expected: int | None
+    received: int
+
+    def __init__(
+        self, message: str, *, url: str | None, expected: int | None, received: int
+    ) -> None:
+        super().__init__(message, url=url)
+        self.expected = expected
+        self.received = received
+
+
+class DownloadTimeout(DownloadError, TimeoutError):
+    """A time limit ran out. `phase` is "connect", "read" or "total"; `seconds` the limit."""
+
+    phase: str
+    seconds: float | None
+
+    def __init__(
+        self, message: str, *, url: str | None, phase: str, seconds: float | None = None
+    ) -> None:
+        super().__init__(message, url=url)
+        self.phase = phase
+        self.seconds = seconds
+
+
+class ConnectTimeout(DownloadTimeout):
+    """Connecting to the server took longer than `Timeout.connect`."""
+
+
+class ReadTimeout(DownloadTimeout):
+    """No byte arrived for `Timeout.read` seconds."""
+
+
+class TotalTimeout(DownloadTimeout):
+    """The download took longer than `Timeout.total`."""
+
+
+class StorageError(DownloadError, OSError):
+    """The local file system refused an operation; `path` names the file, `errno` says why."""
+
+    path: Path
+
+    def __init__(self, message: str, *, url: str | None, path: Path, errno: int | None) -> None:
+        super().__init__(message, url=url)
+        self.path = path
+        self.filename = str(path)
+        self.errno = errno
+
+
+@contextmanager
+def translate_client_errors(url: str, *, read_timeout: float | None = None) -> Iterator[None]:
+    """Re-raise aiohttp's exceptions as adownload's, the most specific match first.
+
+    The one place in the package that knows aiohttp's exception tree.
+    """
+    try:
+        yield
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise ConnectTimeout(f"timed out connecting for {url}", url=url, phase="connect") from exc
+    except aiohttp.ServerTimeoutError as exc:
+        raise ReadTimeout(
+            f"no data received for {read_timeout}s from {url}",
+            url=url,
+            phase="read",
+            seconds=read_timeout,
+        ) from exc
+    except aiohttp.TooManyRedirects as exc:
+        raise RedirectError(f"too many redirects for {url}", url=url) from exc
+    except (aiohttp.InvalidUrlRedirectClientError, aiohttp.NonHttpUrlRedirectClientError) as exc:
+        raise RedirectError(f"refused redirect from {url}: {exc}", url=url) from exc
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
+        raise InvalidRequestError(f"invalid URL {url!r}: {exc}", url=url) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise ConnectError(f"cannot connect for {url}: {exc.os_error}", url=url) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise RemoteProtocolError(f"broken response body from {url}: {exc}", url=url) from exc
+    except aiohttp.ClientResponseError as exc:
+        raise RemoteProtocolError(f"malformed response from {url}: {exc}", url=url) from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise RemoteProtocolError(f"server disconnected: {url}", url=url) from exc
+    except aiohttp.ClientError as exc:
+        raise TransportError(f"transfer failed for {url}: {exc!r}", url=url) from exc

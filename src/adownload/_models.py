@@ -1,0 +1,137 @@
+"""What a caller asks for (`Request`) and what it gets back (`Outcome`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass, field
+from pathlib import Path
+from typing import TypeAlias
+
+from yarl import URL
+
+from ._config import Existing, Timeout
+from ._exceptions import DownloadError, InvalidRequestError
+from ._sinks import Sink
+
+__all__ = ["Item", "Outcome", "Request"]
+
+_SCHEMES = frozenset({"http", "https"})
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse and check a URL given by a caller: absolute, http or https, with a host."""
+    if isinstance(url, URL):
+        parsed = url
+        text = str(url)
+    elif isinstance(url, str):
+        text = url
+        stripped = url.strip()
+        if not stripped:
+            raise InvalidRequestError("empty URL", url=url)
+        if any(ch in stripped for ch in "\x00\r\n\t"):
+            raise InvalidRequestError(f"URL contains control characters: {url!r}", url=url)
+        try:
+            parsed = URL(stripped)
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequestError(f"malformed URL {url!r}: {exc}", url=url) from None
+    else:
+        raise InvalidRequestError(
+            f"a download item must be a URL (str or yarl.URL) or a Request, not {url!r}",
+            url=None,
+        )
+    if not parsed.is_absolute() or not parsed.scheme:
+        raise InvalidRequestError(f"URL is not absolute: {text!r}", url=text)
+    if parsed.scheme.lower() not in _SCHEMES:
+        raise InvalidRequestError(
+            f"unsupported URL scheme {parsed.scheme!r} in {text!r}: only http and https",
+            url=text,
+        )
+    if not parsed.host:
+        raise InvalidRequestError(f"URL has no host: {text!r}", url=text)
+    return parsed.with_fragment(None)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One file to download, with options that override the downloader's for this file only.
+
+    - `url`: http or https, as a string or `yarl.URL`. Checked when the Request is made.
+    - `path`: the exact file to write. Without it the file goes into the `dest` directory of the
+      call (or of the downloader), named after the URL's last path segment.
+    - `dest`: the directory for this file, when `path` is not given.
+    - `headers`: extra request headers, added to the downloader's.
+    - `existing`: the policy when the target file exists (see `Existing`).
+    - `timeout`: time limits for this file (see `Timeout`).
+    - `sink`: send the bytes to this sink (e.g. a `MemorySink`) instead of a file.
+
+    >>> Request("https://example.org/a.zip", path="archives/a-2024.zip")  # doctest: +ELLIPSIS
+    Request(url='https://example.org/a.zip', path='archives/a-2024.zip', ...)
+    """
+
+    url: str | URL
+    path: str | os.PathLike[str] | None = None
+    _: KW_ONLY
+    dest: str | os.PathLike[str] | None = None
+    headers: Mapping[str, str] | None = None
+    existing: Existing | None = None
+    timeout: Timeout | None = None
+    sink: Sink | None = None
+    parsed_url: URL = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parsed_url", parse_url(self.url))
+        if self.existing is not None and not isinstance(self.existing, Existing):
+            raise InvalidRequestError(
+                f"existing must be an adownload.Existing, not {self.existing!r}", url=str(self.url)
+            )
+        if self.timeout is not None and not isinstance(self.timeout, Timeout):
+            raise InvalidRequestError(
+                f"timeout must be an adownload.Timeout, not {self.timeout!r}", url=str(self.url)
+            )
+        if self.sink is not None and self.path is not None:
+            raise InvalidRequestError("give a path or a sink, not both", url=str(self.url))
+
+
+#: What `download_many` and `as_completed` accept for each file.
+Item: TypeAlias = "str | URL | Request"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one download ended.
+
+    - `url`: the URL asked for, as a string.
+    - `request`: the full `Request`, or None when the item could not be made into one (then
+      `error` is an `InvalidRequestError` saying why).
+    - `ok`: True when the file is in place: downloaded now, or `skipped` because it already was.
+    - `error`: why it failed (a `DownloadError`), or None.
+    - `path`: the file written or skipped (for a failure: the file it was meant to be, when known).
+    - `status`: the HTTP status of the final response, or None if none was received.
+    - `size`: bytes written by this download (0 when skipped).
+    - `final_url`: the URL after redirects, when a response was received.
+    - `elapsed`: seconds from the start of the download to its end.
+    """
+
+    url: str
+    request: Request | None
+    path: Path | None = None
+    error: DownloadError | None = None
+    status: int | None = None
+    size: int = 0
+    skipped: bool = False
+    final_url: str | None = None
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def __repr__(self) -> str:
+        if self.skipped:
+            state = "skipped"
+        elif self.error is None:
+            state = "ok"
+        else:
+            state = f"error={self.error!r}"
+        return f"<Outcome {state} url={self.url!r} path={self.path!s} size={self.size}>"

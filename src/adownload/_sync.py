@@ -1,0 +1,82 @@
+"""Blocking wrappers for scripts: they run an event loop for the caller."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable, Mapping
+
+from ._config import Existing, Limits, Timeout
+from ._downloader import Downloader
+from ._models import Item, Outcome
+
+__all__ = ["download", "download_many"]
+
+
+def _refuse_inside_event_loop(name: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"adownload.{name}() blocks, so it cannot be called from a running event loop; "
+        f"use 'async with adownload.Downloader() as dl: await dl.{name}(...)' instead"
+    )
+
+
+def download(
+    item: Item,
+    *,
+    dest: str | os.PathLike[str] | None = None,
+    timeout: Timeout = Timeout(),  # noqa: B008  (frozen)
+    existing: Existing = Existing.SKIP,
+    headers: Mapping[str, str] | None = None,
+    content_disposition: bool = False,
+) -> Outcome:
+    """Download one file and return its `Outcome`; raise a `DownloadError` if it fails.
+
+    The blocking twin of `Downloader.download`, for scripts:
+
+    >>> adownload.download("https://example.org/a.zip", dest="downloads/")  # doctest: +SKIP
+    """
+    _refuse_inside_event_loop("download")
+
+    async def main() -> Outcome:
+        async with Downloader(
+            timeout=timeout,
+            existing=existing,
+            headers=headers,
+            content_disposition=content_disposition,
+        ) as dl:
+            return await dl.download(item, dest=dest)
+
+    return asyncio.run(main())
+
+
+def download_many(
+    items: Iterable[Item],
+    *,
+    dest: str | os.PathLike[str] | None = None,
+    limits: Limits = Limits(),  # noqa: B008  (frozen)
+    timeout: Timeout = Timeout(),  # noqa: B008
+    existing: Existing = Existing.SKIP,
+    headers: Mapping[str, str] | None = None,
+    content_disposition: bool = False,
+) -> list[Outcome]:
+    """Download every item concurrently; return one `Outcome` per item, in order.
+
+    The blocking twin of `Downloader.download_many`; failures are outcomes, not exceptions.
+    """
+    _refuse_inside_event_loop("download_many")
+
+    async def main() -> list[Outcome]:
+        async with Downloader(
+            limits=limits,
+            timeout=timeout,
+            existing=existing,
+            headers=headers,
+            content_disposition=content_disposition,
+        ) as dl:
+            return await dl.download_many(items, dest=dest)
+
+    return asyncio.run(main())
