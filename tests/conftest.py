@@ -11,6 +11,8 @@ Routes (the last path segment is the file name the client will pick):
 - `/cd/{name}?cd=HEADER`          a file with that Content-Disposition header
 - `/gzip/{name}`                  gzip bytes sent with Content-Encoding: gzip
 - `/headers/{name}`               the request headers back, as JSON
+- `/docs/{version}/{name}`        50,000 bytes of `name`; 404 for versions 9.*
+- `/dir/`                         a small HTML page at a URL that ends with a slash
 - `/go/{name}?to=PATH`            302 to PATH
 
 The server counts hits per path, tracks how many requests run at once (`peak`), and records
@@ -162,6 +164,16 @@ def make_app(stats: Stats) -> web.Application:
     @routes.get("/headers/{name}")
     async def headers(request: web.Request) -> web.Response:
         return web.json_response(dict(request.headers))
+
+    @routes.get("/docs/{version}/{name}")
+    async def docs(request: web.Request) -> web.Response:
+        if request.match_info["version"].startswith("9"):
+            raise web.HTTPNotFound()
+        return web.Response(body=payload(request.match_info["name"], 50_000))
+
+    @routes.get("/dir/")
+    async def directory(request: web.Request) -> web.Response:
+        return web.Response(text="<html>an index</html>", content_type="text/html")
 
     @routes.get("/go/{name}")
     async def go(request: web.Request) -> web.Response:

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 import adownload
-from adownload import Downloader, HTTPStatusError, Limits, Outcome, Request
+from adownload import Downloader, HTTPStatusError, Item, Limits, Outcome, Request
 
 from .conftest import Server, json_body, listing, payload
 
@@ -23,7 +23,9 @@ async def test_download_writes_the_exact_bytes_and_reports_them(server: Server, 
 
     assert (dest / "a.zip").read_bytes() == payload("a.zip", 300_000)
     assert listing(dest) == ["a.zip"]  # no .part left behind
-    assert outcome.ok and outcome.error is None and not outcome.skipped
+    assert outcome.ok
+    assert outcome.error is None
+    assert not outcome.skipped
     assert outcome.url == url
     assert outcome.path == dest / "a.zip"
     assert outcome.status == 200
@@ -82,8 +84,10 @@ async def test_download_many_returns_outcomes_in_input_order_next_to_failures(
     assert [o.url for o in outcomes] == urls
     assert [o.ok for o in outcomes] == [True, False, True, False, True]
     assert [o.status for o in outcomes] == [200, 404, 200, 500, 200]
-    assert isinstance(outcomes[1].error, HTTPStatusError) and outcomes[1].error.status == 404
-    assert isinstance(outcomes[3].error, HTTPStatusError) and outcomes[3].error.status == 500
+    assert isinstance(outcomes[1].error, HTTPStatusError)
+    assert outcomes[1].error.status == 404
+    assert isinstance(outcomes[3].error, HTTPStatusError)
+    assert outcomes[3].error.status == 500
     assert outcomes[1].path == dest / "missing.bin"  # where it would have gone
     assert listing(dest) == ["fifth.bin", "first.bin", "third.bin"]
     assert (dest / "fifth.bin").read_bytes() == b""
@@ -138,15 +142,13 @@ async def test_as_completed_yields_each_outcome_as_it_finishes(server: Server, d
     assert listing(dest) == ["early.bin", "late.bin"]
 
 
-async def test_as_completed_pulls_items_lazily_from_a_generator(
-    server: Server, dest: Path
-) -> None:
+async def test_as_completed_pulls_items_lazily_from_a_generator(server: Server, dest: Path) -> None:
     pulled = 0
 
     def endless() -> itertools.count[int]:
         return itertools.count()
 
-    def urls():  # type: ignore[no-untyped-def]
+    def urls():
         nonlocal pulled
         for i in endless():
             pulled += 1
@@ -160,14 +162,14 @@ async def test_as_completed_pulls_items_lazily_from_a_generator(
             taken.append(outcome)
             if len(taken) == 5:
                 break
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     assert all(o.ok for o in taken)
     # Workers (2) + finished outcomes waiting in the queue (2) + the 5 taken, at most.
     assert 5 <= pulled <= 5 + 2 + 2 + 1
 
 
 async def test_as_completed_accepts_an_async_iterable(server: Server, dest: Path) -> None:
-    async def urls():  # type: ignore[no-untyped-def]
+    async def urls():
         for name in ["x.bin", "y.bin", "z.bin"]:
             await asyncio.sleep(0)
             yield server(f"/files/{name}")
@@ -178,7 +180,7 @@ async def test_as_completed_accepts_an_async_iterable(server: Server, dest: Path
 
 
 async def test_request_objects_carry_path_and_headers(server: Server, dest: Path) -> None:
-    items = [
+    items: list[Item] = [
         Request(server("/headers/h.json"), dest / "custom" / "h.json", headers={"X-Token": "t1"}),
         server("/files/plain.bin"),
     ]
@@ -211,7 +213,8 @@ async def test_file_is_named_after_the_url_asked_for_not_the_redirect(
         outcome = await dl.download(url)
     assert listing(dest) == ["asked.zip"]
     assert (dest / "asked.zip").read_bytes() == payload("target.zip", 1024)
-    assert outcome.final_url is not None and outcome.final_url.endswith("/files/target.zip")
+    assert outcome.final_url is not None
+    assert outcome.final_url.endswith("/files/target.zip")
 
 
 async def test_borrowed_session_is_used_and_left_open(server: Server, dest: Path) -> None:
@@ -227,11 +230,11 @@ async def test_borrowed_session_is_used_and_left_open(server: Server, dest: Path
 async def test_borrowed_session_with_decompression_still_saves_raw_bytes(
     server: Server, dest: Path
 ) -> None:
-    async with aiohttp.ClientSession(auto_decompress=True, raise_for_status=True) as session:
-        async with Downloader(session=session, dest=dest) as dl:
-            await dl.download(server("/gzip/raw.gz", size=1000))
-            with pytest.raises(HTTPStatusError):
-                await dl.download(server("/status/404/x"))
+    session = aiohttp.ClientSession(auto_decompress=True, raise_for_status=True)
+    async with session, Downloader(session=session, dest=dest) as dl:
+        await dl.download(server("/gzip/raw.gz", size=1000))
+        with pytest.raises(HTTPStatusError):
+            await dl.download(server("/status/404/x"))
     assert (dest / "raw.gz").read_bytes()[:2] == b"\x1f\x8b"
 
 

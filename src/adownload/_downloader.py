@@ -7,7 +7,14 @@ import dataclasses
 import enum
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -228,7 +235,7 @@ class Downloader:
         items: Iterable[Item] | AsyncIterable[Item],
         *,
         dest: str | os.PathLike[str] | None = None,
-    ) -> AsyncIterator[Outcome]:
+    ) -> AsyncGenerator[Outcome, None]:
         """Download every item like `download_many`, yielding each `Outcome` as it finishes.
 
         `items` is consumed lazily, as transfer slots free up: a generator of millions of URLs

@@ -56,7 +56,8 @@ __all__ = [
 def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
     exc = cls.__new__(cls)
     exc.args = args
-    exc.__dict__.update(state)
+    for name, value in state.items():
+        setattr(exc, name, value)
     return exc
 
 
@@ -72,9 +73,16 @@ class DownloadError(Exception):
         super().__init__(message)
         self.url = url
 
+    def __str__(self) -> str:
+        # Our message, also for the OSError subclasses, whose str() would show errno instead.
+        return str(self.args[0]) if self.args else ""
+
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only constructors break Exception's default pickling; rebuild from state.
-        return (_rebuild, (type(self), self.args, self.__dict__))
+        state = dict(self.__dict__)
+        if isinstance(self, OSError):  # errno and filename live in OSError's slots
+            state.update(errno=self.errno, filename=self.filename)
+        return (_rebuild, (type(self), self.args, state))
 
 
 class InvalidRequestError(DownloadError, ValueError):

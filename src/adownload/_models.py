@@ -40,7 +40,7 @@ def parse_url(url: str | URL) -> URL:
             f"a download item must be a URL (str or yarl.URL) or a Request, not {url!r}",
             url=None,
         )
-    if not parsed.is_absolute() or not parsed.scheme:
+    if not parsed.scheme:
         raise InvalidRequestError(f"URL is not absolute: {text!r}", url=text)
     if parsed.scheme.lower() not in _SCHEMES:
         raise InvalidRequestError(

@@ -13,6 +13,7 @@ import logging
 import os
 import stat
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -377,7 +378,10 @@ class Transfer:
 
 def _name_from_response(response: aiohttp.ClientResponse) -> str | None:
     """The safe file name a Content-Disposition header proposes, if any."""
-    disposition = response.content_disposition
+    with warnings.catch_warnings():
+        # aiohttp warns about malformed headers; a stranger's header is no reason to warn.
+        warnings.simplefilter("ignore")
+        disposition = response.content_disposition
     if disposition is None or not disposition.filename:
         return None
     return _files.safe_filename(disposition.filename)
