@@ -15,6 +15,13 @@ from ._config import Existing as Existing
 from ._config import Limits as Limits
 from ._config import Timeout as Timeout
 from ._downloader import Downloader as Downloader
+from ._events import Event as Event
+from ._events import EventHook as EventHook
+from ._events import Finished as Finished
+from ._events import Progress as Progress
+from ._events import Queued as Queued
+from ._events import Retrying as Retrying
+from ._events import Started as Started
 from ._exceptions import ConnectError as ConnectError
 from ._exceptions import ConnectTimeout as ConnectTimeout
 from ._exceptions import DestinationExistsError as DestinationExistsError
@@ -53,8 +60,11 @@ __all__ = [
     "DownloadError",
     "DownloadTimeout",
     "Downloader",
+    "Event",
+    "EventHook",
     "Existing",
     "FileSink",
+    "Finished",
     "GeneratorSink",
     "HTTPStatusError",
     "IncompleteBodyError",
@@ -63,12 +73,16 @@ __all__ = [
     "Limits",
     "MemorySink",
     "Outcome",
+    "Progress",
+    "Queued",
     "ReadTimeout",
     "RedirectError",
     "RemoteProtocolError",
     "Request",
+    "Retrying",
     "Sink",
     "SinkOpener",
+    "Started",
     "StorageError",
     "Timeout",
     "TotalTimeout",

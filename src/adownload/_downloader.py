@@ -23,6 +23,7 @@ import aiohttp
 from yarl import URL
 
 from ._config import Existing, Limits, Timeout
+from ._events import EventHook, Finished, Queued, emitter
 from ._exceptions import DownloadError, InvalidRequestError
 from ._models import Item, Outcome, Request
 from ._sinks import FileSink, Sink, SinkOpener
@@ -67,6 +68,8 @@ class Downloader:
       `GeneratorSink.open` are the alternatives).
     - `max_redirects`: redirects followed per request (10).
     - `session`: an `aiohttp.ClientSession` to borrow instead of opening one.
+    - `on_event`: called with each `Event` (queued, started, progress, retrying, finished) of
+      every download; see `adownload.Event`.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class Downloader:
         writer: SinkOpener = FileSink.open,
         max_redirects: int = 10,
         session: aiohttp.ClientSession | None = None,
+        on_event: EventHook | None = None,
     ) -> None:
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be an adownload.Limits, not {limits!r}")
@@ -110,6 +114,7 @@ class Downloader:
         self._settings: Settings | None = None
         self._state = _State.UNOPENED
         self._runners: set[asyncio.Task[None]] = set()
+        self._emit = emitter(on_event)
 
     @property
     def limits(self) -> Limits:
@@ -149,6 +154,7 @@ class Downloader:
             read_bufsize=_READ_BUFSIZE,
             limiter=Limiter(self._limits),
             path_locks=KeyedPrimitives(asyncio.Lock),
+            emit=self._emit,
         )
         self._state = _State.OPEN
         return self
@@ -205,7 +211,10 @@ class Downloader:
         request = _request_for(
             item, dest=dest, headers=headers, existing=existing, timeout=timeout, sink=sink
         )
-        return await Transfer(settings, request, None).run()
+        outcome = await _perform(settings, request, None)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome
 
     # --- many files -------------------------------------------------------------------------
 
@@ -352,19 +361,34 @@ async def _outcome_of(settings: Settings, item: Item, dest: Path | None) -> Outc
     try:
         request = item if isinstance(item, Request) else Request(item)
     except DownloadError as exc:
-        return Outcome(url=str(item), request=None, error=exc)
+        outcome = Outcome(url=str(item), request=None, error=exc)
+        if settings.emit is not None:
+            settings.emit(Queued(outcome.url, None))
+            settings.emit(Finished(outcome))
+        return outcome
+    return await _perform(settings, request, dest)
+
+
+async def _perform(settings: Settings, request: Request, dest: Path | None) -> Outcome:
+    """Run one download to its outcome, telling the event hook; raise only a cancellation."""
+    emit = settings.emit
+    if emit is not None:
+        emit(Queued(str(request.url), request))
     transfer = Transfer(settings, request, dest)
     try:
-        return await transfer.run()
+        outcome = await transfer.run()
     except DownloadError as exc:
         log.info("failed: %s: %s", transfer.url, exc)
-        return transfer.outcome(exc)
+        outcome = transfer.outcome(exc)
     except Exception as exc:
-        # A bug of ours must not take the rest of the batch down with it; say so loudly.
+        # A bug of ours must not take the rest of a batch down with it; say so loudly.
         log.exception("unexpected error downloading %s", transfer.url)
         error = DownloadError(f"unexpected error: {exc!r}", url=transfer.url)
         error.__cause__ = exc
-        return transfer.outcome(error)
+        outcome = transfer.outcome(error)
+    if emit is not None:
+        emit(Finished(outcome))
+    return outcome
 
 
 def _directory(dest: str | os.PathLike[str] | None) -> Path | None:

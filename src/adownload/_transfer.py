@@ -25,6 +25,7 @@ from multidict import CIMultiDict
 
 from . import _files
 from ._config import Existing, Limits, Timeout
+from ._events import PROGRESS_INTERVAL, Event, Progress, Started
 from ._exceptions import (
     DestinationExistsError,
     HTTPStatusError,
@@ -109,6 +110,7 @@ class Settings:
     read_bufsize: int
     limiter: Limiter
     path_locks: KeyedPrimitives[str, asyncio.Lock]
+    emit: Callable[[Event], None] | None
 
 
 class _Skipped(Exception):
@@ -244,6 +246,11 @@ class Transfer:
 
     async def _stream(self, response: aiohttp.ClientResponse, sink: Sink) -> None:
         """Copy the body into `sink` chunk by chunk and close it; check the length."""
+        emit = self._settings.emit
+        expected = response.content_length
+        if emit is not None:
+            emit(Started(self.url, self.request, self.path, expected))
+            next_progress = time.monotonic() + PROGRESS_INTERVAL
         try:
             offset = 0
             async for chunk in response.content.iter_any():
@@ -253,7 +260,11 @@ class Transfer:
                     raise self._storage_error(exc) from exc
                 offset += len(chunk)
                 self.size = offset
-            expected = response.content_length
+                if emit is not None and time.monotonic() >= next_progress:
+                    emit(Progress(self.url, self.request, offset, expected))
+                    next_progress = time.monotonic() + PROGRESS_INTERVAL
+            if emit is not None:
+                emit(Progress(self.url, self.request, offset, expected))
             if expected is not None and offset != expected:
                 raise IncompleteBodyError(
                     f"received {offset} of {expected} bytes from {self.url}",
