@@ -16,11 +16,15 @@ from adownload import (
     Limits,
     ReadTimeout,
     Request,
+    Retry,
     Timeout,
     TotalTimeout,
 )
 
 from .conftest import Server, listing, payload
+
+# Time limits are tested on their own here; retries after them are tested with the resilience.
+ONCE = Retry(attempts=1)
 
 
 async def _wait_for(event: asyncio.Event) -> None:
@@ -111,7 +115,7 @@ async def test_closing_the_downloader_stops_an_abandoned_as_completed(
 
 
 async def test_read_timeout_when_the_body_stalls(server: Server, dest: Path) -> None:
-    async with Downloader(dest=dest, timeout=Timeout(read=0.3)) as dl:
+    async with Downloader(dest=dest, timeout=Timeout(read=0.3), retry=ONCE) as dl:
         with pytest.raises(ReadTimeout) as caught:
             await dl.download(server("/stall/s.bin", after=5000))
     error = caught.value
@@ -123,7 +127,7 @@ async def test_read_timeout_when_the_body_stalls(server: Server, dest: Path) -> 
 
 
 async def test_read_timeout_when_the_headers_never_come(server: Server, dest: Path) -> None:
-    async with Downloader(dest=dest, timeout=Timeout(read=0.3)) as dl:
+    async with Downloader(dest=dest, timeout=Timeout(read=0.3), retry=ONCE) as dl:
         outcomes = await dl.download_many([server("/hang/h.bin"), server("/files/ok.bin")])
     assert isinstance(outcomes[0].error, ReadTimeout)
     assert outcomes[1].ok
@@ -132,7 +136,7 @@ async def test_read_timeout_when_the_headers_never_come(server: Server, dest: Pa
 
 async def test_total_timeout_even_while_bytes_keep_coming(server: Server, dest: Path) -> None:
     slow = server("/slow/drip.bin", delay=0.2, parts=10)
-    async with Downloader(dest=dest, timeout=Timeout(read=5, total=0.5)) as dl:
+    async with Downloader(dest=dest, timeout=Timeout(read=5, total=0.5), retry=ONCE) as dl:
         with pytest.raises(TotalTimeout) as caught:
             await dl.download(slow)
     assert caught.value.phase == "total"
@@ -142,7 +146,7 @@ async def test_total_timeout_even_while_bytes_keep_coming(server: Server, dest: 
 
 
 async def test_connect_timeout(blackhole: str, dest: Path) -> None:
-    async with Downloader(dest=dest, timeout=Timeout(connect=0.3)) as dl:
+    async with Downloader(dest=dest, timeout=Timeout(connect=0.3), retry=ONCE) as dl:
         with pytest.raises(ConnectTimeout) as caught:
             await dl.download(blackhole)
     assert caught.value.phase == "connect"
@@ -155,7 +159,7 @@ async def test_per_item_timeout_overrides_the_downloader(server: Server, dest: P
         Request(server("/stall/short.bin"), timeout=Timeout(read=0.2)),
         server("/slow/normal.bin", delay=0.3, parts=2),
     ]
-    async with Downloader(dest=dest, timeout=Timeout(read=2)) as dl:
+    async with Downloader(dest=dest, timeout=Timeout(read=2), retry=ONCE) as dl:
         outcomes = await dl.download_many(items)
     assert isinstance(outcomes[0].error, ReadTimeout)
     assert outcomes[1].ok

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 import adownload
-from adownload import Downloader, HTTPStatusError, Item, Limits, Outcome, Request
+from adownload import Downloader, HTTPStatusError, Item, Limits, Outcome, Request, Retry
 
 from .conftest import Server, json_body, listing, payload
 
@@ -78,10 +78,13 @@ async def test_download_many_returns_outcomes_in_input_order_next_to_failures(
         server("/status/500/broken.bin"),
         server("/files/fifth.bin", size=0),
     ]
-    async with Downloader(dest=dest) as dl:
+    fast = Retry(attempts=3, backoff=0.01)
+    async with Downloader(dest=dest, retry=fast) as dl:
         outcomes = await dl.download_many(urls)
 
     assert [o.url for o in outcomes] == urls
+    # 500 is worth retrying, 404 is not.
+    assert [o.attempts for o in outcomes] == [1, 1, 1, 3, 1]
     assert [o.ok for o in outcomes] == [True, False, True, False, True]
     assert [o.status for o in outcomes] == [200, 404, 200, 500, 200]
     assert isinstance(outcomes[1].error, HTTPStatusError)

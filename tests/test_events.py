@@ -14,6 +14,7 @@ from adownload import (
     HTTPStatusError,
     Progress,
     Queued,
+    Retry,
     Started,
 )
 
@@ -57,7 +58,7 @@ async def test_a_single_download_sends_finished_also_when_it_fails(
     server: Server, dest: Path
 ) -> None:
     events: list[Event] = []
-    async with Downloader(dest=dest, on_event=events.append) as dl:
+    async with Downloader(dest=dest, on_event=events.append, retry=Retry(attempts=1)) as dl:
         with pytest.raises(HTTPStatusError):
             await dl.download(server("/status/500/x.bin"))
     assert isinstance(events[-1], Finished)

@@ -13,6 +13,7 @@ leaves a truncated file at a final name.
 
 from ._config import Existing as Existing
 from ._config import Limits as Limits
+from ._config import Retry as Retry
 from ._config import Timeout as Timeout
 from ._downloader import Downloader as Downloader
 from ._events import Event as Event
@@ -22,6 +23,7 @@ from ._events import Progress as Progress
 from ._events import Queued as Queued
 from ._events import Retrying as Retrying
 from ._events import Started as Started
+from ._exceptions import ChecksumMismatchError as ChecksumMismatchError
 from ._exceptions import ConnectError as ConnectError
 from ._exceptions import ConnectTimeout as ConnectTimeout
 from ._exceptions import DestinationExistsError as DestinationExistsError
@@ -33,6 +35,8 @@ from ._exceptions import InvalidRequestError as InvalidRequestError
 from ._exceptions import ReadTimeout as ReadTimeout
 from ._exceptions import RedirectError as RedirectError
 from ._exceptions import RemoteProtocolError as RemoteProtocolError
+from ._exceptions import SizeLimitError as SizeLimitError
+from ._exceptions import StallError as StallError
 from ._exceptions import StorageError as StorageError
 from ._exceptions import TotalTimeout as TotalTimeout
 from ._exceptions import TransportError as TransportError
@@ -54,6 +58,7 @@ from ._version import __version__ as __version__
 
 __all__ = [
     "AiofilesSink",
+    "ChecksumMismatchError",
     "ConnectError",
     "ConnectTimeout",
     "DestinationExistsError",
@@ -79,9 +84,12 @@ __all__ = [
     "RedirectError",
     "RemoteProtocolError",
     "Request",
+    "Retry",
     "Retrying",
     "Sink",
     "SinkOpener",
+    "SizeLimitError",
+    "StallError",
     "Started",
     "StorageError",
     "Timeout",

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import enum
 import math
+import random
 from dataclasses import dataclass
 
-__all__ = ["Existing", "Limits", "Timeout"]
+__all__ = ["Existing", "Limits", "Retry", "Timeout"]
+
+#: Statuses that say "try again later" rather than "no".
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 def _check_seconds(name: str, value: float | None) -> None:
@@ -31,23 +35,31 @@ class Timeout:
 
     - `connect`: to get a connection (including DNS and TLS). Default 30.
     - `read`: the longest silence while waiting for the response or its next byte. Default 60.
-    - `total`: the whole download, from the first request to the file's commit. Default None:
-      a large file on a slow link may legitimately take hours.
+    - `total`: the whole download, every attempt and the waits between them included, from the
+      first request to the file's commit. Default None: a large file on a slow link may
+      legitimately take hours.
+    - `min_speed`: bytes per second; a transfer slower than that, averaged over
+      `min_speed_window` seconds, is abandoned as stalled (and retried, like aria2's
+      `--lowest-speed-limit`). Default None: no minimum.
 
     Each limit that runs out raises a `DownloadTimeout` subclass, which is also a `TimeoutError`.
 
     >>> Timeout(read=10)
-    Timeout(connect=30.0, read=10, total=None)
+    Timeout(connect=30.0, read=10, total=None, min_speed=None, min_speed_window=10.0)
     """
 
     connect: float | None = 30.0
     read: float | None = 60.0
     total: float | None = None
+    min_speed: float | None = None
+    min_speed_window: float = 10.0
 
     def __post_init__(self) -> None:
         _check_seconds("Timeout.connect", self.connect)
         _check_seconds("Timeout.read", self.read)
         _check_seconds("Timeout.total", self.total)
+        _check_seconds("Timeout.min_speed", self.min_speed)
+        _check_seconds("Timeout.min_speed_window", self.min_speed_window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +80,60 @@ class Limits:
     def __post_init__(self) -> None:
         _check_count("Limits.max_transfers", self.max_transfers)
         _check_count("Limits.max_per_host", self.max_per_host)
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """When and how often a failed download is tried again. Frozen: safe to share.
+
+    - `attempts`: tries in all, the first included, per URL (`Retry(attempts=1)`: no retries).
+    - `backoff`, `multiplier`, `max_delay`: the wait before retry k is
+      `min(max_delay, backoff * multiplier ** (k - 1))`, plus up to `jitter` of it at random.
+    - `statuses`: HTTP statuses worth another try (408, 429, 500, 502, 503, 504). A
+      `Retry-After` header (seconds or an HTTP date) replaces the computed wait, capped at
+      `max_delay`.
+    - `budget`: seconds for all attempts together; no retry starts that would end its wait
+      after it. None: no budget beyond `attempts`.
+
+    Connection errors, timeouts (connect, read, stalled), and bodies that break off are retried;
+    a retry continues from the last byte written when the server supports ranges and the file's
+    validators still match. Other 4xx statuses, checksum mismatches, size limits and refused
+    redirects are not retried.
+
+    >>> Retry(attempts=6, max_delay=60).delay(1)  # doctest: +SKIP
+    0.52
+    """
+
+    attempts: int = 4
+    backoff: float = 0.5
+    multiplier: float = 2.0
+    max_delay: float = 30.0
+    jitter: float = 0.1
+    statuses: frozenset[int] = RETRY_STATUSES
+    budget: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_count("Retry.attempts", self.attempts)
+        for name in ("backoff", "max_delay", "jitter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"Retry.{name} must be a number, not {value!r}")
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"Retry.{name} must be 0 or more and finite, not {value!r}")
+        if not (isinstance(self.multiplier, int | float) and self.multiplier >= 1):
+            raise ValueError(f"Retry.multiplier must be at least 1, not {self.multiplier!r}")
+        _check_seconds("Retry.budget", self.budget)
+        statuses = frozenset(self.statuses)
+        if not all(isinstance(s, int) and 100 <= s <= 599 for s in statuses):
+            raise ValueError(f"Retry.statuses must be HTTP status codes, not {self.statuses!r}")
+        object.__setattr__(self, "statuses", statuses)
+
+    def delay(self, retry: int, *, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number `retry` (1 for the first retry)."""
+        if retry_after is not None:
+            return min(self.max_delay, max(0.0, retry_after))
+        base = min(self.max_delay, self.backoff * self.multiplier ** (retry - 1))
+        return base + random.uniform(0, base * self.jitter)
 
 
 class Existing(enum.Enum):

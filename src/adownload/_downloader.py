@@ -22,12 +22,13 @@ from typing import Self
 import aiohttp
 from yarl import URL
 
-from ._config import Existing, Limits, Timeout
+from ._config import Existing, Limits, Retry, Timeout
 from ._events import EventHook, Finished, Queued, emitter
 from ._exceptions import DownloadError, InvalidRequestError
+from ._limits import KeyedPrimitives, Limiter
 from ._models import Item, Outcome, Request
 from ._sinks import FileSink, Sink, SinkOpener
-from ._transfer import KeyedPrimitives, Limiter, Settings, Transfer, merge_headers
+from ._transfer import Settings, Transfer, merge_headers
 from ._util import cancel_and_wait
 from ._version import USER_AGENT
 
@@ -70,6 +71,16 @@ class Downloader:
     - `session`: an `aiohttp.ClientSession` to borrow instead of opening one.
     - `on_event`: called with each `Event` (queued, started, progress, retrying, finished) of
       every download; see `adownload.Event`.
+    - `retry`: when and how often to try again (`Retry`: 4 attempts, exponential backoff).
+    - `resume`: keep the `.part` of a failed download (when the server gave validators) and
+      continue it later, in this run or the next (True).
+    - `max_size`: the largest file accepted, in bytes; refused from its Content-Length before
+      any byte is written, and checked while streaming (None: no limit).
+    - `verify_digests`: check the Content-Digest, Repr-Digest or Digest a server sends (True).
+    - `allow_downgrade`: follow a redirect from https to plain http (False).
+    - `decode_content`: ask for and decode a compressed Content-Encoding (False: the bytes on
+      disk are the bytes sent). Decoded downloads are not resumed; `max_size` caps the decoded
+      size, so a decompression bomb stops at the limit.
     """
 
     def __init__(
@@ -85,6 +96,12 @@ class Downloader:
         max_redirects: int = 10,
         session: aiohttp.ClientSession | None = None,
         on_event: EventHook | None = None,
+        retry: Retry = Retry(),  # noqa: B008  (frozen)
+        resume: bool = True,
+        max_size: int | None = None,
+        verify_digests: bool = True,
+        allow_downgrade: bool = False,
+        decode_content: bool = False,
     ) -> None:
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be an adownload.Limits, not {limits!r}")
@@ -96,6 +113,12 @@ class Downloader:
             raise TypeError(f"max_redirects must be an int, not {max_redirects!r}")
         if max_redirects < 0:
             raise ValueError(f"max_redirects must be 0 or more, not {max_redirects}")
+        if not isinstance(retry, Retry):
+            raise TypeError(f"retry must be an adownload.Retry, not {retry!r}")
+        if max_size is not None and (
+            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0
+        ):
+            raise ValueError(f"max_size must be a number of bytes or None, not {max_size!r}")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError(f"session must be an aiohttp.ClientSession, not {session!r}")
         self._dest = Path(dest)
@@ -103,9 +126,16 @@ class Downloader:
         self._timeout = timeout
         self._existing = existing
         # identity: the bytes on disk are the bytes of the resource; a .tar.gz stays gzipped.
-        self._headers = merge_headers(
-            {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}, headers
-        )
+        defaults = {"User-Agent": USER_AGENT}
+        if not decode_content:
+            defaults["Accept-Encoding"] = "identity"
+        self._headers = merge_headers(defaults, headers)
+        self._retry = retry
+        self._resume = resume
+        self._max_size = max_size
+        self._verify_digests = verify_digests
+        self._allow_downgrade = allow_downgrade
+        self._decode_content = decode_content
         self._content_disposition = content_disposition
         self._writer = writer
         self._max_redirects = max_redirects
@@ -155,6 +185,12 @@ class Downloader:
             limiter=Limiter(self._limits),
             path_locks=KeyedPrimitives(asyncio.Lock),
             emit=self._emit,
+            retry=self._retry,
+            resume=self._resume,
+            max_size=self._max_size,
+            verify_digests=self._verify_digests,
+            allow_downgrade=self._allow_downgrade,
+            decode_content=self._decode_content,
         )
         self._state = _State.OPEN
         return self
@@ -200,6 +236,8 @@ class Downloader:
         existing: Existing | None = None,
         timeout: Timeout | None = None,
         sink: Sink | None = None,
+        checksum: str | None = None,
+        max_size: int | None = None,
     ) -> Outcome:
         """Download one file and return its `Outcome`; raise a `DownloadError` if it fails.
 
@@ -209,7 +247,14 @@ class Downloader:
         """
         settings = self._open_settings()
         request = _request_for(
-            item, dest=dest, headers=headers, existing=existing, timeout=timeout, sink=sink
+            item,
+            dest=dest,
+            headers=headers,
+            existing=existing,
+            timeout=timeout,
+            sink=sink,
+            checksum=checksum,
+            max_size=max_size,
         )
         outcome = await _perform(settings, request, None)
         if outcome.error is not None:
@@ -403,6 +448,8 @@ def _request_for(
     existing: Existing | None,
     timeout: Timeout | None,
     sink: Sink | None,
+    checksum: str | None,
+    max_size: int | None,
 ) -> Request:
     overrides: dict[str, object] = {
         key: value
@@ -411,6 +458,8 @@ def _request_for(
             "existing": existing,
             "timeout": timeout,
             "sink": sink,
+            "checksum": checksum,
+            "max_size": max_size,
         }.items()
         if value is not None
     }

@@ -6,6 +6,8 @@ DownloadError                       every failure of a download; has .url
 ├── UnsafePathError (ValueError)     a name or target that would escape or write through a link
 ├── DestinationExistsError (FileExistsError)   the target exists and the policy is ERROR
 ├── HTTPStatusError                  the server answered with an error status; has .status
+├── ChecksumMismatchError            the bytes do not match the expected or announced digest
+├── SizeLimitError                   the file is larger than the size limit; has .limit
 ├── TransportError                   the exchange with the server failed
 │   ├── ConnectError                 no connection could be made
 │   ├── RedirectError                too many redirects, or a redirect we refuse to follow
@@ -14,6 +16,7 @@ DownloadError                       every failure of a download; has .url
 ├── DownloadTimeout (TimeoutError)   a time limit ran out; has .phase
 │   ├── ConnectTimeout               while connecting
 │   ├── ReadTimeout                  no byte arrived for the idle-read limit
+│   ├── StallError                   the transfer ran below the minimum speed
 │   └── TotalTimeout                 the whole download took longer than its total limit
 └── StorageError (OSError)           the local file system refused (no space, permission, ...)
 ```
@@ -35,6 +38,7 @@ from typing import Any
 import aiohttp
 
 __all__ = [
+    "ChecksumMismatchError",
     "ConnectError",
     "ConnectTimeout",
     "DestinationExistsError",
@@ -46,6 +50,8 @@ __all__ = [
     "ReadTimeout",
     "RedirectError",
     "RemoteProtocolError",
+    "SizeLimitError",
+    "StallError",
     "StorageError",
     "TotalTimeout",
     "TransportError",
@@ -113,15 +119,67 @@ class DestinationExistsError(DownloadError, FileExistsError):
 
 
 class HTTPStatusError(DownloadError):
-    """The server answered with a status that is not a success (404, 500, ...)."""
+    """The server answered with a status that is not a success (404, 500, ...).
+
+    `retry_after` is the wait in seconds the server asked for with `Retry-After`, if any.
+    """
 
     status: int
     reason: str
+    retry_after: float | None
 
-    def __init__(self, message: str, *, url: str | None, status: int, reason: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None,
+        status: int,
+        reason: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message, url=url)
         self.status = status
         self.reason = reason
+        self.retry_after = retry_after
+
+
+class ChecksumMismatchError(DownloadError):
+    """The downloaded bytes do not have the digest that was expected.
+
+    `algorithm` is hashlib's name for it, `expected` and `actual` are hex digests; `source` says
+    where the expected one came from ("checksum", "Content-Digest", "Repr-Digest", "Digest").
+    """
+
+    algorithm: str
+    expected: str
+    actual: str
+    source: str
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None,
+        algorithm: str,
+        expected: str,
+        actual: str,
+        source: str = "checksum",
+    ) -> None:
+        super().__init__(message, url=url)
+        self.algorithm = algorithm
+        self.expected = expected
+        self.actual = actual
+        self.source = source
+
+
+class SizeLimitError(DownloadError):
+    """The file is larger than the size limit (`limit`, in bytes); nothing of it is kept."""
+
+    limit: int
+
+    def __init__(self, message: str, *, url: str | None, limit: int) -> None:
+        super().__init__(message, url=url)
+        self.limit = limit
 
 
 class TransportError(DownloadError):
@@ -177,6 +235,10 @@ class ConnectTimeout(DownloadTimeout):
 
 class ReadTimeout(DownloadTimeout):
     """No byte arrived for `Timeout.read` seconds."""
+
+
+class StallError(DownloadTimeout):
+    """The transfer ran slower than `Timeout.min_speed` for `Timeout.min_speed_window` seconds."""
 
 
 class TotalTimeout(DownloadTimeout):

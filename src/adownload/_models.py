@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import TypeAlias
@@ -13,6 +13,7 @@ from yarl import URL
 from ._config import Existing, Timeout
 from ._exceptions import DownloadError, InvalidRequestError
 from ._sinks import Sink
+from ._verify import parse_checksum
 
 __all__ = ["Item", "Outcome", "Request"]
 
@@ -64,6 +65,12 @@ class Request:
     - `existing`: the policy when the target file exists (see `Existing`).
     - `timeout`: time limits for this file (see `Timeout`).
     - `sink`: send the bytes to this sink (e.g. a `MemorySink`) instead of a file.
+    - `checksum`: the expected digest, `"sha256:<hex>"` (any algorithm hashlib has); computed
+      while the bytes stream, and a mismatch fails the download and keeps nothing.
+    - `mirrors`: further URLs of the same file, tried in turn when one fails; a download moves
+      on from the bytes already written when the validators allow it. The file is named after
+      `url`.
+    - `max_size`: the largest file accepted, in bytes (overrides the downloader's).
 
     >>> Request("https://example.org/a.zip", path="archives/a-2024.zip")  # doctest: +ELLIPSIS
     Request(url='https://example.org/a.zip', path='archives/a-2024.zip', ...)
@@ -77,10 +84,35 @@ class Request:
     existing: Existing | None = None
     timeout: Timeout | None = None
     sink: Sink | None = None
+    checksum: str | None = None
+    mirrors: Sequence[str | URL] = ()
+    max_size: int | None = None
     parsed_url: URL = field(init=False, repr=False, compare=False)
+    parsed_mirrors: tuple[URL, ...] = field(init=False, repr=False, compare=False)
+    expected_digest: tuple[str, str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parsed_url", parse_url(self.url))
+        if isinstance(self.mirrors, str | URL):
+            raise InvalidRequestError(
+                "mirrors must be a list of URLs, not a single URL", url=str(self.url)
+            )
+        mirrors = tuple(self.mirrors)
+        object.__setattr__(self, "mirrors", mirrors)
+        object.__setattr__(self, "parsed_mirrors", tuple(parse_url(m) for m in mirrors))
+        object.__setattr__(
+            self,
+            "expected_digest",
+            None if self.checksum is None else parse_checksum(self.checksum, url=str(self.url)),
+        )
+        if self.max_size is not None and (
+            isinstance(self.max_size, bool)
+            or not isinstance(self.max_size, int)
+            or self.max_size < 0
+        ):
+            raise InvalidRequestError(
+                f"max_size must be a number of bytes, not {self.max_size!r}", url=str(self.url)
+            )
         if self.existing is not None and not isinstance(self.existing, Existing):
             raise InvalidRequestError(
                 f"existing must be an adownload.Existing, not {self.existing!r}", url=str(self.url)
@@ -111,6 +143,8 @@ class Outcome:
     - `size`: bytes written by this download (0 when skipped).
     - `final_url`: the URL after redirects, when a response was received.
     - `elapsed`: seconds from the start of the download to its end.
+    - `attempts`: requests made for it (1 when the first one worked, 0 when skipped).
+    - `resumed_from`: bytes that were already on disk when the last attempt continued them.
     """
 
     url: str
@@ -122,6 +156,8 @@ class Outcome:
     skipped: bool = False
     final_url: str | None = None
     elapsed: float = 0.0
+    attempts: int = 0
+    resumed_from: int = 0
 
     @property
     def ok(self) -> bool:

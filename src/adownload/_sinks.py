@@ -298,6 +298,10 @@ class MemorySink:
     async def close(self) -> None:
         self.closed = True
 
+    async def truncate(self, size: int) -> None:
+        """Drop everything after the first `size` bytes (a download that starts over)."""
+        del self._data[size:]
+
     def getvalue(self) -> bytes:
         """The bytes written so far."""
         return bytes(self._data)

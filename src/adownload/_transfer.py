@@ -1,8 +1,11 @@
-"""One file's way from URL to disk: plan the target, request, stream into a sink, verify, commit.
+"""One file's way from URL to disk: plan, request, stream into a sink, verify, commit, retry.
 
-Only a complete, verified file ever reaches its final name: bytes go to `<name>.part`, which is
-moved into place by `_files.commit` once the body is complete. Any failure or cancellation
-removes the `.part` file and leaves whatever was at the final name untouched.
+Only a complete, verified file ever reaches its final name. Bytes go to `<name>.part`; when
+the server gave validators (a strong ETag or Last-Modified), `<name>.part.state` records what
+the part belongs to, so a later attempt, or a later run, continues it with `Range` and
+`If-Range` instead of starting over. The part is moved into place by `_files.commit` once the
+body is complete and every digest matches. A failure keeps a resumable part and removes
+anything else; the final name is never touched before the commit.
 """
 
 from __future__ import annotations
@@ -11,88 +14,62 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import stat
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
-from . import _files
-from ._config import Existing, Limits, Timeout
-from ._events import PROGRESS_INTERVAL, Event, Progress, Started
+from . import _files, _state
+from ._config import Existing, Retry, Timeout
+from ._events import PROGRESS_INTERVAL, Event, Progress, Retrying, Started
 from ._exceptions import (
+    ChecksumMismatchError,
     DestinationExistsError,
+    DownloadError,
+    DownloadTimeout,
     HTTPStatusError,
     IncompleteBodyError,
     InvalidRequestError,
+    RedirectError,
     RemoteProtocolError,
+    SizeLimitError,
+    StallError,
     StorageError,
     TotalTimeout,
+    TransportError,
     UnsafePathError,
     translate_client_errors,
 )
+from ._limits import KeyedPrimitives, Limiter
 from ._models import Outcome, Request
 from ._sinks import Sink, SinkOpener
+from ._state import PartState
+from ._verify import Hashes, check, parse_digest_fields, parse_legacy_digest
 
 log = logging.getLogger("adownload")
 
-_K = TypeVar("_K")
-_P = TypeVar("_P", bound=AbstractAsyncContextManager[object])
-
-
-class KeyedPrimitives(Generic[_K, _P]):
-    """One lock or semaphore per key, made on first use and dropped when nobody holds or waits
-    for it, so that a million distinct hosts or paths do not pile up in memory."""
-
-    __slots__ = ("_entries", "_factory")
-
-    def __init__(self, factory: Callable[[], _P]) -> None:
-        self._factory = factory
-        self._entries: dict[_K, tuple[_P, list[int]]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: _K) -> AsyncIterator[None]:
-        entry = self._entries.get(key)
-        if entry is None:
-            entry = self._entries[key] = (self._factory(), [0])
-        primitive, users = entry
-        users[0] += 1
-        try:
-            async with primitive:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._entries[key]
-
-
-class Limiter:
-    """Admission of transfers: at most `max_per_host` per host and `max_transfers` in all.
-
-    The host's permit is taken first, so a transfer waiting for a busy host does not hold one
-    of the global permits that a transfer to another host could use.
-    """
-
-    __slots__ = ("_hosts", "_transfers")
-
-    def __init__(self, limits: Limits) -> None:
-        self._transfers = asyncio.Semaphore(limits.max_transfers)
-        per_host = limits.max_per_host
-        self._hosts: KeyedPrimitives[tuple[str, str | None, int | None], asyncio.Semaphore] = (
-            KeyedPrimitives(lambda: asyncio.Semaphore(per_host))
-        )
-
-    @asynccontextmanager
-    async def slot(self, request: Request) -> AsyncIterator[None]:
-        url = request.parsed_url
-        async with self._hosts.hold((url.scheme, url.host, url.port)), self._transfers:
-            yield
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Request headers that carry credentials: not sent on to another origin after a redirect.
+_CREDENTIALS = ("Authorization", "Proxy-Authorization", "Cookie")
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+_UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
+# Errors after which trying again cannot help: the next attempt would meet the same wall.
+_FATAL = (
+    StorageError,
+    UnsafePathError,
+    DestinationExistsError,
+    InvalidRequestError,
+    SizeLimitError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +88,12 @@ class Settings:
     limiter: Limiter
     path_locks: KeyedPrimitives[str, asyncio.Lock]
     emit: Callable[[Event], None] | None
+    retry: Retry
+    resume: bool
+    max_size: int | None
+    verify_digests: bool
+    allow_downgrade: bool
+    decode_content: bool
 
 
 class _Skipped(Exception):
@@ -118,6 +101,19 @@ class _Skipped(Exception):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+
+class _StartOver(Exception):
+    """Internal: the bytes kept so far cannot be continued; the next request starts at zero."""
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one attempt asks for."""
+
+    url: URL
+    offset: int  # the first byte asked for
+    probe: bool  # only the last byte, to confirm that a complete part is still current
 
 
 class Transfer:
@@ -129,178 +125,594 @@ class Transfer:
         self.url = str(request.url)
         self.timeout = request.timeout or settings.timeout
         self.existing = request.existing or settings.existing
+        self.max_size = request.max_size if request.max_size is not None else settings.max_size
         self._dest = dest
+        self._resume = settings.resume and not settings.decode_content
         self.path: Path | None = None
         self.status: int | None = None
         self.final_url: str | None = None
         self.size = 0
+        self.attempts = 0
+        self.resumed_from = 0
         self.started = time.monotonic()
+        self._part: Path | None = None
+        self._state_file: Path | None = None
+        # What the bytes on hand (in the .part or the sink) are a prefix of, when resumable.
+        self._state: PartState | None = None
+        self._sink_size = 0  # bytes in a caller's sink
+        self._sink_touched = False  # whether a caller's sink has been written to
+        self._no_ranges: set[URL] = set()  # URLs whose range answers cannot be trusted
+        self._stack: contextlib.AsyncExitStack | None = None
 
-    def outcome(self, error: Exception | None = None, *, skipped: bool = False) -> Outcome:
+    def outcome(self, error: DownloadError | None = None, *, skipped: bool = False) -> Outcome:
         return Outcome(
             url=self.url,
             request=self.request,
             path=self.path,
-            error=error,  # type: ignore[arg-type]  # always a DownloadError by the caller
+            error=error,
             status=self.status,
             size=self.size,
             skipped=skipped,
             final_url=self.final_url,
             elapsed=time.monotonic() - self.started,
+            attempts=self.attempts,
+            resumed_from=self.resumed_from,
         )
 
+    # --- the whole download ---------------------------------------------------------------
+
     async def run(self) -> Outcome:
-        """Download the file; raise a `DownloadError` on failure."""
+        """Download the file; raise a `DownloadError` when it fails for good."""
         request = self.request
         try:
-            if request.sink is not None:
-                async with self._exchange() as response:
-                    await self._stream(response, request.sink)
-                return self.outcome()
-            if request.path is not None:
-                target = Path(request.path)
-                self._ensure_directory(target.parent)
-                return await self._save_to(target)
-            if not self._settings.content_disposition:
-                name = _files.name_from_url(request.parsed_url)
-                return await self._save_to(self._join(self._directory(), name))
-            # The name may come from the response, so the request goes first.
-            async with self._exchange() as response:
-                name = _name_from_response(response) or _files.name_from_url(request.parsed_url)
-                target = self._join(self._directory(), name)
-                async with self._lock(target):
-                    await self._save(response, self._resolve_existing(target))
-            return self.outcome()
+            async with contextlib.AsyncExitStack() as stack:
+                self._stack = stack
+                if request.sink is None:
+                    if request.path is not None:
+                        target = Path(request.path)
+                        self._ensure_directory(target.parent)
+                        await self._claim(target)
+                    elif not self._settings.content_disposition:
+                        name = _files.name_from_url(request.parsed_url)
+                        await self._claim(self._join(self._directory(), name))
+                    # else: the name comes with the first response, see _receive.
+                await self._with_total_timeout()
         except _Skipped as skip:
             self.path = skip.path
             self.size = 0
             return self.outcome(skipped=True)
-
-    async def _save_to(self, target: Path) -> Outcome:
-        async with self._lock(target):
-            target = self._resolve_existing(target)
-            async with self._exchange() as response:
-                await self._save(response, target)
         return self.outcome()
 
-    # --- the exchange with the server -----------------------------------------------------
+    async def _with_total_timeout(self) -> None:
+        limit = self.timeout.total
+        total = asyncio.timeout(limit)
+        sink = self.request.sink
+        try:
+            async with total:
+                await self._attempt_all()
+            if sink is not None:
+                await self._close(sink)
+        except TimeoutError as exc:
+            if sink is not None:
+                await _close_quietly(sink)
+            if total.expired():
+                raise TotalTimeout(
+                    f"download took longer than {limit}s: {self.url}",
+                    url=self.url,
+                    phase="total",
+                    seconds=limit,
+                ) from exc
+            raise
+        except BaseException:
+            if sink is not None:
+                await _close_quietly(sink)
+            raise
 
-    @asynccontextmanager
-    async def _exchange(self) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Take a slot, send the request and yield a successful response whose body is unread.
+    async def _attempt_all(self) -> None:
+        """Try the URL and its mirrors, retrying as the `Retry` policy says."""
+        retry = self._settings.retry
+        urls = [self.request.parsed_url, *self.request.parsed_mirrors]
+        tries = [0] * len(urls)
+        alive = list(range(len(urls)))
+        position = 0
+        retries = 0
+        while True:
+            index = alive[position % len(alive)]
+            tries[index] += 1
+            self.attempts += 1
+            try:
+                await self._attempt(urls[index])
+                return
+            except _StartOver:
+                log.info("starting %s over from the first byte", self.url)
+                tries[index] -= 1
+                continue
+            except DownloadError as exc:
+                error = exc
+            if isinstance(error, _FATAL):
+                raise error
+            if not self._retryable(error) or tries[index] >= retry.attempts:
+                alive.remove(index)  # this URL is done; the next mirror takes over
+                if not alive:
+                    raise error
+            else:
+                position += 1
+            next_index = alive[position % len(alive)]
+            delay = 0.0
+            if tries[next_index]:  # back to a URL that failed already: back off first
+                retries += 1
+                retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
+                delay = retry.delay(retries, retry_after=retry_after)
+            if retry.budget is not None and time.monotonic() - self.started + delay > retry.budget:
+                raise error
+            log.info("attempt %d for %s failed: %s", self.attempts, self.url, error)
+            if self._settings.emit is not None:
+                self._settings.emit(Retrying(self.url, self.request, self.attempts, delay, error))
+            await asyncio.sleep(delay)
 
-        The total time limit covers the request and everything done with the response inside
-        the `async with` block; aiohttp's errors raised anywhere inside it are translated.
-        """
+    def _retryable(self, error: DownloadError) -> bool:
+        if isinstance(error, HTTPStatusError):
+            return error.status in self._settings.retry.statuses
+        if isinstance(error, ChecksumMismatchError | RedirectError):
+            return False
+        return isinstance(error, TransportError | DownloadTimeout)
+
+    # --- one attempt ----------------------------------------------------------------------
+
+    async def _attempt(self, url: URL) -> None:
+        plan = self._plan(url)
         settings = self._settings
-        timeout = self.timeout
+        async with settings.limiter.slot(url):
+            with translate_client_errors(self.url, read_timeout=self.timeout.read):
+                response = await self._send(plan)
+                try:
+                    await self._receive(response, plan)
+                except BaseException:
+                    response.close()
+                    raise
+                response.release()
+
+    def _plan(self, url: URL) -> _Plan:
+        state = self._state
+        if state is None or not self._resume or url in self._no_ranges:
+            return _Plan(url, 0, probe=False)
+        have = self._bytes_on_hand()
+        if state.length is not None and have >= state.length > 0:
+            # Complete already: ask for the last byte only, to learn whether it is still current.
+            return _Plan(url, state.length - 1, probe=True)
+        return _Plan(url, have, probe=False)
+
+    def _bytes_on_hand(self) -> int:
+        if self.request.sink is not None:
+            return self._sink_size
+        assert self._part is not None
+        try:
+            # The .part is written front to back by one stream, so its size is the done prefix.
+            return os.lstat(self._part).st_size
+        except FileNotFoundError:
+            return 0
+
+    async def _send(self, plan: _Plan) -> aiohttp.ClientResponse:
+        """GET `plan.url`, following redirects ourselves so that each hop can be checked."""
+        settings = self._settings
         headers = settings.headers
         if self.request.headers:
             headers = headers.copy()
             headers.update(self.request.headers)
-        async with settings.limiter.slot(self.request):
-            total = asyncio.timeout(timeout.total)
+        if plan.offset or plan.probe:
+            assert self._state is not None
+            headers = headers.copy()
+            end = str(plan.offset) if plan.probe else ""
+            headers["Range"] = f"bytes={plan.offset}-{end}"
+            if_range = self._state.if_range()
+            if if_range:
+                headers["If-Range"] = if_range
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.timeout.connect, sock_read=self.timeout.read
+        )
+        current = plan.url
+        seen = {current}
+        for hop in range(settings.max_redirects + 1):
+            response = await settings.session.get(
+                current,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+                auto_decompress=settings.decode_content,
+                raise_for_status=False,
+                read_bufsize=settings.read_bufsize,
+            )
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECTS or location is None:
+                return response
+            response.close()
             try:
-                async with total:
-                    with translate_client_errors(self.url, read_timeout=timeout.read):
-                        async with settings.session.get(
-                            self.request.parsed_url,
-                            headers=headers,
-                            timeout=aiohttp.ClientTimeout(
-                                total=None, connect=timeout.connect, sock_read=timeout.read
-                            ),
-                            allow_redirects=True,
-                            max_redirects=settings.max_redirects,
-                            auto_decompress=False,
-                            raise_for_status=False,
-                            read_bufsize=settings.read_bufsize,
-                        ) as response:
-                            self.status = response.status
-                            self.final_url = str(response.url)
-                            log.debug("%s %s <- %s", response.status, response.reason, self.url)
-                            self._check_status(response)
-                            yield response
-            except TimeoutError as exc:
-                if total.expired():
-                    raise TotalTimeout(
-                        f"download took longer than {timeout.total}s: {self.url}",
-                        url=self.url,
-                        phase="total",
-                        seconds=timeout.total,
-                    ) from exc
-                raise
+                target = current.join(URL(location))
+            except (ValueError, TypeError):
+                raise RedirectError(
+                    f"malformed redirect {location!r} from {current}", url=self.url
+                ) from None
+            self._check_redirect(current, target, hop, seen)
+            if (target.scheme, target.host, target.port) != (
+                current.scheme,
+                current.host,
+                current.port,
+            ):
+                headers = headers.copy()
+                for name in _CREDENTIALS:
+                    headers.pop(name, None)
+            seen.add(target)
+            log.debug("redirect %s -> %s", current, target)
+            current = target
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _check_status(self, response: aiohttp.ClientResponse) -> None:
+    def _check_redirect(self, current: URL, target: URL, hop: int, seen: set[URL]) -> None:
+        if target.scheme not in ("http", "https") or not target.host:
+            raise RedirectError(
+                f"refused redirect from {current} to a {target.scheme or 'relative'}: URL",
+                url=self.url,
+            )
+        downgrade = current.scheme == "https" and target.scheme == "http"
+        if downgrade and not self._settings.allow_downgrade:
+            raise RedirectError(
+                f"refused redirect from https to plain http: {target}", url=self.url
+            )
+        if target in seen:
+            raise RedirectError(f"redirect loop at {target}", url=self.url)
+        if hop >= self._settings.max_redirects:
+            raise RedirectError(
+                f"more than {self._settings.max_redirects} redirects from {self.url}",
+                url=self.url,
+            )
+
+    async def _receive(self, response: aiohttp.ClientResponse, plan: _Plan) -> None:
+        self.status = response.status
+        self.final_url = str(response.url)
+        log.debug("%s %s <- %s", response.status, response.reason, response.url)
+        _check_framing(response, self.url)
+        ranged = bool(plan.offset or plan.probe)
+        try:
+            offset, length = self._interpret(response, plan, ranged)
+        except _Complete:
+            await self._finish_complete()
+            return
+        if self.request.sink is None and self._part is None:
+            # Content-Disposition naming: the target is known only now.
+            name = _name_from_response(response) or _files.name_from_url(self.request.parsed_url)
+            await self._claim(self._join(self._directory(), name), resume=False)
+        if self.max_size is not None and length is not None and length > self.max_size:
+            self._discard()
+            raise SizeLimitError(
+                f"{self.url} is {length} bytes, over the limit of {self.max_size}",
+                url=self.url,
+                limit=self.max_size,
+            )
+        if offset == 0:
+            self._adopt(response, length)
+        self.resumed_from = offset
+        sink = self.request.sink
+        if sink is not None:
+            if offset == 0 and self._sink_touched:
+                await _truncate(sink, self.url)
+            self._sink_touched = True
+            await self._stream(response, sink, offset, length, plan)
+            return
+        assert self._part is not None
+        assert self.path is not None
+        if offset == 0:
+            self._remove_part()
+        try:
+            file_sink = await self._settings.writer(self._part, existing=offset > 0)
+        except OSError as exc:
+            raise self._storage_error(exc, self._part) from exc
+        try:
+            await self._stream(response, file_sink, offset, length, plan)
+        except BaseException as exc:
+            await _close_quietly(file_sink)
+            self._keep_or_discard(exc)
+            raise
+        await self._close(file_sink)
+        self._commit_part()
+
+    async def _finish_complete(self) -> None:
+        """The bytes on hand are the whole current file: verify the checksum and commit."""
+        self.size = self.resumed_from = self._bytes_on_hand()
+        wanted = self.request.expected_digest
+        if wanted is not None:
+            hashes = Hashes([wanted[0]])
+            await self._hash_prefix(hashes, self.size)
+            try:
+                check(
+                    hashes, {wanted[0]: bytes.fromhex(wanted[1])}, source="checksum", url=self.url
+                )
+            except ChecksumMismatchError:
+                self._discard()
+                raise
+        if self.request.sink is None:
+            self._commit_part()
+
+    def _commit_part(self) -> None:
+        assert self._part is not None
+        assert self.path is not None
+        self.path = self._commit(self._part, self.path)
+        if self._state_file is not None:
+            _files.remove_quietly(self._state_file)
+
+    def _interpret(
+        self, response: aiohttp.ClientResponse, plan: _Plan, ranged: bool
+    ) -> tuple[int, int | None]:
+        """Decide from the status where the body goes: (offset, length of the whole file)."""
         status = response.status
         if status == 206:
-            raise RemoteProtocolError(
-                f"206 Partial Content to a request without Range: {self.url}", url=self.url
-            )
+            if not ranged:
+                raise RemoteProtocolError(
+                    f"206 Partial Content to a request without Range: {self.url}", url=self.url
+                )
+            return plan.offset, self._check_partial(response, plan)
+        if status == 416 and ranged:
+            self._check_unsatisfiable(response, plan)
         if not 200 <= status < 300:
             raise HTTPStatusError(
                 f"HTTP {status} {response.reason or ''}".rstrip() + f" for {self.url}",
                 url=self.url,
                 status=status,
                 reason=response.reason or "",
+                retry_after=_retry_after(response.headers.get("Retry-After")),
             )
+        if ranged:
+            # The server sent the whole file: it ignores ranges, or the file changed (If-Range).
+            log.info("%s: the server sent the whole file; starting over", self.url)
+            self._discard()
+        length = None if self._settings.decode_content else response.content_length
+        return 0, length
 
-    async def _stream(self, response: aiohttp.ClientResponse, sink: Sink) -> None:
-        """Copy the body into `sink` chunk by chunk and close it; check the length."""
-        emit = self._settings.emit
-        expected = response.content_length
-        if emit is not None:
-            emit(Started(self.url, self.request, self.path, expected))
-            next_progress = time.monotonic() + PROGRESS_INTERVAL
+    def _check_partial(self, response: aiohttp.ClientResponse, plan: _Plan) -> int | None:
+        state = self._state
+        assert state is not None
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        wanted_end = plan.offset if plan.probe else None
+        if match is None:
+            self._no_ranges.add(plan.url)
+            raise RemoteProtocolError(
+                f"206 without a valid Content-Range from {plan.url}", url=self.url
+            )
+        start, end = int(match.group(1)), int(match.group(2))
+        total = None if match.group(3) == "*" else int(match.group(3))
+        if (
+            start != plan.offset
+            or end < start
+            or (wanted_end is not None and end != wanted_end)
+            or (total is not None and end >= total)
+            or (state.length is not None and total != state.length)
+            or (wanted_end is None and total is not None and end != total - 1)
+        ):
+            self._no_ranges.add(plan.url)
+            raise RemoteProtocolError(
+                f"Content-Range {response.headers['Content-Range']!r} from {plan.url} does not "
+                f"match the range asked for (bytes={plan.offset}-"
+                f"{'' if wanted_end is None else wanted_end})",
+                url=self.url,
+            )
+        etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+        if (etag or modified) and not state.matches(etag, modified):
+            # If-Range should have prevented this: never splice another version on.
+            self._discard()
+            raise _StartOver
+        return total if total is not None else state.length
+
+    def _check_unsatisfiable(self, response: aiohttp.ClientResponse, plan: _Plan) -> None:
+        """A 416: the part is complete if the server's size and validators say so."""
+        state = self._state
+        assert state is not None
+        match = _UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
+        etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+        if match and int(match.group(1)) == plan.offset and state.matches(etag, modified):
+            raise _Complete
+        self._discard()
+        raise _StartOver
+
+    def _adopt(self, response: aiohttp.ClientResponse, length: int | None) -> None:
+        """A fresh body starts: remember its validators when it can be resumed later."""
+        state = PartState(
+            url=_state.identity(self.request.parsed_url),
+            length=length,
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+        )
+        self._state = state if self._resume and state.resumable else None
+        self._sink_size = 0
+        if self._state_file is None:
+            return
+        if self._state is None:
+            _files.remove_quietly(self._state_file)
+            return
         try:
-            offset = 0
-            async for chunk in response.content.iter_any():
-                try:
-                    await sink.write_at(offset, chunk)
-                except OSError as exc:
-                    raise self._storage_error(exc) from exc
-                offset += len(chunk)
-                self.size = offset
-                if emit is not None and time.monotonic() >= next_progress:
-                    emit(Progress(self.url, self.request, offset, expected))
-                    next_progress = time.monotonic() + PROGRESS_INTERVAL
-            if emit is not None:
-                emit(Progress(self.url, self.request, offset, expected))
-            if expected is not None and offset != expected:
-                raise IncompleteBodyError(
-                    f"received {offset} of {expected} bytes from {self.url}",
+            _state.save(self._state_file, self._state)
+        except OSError as exc:
+            raise self._storage_error(exc, self._state_file) from exc
+
+    async def _stream(
+        self,
+        response: aiohttp.ClientResponse,
+        sink: Sink,
+        offset: int,
+        length: int | None,
+        plan: _Plan,
+    ) -> None:
+        """Copy the body into `sink` from `offset`, hashing, counting and checking as it goes."""
+        settings = self._settings
+        emit = settings.emit
+        full, partial, expected = self._expected_digests(response)
+        if full and offset:
+            await self._hash_prefix(full, offset)
+        if emit is not None:
+            emit(Started(self.url, self.request, self.path, length, offset))
+            next_progress = time.monotonic() + PROGRESS_INTERVAL
+        min_speed = self.timeout.min_speed
+        window = self.timeout.min_speed_window
+        window_start, window_bytes = time.monotonic(), 0
+        max_size = self.max_size
+        position = offset
+        self.size = position
+        async for chunk in response.content.iter_any():
+            try:
+                await sink.write_at(position, chunk)
+            except OSError as exc:
+                raise self._storage_error(exc) from exc
+            position += len(chunk)
+            self.size = position
+            if self.request.sink is not None:
+                self._sink_size = position
+            if full:
+                full.update(chunk)
+            if partial:
+                partial.update(chunk)
+            if max_size is not None and position > max_size:
+                self._discard()
+                raise SizeLimitError(
+                    f"{self.url} grew over the limit of {max_size} bytes",
                     url=self.url,
-                    expected=expected,
-                    received=offset,
+                    limit=max_size,
                 )
-        except BaseException:
-            # The error that got us here matters more than one from closing.
-            with contextlib.suppress(Exception):
-                await sink.close()
-            raise
+            if min_speed is not None:
+                now = time.monotonic()
+                if now - window_start >= window:
+                    if (position - window_bytes - offset) / (now - window_start) < min_speed:
+                        raise StallError(
+                            f"slower than {min_speed:.0f} bytes/s for {window}s: {self.url}",
+                            url=self.url,
+                            phase="speed",
+                            seconds=window,
+                        )
+                    window_start, window_bytes = now, position - offset
+            if emit is not None and time.monotonic() >= next_progress:
+                emit(Progress(self.url, self.request, position, length))
+                next_progress = time.monotonic() + PROGRESS_INTERVAL
+        if emit is not None:
+            emit(Progress(self.url, self.request, position, length))
+        received = position - offset
+        announced = None if settings.decode_content else response.content_length
+        if announced is not None and received != announced:
+            raise IncompleteBodyError(
+                f"received {received} of {announced} bytes from {self.url}",
+                url=self.url,
+                expected=announced,
+                received=received,
+            )
+        if length is not None and position != length:
+            raise IncompleteBodyError(
+                f"the file has {position} of {length} bytes: {self.url}",
+                url=self.url,
+                expected=length,
+                received=position,
+            )
+        for source, digests, scope in expected:
+            try:
+                check(full if scope == "full" else partial, digests, source=source, url=self.url)
+            except ChecksumMismatchError:
+                self._discard()
+                raise
+
+    def _expected_digests(
+        self, response: aiohttp.ClientResponse
+    ) -> tuple[Hashes, Hashes, list[tuple[str, dict[str, bytes], str]]]:
+        """The digests to check: the caller's checksum and those the server announces."""
+        expected: list[tuple[str, dict[str, bytes], str]] = []
+        wanted = self.request.expected_digest
+        if wanted is not None:
+            expected.append(("checksum", {wanted[0]: bytes.fromhex(wanted[1])}, "full"))
+        if self._settings.verify_digests and not self._settings.decode_content:
+            headers = response.headers
+            partial_response = response.status == 206
+            for name, parse, scope in (
+                ("Repr-Digest", parse_digest_fields, "full"),
+                ("Digest", parse_legacy_digest, "full"),
+                ("Content-Digest", parse_digest_fields, "partial" if partial_response else "full"),
+            ):
+                value = headers.get(name)
+                digests = parse(value) if value else {}
+                if digests:
+                    expected.append((name, digests, scope))
+        full = Hashes(a for _, d, scope in expected if scope == "full" for a in d)
+        partial = Hashes(a for _, d, scope in expected if scope == "partial" for a in d)
+        return full, partial, expected
+
+    async def _hash_prefix(self, hashes: Hashes, length: int) -> None:
+        """Feed the bytes already on hand to `hashes`: a resumed file is hashed whole."""
+        if self.request.sink is not None:
+            raise RemoteProtocolError(
+                "cannot verify a digest of a resumed download into a custom sink", url=self.url
+            )
+        assert self._part is not None
+        part = self._part
+
+        def read() -> None:
+            fd = os.open(part, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as file:
+                remaining = length
+                while remaining:
+                    block = file.read(min(remaining, 1 << 20))
+                    if not block:
+                        raise OSError(f"{part} is shorter than {length} bytes")
+                    hashes.update(block)
+                    remaining -= len(block)
+
+        try:
+            await asyncio.to_thread(read)
+        except OSError as exc:
+            raise self._storage_error(exc, part) from exc
+
+    # --- files ------------------------------------------------------------------------------
+
+    async def _claim(self, target: Path, *, resume: bool = True) -> None:
+        """Lock `target`, apply the existing-file policy, and adopt a resumable `.part`."""
+        assert self._stack is not None
+        await self._stack.enter_async_context(self._lock(target))
+        target = self._resolve_existing(target)
+        self.path = target
+        self._part = _files.part_path(target)
+        self._state_file = _state.state_path(self._part)
+        state = _state.load(self._state_file) if self._resume and resume else None
+        if (
+            state is not None
+            and state.resumable
+            and state.url == _state.identity(self.request.parsed_url)
+            and _is_regular_file(self._part)
+        ):
+            self._state = state
+            log.debug("found %s to resume", self._part)
+        else:
+            self._discard()
+
+    def _keep_or_discard(self, exc: BaseException) -> None:
+        """After a failed attempt: keep a resumable `.part` (with its state), or remove it."""
+        if self._state is None or isinstance(exc, ChecksumMismatchError | SizeLimitError):
+            self._discard()
+            return
+        assert self._state_file is not None
+        self._state.ranges = [(0, self._bytes_on_hand())]
+        with contextlib.suppress(OSError):
+            _state.save(self._state_file, self._state)
+
+    def _discard(self) -> None:
+        """Forget the bytes on hand: remove the `.part` and its state."""
+        self._state = None
+        self._sink_size = 0
+        if self._part is not None:
+            self._remove_part()
+        if self._state_file is not None:
+            _files.remove_quietly(self._state_file)
+
+    def _remove_part(self) -> None:
+        # Removing a link planted at the .part name removes the link, not its target.
+        assert self._part is not None
+        _files.remove_quietly(self._part)
+
+    async def _close(self, sink: Sink) -> None:
         try:
             await sink.close()
         except OSError as exc:
             raise self._storage_error(exc) from exc
-
-    # --- files ------------------------------------------------------------------------------
-
-    async def _save(self, response: aiohttp.ClientResponse, target: Path) -> None:
-        """Stream the body into `target`'s `.part` file and move it into place."""
-        self.path = target
-        part = _files.part_path(target)
-        # A .part left by an earlier run (or planted) is replaced: removing a planted link
-        # removes the link, not its target, and the exclusive open below creates a fresh file.
-        _files.remove_quietly(part)
-        try:
-            sink = await self._settings.writer(part)
-        except OSError as exc:
-            raise self._storage_error(exc, part) from exc
-        try:
-            await self._stream(response, sink)
-            self.path = self._commit(part, target)
-        except BaseException:
-            _files.remove_quietly(part)
-            raise
 
     def _commit(self, part: Path, target: Path) -> Path:
         while True:
@@ -315,7 +727,7 @@ class Transfer:
                 if self.existing is Existing.RENAME:
                     target = _files.free_name(target)
                     continue
-                _files.remove_quietly(part)
+                self._discard()
                 if self.existing is Existing.SKIP:
                     raise _Skipped(target) from None
                 raise DestinationExistsError(
@@ -385,6 +797,59 @@ class Transfer:
         return StorageError(
             f"cannot write {path}: {exc.strerror or exc}", url=self.url, path=path, errno=exc.errno
         )
+
+
+class _Complete(Exception):
+    """Internal: a 416 confirmed that the part on hand is the whole, current file."""
+
+
+async def _truncate(sink: Sink, url: str) -> None:
+    """Empty a caller's sink before a download starts over, if the sink can be emptied."""
+    truncate = getattr(sink, "truncate", None)
+    if truncate is None:
+        raise DownloadError(
+            f"{url} must start over, but its sink cannot be emptied (it has no truncate())",
+            url=url,
+        )
+    await truncate(0)
+
+
+async def _close_quietly(sink: Sink) -> None:
+    # The error that got us here matters more than one from closing.
+    with contextlib.suppress(Exception):
+        await sink.close()
+
+
+def _is_regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _check_framing(response: aiohttp.ClientResponse, url: str) -> None:
+    """Refuse a response whose length is ambiguous: duplicate or malformed Content-Length."""
+    lengths = [value for name, value in response.raw_headers if name.lower() == b"content-length"]
+    if len(lengths) > 1:
+        raise RemoteProtocolError(f"duplicate Content-Length headers from {url}", url=url)
+    if lengths and not lengths[0].strip().isdigit():
+        raise RemoteProtocolError(f"malformed Content-Length {lengths[0]!r} from {url}", url=url)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _name_from_response(response: aiohttp.ClientResponse) -> str | None:
