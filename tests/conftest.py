@@ -297,3 +297,8 @@ def listing(directory: Path) -> list[str]:
 def json_body(path: Path) -> dict[str, str]:
     result: dict[str, str] = json.loads(path.read_text())
     return result
+
+
+# The fault-injecting servers' fixtures, for every test module. Imported last: faults.py uses
+# the helpers above.
+from .faults import faults, raw, threaded_faults  # noqa: E402, F401

@@ -258,7 +258,7 @@ class StorageError(DownloadError, OSError):
 
 
 @contextmanager
-def translate_client_errors(url: str, *, read_timeout: float | None = None) -> Iterator[None]:
+def translate_client_errors(url: str) -> Iterator[None]:
     """Re-raise aiohttp's exceptions as adownload's, the most specific match first.
 
     The one place in the package that knows aiohttp's exception tree.
@@ -268,12 +268,8 @@ def translate_client_errors(url: str, *, read_timeout: float | None = None) -> I
     except aiohttp.ConnectionTimeoutError as exc:
         raise ConnectTimeout(f"timed out connecting for {url}", url=url, phase="connect") from exc
     except aiohttp.ServerTimeoutError as exc:
-        raise ReadTimeout(
-            f"no data received for {read_timeout}s from {url}",
-            url=url,
-            phase="read",
-            seconds=read_timeout,
-        ) from exc
+        # Only a borrowed session's own sock_read: ours is adownload's IdleTimeout.
+        raise ReadTimeout(f"no data received in time from {url}", url=url, phase="read") from exc
     except aiohttp.TooManyRedirects as exc:
         raise RedirectError(f"too many redirects for {url}", url=url) from exc
     except (aiohttp.InvalidUrlRedirectClientError, aiohttp.NonHttpUrlRedirectClientError) as exc:

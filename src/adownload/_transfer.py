@@ -39,6 +39,7 @@ from ._exceptions import (
     HTTPStatusError,
     IncompleteBodyError,
     InvalidRequestError,
+    ReadTimeout,
     RedirectError,
     RemoteProtocolError,
     SizeLimitError,
@@ -53,6 +54,7 @@ from ._limits import KeyedPrimitives, Limiter
 from ._models import Outcome, Request
 from ._sinks import Sink, SinkOpener
 from ._state import PartState
+from ._util import IdleTimeout
 from ._verify import Hashes, check, parse_digest_fields, parse_legacy_digest
 
 log = logging.getLogger("adownload")
@@ -143,6 +145,7 @@ class Transfer:
         self._sink_touched = False  # whether a caller's sink has been written to
         self._no_ranges: set[URL] = set()  # URLs whose range answers cannot be trusted
         self._stack: contextlib.AsyncExitStack | None = None
+        self._idle: IdleTimeout  # the read watchdog of the attempt under way
 
     def outcome(self, error: DownloadError | None = None, *, skipped: bool = False) -> Outcome:
         return Outcome(
@@ -261,16 +264,29 @@ class Transfer:
 
     async def _attempt(self, url: URL) -> None:
         plan = self._plan(url)
-        settings = self._settings
-        async with settings.limiter.slot(url):
-            with translate_client_errors(self.url, read_timeout=self.timeout.read):
-                response = await self._send(plan)
-                try:
-                    await self._receive(response, plan)
-                except BaseException:
-                    response.close()
-                    raise
-                response.release()
+        timeout = self.timeout
+        async with self._settings.limiter.slot(url):
+            idle = IdleTimeout(timeout.read, grace=timeout.connect or 0.0)
+            try:
+                async with idle:
+                    self._idle = idle
+                    with translate_client_errors(self.url):
+                        response = await self._send(plan)
+                        try:
+                            await self._receive(response, plan)
+                        except BaseException:
+                            response.close()
+                            raise
+                        response.release()
+            except TimeoutError as exc:
+                if idle.expired():
+                    raise ReadTimeout(
+                        f"no data received for {timeout.read}s from {self.url}",
+                        url=self.url,
+                        phase="read",
+                        seconds=timeout.read,
+                    ) from exc
+                raise
 
     def _plan(self, url: URL) -> _Plan:
         state = self._state
@@ -307,9 +323,8 @@ class Transfer:
             if_range = self._state.if_range()
             if if_range:
                 headers["If-Range"] = if_range
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.timeout.connect, sock_read=self.timeout.read
-        )
+        # No sock_read: the IdleTimeout around the attempt does that job for less CPU.
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout.connect)
         current = plan.url
         seen = {current}
         for hop in range(settings.max_redirects + 1):
@@ -322,6 +337,7 @@ class Transfer:
                 raise_for_status=False,
                 read_bufsize=settings.read_bufsize,
             )
+            self._idle.touch()
             location = response.headers.get("Location")
             if response.status not in _REDIRECTS or location is None:
                 return response
@@ -554,7 +570,16 @@ class Transfer:
         max_size = self.max_size
         position = offset
         self.size = position
-        async for chunk in response.content.iter_any():
+        # readchunk() hands over aiohttp's buffers one by one; iter_any() would join them first.
+        read = response.content.readchunk
+        touch = self._idle.touch
+        while True:
+            chunk, end_of_http_chunk = await read()
+            touch()
+            if not chunk:
+                if end_of_http_chunk:  # a boundary of chunked encoding, not the end
+                    continue
+                break
             try:
                 await sink.write_at(position, chunk)
             except OSError as exc:

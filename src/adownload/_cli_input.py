@@ -1,0 +1,305 @@
+"""Input files for `adownload -i`: read as a stream, parsed into entries, made into Requests.
+
+The format is aria2c's: one URL per line; blank lines and `#` comments are ignored; indented
+`key=value` lines under a URL set options for that URL; several URLs on one line, separated by
+tabs or spaces, are mirrors of one file.
+
+```
+https://www.python.org/ftp/python/doc/3.13.2/python-3.13.2-docs-html.zip
+  dir=docs
+  out=python-3.13-docs.zip
+  checksum=sha-256=0123...cdef
+```
+
+A file is never read whole: lines are parsed as they arrive, so a file of a million lines (or
+a pipe that is still being written) starts downloading at once, in flat memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import hashlib
+import os
+import re
+import stat
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from ._exceptions import InvalidRequestError
+from ._models import Request
+
+__all__ = ["Entry", "EntryParser", "InputReader", "RejectedEntry", "request_for"]
+
+#: Bytes asked for per read, and reads that may wait for the parser: the read-ahead bound.
+_CHUNK = 64 << 10
+_READ_AHEAD = 4
+#: A longer line is not a URL; it is reported instead of being held in memory.
+_MAX_LINE = 64 << 10
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class RejectedEntry(Exception):
+    """An entry of an input file that cannot be downloaded; the message says where and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One file an input file asks for: its URLs (mirrors of one file) and per-file options.
+
+    `line` is the URL line's number. `problem` says why the entry cannot be used (a bad option
+    line, a line that is not UTF-8; `line` is then that line's number); the entry is reported
+    as failed instead of being downloaded.
+    """
+
+    line: int
+    urls: tuple[str, ...]
+    out: str | None = None
+    dir: str | None = None
+    checksum: str | None = None
+    problem: str | None = None
+
+
+class EntryParser:
+    """Turns numbered lines into entries. An entry is complete when the next URL line (or the
+    end of the input, `finish()`) arrives, since option lines follow their URL."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: Entry | None = None
+
+    def feed(self, number: int, raw: bytes) -> Entry | None:
+        """Take line `number` (without its newline); return the entry it completes, if any."""
+        try:
+            line = raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            return self.reject(number, "the line is not UTF-8 text")
+        text = line.strip()
+        if not text or text.startswith("#"):
+            return None
+        if line[0] in " \t":
+            self._option(number, text)
+            return None
+        return self._complete(Entry(number, tuple(text.split())))
+
+    def reject(self, number: int, problem: str) -> Entry | None:
+        """Record line `number` as an unusable entry; return the entry it completes, if any."""
+        return self._complete(Entry(number, (), problem=problem))
+
+    def finish(self) -> Entry | None:
+        """The last entry, at the end of the input."""
+        return self._complete(None)
+
+    def _complete(self, entry: Entry | None) -> Entry | None:
+        done = self._pending
+        self._pending = entry
+        return done
+
+    def _option(self, number: int, text: str) -> None:
+        entry = self._pending
+        if entry is None or not entry.urls:
+            self._pending = Entry(number, (), problem="an option line with no URL line above it")
+            return
+        if entry.problem is not None:
+            return
+        key, equals, value = text.partition("=")
+        key = key.strip()
+        value = value.strip()
+        try:
+            if not equals:
+                raise ValueError(f"expected an option as 'key=value', not {text!r}")
+            if key not in ("out", "dir", "checksum"):
+                raise ValueError(f"unknown option {key!r} (known: out, dir, checksum)")
+            if getattr(entry, key) is not None:
+                raise ValueError(f"{key}= is given twice for one URL")
+            if key == "out":
+                self._pending = dataclasses.replace(entry, out=value)
+            elif key == "dir":
+                self._pending = dataclasses.replace(entry, dir=value)
+            else:
+                self._pending = dataclasses.replace(entry, checksum=parse_checksum(value))
+        except ValueError as exc:
+            # The line of the problem is the one to show; the URL stays for the report.
+            self._pending = dataclasses.replace(entry, line=number, problem=str(exc))
+
+
+def parse_checksum(text: str) -> str:
+    """`sha-256=HEX` (as aria2c writes it) or `sha256:HEX`, as `algorithm:hex` in hashlib's
+    names; raise ValueError if it is neither, names an unknown algorithm or has the wrong
+    length."""
+    match = re.fullmatch(r"([A-Za-z0-9-]+)[=:]([0-9A-Za-z]+)", text)
+    if match is None:
+        raise ValueError(f"expected checksum=sha-256=HEX or checksum=sha256:HEX, not {text!r}")
+    name = match[1].lower().replace("-", "")
+    digest = match[2].lower()
+    try:
+        size = hashlib.new(name).digest_size
+    except ValueError:
+        raise ValueError(f"unknown checksum algorithm {match[1]!r}") from None
+    if not _HEX.fullmatch(digest) or len(digest) != 2 * size:
+        raise ValueError(f"a {name} checksum is {2 * size} hex digits, not {digest!r}")
+    return f"{name}:{digest}"
+
+
+def parse_lines(lines: Iterable[bytes]) -> Iterator[Entry]:
+    """The entries of an input already split into lines (for tests and small inputs)."""
+    parser = EntryParser()
+    for number, raw in enumerate(lines, 1):
+        if (entry := parser.feed(number, raw)) is not None:
+            yield entry
+    if (entry := parser.finish()) is not None:
+        yield entry
+
+
+def request_for(entry: Entry, dest: Path, *, source: str) -> Request:
+    """The `Request` an entry stands for, with `out=` and `dir=` inside `dest`.
+
+    Raise `RejectedEntry` saying `source:line: why` when the entry cannot be downloaded.
+    """
+    where = f"{source}:{entry.line}"
+    if entry.problem is not None:
+        raise RejectedEntry(f"{where}: {entry.problem}")
+    # What the library cannot do yet; each becomes a keyword below once it can.
+    if len(entry.urls) > 1:
+        raise RejectedEntry(
+            f"{where}: several URLs on one line (mirrors of one file) are not supported yet"
+        )
+    if entry.checksum is not None:
+        raise RejectedEntry(f"{where}: checksum= is not supported yet")
+    directory = dest
+    try:
+        if entry.dir is not None:
+            directory = dest / _inside("dir", entry.dir)
+        if entry.out is not None:
+            return Request(entry.urls[0], directory / _inside("out", entry.out))
+        return Request(entry.urls[0], dest=directory)
+    except (ValueError, InvalidRequestError) as exc:
+        raise RejectedEntry(f"{where}: {exc}") from None
+
+
+def _inside(key: str, value: str) -> PurePosixPath:
+    """`value` as a relative path that cannot leave the directory it is joined to."""
+    parts = value.replace("\\", "/").split("/")
+    if not value or value.startswith(("/", "\\")) or _DRIVE.match(value):
+        raise ValueError(f"{key}= must be a relative path inside the destination, not {value!r}")
+    if ".." in parts:
+        raise ValueError(f"{key}= must not go up with '..': {value!r}")
+    if _CONTROL.search(value):
+        raise ValueError(f"{key}= contains a control character: {value!r}")
+    if key == "out" and parts[-1] in ("", "."):
+        raise ValueError(f"out= must name a file, not {value!r}")
+    return PurePosixPath(value)
+
+
+class InputReader:
+    """The lines of an input file or pipe, read in a thread of its own, as they arrive.
+
+    A pipe may go quiet for minutes (`producer | adownload -i -`), and a read on the event loop
+    would freeze every transfer meanwhile; a read on a regular file is quick but still a disk
+    access. So a daemon thread reads chunks, at most `_READ_AHEAD` ahead of the parser, and
+    hands them to the loop. The thread is not joined: a read from a pipe that nobody writes
+    can block forever and no thread can interrupt it. It stops by itself after its current
+    read once told to stop (or once the loop is gone), and, being a daemon, never keeps the
+    process alive. It closes the file it reads when it ends, unless that is standard input.
+    """
+
+    def __init__(self, file: BinaryIO, name: str, *, close: bool) -> None:
+        self.name = name
+        self._file = file
+        self._close = close
+        self._queue: asyncio.Queue[bytes | OSError] = asyncio.Queue()
+        self._room = threading.Semaphore(_READ_AHEAD)
+        self._stopped = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def open(cls, path: str) -> InputReader:
+        """Open the file at `path`; raise OSError if it cannot be read."""
+        file = open(path, "rb")  # noqa: SIM115  (the reading thread closes it)
+        try:
+            if stat.S_ISDIR(os.fstat(file.fileno()).st_mode):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+        except BaseException:
+            file.close()
+            raise
+        return cls(file, path, close=True)
+
+    async def entries(self) -> AsyncIterator[Entry]:
+        """The input's entries, parsed as its bytes arrive; raise OSError if reading fails."""
+        parser = EntryParser()
+        number = 0
+        pending = b""
+        overlong = False  # skipping the rest of a line that is too long to be a URL
+        async for chunk in self._chunks():
+            if number == 0 and not pending:
+                chunk = chunk.removeprefix(b"\xef\xbb\xbf")  # a byte order mark
+            *lines, pending = (pending + chunk).split(b"\n")
+            for raw in lines:
+                number += 1
+                if overlong:
+                    overlong = False
+                elif (entry := parser.feed(number, raw)) is not None:
+                    yield entry
+            if len(pending) > _MAX_LINE:
+                if not overlong:
+                    problem = f"the line is longer than {_MAX_LINE} bytes"
+                    if (entry := parser.reject(number + 1, problem)) is not None:
+                        yield entry
+                    overlong = True
+                pending = b""
+        if pending and not overlong and (entry := parser.feed(number + 1, pending)) is not None:
+            yield entry
+        if (entry := parser.finish()) is not None:
+            yield entry
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        self._loop = asyncio.get_running_loop()
+        thread = threading.Thread(target=self._pump, name=f"adownload input {self.name}")
+        thread.daemon = True
+        thread.start()
+        try:
+            while True:
+                item = await self._queue.get()
+                self._room.release()
+                if isinstance(item, OSError):
+                    raise item
+                if not item:
+                    return
+                yield item
+        finally:
+            self._stopped = True
+            self._room.release()  # wakes the thread if it waits for room, so that it ends
+
+    def _pump(self) -> None:
+        fd = self._file.fileno()
+        try:
+            while True:
+                self._room.acquire()
+                if self._stopped:
+                    return
+                try:
+                    chunk = os.read(fd, _CHUNK)
+                except OSError as exc:
+                    self._hand(exc)
+                    return
+                if not self._hand(chunk) or not chunk:
+                    return
+        finally:
+            if self._close:
+                self._file.close()
+
+    def _hand(self, item: bytes | OSError) -> bool:
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            return False
+        return True

@@ -1,0 +1,308 @@
+"""What the command line prints: lines for logs and pipes, JSON Lines, and the summary.
+
+Every reporter is an `on_event` hook: it sees the downloader's public events and nothing else.
+The progress bars for a terminal live in `_cli_progress`, which imports rich; nothing here does,
+so a run in a pipe or a cron job starts without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from ._events import Event, Finished, Progress, Queued, Retrying, Started
+from ._exceptions import DownloadError
+from ._models import Outcome
+
+__all__ = ["JsonReporter", "LinesReporter", "Reporter", "Stream", "Tally"]
+
+#: Failures kept for the summary; the rest are counted (and were printed as they happened).
+MAX_LISTED_FAILURES = 20
+
+
+class Stream:
+    """A text stream that a closed pipe (`adownload ... | head`) silences instead of crashing.
+
+    Writes are small and happen on the event loop: a terminal or a pipe takes them at once, and
+    keeping them in order matters more than a thread hop would save.
+    """
+
+    def __init__(self, file: TextIO) -> None:
+        self.file = file
+        self.closed = False
+
+    def line(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            self.file.write(text + "\n")
+            self.file.flush()
+        except BrokenPipeError:
+            self.closed = True
+            # Later writes, and the interpreter's flush at exit, go nowhere instead of failing.
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.file.fileno())
+                os.close(devnull)
+
+
+def format_size(size: float) -> str:
+    """Bytes in decimal units, as download tools show them: `999 B`, `1.2 MB`."""
+    if size < 1000:
+        return f"{size:.0f} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        size /= 1000
+        if size < 999.95 or unit == "TB":
+            return f"{size:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def describe_error(error: BaseException | None) -> str:
+    return str(error) or type(error).__name__
+
+
+@dataclass
+class Tally:
+    """What happened so far, for the summary and the exit status."""
+
+    downloaded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return self.downloaded + self.skipped + self.failed
+
+    def add(self, outcome: Outcome) -> None:
+        self.bytes += outcome.size
+        if outcome.error is not None:
+            self.failed += 1
+            if len(self.failures) < MAX_LISTED_FAILURES:
+                self.failures.append((outcome.url, describe_error(outcome.error)))
+        elif outcome.skipped:
+            self.skipped += 1
+        else:
+            self.downloaded += 1
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def summary(self) -> list[str]:
+        """The closing lines: counts, bytes, time and speed, then which files failed and why."""
+        elapsed = self.elapsed()
+        speed = self.bytes / elapsed if elapsed > 0 else 0.0
+        lines = [
+            f"{self.downloaded} downloaded, {self.skipped} skipped, {self.failed} failed:"
+            f" {format_size(self.bytes)} in {format_seconds(elapsed)}"
+            f" ({format_size(speed)}/s)"
+        ]
+        if self.failed:
+            lines.append("failed:")
+            lines.extend(f"  {url}: {why}" for url, why in self.failures)
+            if self.failed > len(self.failures):
+                lines.append(f"  ... and {self.failed - len(self.failures)} more, shown above")
+        return lines
+
+
+class Reporter:
+    """The base of every display: dispatches events and keeps the `Tally`.
+
+    Call it with each event (it is the downloader's `on_event` hook); `set_total` says how many
+    files there are once that is known, and `finish` prints the end of the story.
+    """
+
+    def __init__(self, out: Stream, err: Stream) -> None:
+        self.out = out
+        self.err = err
+        self.tally = Tally()
+        self.total: int | None = None
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case Queued():
+                self.queued(event)
+            case Started():
+                self.started(event)
+            case Progress():
+                self.progress(event)
+            case Retrying():
+                self.retrying(event)
+            case Finished(outcome=outcome):
+                self.tally.add(outcome)
+                self.finished(outcome)
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+
+    @contextlib.asynccontextmanager
+    async def showing(self) -> AsyncIterator[None]:
+        """Around the downloads: a live display runs while this is open."""
+        yield
+
+    def queued(self, event: Queued) -> None:
+        pass
+
+    def started(self, event: Started) -> None:
+        pass
+
+    def progress(self, event: Progress) -> None:
+        pass
+
+    def retrying(self, event: Retrying) -> None:
+        self.err.line(
+            f"retrying {event.url} in {event.delay:.1f} s"
+            f" (attempt {event.attempt} failed: {describe_error(event.error)})"
+        )
+
+    def finished(self, outcome: Outcome) -> None:
+        if outcome.error is not None:
+            self.err.line(f"failed {outcome.url}: {describe_error(outcome.error)}")
+
+    def finish(self, *, interrupted: bool) -> None:
+        for line in self.tally.summary():
+            self.err.line(line)
+
+
+class LinesReporter(Reporter):
+    """For pipes and logs: one line per finished file, no control characters.
+
+    Files in place go to standard output, failures to standard error as they happen; the
+    summary follows on standard error. `quiet` keeps only the failures.
+    """
+
+    def __init__(self, out: Stream, err: Stream, *, quiet: bool) -> None:
+        super().__init__(out, err)
+        self.quiet = quiet
+
+    def retrying(self, event: Retrying) -> None:
+        if not self.quiet:
+            super().retrying(event)
+
+    def finished(self, outcome: Outcome) -> None:
+        super().finished(outcome)
+        if self.quiet or outcome.error is not None:
+            return
+        if outcome.skipped:
+            self.out.line(f"skipped {outcome.path} (already there)")
+        else:
+            self.out.line(
+                f"saved {outcome.path} ({format_size(outcome.size)}"
+                f" in {format_seconds(outcome.elapsed)})"
+            )
+
+    def finish(self, *, interrupted: bool) -> None:
+        if not self.quiet:
+            super().finish(interrupted=interrupted)
+        elif self.tally.failed:
+            self.err.line(f"{self.tally.failed} of {self.tally.done} downloads failed")
+
+
+class JsonReporter(Reporter):
+    """JSON Lines on standard output: one object per event, and a summary object at the end.
+
+    Every object has `type` (queued, started, progress, retrying, finished, summary). The
+    events of a file have its `url`; byte counts are `bytes` (received or written so far) and
+    `total` (announced size, or null); a failure has `error` (the message) and `error_type`
+    (the adownload exception's name). An entry of an input file that cannot be downloaded has
+    only a `finished` event.
+    """
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        self.out.line(json.dumps(record))
+
+    def queued(self, event: Queued) -> None:
+        self._emit({"type": "queued", "url": event.url})
+
+    def started(self, event: Started) -> None:
+        self._emit(
+            {
+                "type": "started",
+                "url": event.url,
+                "path": _path(event.path),
+                "total": event.total,
+                "offset": event.offset,
+            }
+        )
+
+    def progress(self, event: Progress) -> None:
+        self._emit(
+            {"type": "progress", "url": event.url, "bytes": event.received, "total": event.total}
+        )
+
+    def retrying(self, event: Retrying) -> None:
+        self._emit(
+            {
+                "type": "retrying",
+                "url": event.url,
+                "attempt": event.attempt,
+                "delay": round(event.delay, 3),
+                **_error(event.error),
+            }
+        )
+
+    def finished(self, outcome: Outcome) -> None:
+        self._emit(
+            {
+                "type": "finished",
+                "url": outcome.url,
+                "ok": outcome.ok,
+                "skipped": outcome.skipped,
+                "path": _path(outcome.path),
+                "status": outcome.status,
+                "bytes": outcome.size,
+                "final_url": outcome.final_url,
+                "elapsed": round(outcome.elapsed, 3),
+                **_error(outcome.error),
+            }
+        )
+
+    def finish(self, *, interrupted: bool) -> None:
+        tally = self.tally
+        self._emit(
+            {
+                "type": "summary",
+                "downloaded": tally.downloaded,
+                "skipped": tally.skipped,
+                "failed": tally.failed,
+                "bytes": tally.bytes,
+                "elapsed": round(tally.elapsed(), 3),
+                "interrupted": interrupted,
+            }
+        )
+
+
+def _path(path: os.PathLike[str] | None) -> str | None:
+    return None if path is None else os.fspath(path)
+
+
+def _error(error: DownloadError | None) -> dict[str, str | None]:
+    if error is None:
+        return {"error": None, "error_type": None}
+    return {"error": describe_error(error), "error_type": type(error).__name__}
+
+
+def standard_streams() -> tuple[Stream, Stream]:
+    """stdout and stderr, set to show an unencodable file name escaped instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    return Stream(sys.stdout), Stream(sys.stderr)

@@ -1,0 +1,190 @@
+"""The `adownload` command: download URLs given as arguments or listed in input files.
+
+    adownload -d docs/ https://www.python.org/ftp/python/doc/3.13.2/python-3.13.2-docs-html.zip
+    adownload -i urls.txt -j 16 -x 4 --json
+
+`adownload --help` lists the options. The exit status is 0 when every file is in place
+(skipped ones count), 1 when some failed, 2 for bad usage and 130 when interrupted.
+
+The pieces: `_cli_args` (flags and their checks), `_cli_input` (input files, streamed),
+`_cli_report` (lines, JSON Lines, the summary) and `_cli_progress` (bars on a terminal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import AsyncGenerator, Sequence
+
+import aiohttp
+
+from ._cli_args import PROG, STDIN, Options, UsageError, downloader_keywords, parse_options
+from ._cli_input import InputReader, RejectedEntry, request_for
+from ._cli_report import JsonReporter, LinesReporter, Reporter, Stream, standard_streams
+from ._config import Existing
+from ._downloader import Downloader
+from ._events import Finished
+from ._exceptions import InvalidRequestError
+from ._models import Outcome, Request
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class InputError(Exception):
+    """An input file could not be read to its end."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit status."""
+    try:
+        options = parse_options(argv)
+        readers = _open_inputs(options.inputs)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    out, err = standard_streams()
+    _log_to(err)
+    reporter = _reporter(options, out, err)
+    try:
+        asyncio.run(_run(options, readers, reporter))
+    except KeyboardInterrupt:
+        err.line(f"{PROG}: interrupted. {_how_to_continue(options.existing)}")
+        return EXIT_INTERRUPTED
+    except InputError as exc:
+        err.line(f"{PROG}: error: {exc}")
+        return EXIT_USAGE
+    return EXIT_FAILED if reporter.tally.failed else EXIT_OK
+
+
+def _open_inputs(names: Sequence[str]) -> list[InputReader]:
+    readers = []
+    for name in names:
+        if name == STDIN:
+            if sys.stdin is None:
+                raise UsageError("-i -: there is no standard input to read")
+            readers.append(InputReader(sys.stdin.buffer, "<stdin>", close=False))
+            continue
+        try:
+            readers.append(InputReader.open(name))
+        except OSError as exc:
+            raise UsageError(f"cannot read the input file {name}: {exc.strerror or exc}") from None
+    return readers
+
+
+def _reporter(options: Options, out: Stream, err: Stream) -> Reporter:
+    if options.json:
+        return JsonReporter(out, err)
+    if not options.quiet and _is_terminal(err):
+        from ._cli_progress import BarsReporter  # rich loads only for a terminal
+
+        return BarsReporter(out, err, file=err.file)
+    return LinesReporter(out, err, quiet=options.quiet)
+
+
+def _is_terminal(stream: Stream) -> bool:
+    try:
+        return stream.file.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
+
+
+def _log_to(err: Stream) -> None:
+    """Show the library's warnings and errors (a bug it caught) as the command's own lines."""
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            err.line(f"{PROG}: {record.levelname.lower()}: {self.format(record)}")
+
+    logger = logging.getLogger("adownload")
+    logger.setLevel(logging.WARNING)
+    logger.addHandler(Handler())
+    logger.propagate = False
+
+
+def _how_to_continue(existing: Existing) -> str:
+    if existing is Existing.SKIP:
+        return "Run the same command again to continue: files already complete are skipped."
+    flag = {
+        Existing.OVERWRITE: "--overwrite",
+        Existing.RENAME: "--rename",
+        Existing.ERROR: "--fail-if-exists",
+    }[existing]
+    return (
+        f"To continue, run the same command with --skip-existing in place of {flag}:"
+        " files already complete are then skipped."
+    )
+
+
+async def _run(options: Options, readers: list[InputReader], reporter: Reporter) -> None:
+    interrupted = False
+    try:
+        async with (
+            reporter.showing(),
+            _session() as session,
+            Downloader(**downloader_keywords(options), session=session, on_event=reporter) as dl,
+        ):
+            items = _items(options, readers, reporter)
+            async with (
+                contextlib.aclosing(items),
+                contextlib.aclosing(dl.as_completed(items)) as outcomes,
+            ):
+                async for _ in outcomes:
+                    pass  # the reporter hears of each outcome through its Finished event
+    except asyncio.CancelledError:
+        interrupted = True  # Ctrl-C: asyncio.run turns SIGINT into a cancellation
+        raise
+    finally:
+        # The display is down by now, and the tally is final.
+        reporter.finish(interrupted=interrupted)
+
+
+def _session() -> aiohttp.ClientSession:
+    """The command's HTTP session: like the library's own, but it honours the environment
+    (http_proxy, https_proxy, no_proxy, ~/.netrc), as curl and wget do; the library itself
+    reads no environment variables."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None),
+        trust_env=True,
+    )
+
+
+async def _items(
+    options: Options, readers: list[InputReader], reporter: Reporter
+) -> AsyncGenerator[Request, None]:
+    """The requests of the command line, then those of each input file, read as needed.
+
+    An entry of an input file that cannot be downloaded is reported as a failed file here;
+    the total is told to the reporter once the last input ends.
+    """
+    count = len(options.requests)
+    if not readers:
+        reporter.set_total(count)
+    for request in options.requests:
+        yield request
+    for reader in readers:
+        try:
+            async for entry in reader.entries():
+                count += 1
+                try:
+                    request = request_for(entry, options.dest, source=reader.name)
+                except RejectedEntry as exc:
+                    url = entry.urls[0] if entry.urls else ""
+                    error = InvalidRequestError(str(exc), url=url)
+                    reporter(Finished(Outcome(url=url, request=None, error=error)))
+                    continue
+                yield request
+        except OSError as exc:
+            raise InputError(f"cannot read {reader.name}: {exc.strerror or exc}") from exc
+    reporter.set_total(count)
