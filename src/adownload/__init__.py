@@ -14,6 +14,7 @@ leaves a truncated file at a final name.
 from ._config import Existing as Existing
 from ._config import Limits as Limits
 from ._config import Retry as Retry
+from ._config import Segments as Segments
 from ._config import Timeout as Timeout
 from ._downloader import Downloader as Downloader
 from ._events import Event as Event
@@ -86,6 +87,7 @@ __all__ = [
     "Request",
     "Retry",
     "Retrying",
+    "Segments",
     "Sink",
     "SinkOpener",
     "SizeLimitError",

@@ -7,7 +7,7 @@ import math
 import random
 from dataclasses import dataclass
 
-__all__ = ["Existing", "Limits", "Retry", "Timeout"]
+__all__ = ["Existing", "Limits", "Retry", "Segments", "Timeout"]
 
 #: Statuses that say "try again later" rather than "no".
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -69,17 +69,47 @@ class Limits:
     - `max_transfers`: files in flight at once, across all hosts. Default 10.
     - `max_per_host`: connections open at once to one host (scheme, host and port), so that a
       long list of URLs on one mirror does not hammer it. Default 6, as browsers do.
+    - `rate`: bytes per second for all transfers of the downloader together (a token bucket);
+      None, the default, sets no limit.
 
     >>> Limits(max_transfers=16, max_per_host=16)
-    Limits(max_transfers=16, max_per_host=16)
+    Limits(max_transfers=16, max_per_host=16, rate=None)
     """
 
     max_transfers: int = 10
     max_per_host: int = 6
+    rate: float | None = None
 
     def __post_init__(self) -> None:
         _check_count("Limits.max_transfers", self.max_transfers)
         _check_count("Limits.max_per_host", self.max_per_host)
+        if self.rate is not None:
+            if isinstance(self.rate, bool) or not isinstance(self.rate, int | float):
+                raise TypeError(f"Limits.rate must be bytes per second or None, not {self.rate!r}")
+            if not (self.rate > 0 and math.isfinite(self.rate)):
+                raise ValueError(f"Limits.rate must be positive and finite, not {self.rate!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Segments:
+    """How one large file is split over several connections (as aria2c's `-s` and `-k` do).
+
+    - `count`: connections for one file at most. 1 switches segmented downloads off.
+    - `min_size`: no segment is smaller than this many bytes, so a small file is one stream.
+
+    A file is split only when the server answers ranges with validators; each segment writes at
+    its offset through the same sink, and `Limits.max_per_host` still caps the connections.
+
+    >>> Segments(count=16)
+    Segments(count=16, min_size=4194304)
+    """
+
+    count: int = 4
+    min_size: int = 4 << 20
+
+    def __post_init__(self) -> None:
+        _check_count("Segments.count", self.count)
+        _check_count("Segments.min_size", self.min_size)
 
 
 @dataclass(frozen=True, slots=True)

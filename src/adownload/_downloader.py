@@ -22,7 +22,7 @@ from typing import Self
 import aiohttp
 from yarl import URL
 
-from ._config import Existing, Limits, Retry, Timeout
+from ._config import Existing, Limits, Retry, Segments, Timeout
 from ._events import EventHook, Finished, Queued, emitter
 from ._exceptions import DownloadError, InvalidRequestError
 from ._limits import KeyedPrimitives, Limiter
@@ -78,6 +78,7 @@ class Downloader:
       any byte is written, and checked while streaming (None: no limit).
     - `verify_digests`: check the Content-Digest, Repr-Digest or Digest a server sends (True).
     - `allow_downgrade`: follow a redirect from https to plain http (False).
+    - `segments`: how a large file is split over several connections (`Segments`).
     - `decode_content`: ask for and decode a compressed Content-Encoding (False: the bytes on
       disk are the bytes sent). Decoded downloads are not resumed; `max_size` caps the decoded
       size, so a decompression bomb stops at the limit.
@@ -102,6 +103,7 @@ class Downloader:
         verify_digests: bool = True,
         allow_downgrade: bool = False,
         decode_content: bool = False,
+        segments: Segments = Segments(),  # noqa: B008  (frozen)
     ) -> None:
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be an adownload.Limits, not {limits!r}")
@@ -113,6 +115,8 @@ class Downloader:
             raise TypeError(f"max_redirects must be an int, not {max_redirects!r}")
         if max_redirects < 0:
             raise ValueError(f"max_redirects must be 0 or more, not {max_redirects}")
+        if not isinstance(segments, Segments):
+            raise TypeError(f"segments must be an adownload.Segments, not {segments!r}")
         if not isinstance(retry, Retry):
             raise TypeError(f"retry must be an adownload.Retry, not {retry!r}")
         if max_size is not None and (
@@ -136,6 +140,7 @@ class Downloader:
         self._verify_digests = verify_digests
         self._allow_downgrade = allow_downgrade
         self._decode_content = decode_content
+        self._segments = segments
         self._content_disposition = content_disposition
         self._writer = writer
         self._max_redirects = max_redirects
@@ -191,6 +196,7 @@ class Downloader:
             verify_digests=self._verify_digests,
             allow_downgrade=self._allow_downgrade,
             decode_content=self._decode_content,
+            segments=self._segments,
         )
         self._state = _State.OPEN
         return self

@@ -10,7 +10,7 @@ from typing import TypeAlias
 
 from yarl import URL
 
-from ._config import Existing, Timeout
+from ._config import Existing, Segments, Timeout
 from ._exceptions import DownloadError, InvalidRequestError
 from ._sinks import Sink
 from ._verify import parse_checksum
@@ -71,6 +71,7 @@ class Request:
       on from the bytes already written when the validators allow it. The file is named after
       `url`.
     - `max_size`: the largest file accepted, in bytes (overrides the downloader's).
+    - `segments`: how this file may be split over several connections (see `Segments`).
 
     >>> Request("https://example.org/a.zip", path="archives/a-2024.zip")  # doctest: +ELLIPSIS
     Request(url='https://example.org/a.zip', path='archives/a-2024.zip', ...)
@@ -87,6 +88,7 @@ class Request:
     checksum: str | None = None
     mirrors: Sequence[str | URL] = ()
     max_size: int | None = None
+    segments: Segments | None = None
     parsed_url: URL = field(init=False, repr=False, compare=False)
     parsed_mirrors: tuple[URL, ...] = field(init=False, repr=False, compare=False)
     expected_digest: tuple[str, str] | None = field(init=False, repr=False, compare=False)
@@ -116,6 +118,10 @@ class Request:
         if self.existing is not None and not isinstance(self.existing, Existing):
             raise InvalidRequestError(
                 f"existing must be an adownload.Existing, not {self.existing!r}", url=str(self.url)
+            )
+        if self.segments is not None and not isinstance(self.segments, Segments):
+            raise InvalidRequestError(
+                f"segments must be an adownload.Segments, not {self.segments!r}", url=str(self.url)
             )
         if self.timeout is not None and not isinstance(self.timeout, Timeout):
             raise InvalidRequestError(

@@ -29,7 +29,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from . import _files, _state
-from ._config import Existing, Retry, Timeout
+from ._config import Existing, Retry, Segments, Timeout
 from ._events import PROGRESS_INTERVAL, Event, Progress, Retrying, Started
 from ._exceptions import (
     ChecksumMismatchError,
@@ -96,6 +96,7 @@ class Settings:
     verify_digests: bool
     allow_downgrade: bool
     decode_content: bool
+    segments: Segments
 
 
 class _Skipped(Exception):
