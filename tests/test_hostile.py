@@ -6,10 +6,13 @@ matters, what the server was asked.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
+import json
 import ssl
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -356,3 +359,50 @@ async def test_a_checksum_is_checked_while_streaming(
 def test_a_malformed_checksum_is_a_clear_error(checksum: str) -> None:
     with pytest.raises(InvalidRequestError, match="checksum"):
         Request("http://127.0.0.1/a.bin", checksum=checksum)
+
+
+# --- disk trouble ---------------------------------------------------------------------------
+
+_DISK_FULL_SCRIPT = """
+import asyncio, json, resource, signal, sys
+import adownload
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+
+
+async def main():
+    small, big, dest = sys.argv[1:]
+    async with adownload.Downloader(dest=dest) as dl:
+        await dl.download(small)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+        try:
+            await dl.download(big)
+        except adownload.DownloadError as exc:
+            print(json.dumps({"type": type(exc).__name__, "errno": getattr(exc, "errno", None),
+                              "path": str(getattr(exc, "path", "")), "message": str(exc)}))
+
+
+asyncio.run(main())
+"""
+
+
+def test_a_full_disk_is_a_storage_error_naming_the_path_and_keeps_other_files(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    small = threaded_faults.url("/f/small.bin", size=50_000)
+    big = threaded_faults.url("/f/big.bin", size=3_000_000)
+    result = subprocess.run(
+        [sys.executable, "-c", _DISK_FULL_SCRIPT, small, big, str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    error = json.loads(result.stdout)
+    assert error["type"] == "StorageError"
+    assert error["errno"] == errno.EFBIG
+    assert error["path"].startswith(str(dest / "big.bin"))
+    assert "big.bin" in error["message"]
+    assert (dest / "small.bin").read_bytes() == payload("small.bin", 50_000)
+    assert not (dest / "big.bin").exists()
