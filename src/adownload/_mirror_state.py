@@ -16,7 +16,10 @@ power cut can lose the last ones, which the next run revalidates), and costs no 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -99,13 +102,20 @@ class MirrorState:
         if self._read_only:
             if not self.file.is_file():
                 return
-            # A copy in memory: reading a WAL database in place may create its -shm file.
-            source = sqlite3.connect(f"{self.file.resolve().as_uri()}?mode=ro", uri=True)
-            try:
-                self._db = sqlite3.connect(":memory:")
-                source.backup(self._db)
-            finally:
-                source.close()
+            # Opening a WAL database, even read-only, creates its -wal and -shm files; a dry run
+            # must not. So a copy (with its WAL, if a killed run left one) is read elsewhere.
+            with tempfile.TemporaryDirectory(prefix="adownload-mirror-") as scratch:
+                copy = Path(scratch) / STATE_NAME
+                shutil.copyfile(self.file, copy)
+                wal = self.file.with_name(self.file.name + "-wal")
+                with contextlib.suppress(FileNotFoundError):
+                    shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+                source = sqlite3.connect(copy)
+                try:
+                    self._db = sqlite3.connect(":memory:")
+                    source.backup(self._db)
+                finally:
+                    source.close()
             return
         db = sqlite3.connect(self.file, isolation_level=None)
         try:
