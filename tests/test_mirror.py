@@ -17,6 +17,7 @@ from adownload import (
     Existing,
     HTTPStatusError,
     MirrorChange,
+    MirrorReport,
     Request,
     Retry,
     mirror,
@@ -66,7 +67,7 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, bytes | None]]:
     return found
 
 
-async def run(served: Running, dest: Path, **options) -> tuple[object, list[MirrorChange]]:
+async def run(served: Running, dest: Path, **options) -> tuple[MirrorReport, list[MirrorChange]]:
     changes: list[MirrorChange] = []
     report = await mirror(served.base, dest, on_change=changes.append, **options)
     return report, changes
@@ -271,7 +272,7 @@ async def test_include_exclude_and_depth(served: Running, tmp_path: Path) -> Non
 
 async def test_a_list_of_urls(served: Running, dest: Path) -> None:
     base = served.base
-    urls = [
+    urls: list[str | Request] = [
         base + "index.txt",
         Request(base + "3.13/python-3.13-docs.zip", "latest/docs.zip"),
         base + "3.12/",
@@ -439,8 +440,9 @@ async def test_a_run_killed_midway_and_run_again_ends_byte_identical(
             await served.archive.marked.wait()
     finally:
         process.send_signal(how)
-        _, err = await process.communicate()
-    assert process.returncode == (-signal.SIGKILL if how == signal.SIGKILL else 130), err
+        _, killed_err = await process.communicate()
+    expected = -signal.SIGKILL if how == signal.SIGKILL else 130
+    assert process.returncode == expected, killed_err.decode()
     # No file at a final name is anything but complete.
     complete = on_disk(dest)
     finished = {
