@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -462,3 +465,44 @@ async def test_a_run_killed_midway_and_run_again_ends_byte_identical(
     # Complete files were not fetched again (and parts were continued, not restarted).
     missing = sum(len(TREE[name]) for name in TREE if name not in finished)
     assert served.archive.body_bytes - sent <= missing
+
+
+# --- the README's example --------------------------------------------------------------------
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_mirror_blocks() -> list[str]:
+    section = README.read_text().split("## Mirror a documentation archive\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_readme_mirror_example_runs_as_pasted(tmp_path: Path) -> None:
+    local, with_internet = readme_mirror_blocks()
+    assert "https://www.python.org/ftp/python/doc/" in with_internet
+    # Only the port changes: 8000 may be taken on a shared machine.
+    script = local.replace("8000", str(free_port()))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sorted(lines[:2]) == ["new copy/3.13/notes.txt (14 B)", "new copy/docs.zip (3 B)"]
+    assert sorted(lines[2:4]) == ["would delete copy/docs.zip", "would update copy/3.13/notes.txt"]
+    assert sorted(lines[4:]) == ["deleted copy/docs.zip", "updated copy/3.13/notes.txt (10 B)"]
+    assert "1 updated, 0 unchanged, 1 deleted, 0 failed" in result.stderr
+    assert on_disk(tmp_path / "copy") == {"3.13/notes.txt": b"new notes\n"}
