@@ -506,3 +506,38 @@ def test_readme_mirror_example_runs_as_pasted(tmp_path: Path) -> None:
     assert sorted(lines[4:]) == ["deleted copy/docs.zip", "updated copy/3.13/notes.txt (10 B)"]
     assert "1 updated, 0 unchanged, 1 deleted, 0 failed" in result.stderr
     assert on_disk(tmp_path / "copy") == {"3.13/notes.txt": b"new notes\n"}
+
+
+async def test_a_link_inside_dest_is_not_written_through(served: Running, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "mirror"
+    dest.mkdir()
+    (dest / "3.13").symlink_to(outside)
+    report, changes = await run(served, dest)
+    failed = sorted(str(c.path) for c in changes if c.kind == "failed")
+    assert failed == [str(dest / "3.13")] * 2
+    assert report.new == len(TREE) - 2
+    assert list(outside.iterdir()) == []
+
+
+async def test_cli_reads_a_list_of_urls(served: Running, tmp_path: Path) -> None:
+    base = served.base
+    (tmp_path / "urls.txt").write_text(
+        f"# the archive's first file\n{base}index.txt\n"
+        f"{base}3.13/python-3.13-docs.zip\n  dir=latest\n  out=docs.zip\n"
+        f"{base}3.12/python-3.12-docs.zip\n  out=../escape.zip\n"
+    )
+    code, out, err = await cli("urls.txt", "copy", "--delete", cwd=tmp_path)
+    assert code == 1
+    assert "failed urls.txt:6: out= must not go up with '..'" in err
+    assert "not deleting anything: the list has errors" in err
+    assert on_disk(tmp_path / "copy") == {
+        "pub/index.txt": TREE["index.txt"],
+        "latest/docs.zip": TREE["3.13/python-3.13-docs.zip"],
+    }
+    assert sorted(out.splitlines()) == [
+        "new copy/latest/docs.zip (400.0 kB)",
+        "new copy/pub/index.txt (12 B)",
+    ]
+    assert not (tmp_path / "escape.zip").exists()
