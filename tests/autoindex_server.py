@@ -135,6 +135,8 @@ def make_app(archive: Archive) -> web.Application:
 
 async def _answer(archive: Archive, request: web.Request) -> web.StreamResponse:
     path = request.path
+    if path == PREFIX.rstrip("/"):
+        raise web.HTTPMovedPermanently(PREFIX)
     if not path.startswith(PREFIX):
         # Anything outside the archive: a trap that a mirror must never ask for.
         return web.Response(text="outside the archive\n")

@@ -115,6 +115,14 @@ async def test_a_changed_file_is_fetched_again_and_only_it(served: Running, dest
     assert kinds["3.12/new.txt"] == "new"
 
 
+async def test_a_start_url_without_its_slash_is_followed_to_the_index(
+    served: Running, dest: Path
+) -> None:
+    report = await mirror(served.base.rstrip("/"), dest)
+    assert report.new == len(TREE)
+    assert on_disk(dest) == TREE
+
+
 async def test_last_modified_alone_is_enough_to_revalidate(served: Running, dest: Path) -> None:
     served.archive.etags = False
     await run(served, dest)

@@ -265,37 +265,49 @@ class _Mirror:
         level: list[URL] = [start]
         depth = 0
         while level:
-            sinks = [MemorySink() for _ in level]
-            outcomes = await dl.download_many(
-                Request(url, sink=sink, max_size=_MAX_INDEX_BYTES)
-                for url, sink in zip(level, sinks, strict=True)
-            )
+            # Pages are parsed as they arrive and dropped: a wide level is never held whole.
+            pages = (Request(url, sink=MemorySink(), max_size=_MAX_INDEX_BYTES) for url in level)
             next_level: list[URL] = []
-            for sink, outcome in zip(sinks, outcomes, strict=True):
-                if outcome.error is not None:
-                    self.report.complete = False
-                    self._fail(outcome.error)
-                    continue
-                page = URL(outcome.final_url or outcome.url)
-                if self.base is None:
-                    # A start URL without its slash is usually redirected to it; the page's
-                    # own URL, once there, is the base.
-                    self.base = directory_url(page)
-                listing = parse_index(sink.getvalue().decode("utf-8", "replace"), page, self.base)
-                for url, parts in listing.files:
-                    rel = "/".join(parts)
-                    if rel not in seen and self._wanted(parts):
-                        seen.add(rel)
-                        files.append(_File(Request(url), parts))
-                if self.max_depth is not None and depth >= self.max_depth:
-                    continue
-                for url, parts in listing.directories:
-                    if url not in visited and not self._pruned(parts):
-                        visited.add(url)
-                        next_level.append(url)
+            async with contextlib.aclosing(dl.as_completed(pages)) as outcomes:
+                async for outcome in outcomes:
+                    self._read_page(outcome, depth, files, seen, visited, next_level)
             level = next_level
             depth += 1
         return files
+
+    def _read_page(
+        self,
+        outcome: Outcome,
+        depth: int,
+        files: list[_File],
+        seen: set[str],
+        visited: set[URL],
+        next_level: list[URL],
+    ) -> None:
+        if outcome.error is not None:
+            self.report.complete = False
+            self._fail(outcome.error)
+            return
+        assert outcome.request is not None
+        sink = outcome.request.sink
+        assert isinstance(sink, MemorySink)
+        page = URL(outcome.final_url or outcome.url)
+        if self.base is None:
+            # A start URL without its slash is usually redirected to it; the page's own URL,
+            # once there, is the base.
+            self.base = directory_url(page)
+        listing = parse_index(sink.getvalue().decode("utf-8", "replace"), page, self.base)
+        for url, parts in listing.files:
+            rel = "/".join(parts)
+            if rel not in seen and self._wanted(parts):
+                seen.add(rel)
+                files.append(_File(Request(url), parts))
+        if self.max_depth is not None and depth >= self.max_depth:
+            return
+        for url, parts in listing.directories:
+            if url not in visited and not self._pruned(parts):
+                visited.add(url)
+                next_level.append(url)
 
     async def _read_list(
         self, source: Iterable[str | URL | Request] | AsyncIterable[str | URL | Request]
