@@ -17,11 +17,11 @@ import logging
 import os
 import stat
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Callable,
     Iterable,
+    Iterator,
     Sequence,
 )
 from dataclasses import dataclass, field
@@ -126,10 +126,15 @@ class _File:
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
+    """A file about to be asked for, and what was on disk and in the state for it."""
+
     file: _File
+    url: str
     target: Path
     existed: bool
     record: Record | None
+    size: int | None  # of the file on disk
+    conditions: dict[str, str]
 
 
 async def mirror(
@@ -359,101 +364,143 @@ class _Mirror:
     # --- fetching ---------------------------------------------------------------------------
 
     async def _fetch(self, files: list[_File], state: MirrorState, dl: Downloader) -> None:
+        records = {record.path: record for record in await state.records()}
+        # One pass over the disk in a thread: a stat per file, thousands of them.
+        jobs = await asyncio.to_thread(self._plan, files, records)
+        for job in jobs:
+            if isinstance(job, UnsafePathError | StorageError):
+                self._fail(job, path=job.path)
+        if not self.dry_run:
+            # Before the downloads: from here on a file at a new path is the mirror's own,
+            # unless something was there already.
+            await state.put_many(
+                Record(job.file.rel, job.url, owned=not job.existed)
+                for job in jobs
+                if isinstance(job, _Pending) and job.record is None
+            )
         pending: dict[int, _Pending] = {}
 
-        async def requests() -> AsyncGenerator[Request, None]:
-            for file in files:
-                request = await self._prepare(file, state, pending)
-                if request is not None:
+        def requests() -> Iterator[Request]:
+            for job in jobs:
+                if isinstance(job, _Pending) and (request := self._request(job)) is not None:
+                    pending[id(request)] = job
                     yield request
 
-        items = requests()
-        async with (
-            contextlib.aclosing(items),
-            contextlib.aclosing(dl.as_completed(items)) as outcomes,
-        ):
-            async for outcome in outcomes:
-                assert outcome.request is not None
-                await self._settle(pending.pop(id(outcome.request)), outcome, state)
+        # Rows are written by one task, as many at once as have piled up (a group commit), so
+        # a file's row follows its commit as soon as the store's thread is free.
+        done: asyncio.Queue[Record | None] = asyncio.Queue()
 
-    async def _prepare(
-        self, file: _File, state: MirrorState, pending: dict[int, _Pending]
-    ) -> Request | None:
-        """The request for `file`, conditional when there is a file to keep; None if there is
-        nothing to ask (a dry run's new file, or a path that cannot be written)."""
-        url = str(file.request.parsed_url)
-        try:
-            target = self._target(file.parts, url)
-        except UnsafePathError as exc:
-            self._fail(exc, path=exc.path)
-            return None
-        record = await state.get(file.rel)
-        # One lstat: a quick syscall, cheaper inline than a thread hop (as mkdir in _transfer).
-        try:
-            info: os.stat_result | None = os.lstat(target)
-        except FileNotFoundError:
-            info = None
-        except OSError as exc:
-            self._fail(_storage_error(exc, target, url), path=target)
-            return None
-        existed = info is not None and stat.S_ISREG(info.st_mode)
-        conditions = _conditions(record, info if existed else None, url)
-        headers = {**(file.request.headers or {}), **conditions}
-        if self.dry_run:
-            if not existed:
-                self._tell(MirrorChange("new", target, url, dry_run=True))
-                return None
-            # Only the answer's status matters: a limit of 0 bytes stops before any body byte.
-            request = dataclasses.replace(
-                file.request, path=None, sink=MemorySink(), headers=headers, max_size=0
-            )
-        else:
-            if record is None:
-                # Before the download: from here on a file at this path is the mirror's own,
-                # unless something was there already.
-                await state.put(Record(file.rel, url, owned=not existed))
-            request = dataclasses.replace(
-                file.request, path=target, dest=None, headers=headers, existing=Existing.OVERWRITE
-            )
-        pending[id(request)] = _Pending(file, target, existed, record)
-        return request
+        async def write() -> None:
+            while True:
+                batch = [await done.get()]
+                while not done.empty():
+                    batch.append(done.get_nowait())
+                rows = [row for row in batch if row is not None]
+                if rows:
+                    await state.put_many(rows)
+                if len(rows) < len(batch):
+                    return
 
-    async def _settle(self, job: _Pending, outcome: Outcome, state: MirrorState) -> None:
-        url = str(job.file.request.parsed_url)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(write())
+            try:
+                async with contextlib.aclosing(dl.as_completed(requests())) as outcomes:
+                    async for outcome in outcomes:
+                        assert outcome.request is not None
+                        row = self._settle(pending.pop(id(outcome.request)), outcome)
+                        if row is not None:
+                            done.put_nowait(row)
+            finally:
+                done.put_nowait(None)
+
+    def _plan(
+        self, files: list[_File], records: dict[str, Record]
+    ) -> list[_Pending | UnsafePathError | StorageError]:
+        """Where each file goes and what is there now. Runs in a worker thread."""
+        jobs: list[_Pending | UnsafePathError | StorageError] = []
+        for file in files:
+            url = str(file.request.parsed_url)
+            try:
+                target = self._target(file.parts, url)
+                info: os.stat_result | None = os.lstat(target)
+            except FileNotFoundError:
+                info = None
+            except UnsafePathError as exc:
+                jobs.append(exc)
+                continue
+            except OSError as exc:
+                jobs.append(_storage_error(exc, target, url))
+                continue
+            existed = info is not None and stat.S_ISREG(info.st_mode)
+            record = records.get(file.rel)
+            jobs.append(
+                _Pending(
+                    file,
+                    url,
+                    target,
+                    existed,
+                    record,
+                    info.st_size if info is not None and existed else None,
+                    _conditions(record, info if existed else None, url),
+                )
+            )
+        return jobs
+
+    def _request(self, job: _Pending) -> Request | None:
+        """The request for a file, conditional when there is a file to keep; None when there
+        is nothing to ask (a dry run's new file)."""
+        headers = {**(job.file.request.headers or {}), **job.conditions}
+        if not self.dry_run:
+            return dataclasses.replace(
+                job.file.request,
+                path=job.target,
+                dest=None,
+                headers=headers,
+                existing=Existing.OVERWRITE,
+            )
+        if not job.existed:
+            self._tell(MirrorChange("new", job.target, job.url, dry_run=True))
+            return None
+        # Only the answer's status matters: a limit of 0 bytes stops before any body byte.
+        return dataclasses.replace(
+            job.file.request, path=None, sink=MemorySink(), headers=headers, max_size=0
+        )
+
+    def _settle(self, job: _Pending, outcome: Outcome) -> Record | None:
+        """Tell what happened to a file; the row to record for it, if any."""
+        url = job.url
         error = outcome.error
         dry = self.dry_run
+        row = None
         if error is None or (dry and isinstance(error, SizeLimitError)):
-            if not dry:
-                await state.put(
-                    Record(
-                        job.file.rel,
-                        url,
-                        outcome.etag,
-                        outcome.last_modified,
-                        outcome.size,
-                        owned=True,
-                        done=True,
-                    )
-                )
             kind: ChangeKind = "updated" if job.existed else "new"
             size = 0 if dry else outcome.size - outcome.resumed_from
+            if not dry:
+                row = Record(
+                    job.file.rel,
+                    url,
+                    outcome.etag,
+                    outcome.last_modified,
+                    outcome.size,
+                    owned=True,
+                    done=True,
+                )
             self._tell(MirrorChange(kind, job.target, url, size, dry_run=dry))
         elif isinstance(error, HTTPStatusError) and error.status == 304:
             record = job.record
             if not dry and (record is None or not record.done or record.url != url):
                 # A file that was there without a finished row: revalidated, so now it is known.
-                await state.put(
-                    Record(
-                        job.file.rel,
-                        url,
-                        length=await asyncio.to_thread(_size, job.target),
-                        owned=record is not None and record.owned,
-                        done=True,
-                    )
+                row = Record(
+                    job.file.rel,
+                    url,
+                    length=job.size,
+                    owned=record is not None and record.owned,
+                    done=True,
                 )
             self._tell(MirrorChange("unchanged", job.target, url, dry_run=dry))
         else:
             self._tell(MirrorChange("failed", job.target, url, error=error, dry_run=dry))
+        return row
 
     def _target(self, parts: tuple[str, ...], url: str | None) -> Path:
         """DEST joined with `parts`, one checked component at a time, through no link."""
@@ -562,13 +609,6 @@ async def _aiter(
     else:
         for item in items:
             yield item
-
-
-def _size(path: Path) -> int | None:
-    try:
-        return os.lstat(path).st_size
-    except OSError:
-        return None
 
 
 def _is_regular_file(path: Path) -> bool:

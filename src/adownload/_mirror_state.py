@@ -21,7 +21,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,23 +164,35 @@ class MirrorState:
 
     async def put(self, record: Record) -> None:
         """Insert or replace the row of `record.path`, in a transaction of its own."""
+        await self.put_many([record])
+
+    async def put_many(self, records: Iterable[Record]) -> None:
+        """Insert or replace the rows of `records`, all in one transaction."""
+        now = time.time()
+        rows = [
+            (
+                record.path,
+                record.url,
+                record.etag,
+                record.last_modified,
+                record.length,
+                int(record.owned),
+                int(record.done),
+                now,
+            )
+            for record in records
+        ]
+        if not rows:
+            return
 
         def put() -> None:
             db = self._writable()
             with db:
-                db.execute(
+                db.execute("BEGIN")
+                db.executemany(
                     f"INSERT OR REPLACE INTO files ({_COLUMNS}, updated)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.path,
-                        record.url,
-                        record.etag,
-                        record.last_modified,
-                        record.length,
-                        int(record.owned),
-                        int(record.done),
-                        time.time(),
-                    ),
+                    rows,
                 )
 
         await self._call(put)
