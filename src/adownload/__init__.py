@@ -43,6 +43,9 @@ from ._exceptions import TotalTimeout as TotalTimeout
 from ._exceptions import TransportError as TransportError
 from ._exceptions import UnsafePathError as UnsafePathError
 from ._files import safe_filename as safe_filename
+from ._mirror import MirrorChange as MirrorChange
+from ._mirror import MirrorReport as MirrorReport
+from ._mirror import mirror as mirror
 from ._models import Item as Item
 from ._models import Outcome as Outcome
 from ._models import Request as Request
@@ -78,6 +81,8 @@ __all__ = [
     "Item",
     "Limits",
     "MemorySink",
+    "MirrorChange",
+    "MirrorReport",
     "Outcome",
     "Progress",
     "Queued",
@@ -102,5 +107,6 @@ __all__ = [
     "download",
     "download_many",
     "file_writer",
+    "mirror",
     "safe_filename",
 ]

@@ -151,6 +151,8 @@ class Outcome:
     - `elapsed`: seconds from the start of the download to its end.
     - `attempts`: requests made for it (1 when the first one worked, 0 when skipped).
     - `resumed_from`: bytes that were already on disk when the last attempt continued them.
+    - `etag`, `last_modified`: the validators of the response that produced the file (its ETag
+      and Last-Modified headers), for a later conditional request; None when absent.
     """
 
     url: str
@@ -164,6 +166,8 @@ class Outcome:
     elapsed: float = 0.0
     attempts: int = 0
     resumed_from: int = 0
+    etag: str | None = None
+    last_modified: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -138,6 +138,8 @@ class Transfer:
         self.size = 0
         self.attempts = 0
         self.resumed_from = 0
+        self.etag: str | None = None  # validators of the response that produced the file
+        self.last_modified: str | None = None
         self.started = time.monotonic()
         self._part: Path | None = None
         self._state_file: Path | None = None
@@ -162,6 +164,8 @@ class Transfer:
             elapsed=time.monotonic() - self.started,
             attempts=self.attempts,
             resumed_from=self.resumed_from,
+            etag=self.etag,
+            last_modified=self.last_modified,
         )
 
     # --- the whole download ---------------------------------------------------------------
@@ -386,6 +390,8 @@ class Transfer:
     async def _receive(self, response: aiohttp.ClientResponse, plan: _Plan) -> None:
         self.status = response.status
         self.final_url = str(response.url)
+        self.etag = response.headers.get("ETag")
+        self.last_modified = response.headers.get("Last-Modified")
         log.debug("%s %s <- %s", response.status, response.reason, redact(response.url))
         _check_framing(response, self.url)
         ranged = bool(plan.offset or plan.probe)

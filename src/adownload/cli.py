@@ -23,6 +23,7 @@ import aiohttp
 
 from ._cli_args import PROG, STDIN, Options, UsageError, downloader_keywords, parse_options
 from ._cli_input import InputReader, RejectedEntry, request_for
+from ._cli_mirror import main as mirror_main
 from ._cli_report import JsonReporter, LinesReporter, Reporter, Stream, standard_streams
 from ._config import Existing
 from ._downloader import Downloader
@@ -44,6 +45,9 @@ class InputError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "mirror":
+        return mirror_main(argv[1:])
     try:
         options = parse_options(argv)
         readers = _open_inputs(options.inputs)

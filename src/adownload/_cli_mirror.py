@@ -1,0 +1,376 @@
+"""`adownload mirror SOURCE DEST`: the command line of `adownload.mirror`.
+
+SOURCE is the URL of a directory index (walked below that URL), or an input file of URLs in the
+format of `adownload -i` (`-` for standard input). Prints a line per changed file (not for the
+unchanged ones) and a summary; the exit status is 0 when every file is in place, 1 when some
+failed, 2 for bad usage and 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import aiohttp
+
+from ._cli_args import (
+    PROG,
+    STDIN,
+    UsageError,
+    _check_directory,
+    _count,
+    _header,
+    _headers,
+    _Parser,
+    _seconds,
+)
+from ._cli_input import InputReader, _inside
+from ._cli_report import Stream, describe_error, format_seconds, format_size, standard_streams
+from ._config import Limits, Timeout
+from ._downloader import Downloader
+from ._exceptions import InvalidRequestError
+from ._files import name_from_url
+from ._mirror import MirrorChange, MirrorReport, mirror
+from ._models import Request, parse_url
+
+__all__ = ["main"]
+
+COMMAND = f"{PROG} mirror"
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_DEPTH = 10
+
+_EXAMPLES = f"""\
+examples:
+  {COMMAND} https://www.python.org/ftp/python/doc/ docs/ --include '*.zip' --depth 1
+  {COMMAND} http://127.0.0.1:8000/ copy/ --delete      also remove files gone upstream
+  {COMMAND} urls.txt archive/ --dry-run               show what would change, change nothing
+
+A rerun asks only for what changed (If-None-Match / If-Modified-Since): an unchanged file
+costs one request and no body. An interrupted run continues where it stopped when started
+again. State is kept in DEST/.adownload-mirror.sqlite; --delete removes only files that the
+mirror itself created.
+
+exit status: 0 every file is in place, 1 some failed, 2 bad usage, 130 interrupted.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorOptions:
+    source: str  # a URL, a file name, or "-"
+    dest: Path
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    delete: bool
+    dry_run: bool
+    depth: int | None
+    quiet: bool
+    limits: Limits
+    timeout: Timeout
+    headers: dict[str, str]
+
+
+def _depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, not {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=COMMAND,
+        description="Make DEST a copy of a directory index or a list of URLs; rerun to update.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="the URL of a directory index, or a file of URLs ('-' for standard input)",
+    )
+    parser.add_argument("dest", metavar="DEST", help="the directory to keep up to date")
+    what = parser.add_argument_group("what to mirror")
+    what.add_argument(
+        "--include",
+        "-A",
+        "--accept",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="only files whose name (or path, if GLOB has a /) matches; may be repeated",
+    )
+    what.add_argument(
+        "--exclude",
+        "-R",
+        "--reject",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out files and directories that match; may be repeated",
+    )
+    what.add_argument(
+        "--depth",
+        "-l",
+        "--level",
+        type=_depth,
+        default=DEFAULT_DEPTH,
+        metavar="N",
+        help="walk N levels of subdirectories below SOURCE (default: %(default)s)",
+    )
+    what.add_argument(
+        "--delete",
+        action="store_true",
+        help="remove files the mirror created that are gone upstream",
+    )
+    what.add_argument(
+        "-n",
+        "--dry-run",
+        action="store_true",
+        help="print what would change; write nothing",
+    )
+    network = parser.add_argument_group("connections and time limits")
+    network.add_argument(
+        "-j",
+        "--jobs",
+        type=_count,
+        default=Limits().max_transfers,
+        metavar="N",
+        help="download N files at once (default: %(default)s)",
+    )
+    network.add_argument(
+        "-x",
+        "--max-connection-per-server",
+        "--max-per-host",
+        dest="per_host",
+        type=_count,
+        default=Limits().max_per_host,
+        metavar="N",
+        help="open at most N connections to one host (default: %(default)s)",
+    )
+    network.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=Timeout().connect,
+        metavar="SEC",
+        help="give up connecting after SEC seconds (default: %(default)s)",
+    )
+    network.add_argument(
+        "-T",
+        "--read-timeout",
+        "--timeout",
+        dest="read_timeout",
+        type=_seconds,
+        default=Timeout().read,
+        metavar="SEC",
+        help="give up when no byte arrives for SEC seconds (default: %(default)s)",
+    )
+    network.add_argument(
+        "-H",
+        "--header",
+        dest="headers",
+        action="append",
+        type=_header,
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="send this request header with every request; may be repeated",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing but errors (exit status says)"
+    )
+    return parser
+
+
+def parse_options(argv: Sequence[str]) -> MirrorOptions:
+    args = build_parser().parse_args(argv)
+    source: str = args.source
+    if "://" in source:
+        try:
+            parse_url(source)
+        except InvalidRequestError as exc:
+            raise UsageError(str(exc)) from None
+    dest = Path(args.dest)
+    _check_directory(dest)
+    return MirrorOptions(
+        source=source,
+        dest=dest,
+        include=tuple(args.include),
+        exclude=tuple(args.exclude),
+        delete=args.delete,
+        dry_run=args.dry_run,
+        depth=args.depth,
+        quiet=args.quiet,
+        limits=Limits(max_transfers=args.jobs, max_per_host=args.per_host),
+        timeout=Timeout(connect=args.connect_timeout, read=args.read_timeout),
+        headers=_headers(args.headers),
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run `adownload mirror` with `argv` (the arguments after `mirror`); the exit status."""
+    try:
+        options = parse_options(argv)
+        reader = None if "://" in options.source else _open_list(options.source)
+    except UsageError as exc:
+        print(f"{COMMAND}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    out, err = standard_streams()
+    _log_to(err)
+    printer = _Printer(out, err, quiet=options.quiet)
+    try:
+        report = asyncio.run(_run(options, reader, printer))
+    except KeyboardInterrupt:
+        err.line(f"{COMMAND}: interrupted. Run the same command again to continue.")
+        return EXIT_INTERRUPTED
+    except UsageError as exc:
+        err.line(f"{COMMAND}: error: {exc}")
+        return EXIT_USAGE
+    printer.summary(report)
+    return EXIT_FAILED if report.failed or printer.rejected else EXIT_OK
+
+
+def _open_list(name: str) -> InputReader:
+    if name == STDIN:
+        if sys.stdin is None:
+            raise UsageError("there is no standard input to read URLs from")
+        return InputReader(sys.stdin.buffer, "<stdin>", close=False)
+    try:
+        return InputReader.open(name)
+    except OSError as exc:
+        raise UsageError(f"cannot read the list of URLs {name}: {exc.strerror or exc}") from None
+
+
+async def _run(
+    options: MirrorOptions, reader: InputReader | None, printer: _Printer
+) -> MirrorReport:
+    source: str | list[Request] = options.source
+    delete = options.delete
+    if reader is not None:
+        source = await _read_list(reader, printer)
+        if printer.rejected and delete:
+            printer.err.line(f"{COMMAND}: not deleting anything: the list has errors")
+            delete = False
+    session = aiohttp.ClientSession(
+        # As the main command's: honours http_proxy, https_proxy, no_proxy and ~/.netrc.
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None),
+        trust_env=True,
+    )
+    async with (
+        session,
+        Downloader(
+            session=session,
+            limits=options.limits,
+            timeout=options.timeout,
+            headers=options.headers,
+        ) as dl,
+    ):
+        return await mirror(
+            source,
+            options.dest,
+            include=options.include,
+            exclude=options.exclude,
+            delete=delete,
+            dry_run=options.dry_run,
+            max_depth=options.depth,
+            downloader=dl,
+            on_change=printer,
+        )
+
+
+async def _read_list(reader: InputReader, printer: _Printer) -> list[Request]:
+    """The list's entries as Requests; an entry that cannot be used is reported and left out.
+
+    `dir=` and `out=` under a URL give its path below DEST; several URLs on a line are mirrors
+    of one file, and `checksum=` is checked.
+    """
+    requests = []
+    try:
+        async for entry in reader.entries():
+            where = f"{reader.name}:{entry.line}"
+            try:
+                if entry.problem is not None:
+                    raise ValueError(entry.problem)
+                url, *mirrors = entry.urls
+                path = None
+                if entry.dir is not None or entry.out is not None:
+                    name = entry.out or name_from_url(parse_url(url))
+                    directory = _inside("dir", entry.dir) if entry.dir else PurePosixPath()
+                    path = directory / _inside("out", name)
+                requests.append(Request(url, path, mirrors=mirrors, checksum=entry.checksum))
+            except (ValueError, InvalidRequestError) as exc:
+                printer.reject(f"{where}: {exc}")
+    except OSError as exc:
+        raise UsageError(f"cannot read {reader.name}: {exc.strerror or exc}") from exc
+    return requests
+
+
+class _Printer:
+    """A line per changed file on standard output, failures on standard error, a summary."""
+
+    def __init__(self, out: Stream, err: Stream, *, quiet: bool) -> None:
+        self.out = out
+        self.err = err
+        self.quiet = quiet
+        self.rejected = 0
+        self.started = time.monotonic()
+
+    def reject(self, why: str) -> None:
+        self.rejected += 1
+        self.err.line(f"failed {why}")
+
+    def __call__(self, change: MirrorChange) -> None:
+        if change.kind == "failed":
+            self.err.line(f"failed {change.url or change.path}: {describe_error(change.error)}")
+            return
+        if self.quiet or change.kind == "unchanged":
+            return
+        if change.dry_run:
+            verb = {"new": "would fetch", "updated": "would update", "deleted": "would delete"}
+            self.out.line(f"{verb[change.kind]} {change.path}")
+        elif change.kind == "deleted":
+            self.out.line(f"deleted {change.path}")
+        else:
+            self.out.line(f"{change.kind} {change.path} ({format_size(change.size)})")
+
+    def summary(self, report: MirrorReport) -> None:
+        failed = report.failed + self.rejected
+        if self.quiet:
+            if failed:
+                self.err.line(f"{COMMAND}: {failed} failed")
+            return
+        elapsed = time.monotonic() - self.started
+        prefix = "dry run, nothing changed: " if report.dry_run else ""
+        self.err.line(
+            f"{prefix}{report.new} new, {report.updated} updated, {report.unchanged} unchanged,"
+            f" {report.deleted} deleted, {failed} failed:"
+            f" {format_size(report.bytes)} transferred in {format_seconds(elapsed)}"
+        )
+
+
+def _log_to(err: Stream) -> None:
+    """The library's warnings (an incomplete listing, so nothing deleted) as our own lines."""
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            err.line(f"{COMMAND}: {record.levelname.lower()}: {self.format(record)}")
+
+    logger = logging.getLogger("adownload")
+    logger.setLevel(logging.WARNING)
+    logger.addHandler(Handler())
+    logger.propagate = False

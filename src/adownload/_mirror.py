@@ -1,0 +1,624 @@
+"""`mirror`: keep a directory tree in step with a directory index or a list of URLs.
+
+A run lists what is upstream (walking autoindex pages below the start URL, or reading the list),
+then asks for each file with the validators remembered from the last run (`If-None-Match`,
+`If-Modified-Since`): an unchanged file costs one 304 and no body. Files go through the
+`Downloader` like any other download (`.part`, verified, committed atomically), each to the
+path of its URL below the base, made safe one component at a time. What the mirror fetched is
+recorded in `_mirror_state` right after each commit; `delete` removes only such files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import stat
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+from typing import Literal, TypeAlias
+
+from yarl import URL
+
+from ._autoindex import below, directory_url, parse_index
+from ._config import Existing
+from ._downloader import Downloader
+from ._exceptions import (
+    DownloadError,
+    HTTPStatusError,
+    InvalidRequestError,
+    SizeLimitError,
+    StorageError,
+    UnsafePathError,
+)
+from ._files import INDEX_NAME, join_safely, safe_filename
+from ._mirror_state import STATE_NAME, MirrorState, Record
+from ._models import Outcome, Request, parse_url
+from ._sinks import MemorySink
+
+__all__ = ["ChangeKind", "MirrorChange", "MirrorReport", "MirrorSource", "mirror"]
+
+log = logging.getLogger("adownload")
+
+#: What `mirror` takes as its source: the URL of a directory index, or URLs (or `Request`s
+#: with a relative `path` under the destination) in any iterable.
+MirrorSource: TypeAlias = (
+    "str | URL | Iterable[str | URL | Request] | AsyncIterable[str | URL | Request]"
+)
+ChangeKind: TypeAlias = Literal["new", "updated", "unchanged", "deleted", "failed"]
+
+#: An index page larger than this is not an index page.
+_MAX_INDEX_BYTES = 32 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorChange:
+    """What happened to one file (or index page) of a mirror run.
+
+    - `kind`: "new", "updated", "unchanged", "deleted" or "failed".
+    - `path`: the local file (None for an index page or a URL that has no place under DEST).
+    - `url`: the file's URL (None for a deletion found only in the state store's past).
+    - `size`: body bytes transferred for it in this run (a resumed file counts the rest only).
+    - `error`: why it failed, for "failed".
+    - `dry_run`: True when nothing was done: this is what a real run would do.
+    """
+
+    kind: ChangeKind
+    path: Path | None
+    url: str | None
+    size: int = 0
+    error: DownloadError | None = None
+    dry_run: bool = False
+
+
+@dataclass(slots=True)
+class MirrorReport:
+    """The counts of a mirror run, and its failures.
+
+    `complete` is False when an index page could not be read: the listing is then partial, so
+    nothing was deleted. `bytes` counts the files' body bytes transferred (index pages aside).
+    """
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    bytes: int = 0
+    complete: bool = True
+    dry_run: bool = False
+    failures: list[MirrorChange] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def add(self, change: MirrorChange) -> None:
+        setattr(self, change.kind, getattr(self, change.kind) + 1)
+        self.bytes += change.size
+        if change.kind == "failed":
+            self.failures.append(change)
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    """One file upstream: where it comes from and where it goes below DEST."""
+
+    request: Request
+    parts: tuple[str, ...]
+
+    @property
+    def rel(self) -> str:
+        return "/".join(self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A file about to be asked for, and what was on disk and in the state for it."""
+
+    file: _File
+    url: str
+    target: Path
+    existed: bool
+    record: Record | None
+    size: int | None  # of the file on disk
+    conditions: dict[str, str]
+
+
+async def mirror(
+    source: MirrorSource,
+    dest: str | os.PathLike[str],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    delete: bool = False,
+    dry_run: bool = False,
+    max_depth: int | None = 10,
+    downloader: Downloader | None = None,
+    on_change: Callable[[MirrorChange], None] | None = None,
+) -> MirrorReport:
+    """Bring the directory `dest` up to date with `source`; return what changed.
+
+    - `source`: the URL of a directory index (nginx, Apache or `python -m http.server`
+      autoindex pages), walked recursively below that URL only; or an iterable (sync or async)
+      of URLs. A listed URL goes to its path below the host (`https://h/a/b.zip` to
+      `dest/a/b.zip`), or to the relative `path` of a `Request`.
+    - `include`, `exclude`: glob patterns (`fnmatch`, case-sensitive). A pattern with a `/`
+      matches the path below the base (`3.13/*.zip`), one without matches the name. With
+      `include`, only matching files are mirrored; `exclude` drops files, and directories of
+      the index whose name or path matches are not walked.
+    - `delete`: remove local files that are no longer upstream, but only files this mirror
+      created (as its state store records), and only after a complete listing.
+    - `dry_run`: change nothing, create nothing (not even `dest`): report what would happen.
+      Files on disk are still asked about, conditionally and without taking their body.
+    - `max_depth`: levels of subdirectories walked below the start page (0: its files only;
+      None: no limit, which a server with looping links can make endless).
+    - `downloader`: an open `Downloader` whose session, limits, timeouts and retries to use
+      (its `dest` and `existing` do not apply); by default one with the default settings.
+    - `on_change`: called with each `MirrorChange` as it happens (a 304 is "unchanged").
+
+    State lives in `dest/.adownload-mirror.sqlite`. Killing a run at any moment and starting it
+    again finishes the job without fetching completed files again. Raises `InvalidRequestError`
+    for a malformed source URL; per-file and per-page failures are in the report instead.
+
+    >>> report = await adownload.mirror("https://www.python.org/ftp/python/doc/", "docs",
+    ...                                 include=["*.zip"], max_depth=1)  # doctest: +SKIP
+    """
+    for name, patterns in (("include", include), ("exclude", exclude)):
+        if isinstance(patterns, str):
+            raise TypeError(f"{name} takes a list of glob patterns, not one string: [{patterns!r}]")
+    if max_depth is not None and (
+        isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 0
+    ):
+        raise ValueError(f"max_depth must be 0 or more, or None, not {max_depth!r}")
+    run = _Mirror(
+        Path(dest),
+        include=tuple(include),
+        exclude=tuple(exclude),
+        delete=delete,
+        dry_run=dry_run,
+        max_depth=max_depth,
+        on_change=on_change,
+    )
+    if downloader is not None:
+        return await run.run(source, downloader)
+    async with Downloader() as dl:
+        return await run.run(source, dl)
+
+
+class _Mirror:
+    def __init__(
+        self,
+        dest: Path,
+        *,
+        include: tuple[str, ...],
+        exclude: tuple[str, ...],
+        delete: bool,
+        dry_run: bool,
+        max_depth: int | None,
+        on_change: Callable[[MirrorChange], None] | None,
+    ) -> None:
+        self.dest = dest
+        self.include = include
+        self.exclude = exclude
+        self.delete = delete
+        self.dry_run = dry_run
+        self.max_depth = max_depth
+        self.on_change = on_change
+        self.report = MirrorReport(dry_run=dry_run)
+        self.base: URL | None = None  # the index's base, or None for a list
+
+    def _tell(self, change: MirrorChange) -> None:
+        self.report.add(change)
+        if self.on_change is not None:
+            self.on_change(change)
+
+    def _fail(self, error: DownloadError, *, path: Path | None = None) -> None:
+        self._tell(
+            MirrorChange("failed", path, error.url, error=error, dry_run=self.dry_run),
+        )
+
+    async def run(self, source: MirrorSource, dl: Downloader) -> MirrorReport:
+        index = source if isinstance(source, str | URL) else None
+        start = parse_url(index) if index is not None else None
+        if not self.dry_run:
+            try:
+                self.dest.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot create {self.dest}: {exc.strerror or exc}",
+                    url=None if start is None else str(start),
+                    path=self.dest,
+                    errno=exc.errno,
+                ) from exc
+        if start is not None:
+            files = await self._walk(start, dl)
+        else:
+            assert not isinstance(source, str | URL)
+            files = await self._read_list(source)
+        state = await MirrorState.open(self.dest, read_only=self.dry_run)
+        try:
+            await self._fetch(files, state, dl)
+            if self.delete:
+                if self.report.complete:
+                    await self._delete({f.rel for f in files}, state)
+                else:
+                    log.warning("not deleting anything: the listing of the source is incomplete")
+        finally:
+            await state.close()
+        return self.report
+
+    # --- what is upstream -----------------------------------------------------------------
+
+    async def _walk(self, start: URL, dl: Downloader) -> list[_File]:
+        """The files below the index at `start`, level by level, each level's pages at once."""
+        files: list[_File] = []
+        seen: set[str] = set()
+        visited: set[URL] = set()
+        level: list[URL] = [start]
+        depth = 0
+        while level:
+            # Pages are parsed as they arrive and dropped: a wide level is never held whole.
+            pages = (Request(url, sink=MemorySink(), max_size=_MAX_INDEX_BYTES) for url in level)
+            next_level: list[URL] = []
+            async with contextlib.aclosing(dl.as_completed(pages)) as outcomes:
+                async for outcome in outcomes:
+                    self._read_page(outcome, depth, files, seen, visited, next_level)
+            level = next_level
+            depth += 1
+        return files
+
+    def _read_page(
+        self,
+        outcome: Outcome,
+        depth: int,
+        files: list[_File],
+        seen: set[str],
+        visited: set[URL],
+        next_level: list[URL],
+    ) -> None:
+        if outcome.error is not None:
+            self.report.complete = False
+            self._fail(outcome.error)
+            return
+        assert outcome.request is not None
+        sink = outcome.request.sink
+        assert isinstance(sink, MemorySink)
+        page = URL(outcome.final_url or outcome.url)
+        if self.base is None:
+            # A start URL without its slash is usually redirected to it; the page's own URL,
+            # once there, is the base.
+            self.base = directory_url(page)
+        listing = parse_index(sink.getvalue().decode("utf-8", "replace"), page, self.base)
+        for url, parts in listing.files:
+            rel = "/".join(parts)
+            if rel not in seen and self._wanted(parts):
+                seen.add(rel)
+                files.append(_File(Request(url), parts))
+        if self.max_depth is not None and depth >= self.max_depth:
+            return
+        for url, parts in listing.directories:
+            if url not in visited and not self._pruned(parts):
+                visited.add(url)
+                next_level.append(url)
+
+    async def _read_list(
+        self, source: Iterable[str | URL | Request] | AsyncIterable[str | URL | Request]
+    ) -> list[_File]:
+        files: list[_File] = []
+        seen: set[str] = set()
+        async for item in _aiter(source):
+            try:
+                request = item if isinstance(item, Request) else Request(item)
+                parts = _list_parts(request)
+            except DownloadError as exc:
+                self.report.complete = False
+                self._fail(exc)
+                continue
+            rel = "/".join(parts)
+            if rel in seen:
+                self._fail(
+                    UnsafePathError(
+                        f"{request.url} goes to {rel}, where an earlier URL of the list goes",
+                        url=str(request.url),
+                        path=self.dest / rel,
+                    )
+                )
+                continue
+            seen.add(rel)
+            if self._wanted(parts):
+                files.append(_File(request, parts))
+        return files
+
+    def _wanted(self, parts: tuple[str, ...]) -> bool:
+        if self.include and not any(_match(p, parts) for p in self.include):
+            return False
+        return not any(_match(p, parts) for p in self.exclude)
+
+    def _pruned(self, parts: tuple[str, ...]) -> bool:
+        return any(_match(p.rstrip("/"), parts) for p in self.exclude)
+
+    def _in_scope(self, record: Record) -> bool:
+        """Whether this run would have seen `record`'s file if it were still upstream."""
+        parts = tuple(record.path.split("/"))
+        if not self._wanted(parts):
+            return False
+        if self.base is None:
+            return True
+        if self.max_depth is not None and len(parts) - 1 > self.max_depth:
+            return False
+        return record.url.startswith(str(self.base))
+
+    # --- fetching ---------------------------------------------------------------------------
+
+    async def _fetch(self, files: list[_File], state: MirrorState, dl: Downloader) -> None:
+        records = {record.path: record for record in await state.records()}
+        # One pass over the disk in a thread: a stat per file, thousands of them.
+        jobs = await asyncio.to_thread(self._plan, files, records)
+        for job in jobs:
+            if isinstance(job, UnsafePathError | StorageError):
+                self._fail(job, path=job.path)
+        if not self.dry_run:
+            # Before the downloads: from here on a file at a new path is the mirror's own,
+            # unless something was there already.
+            await state.put_many(
+                Record(job.file.rel, job.url, owned=not job.existed)
+                for job in jobs
+                if isinstance(job, _Pending) and job.record is None
+            )
+        pending: dict[int, _Pending] = {}
+
+        def requests() -> Iterator[Request]:
+            for job in jobs:
+                if isinstance(job, _Pending) and (request := self._request(job)) is not None:
+                    pending[id(request)] = job
+                    yield request
+
+        # Rows are written by one task, as many at once as have piled up (a group commit), so
+        # a file's row follows its commit as soon as the store's thread is free.
+        done: asyncio.Queue[Record | None] = asyncio.Queue()
+
+        async def write() -> None:
+            while True:
+                batch = [await done.get()]
+                while not done.empty():
+                    batch.append(done.get_nowait())
+                rows = [row for row in batch if row is not None]
+                if rows:
+                    await state.put_many(rows)
+                if len(rows) < len(batch):
+                    return
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(write())
+            try:
+                async with contextlib.aclosing(dl.as_completed(requests())) as outcomes:
+                    async for outcome in outcomes:
+                        assert outcome.request is not None
+                        row = self._settle(pending.pop(id(outcome.request)), outcome)
+                        if row is not None:
+                            done.put_nowait(row)
+            finally:
+                done.put_nowait(None)
+
+    def _plan(
+        self, files: list[_File], records: dict[str, Record]
+    ) -> list[_Pending | UnsafePathError | StorageError]:
+        """Where each file goes and what is there now. Runs in a worker thread."""
+        jobs: list[_Pending | UnsafePathError | StorageError] = []
+        for file in files:
+            url = str(file.request.parsed_url)
+            try:
+                target = self._target(file.parts, url)
+                info: os.stat_result | None = os.lstat(target)
+            except FileNotFoundError:
+                info = None
+            except UnsafePathError as exc:
+                jobs.append(exc)
+                continue
+            except OSError as exc:
+                jobs.append(_storage_error(exc, target, url))
+                continue
+            existed = info is not None and stat.S_ISREG(info.st_mode)
+            record = records.get(file.rel)
+            jobs.append(
+                _Pending(
+                    file,
+                    url,
+                    target,
+                    existed,
+                    record,
+                    info.st_size if info is not None and existed else None,
+                    _conditions(record, info if existed else None, url),
+                )
+            )
+        return jobs
+
+    def _request(self, job: _Pending) -> Request | None:
+        """The request for a file, conditional when there is a file to keep; None when there
+        is nothing to ask (a dry run's new file)."""
+        headers = {**(job.file.request.headers or {}), **job.conditions}
+        if not self.dry_run:
+            return dataclasses.replace(
+                job.file.request,
+                path=job.target,
+                dest=None,
+                headers=headers,
+                existing=Existing.OVERWRITE,
+            )
+        if not job.existed:
+            self._tell(MirrorChange("new", job.target, job.url, dry_run=True))
+            return None
+        # Only the answer's status matters: a limit of 0 bytes stops before any body byte.
+        return dataclasses.replace(
+            job.file.request, path=None, sink=MemorySink(), headers=headers, max_size=0
+        )
+
+    def _settle(self, job: _Pending, outcome: Outcome) -> Record | None:
+        """Tell what happened to a file; the row to record for it, if any."""
+        url = job.url
+        error = outcome.error
+        dry = self.dry_run
+        row = None
+        if error is None or (dry and isinstance(error, SizeLimitError)):
+            kind: ChangeKind = "updated" if job.existed else "new"
+            size = 0 if dry else outcome.size - outcome.resumed_from
+            if not dry:
+                row = Record(
+                    job.file.rel,
+                    url,
+                    outcome.etag,
+                    outcome.last_modified,
+                    outcome.size,
+                    owned=True,
+                    done=True,
+                )
+            self._tell(MirrorChange(kind, job.target, url, size, dry_run=dry))
+        elif isinstance(error, HTTPStatusError) and error.status == 304:
+            record = job.record
+            if not dry and (record is None or not record.done or record.url != url):
+                # A file that was there without a finished row: revalidated, so now it is known.
+                row = Record(
+                    job.file.rel,
+                    url,
+                    length=job.size,
+                    owned=record is not None and record.owned,
+                    done=True,
+                )
+            self._tell(MirrorChange("unchanged", job.target, url, dry_run=dry))
+        else:
+            self._tell(MirrorChange("failed", job.target, url, error=error, dry_run=dry))
+        return row
+
+    def _target(self, parts: tuple[str, ...], url: str | None) -> Path:
+        """DEST joined with `parts`, one checked component at a time, through no link."""
+        path = self.dest
+        for index, part in enumerate(parts):
+            try:
+                path = join_safely(path, part)
+            except ValueError as exc:
+                raise UnsafePathError(str(exc), url=url, path=path) from None
+            if index < len(parts) - 1 and os.path.islink(path):
+                raise UnsafePathError(
+                    f"refusing to write through the symbolic link at {path}", url=url, path=path
+                )
+        if path.name == STATE_NAME and path.parent == self.dest:
+            raise UnsafePathError(f"{path} is the mirror's own state file", url=url, path=path)
+        return path
+
+    # --- deleting ---------------------------------------------------------------------------
+
+    async def _delete(self, upstream: set[str], state: MirrorState) -> None:
+        for record in await state.records():
+            if record.path in upstream or not self._in_scope(record):
+                continue
+            try:
+                target = self._target(tuple(record.path.split("/")), record.url)
+            except UnsafePathError:
+                continue  # never ours to touch
+            ours = record.owned and await asyncio.to_thread(_is_regular_file, target)
+            if self.dry_run:
+                if ours:
+                    self._tell(MirrorChange("deleted", target, record.url, dry_run=True))
+                continue
+            if ours:
+                try:
+                    await asyncio.to_thread(os.unlink, target)
+                except FileNotFoundError:
+                    ours = False
+                except OSError as exc:
+                    self._fail(_storage_error(exc, target, record.url), path=target)
+                    continue
+            await state.forget(record.path)
+            if ours:
+                self._tell(MirrorChange("deleted", target, record.url))
+
+
+def _match(pattern: str, parts: tuple[str, ...]) -> bool:
+    if "/" in pattern:
+        return fnmatchcase("/".join(parts), pattern)
+    return fnmatchcase(parts[-1], pattern)
+
+
+def _conditions(record: Record | None, info: os.stat_result | None, url: str) -> dict[str, str]:
+    """The conditional headers for a file on hand (`info`), given what the state says of it."""
+    if info is None:
+        return {}
+    if record is not None and record.done and record.url == url:
+        if record.length is not None and record.length != info.st_size:
+            return {}  # not the file the mirror wrote: fetch it again
+        headers = {}
+        if record.etag:
+            headers["If-None-Match"] = record.etag
+        if record.last_modified:
+            headers["If-Modified-Since"] = record.last_modified
+        if headers:
+            return headers
+    # A file with no finished row (a run killed right after its commit, or a file put there by
+    # hand): newer than the upstream copy means current, as wget's --timestamping has it.
+    return {"If-Modified-Since": formatdate(info.st_mtime, usegmt=True)}
+
+
+def _list_parts(request: Request) -> tuple[str, ...]:
+    """Where a listed URL goes below DEST: its relative `path`, or the URL's path."""
+    url = str(request.url)
+    if request.sink is not None:
+        raise InvalidRequestError("a mirror writes files; a Request with a sink", url=url)
+    if request.path is not None:
+        relative = PurePosixPath(os.fspath(request.path).replace("\\", "/"))
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise UnsafePathError(
+                f"the path of a mirrored file must be relative, inside the destination:"
+                f" {request.path!r}",
+                url=url,
+            )
+        parts = tuple(safe_filename(p) for p in relative.parts if p != ".")
+        if parts:
+            return parts
+    parsed = request.parsed_url.with_query(None)
+    root = parsed.with_path("/")
+    try:
+        found = below(root, parsed)
+    except UnicodeDecodeError:
+        found = None
+    if parsed.raw_path.endswith("/"):
+        return (*(found or ()), INDEX_NAME)
+    if found is None:
+        raise UnsafePathError(f"no safe local path for {url}", url=url)
+    return found
+
+
+async def _aiter(
+    items: Iterable[str | URL | Request] | AsyncIterable[str | URL | Request],
+) -> AsyncIterator[str | URL | Request]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+def _is_regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _storage_error(exc: OSError, path: Path, url: str | None) -> StorageError:
+    return StorageError(
+        f"cannot use {path}: {exc.strerror or exc}", url=url, path=path, errno=exc.errno
+    )
