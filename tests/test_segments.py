@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from yarl import URL
 
 from adownload import (
     ChecksumMismatchError,
@@ -26,6 +27,7 @@ from adownload import (
     Request,
     Retry,
     Segments,
+    _state,
 )
 
 from .conftest import listing, payload
@@ -371,3 +373,60 @@ async def test_a_checksum_of_a_segmented_download_is_checked_once_it_is_whole(
     assert (dest / "a.bin").read_bytes() == payload("a.bin", size)
     assert len(faults.hits("/f/a.bin")) == 2  # segmented all the same
     assert listing(dest) == ["a.bin"]  # nothing of b.bin is kept
+
+
+def plant_part(
+    faults: FaultServer, dest: Path, url: str, size: int, done: list[tuple[int, int]]
+) -> None:
+    """A segmented `.part` as an earlier run leaves it: `done` written, garbage elsewhere."""
+    data = payload("a.bin", size)
+    part = bytearray(b"\xee" * size)
+    for start, stop in done:
+        part[start:stop] = data[start:stop]
+    (dest / "a.bin.part").write_bytes(bytes(part))
+    state = _state.PartState(
+        url=_state.identity(URL(url)),
+        length=size,
+        etag=faults.etag("/f/a.bin", size),
+        last_modified=faults.last_modified("/f/a.bin", size),
+        ranges=done,
+        sparse=True,
+    )
+    _state.save(dest / "a.bin.part.state", state)
+
+
+async def test_a_segmented_part_with_holes_fetches_every_hole_and_nothing_else(
+    faults: FaultServer, dest: Path
+) -> None:
+    size = 4 * MIB
+    url = faults.url("/f/a.bin", size=size)
+    plant_part(faults, dest, url, size, [(0, MIB), (2 * MIB, 3 * MIB)])
+    segments = Segments(count=4, min_size=MIB)
+    async with Downloader(dest=dest, limits=WIDE, segments=segments) as dl:
+        outcome = await dl.download(url)
+
+    assert (dest / "a.bin").read_bytes() == payload("a.bin", size)
+    assert listing(dest) == ["a.bin"]
+    hits = faults.hits("/f/a.bin")
+    assert sorted(hit.range or "" for hit in hits) == [
+        f"bytes={MIB}-{2 * MIB - 1}",
+        f"bytes={3 * MIB}-{size - 1}",
+    ]
+    assert sum(hit.body_sent for hit in hits) == 2 * MIB
+    assert outcome.resumed_from == 2 * MIB
+
+
+async def test_a_complete_segmented_part_is_confirmed_with_one_byte(
+    faults: FaultServer, dest: Path
+) -> None:
+    size = 4 * MIB
+    url = faults.url("/f/a.bin", size=size)
+    plant_part(faults, dest, url, size, [(0, size)])
+    async with Downloader(dest=dest, limits=WIDE, segments=Segments(min_size=MIB)) as dl:
+        await dl.download(url)
+
+    assert (dest / "a.bin").read_bytes() == payload("a.bin", size)
+    assert listing(dest) == ["a.bin"]
+    (hit,) = faults.hits("/f/a.bin")
+    assert hit.range == f"bytes={size - 1}-{size - 1}"
+    assert hit.body_sent == 1

@@ -726,6 +726,7 @@ class Transfer:
         settings = self._settings
         if (
             length is None
+            or plan.probe  # one byte to confirm a complete part: nothing to split
             or settings.decode_content
             # Each segment opens its own FileSink on the part; other writers may not take
             # writes out of order (a generator cannot).
@@ -1155,6 +1156,8 @@ class Transfer:
             state is not None
             and state.resumable
             and state.url == _state.identity(self.request.parsed_url)
+            # A part with holes can only be filled by segments, which need the FileSink.
+            and not (state.sparse and self._settings.writer != FileSink.open)
             and _is_regular_file(self._part)
         ):
             self._state = state
