@@ -57,7 +57,6 @@ import gzip
 import hashlib
 import socket
 import struct
-import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -70,7 +69,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from .conftest import _adownload_tasks, _open_files_under, payload
+from .conftest import _adownload_tasks, _open_files_under, payload, serve_in_thread
 
 __all__ = [
     "FaultServer",
@@ -590,26 +589,8 @@ def threaded_faults(tmp_path: Path) -> Iterator[FaultServer]:
 
     Plans and contents may be set from the test's thread before the requests they affect.
     """
-    ready: list[FaultServer] = []
-    started = threading.Event()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    async def main() -> None:
-        async with serve_faults() as running:
-            ready.append(running)
-            started.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),))
-    thread.start()
-    started.wait(10)
-    try:
-        yield ready[0]
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
-        loop.close()
+    with serve_in_thread(serve_faults) as running:
+        yield running
     assert _open_files_under(tmp_path) == []
 
 

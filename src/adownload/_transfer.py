@@ -55,7 +55,7 @@ from ._models import Outcome, Request
 from ._segments import Layout, Segment
 from ._sinks import FileSink, Sink, SinkOpener
 from ._state import PartState
-from ._util import IdleTimeout
+from ._util import IdleTimeout, redact
 from ._verify import Hashes, check, parse_digest_fields, parse_legacy_digest
 
 log = logging.getLogger("adownload")
@@ -155,6 +155,7 @@ class Transfer:
         self._settings = settings
         self.request = request
         self.url = str(request.url)
+        self.shown = redact(self.url)  # for messages: no userinfo
         self.timeout = request.timeout or settings.timeout
         self.existing = request.existing or settings.existing
         self.max_size = request.max_size if request.max_size is not None else settings.max_size
@@ -234,7 +235,7 @@ class Transfer:
                 await _close_quietly(sink)
             if total.expired():
                 raise TotalTimeout(
-                    f"download took longer than {limit}s: {self.url}",
+                    f"download took longer than {limit}s: {self.shown}",
                     url=self.url,
                     phase="total",
                     seconds=limit,
@@ -261,7 +262,7 @@ class Transfer:
                 await self._attempt(urls[index])
                 return
             except _StartOver:
-                log.info("starting %s over from the first byte", self.url)
+                log.info("starting %s over from the first byte", self.shown)
                 tries[index] -= 1
                 continue
             except DownloadError as exc:
@@ -282,7 +283,7 @@ class Transfer:
                 delay = retry.delay(retries, retry_after=retry_after)
             if retry.budget is not None and time.monotonic() - self.started + delay > retry.budget:
                 raise error
-            log.info("attempt %d for %s failed: %s", self.attempts, self.url, error)
+            log.info("attempt %d for %s failed: %s", self.attempts, self.shown, error)
             if self._settings.emit is not None:
                 self._settings.emit(Retrying(self.url, self.request, self.attempts, delay, error))
             await asyncio.sleep(delay)
@@ -315,7 +316,7 @@ class Transfer:
             except TimeoutError as exc:
                 if idle.expired():
                     raise ReadTimeout(
-                        f"no data received for {timeout.read}s from {self.url}",
+                        f"no data received for {timeout.read}s from {self.shown}",
                         url=self.url,
                         phase="read",
                         seconds=timeout.read,
@@ -397,7 +398,7 @@ class Transfer:
                 target = current.join(URL(location))
             except (ValueError, TypeError):
                 raise RedirectError(
-                    f"malformed redirect {location!r} from {current}", url=self.url
+                    f"malformed redirect {location!r} from {redact(current)}", url=self.url
                 ) from None
             self._check_redirect(current, target, hop, seen)
             if (target.scheme, target.host, target.port) != (
@@ -409,33 +410,33 @@ class Transfer:
                 for name in _CREDENTIALS:
                     headers.pop(name, None)
             seen.add(target)
-            log.debug("redirect %s -> %s", current, target)
+            log.debug("redirect %s -> %s", redact(current), redact(target))
             current = target
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _check_redirect(self, current: URL, target: URL, hop: int, seen: set[URL]) -> None:
         if target.scheme not in ("http", "https") or not target.host:
             raise RedirectError(
-                f"refused redirect from {current} to a {target.scheme or 'relative'}: URL",
+                f"refused redirect from {redact(current)} to a {target.scheme or 'relative'}: URL",
                 url=self.url,
             )
         downgrade = current.scheme == "https" and target.scheme == "http"
         if downgrade and not self._settings.allow_downgrade:
             raise RedirectError(
-                f"refused redirect from https to plain http: {target}", url=self.url
+                f"refused redirect from https to plain http: {redact(target)}", url=self.url
             )
         if target in seen:
-            raise RedirectError(f"redirect loop at {target}", url=self.url)
+            raise RedirectError(f"redirect loop at {redact(target)}", url=self.url)
         if hop >= self._settings.max_redirects:
             raise RedirectError(
-                f"more than {self._settings.max_redirects} redirects from {self.url}",
+                f"more than {self._settings.max_redirects} redirects from {self.shown}",
                 url=self.url,
             )
 
     async def _receive(self, response: aiohttp.ClientResponse, plan: _Plan) -> None:
         self.status = response.status
         self.final_url = str(response.url)
-        log.debug("%s %s <- %s", response.status, response.reason, response.url)
+        log.debug("%s %s <- %s", response.status, response.reason, redact(response.url))
         _check_framing(response, self.url)
         self._layout = None
         ranged = plan.ranged
@@ -454,13 +455,14 @@ class Transfer:
         if self.max_size is not None and length is not None and length > self.max_size:
             self._discard()
             raise SizeLimitError(
-                f"{self.url} is {length} bytes, over the limit of {self.max_size}",
+                f"{self.shown} is {length} bytes, over the limit of {self.max_size}",
                 url=self.url,
                 limit=self.max_size,
             )
         if fresh:
             self._adopt(response, length)
-        self.resumed_from = offset
+        # A probe re-reads the last byte of a part that is already whole.
+        self.resumed_from = offset + 1 if plan.probe else offset
         sink = self.request.sink
         if sink is not None:
             if fresh and self._sink_touched:
@@ -523,14 +525,14 @@ class Transfer:
         if status == 206:
             if not ranged:
                 raise RemoteProtocolError(
-                    f"206 Partial Content to a request without Range: {self.url}", url=self.url
+                    f"206 Partial Content to a request without Range: {self.shown}", url=self.url
                 )
             return plan.offset, self._check_partial(response, plan)
         if status == 416 and ranged:
             self._check_unsatisfiable(response, plan)
         if not 200 <= status < 300:
             raise HTTPStatusError(
-                f"HTTP {status} {response.reason or ''}".rstrip() + f" for {self.url}",
+                f"HTTP {status} {response.reason or ''}".rstrip() + f" for {self.shown}",
                 url=self.url,
                 status=status,
                 reason=response.reason or "",
@@ -538,7 +540,7 @@ class Transfer:
             )
         if ranged:
             # The server sent the whole file: it ignores ranges, or the file changed (If-Range).
-            log.info("%s: the server sent the whole file; starting over", self.url)
+            log.info("%s: the server sent the whole file; starting over", self.shown)
             self._discard()
         length = None if self._settings.decode_content else response.content_length
         return 0, length
@@ -551,7 +553,7 @@ class Transfer:
         if match is None:
             self._no_ranges.add(plan.url)
             raise RemoteProtocolError(
-                f"206 without a valid Content-Range from {plan.url}", url=self.url
+                f"206 without a valid Content-Range from {redact(plan.url)}", url=self.url
             )
         start, end = int(match.group(1)), int(match.group(2))
         total = None if match.group(3) == "*" else int(match.group(3))
@@ -565,8 +567,8 @@ class Transfer:
         ):
             self._no_ranges.add(plan.url)
             raise RemoteProtocolError(
-                f"Content-Range {response.headers['Content-Range']!r} from {plan.url} does not "
-                f"match the range asked for (bytes={plan.offset}-"
+                f"Content-Range {response.headers['Content-Range']!r} from {redact(plan.url)} "
+                f"does not match the range asked for (bytes={plan.offset}-"
                 f"{'' if wanted_end is None else wanted_end})",
                 url=self.url,
             )
@@ -646,7 +648,13 @@ class Transfer:
         touch = self._idle.touch
         bucket = settings.limiter.bucket
         while True:
-            chunk, end_of_http_chunk = await read()
+            try:
+                with translate_client_errors(self.url):
+                    chunk, end_of_http_chunk = await read()
+            except RemoteProtocolError as exc:
+                # The body broke off: say how much of the file is here, which is what a
+                # retry or a later run continues from.
+                raise self._incomplete(position, length, offset, response) from exc.__cause__
             touch()
             if not chunk:
                 if end_of_http_chunk:  # a boundary of chunked encoding, not the end
@@ -669,7 +677,7 @@ class Transfer:
             if max_size is not None and position > max_size:
                 self._discard()
                 raise SizeLimitError(
-                    f"{self.url} grew over the limit of {max_size} bytes",
+                    f"{self.shown} grew over the limit of {max_size} bytes",
                     url=self.url,
                     limit=max_size,
                 )
@@ -678,7 +686,7 @@ class Transfer:
                 if now - window_start >= window:
                     if (position - window_bytes - offset) / (now - window_start) < min_speed:
                         raise StallError(
-                            f"slower than {min_speed:.0f} bytes/s for {window}s: {self.url}",
+                            f"slower than {min_speed:.0f} bytes/s for {window}s: {self.shown}",
                             url=self.url,
                             phase="speed",
                             seconds=window,
@@ -689,22 +697,11 @@ class Transfer:
                 next_progress = time.monotonic() + PROGRESS_INTERVAL
         if emit is not None:
             emit(Progress(self.url, self.request, position, length))
-        received = position - offset
         announced = None if settings.decode_content else response.content_length
-        if announced is not None and received != announced:
-            raise IncompleteBodyError(
-                f"received {received} of {announced} bytes from {self.url}",
-                url=self.url,
-                expected=announced,
-                received=received,
-            )
-        if length is not None and position != length:
-            raise IncompleteBodyError(
-                f"the file has {position} of {length} bytes: {self.url}",
-                url=self.url,
-                expected=length,
-                received=position,
-            )
+        if (announced is not None and position - offset != announced) or (
+            length is not None and position != length
+        ):
+            raise self._incomplete(position, length, offset, response)
         for source, digests, scope in expected:
             try:
                 check(full if scope == "full" else partial, digests, source=source, url=self.url)
@@ -806,7 +803,7 @@ class Transfer:
         emit = self._settings.emit
         if emit is not None:
             emit(Started(self.url, self.request, self.path, length, done_before))
-        log.debug("%s: %d bytes in up to %d segments", self.url, length, segments.count)
+        log.debug("%s: %d bytes in up to %d segments", self.shown, length, segments.count)
         try:
             async with asyncio.TaskGroup() as group:
                 helpers = [
@@ -884,7 +881,7 @@ class Transfer:
             retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
             delay = retry.delay(tries, retry_after=retry_after)
             self.attempts += 1
-            log.info("segment %r of %s failed: %s", segment, self.url, error)
+            log.info("segment %r of %s failed: %s", segment, self.shown, error)
             if self._settings.emit is not None:
                 self._settings.emit(Retrying(self.url, self.request, self.attempts, delay, error))
             await asyncio.sleep(delay)
@@ -921,7 +918,7 @@ class Transfer:
             except TimeoutError as exc:
                 if idle.expired():
                     raise ReadTimeout(
-                        f"no data received for {timeout.read}s from {self.url}",
+                        f"no data received for {timeout.read}s from {self.shown}",
                         url=self.url,
                         phase="read",
                         seconds=timeout.read,
@@ -953,7 +950,11 @@ class Transfer:
             # URL we were given for a fresh one.
             response.close()
             log.info(
-                "%s: %d from %s; resolving %s again", self.url, response.status, job.url, job.origin
+                "%s: %d from %s; resolving %s again",
+                self.shown,
+                response.status,
+                redact(job.url),
+                redact(job.origin),
             )
             plan.url, plan.foreign = job.origin, False
             response = await self._send(plan, idle)
@@ -989,7 +990,7 @@ class Transfer:
                 self._no_ranges.add(job.origin)
                 raise RemoteProtocolError(
                     f"Content-Range {response.headers.get('Content-Range')!r} from "
-                    f"{response.url} does not match the range asked for "
+                    f"{redact(response.url)} does not match the range asked for "
                     f"(bytes={wanted[0]}-{wanted[1]}/{job.length})",
                     url=self.url,
                 )
@@ -1002,14 +1003,14 @@ class Transfer:
                 # The same file, whole: this server ignores ranges after all.
                 self._no_ranges.add(job.origin)
                 raise RemoteProtocolError(
-                    f"{response.url} answered a range with the whole file", url=self.url
+                    f"{redact(response.url)} answered a range with the whole file", url=self.url
                 )
             # If-Range did its job: the file changed, and its bytes on hand are worthless.
-            log.info("%s changed during the download; starting over", self.url)
+            log.info("%s changed during the download; starting over", self.shown)
             self._discard()
             raise _StartOver
         raise HTTPStatusError(
-            f"HTTP {status} {response.reason or ''}".rstrip() + f" for {self.url}",
+            f"HTTP {status} {response.reason or ''}".rstrip() + f" for {self.shown}",
             url=self.url,
             status=status,
             reason=response.reason or "",
@@ -1053,7 +1054,7 @@ class Transfer:
         except OSError as exc:
             raise self._storage_error(exc) from exc
         raise IncompleteBodyError(
-            f"a segment of {self.url} ended at byte {segment.position}, before {segment.end}",
+            f"a segment of {self.shown} ended at byte {segment.position}, before {segment.end}",
             url=self.url,
             expected=segment.end,
             received=segment.position,
@@ -1082,12 +1083,28 @@ class Transfer:
             if min_speed is not None and now - window_start >= window:
                 if (received - window_bytes) / (now - window_start) < min_speed:
                     raise StallError(
-                        f"slower than {min_speed:.0f} bytes/s for {window}s: {self.url}",
+                        f"slower than {min_speed:.0f} bytes/s for {window}s: {self.shown}",
                         url=self.url,
                         phase="speed",
                         seconds=window,
                     )
                 window_start, window_bytes = now, received
+
+    def _incomplete(
+        self, position: int, length: int | None, offset: int, response: aiohttp.ClientResponse
+    ) -> IncompleteBodyError:
+        """The error for a body that ended early (or late): counted in bytes of the whole file."""
+        announced = None if self._settings.decode_content else response.content_length
+        expected = (
+            length if length is not None else (None if announced is None else offset + announced)
+        )
+        return IncompleteBodyError(
+            f"received {position} of {expected if expected is not None else 'unknown'} bytes "
+            f"of {self.shown}" + (f" (this response started at byte {offset})" if offset else ""),
+            url=self.url,
+            expected=expected,
+            received=position,
+        )
 
     def _expected_digests(
         self, response: aiohttp.ClientResponse
@@ -1244,7 +1261,7 @@ class Transfer:
             raise InvalidRequestError(f"the target {target} is a directory", url=self.url)
         existing = self.existing
         if existing is Existing.SKIP:
-            log.debug("skipped %s: %s exists", self.url, target)
+            log.debug("skipped %s: %s exists", self.shown, target)
             raise _Skipped(target)
         if existing is Existing.ERROR:
             raise DestinationExistsError(f"{target} exists", url=self.url, path=target)
@@ -1295,7 +1312,7 @@ async def _truncate(sink: Sink, url: str) -> None:
     truncate = getattr(sink, "truncate", None)
     if truncate is None:
         raise DownloadError(
-            f"{url} must start over, but its sink cannot be emptied (it has no truncate())",
+            f"{redact(url)} must start over, but its sink cannot be emptied (it has no truncate())",
             url=url,
         )
     await truncate(0)
@@ -1342,9 +1359,11 @@ def _check_framing(response: aiohttp.ClientResponse, url: str) -> None:
     """Refuse a response whose length is ambiguous: duplicate or malformed Content-Length."""
     lengths = [value for name, value in response.raw_headers if name.lower() == b"content-length"]
     if len(lengths) > 1:
-        raise RemoteProtocolError(f"duplicate Content-Length headers from {url}", url=url)
+        raise RemoteProtocolError(f"duplicate Content-Length headers from {redact(url)}", url=url)
     if lengths and not lengths[0].strip().isdigit():
-        raise RemoteProtocolError(f"malformed Content-Length {lengths[0]!r} from {url}", url=url)
+        raise RemoteProtocolError(
+            f"malformed Content-Length {lengths[0]!r} from {redact(url)}", url=url
+        )
 
 
 def _retry_after(value: str | None) -> float | None:
