@@ -41,6 +41,8 @@ Routes (the last path segment is the file name a client picks):
 
 Every request is logged as a `Hit`: method, host, path, query, Range, If-Range, If-None-Match,
 all headers, the step it got, the status sent and the body bytes handed to the socket.
+`active` counts the requests being answered now and `peak` the most at once (segmented
+downloads, per-host limits).
 
 `RawServer` is a socket server for what aiohttp.web cannot send: the test gives the exact bytes
 of each reply (`raw.script(name, reply, ...)`, built with `raw_response` or by hand).
@@ -122,6 +124,14 @@ class Hit:
     version: int = 0
 
     @property
+    def range_bounds(self) -> tuple[int, int | None] | None:
+        """(N, M) of a `Range: bytes=N-M` request header (M None if open), None without one."""
+        if self.range is None or not self.range.startswith("bytes="):
+            return None
+        first, _, last = self.range[len("bytes=") :].partition("-")
+        return int(first), int(last) if last else None
+
+    @property
     def range_start(self) -> int | None:
         """N of a `Range: bytes=N-...` request header, None without one."""
         if self.range is None or not self.range.startswith("bytes="):
@@ -179,6 +189,8 @@ class FaultServer:
         self.log: list[Hit] = []
         self._versions: dict[str, Version] = {}
         self._plans: dict[str, deque[str]] = {}
+        self.active = 0
+        self.peak = 0
 
     # --- the test's side ------------------------------------------------------------------
 
@@ -243,6 +255,14 @@ class FaultServer:
         return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            return await self._answer(request)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         plan = self._plans.get(request.path)
         step = plan.popleft() if plan else "ok"
         hit = Hit(
