@@ -4,6 +4,15 @@ One overall bar (files done of the total when known, bytes, speed, time left) ov
 active transfer; failures and retries are printed above the bars as they happen. Only the
 command line imports this module, so `import adownload` never loads rich.
 
+Why rich and not tqdm: tqdm draws one bar per object and stacks several only through fixed
+`position=` slots, which leave holes and garbled lines when bars come and go out of order, as
+concurrent transfers do; lines printed meanwhile need `tqdm.write` and each bar redraws itself
+on every update (or from a monitor thread). rich's `Live` owns one region of the screen: it
+redraws the whole group of bars in one write, prints messages above it without tearing, keeps
+to the terminal's width, and can be refreshed from our own task with `auto_refresh=False`, so
+every bit of drawing stays on the event loop. It is also a pure-Python wheel with no compiled
+parts, and it is imported only when the output is a terminal.
+
 All drawing happens on the event loop: the events update plain counters, and a task redraws
 the screen ten times a second (rich's own refresh thread would read those counters while the
 loop changes them).
@@ -153,6 +162,9 @@ class BarsReporter(Reporter):
                 style="yellow",
             )
         )
+
+    def warn(self, text: str) -> None:
+        self.console.print(Text(f"adownload: warning: {text}", style="yellow"))
 
     def finished(self, outcome: Outcome) -> None:
         if outcome.request is not None:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from ._events import Event, Finished, Progress, Queued, Retrying, Started
@@ -24,6 +25,11 @@ __all__ = ["JsonReporter", "LinesReporter", "Reporter", "Stream", "Tally"]
 
 #: Failures kept for the summary; the rest are counted (and were printed as they happened).
 MAX_LISTED_FAILURES = 20
+
+
+# Control characters (C0, DEL, C1) as escapes: a server's text in an error message must not
+# move the cursor or recolour a terminal, and a log file stays plain text.
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 class Stream:
@@ -41,7 +47,7 @@ class Stream:
         if self.closed:
             return
         try:
-            self.file.write(text + "\n")
+            self.file.write(text.translate(_VISIBLE) + "\n")
             self.file.flush()
         except BrokenPipeError:
             self.closed = True
@@ -135,23 +141,38 @@ class Reporter:
         self.err = err
         self.tally = Tally()
         self.total: int | None = None
+        # The target of each download under way, to say which .part files an interrupted run
+        # leaves behind; keyed by the Request, as every event of a download carries it.
+        self._targets: dict[int, Path] = {}
 
     def __call__(self, event: Event) -> None:
         match event:
             case Queued():
                 self.queued(event)
-            case Started():
+            case Started(request=request, path=path):
+                if path is not None:
+                    self._targets[id(request)] = path
                 self.started(event)
             case Progress():
                 self.progress(event)
             case Retrying():
                 self.retrying(event)
             case Finished(outcome=outcome):
+                if outcome.request is not None:
+                    self._targets.pop(id(outcome.request), None)
                 self.tally.add(outcome)
                 self.finished(outcome)
 
     def set_total(self, total: int) -> None:
         self.total = total
+
+    def unfinished(self) -> list[Path]:
+        """The targets of the downloads that started and never finished (an interrupted run)."""
+        return list(self._targets.values())
+
+    def warn(self, text: str) -> None:
+        """A problem that does not stop a download (an option ignored in an input file)."""
+        self.err.line(f"adownload: warning: {text}")
 
     @contextlib.asynccontextmanager
     async def showing(self) -> AsyncIterator[None]:
@@ -196,6 +217,10 @@ class LinesReporter(Reporter):
     def retrying(self, event: Retrying) -> None:
         if not self.quiet:
             super().retrying(event)
+
+    def warn(self, text: str) -> None:
+        if not self.quiet:
+            super().warn(text)
 
     def finished(self, outcome: Outcome) -> None:
         super().finished(outcome)
