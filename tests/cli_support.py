@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 #: The command as a user runs it, through `python -m`, with ResourceWarnings shown.
 COMMAND = [sys.executable, "-W", "always::ResourceWarning", "-m", "adownload"]
@@ -48,3 +49,8 @@ def no_parts(directory: Path) -> list[str]:
 
 def has_control_characters(text: str, allowed: Sequence[str] = ("\n",)) -> bool:
     return any((ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0) and c not in allowed for c in text)
+
+
+def read_all(stream: IO[str] | None) -> str:
+    assert stream is not None
+    return stream.read()

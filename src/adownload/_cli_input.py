@@ -12,7 +12,9 @@ https://www.python.org/ftp/python/doc/3.13.2/python-3.13.2-docs-html.zip
 ```
 
 A file is never read whole: lines are parsed as they arrive, so a file of a million lines (or
-a pipe that is still being written) starts downloading at once, in flat memory.
+a pipe that is still being written) starts downloading at once, in flat memory. An entry is
+complete when the next URL line arrives, or when a pipe goes quiet for `IDLE` seconds (so
+`producer | adownload -i -` starts each URL as it comes, not when the next one follows).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ __all__ = ["KNOWN_KEYS", "Entry", "EntryParser", "InputReader", "RejectedEntry",
 #: Bytes asked for per read, and reads that may wait for the parser: the read-ahead bound.
 _CHUNK = 64 << 10
 _READ_AHEAD = 4
+#: Seconds of silence from a pipe after which the entry read last is started: its option lines
+#: must come with it, and a producer that writes one URL a minute needs no next line first.
+IDLE = 0.2
 #: A longer line is not a URL; it is reported instead of being held in memory.
 _MAX_LINE = 64 << 10
 
@@ -142,8 +147,10 @@ class EntryParser:
             if getattr(entry, key) is not None:
                 raise ValueError(f"{key}= is given twice for one URL")
             if key == "out":
+                _inside(key, value)  # checked here too, so that the line shown is this one
                 self._pending = dataclasses.replace(entry, out=value)
             elif key == "dir":
+                _inside(key, value)
                 self._pending = dataclasses.replace(entry, dir=value)
             elif key == "split":
                 self._pending = dataclasses.replace(entry, split=_split(value))
@@ -266,6 +273,10 @@ class InputReader:
         pending = b""
         overlong = False  # skipping the rest of a line that is too long to be a URL
         async for chunk in self._chunks():
+            if chunk is None:  # the input went quiet: the last entry is all there is for now
+                if not pending and (entry := parser.finish()) is not None:
+                    yield entry
+                continue
             if number == 0 and not pending:
                 chunk = chunk.removeprefix(b"\xef\xbb\xbf")  # a byte order mark
             *lines, pending = (pending + chunk).split(b"\n")
@@ -287,14 +298,25 @@ class InputReader:
         if (entry := parser.finish()) is not None:
             yield entry
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    async def _chunks(self) -> AsyncIterator[bytes | None]:
+        """The input's bytes as they come, and None once each time it goes quiet for `IDLE`."""
         self._loop = asyncio.get_running_loop()
         thread = threading.Thread(target=self._pump, name=f"adownload input {self.name}")
         thread.daemon = True
         thread.start()
         try:
+            quiet = False
             while True:
-                item = await self._queue.get()
+                if quiet or not self._queue.empty():
+                    item = await self._queue.get()
+                else:
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), IDLE)
+                    except TimeoutError:
+                        quiet = True
+                        yield None
+                        continue
+                quiet = False
                 self._room.release()
                 if isinstance(item, OSError):
                     raise item
