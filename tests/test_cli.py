@@ -6,22 +6,26 @@ the command printed.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+import adownload
 from adownload import Existing, Limits, Retry, Segments, Timeout
 from adownload._cli_args import UsageError, parse_options, parse_rate, parse_size
 from adownload.cli import main
 
 from .cli_support import COMMAND, cli_env, has_control_characters, read_all, run_cli
-from .conftest import listing, payload
+from .conftest import Server, listing, payload
 from .faults import FaultServer
 
 # --- success, failure, and what is printed ------------------------------------------------
@@ -417,3 +421,78 @@ def test_sigint_with_no_continue_keeps_nothing(
     assert err.startswith("adownload: interrupted. Run the same command again")
     assert "without --no-continue" in err
     assert os.listdir(tmp_path) == []
+
+
+# --- the README -----------------------------------------------------------------------------
+
+README = Path(__file__).parent.parent / "README.md"
+PYTHON_ORG = "https://www.python.org/ftp/python/doc"
+
+
+def command_line_blocks() -> list[str]:
+    text = README.read_text()
+    section = text[text.index("\n## Command line\n") :]
+    section = section[: section.index("\n## ", 1)]
+    return re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+
+
+def test_readme_command_line_examples_run_as_pasted(
+    threaded_server: Server, tmp_path: Path
+) -> None:
+    blocks = command_line_blocks()
+    assert len(blocks) == 3
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "adownload").exists(), "the console script is not installed"
+    env = cli_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    outputs = []
+    for block in blocks:
+        script = block.replace(PYTHON_ORG, threaded_server("/docs").rstrip("/"))
+        assert script != block
+        result = subprocess.run(
+            ["bash", "-e", "-c", script],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        outputs.append(result)
+
+    assert sorted(listing(tmp_path)) == [
+        "python-3.13.2-docs-html.zip",
+        "python-docs",
+        "python-docs/3.12",
+        "python-docs/3.12/python-3.12.7-docs-html.zip",
+        "python-docs/latest-docs-html.zip",
+        "python-docs/python-3.12.7-docs-html.zip",
+        "python-docs/python-3.13.2-docs-html.zip",
+        "urls.txt",
+    ]
+    assert (tmp_path / "python-docs/latest-docs-html.zip").read_bytes() == (
+        tmp_path / "python-3.13.2-docs-html.zip"
+    ).read_bytes()
+    summary, failed = outputs[1].stdout.splitlines()
+    assert json.loads(summary)["type"] == "summary"
+    assert json.loads(summary)["skipped"] == 1
+    assert failed == "exit status 1"
+    assert "404" in outputs[1].stderr
+    assert outputs[2].stdout.count("saved") == 2
+
+
+def test_no_print_in_the_library() -> None:
+    """The library logs through logging.getLogger("adownload"); only the CLI writes output."""
+    source = Path(adownload.__file__).parent
+    for module in source.glob("*.py"):
+        if module.name.startswith(("_cli", "cli", "__main__")):
+            continue
+        tree = ast.parse(module.read_text())
+        calls = [
+            node.lineno
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "print"
+        ]
+        assert calls == [], f"print() in {module.name} at lines {calls}"
