@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from adownload import Segments
-from adownload._cli_input import Entry, RejectedEntry, parse_lines, request_for
+from adownload._cli_input import Entry, InputReader, RejectedEntry, parse_lines, request_for
 
 from .cli_support import COMMAND, cli_env, read_all, run_cli
 from .conftest import listing, payload
@@ -193,3 +194,28 @@ def test_input_files_and_arguments_together(threaded_faults: FaultServer, tmp_pa
     assert result.returncode == 0, result.stderr
     assert listing(tmp_path) == ["a.bin", "b.bin", "c.bin", "one.txt"]
     assert result.stderr.startswith("3 downloaded, 0 skipped, 0 failed")
+
+
+async def test_a_long_input_is_parsed_as_it_is_read_in_flat_memory(tmp_path: Path) -> None:
+    lines = 20_000
+    long = "x" * 200
+    path = tmp_path / "urls.txt"
+    with path.open("w") as file:
+        for i in range(lines):
+            file.write(f"http://127.0.0.1:9/{long}/{i:08}.bin\n  out={long}-{i}.bin\n")
+    size = path.stat().st_size
+    reader = InputReader.open(str(path))
+    tracemalloc.start()
+    try:
+        count = 0
+        async for entry in reader.entries():
+            assert entry.urls == (f"http://127.0.0.1:9/{long}/{count:08}.bin",)
+            assert entry.out == f"{long}-{count}.bin"
+            count += 1
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == lines
+    # The read-ahead is a few 64 KiB chunks: far below the file's size, whatever that is.
+    assert size > 8 << 20
+    assert peak < 1 << 20

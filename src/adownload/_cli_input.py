@@ -147,10 +147,10 @@ class EntryParser:
             if getattr(entry, key) is not None:
                 raise ValueError(f"{key}= is given twice for one URL")
             if key == "out":
-                _inside(key, value)  # checked here too, so that the line shown is this one
+                _check_inside(key, value)  # here too, so that the line shown is this one
                 self._pending = dataclasses.replace(entry, out=value)
             elif key == "dir":
-                _inside(key, value)
+                _check_inside(key, value)
                 self._pending = dataclasses.replace(entry, dir=value)
             elif key == "split":
                 self._pending = dataclasses.replace(entry, split=_split(value))
@@ -221,6 +221,12 @@ def request_for(
 
 def _inside(key: str, value: str) -> PurePosixPath:
     """`value` as a relative path that cannot leave the directory it is joined to."""
+    _check_inside(key, value)
+    return PurePosixPath(value)
+
+
+def _check_inside(key: str, value: str) -> None:
+    # Strings only: the parser checks every entry, and pathlib interns each part it parses.
     parts = value.replace("\\", "/").split("/")
     if not value or value.startswith(("/", "\\")) or _DRIVE.match(value):
         raise ValueError(f"{key}= must be a relative path inside the destination, not {value!r}")
@@ -230,7 +236,6 @@ def _inside(key: str, value: str) -> PurePosixPath:
         raise ValueError(f"{key}= contains a control character: {value!r}")
     if key == "out" and parts[-1] in ("", "."):
         raise ValueError(f"out= must name a file, not {value!r}")
-    return PurePosixPath(value)
 
 
 class InputReader:
