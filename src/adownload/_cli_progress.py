@@ -158,7 +158,7 @@ class BarsReporter(Reporter):
         self.console.print(
             Text(
                 f"retrying {event.url} in {event.delay:.1f} s"
-                f" (attempt {event.attempt} failed: {describe_error(event.error)})",
+                f" (attempt {event.attempt} failed: {describe_error(event.error, event.url)})",
                 style="yellow",
             )
         )
@@ -171,7 +171,10 @@ class BarsReporter(Reporter):
             self._forget(id(outcome.request))
         if outcome.error is not None:
             self.console.print(
-                Text(f"failed {outcome.url}: {describe_error(outcome.error)}", style="red")
+                Text(
+                    f"failed {outcome.url}: {describe_error(outcome.error, outcome.url)}",
+                    style="red",
+                )
             )
         elif not outcome.skipped:
             self._downloaded_bytes += outcome.size

@@ -79,8 +79,14 @@ def format_seconds(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def describe_error(error: BaseException | None) -> str:
-    return str(error) or type(error).__name__
+def describe_error(error: BaseException | None, url: str | None = None) -> str:
+    """The error's message; without a closing "for URL" or "from URL" when the line it goes
+    in starts with that `url` already."""
+    text = str(error) or type(error).__name__
+    if url:
+        for tail in (f" for {url}", f" from {url}"):
+            text = text.removesuffix(tail)
+    return text
 
 
 @dataclass
@@ -103,7 +109,7 @@ class Tally:
         if outcome.error is not None:
             self.failed += 1
             if len(self.failures) < MAX_LISTED_FAILURES:
-                self.failures.append((outcome.url, describe_error(outcome.error)))
+                self.failures.append((outcome.url, describe_error(outcome.error, outcome.url)))
         elif outcome.skipped:
             self.skipped += 1
         else:
@@ -191,12 +197,12 @@ class Reporter:
     def retrying(self, event: Retrying) -> None:
         self.err.line(
             f"retrying {event.url} in {event.delay:.1f} s"
-            f" (attempt {event.attempt} failed: {describe_error(event.error)})"
+            f" (attempt {event.attempt} failed: {describe_error(event.error, event.url)})"
         )
 
     def finished(self, outcome: Outcome) -> None:
         if outcome.error is not None:
-            self.err.line(f"failed {outcome.url}: {describe_error(outcome.error)}")
+            self.err.line(f"failed {outcome.url}: {describe_error(outcome.error, outcome.url)}")
 
     def finish(self, *, interrupted: bool) -> None:
         for line in self.tally.summary():
