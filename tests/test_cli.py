@@ -496,3 +496,11 @@ def test_no_print_in_the_library() -> None:
             and node.func.id == "print"
         ]
         assert calls == [], f"print() in {module.name} at lines {calls}"
+
+
+def test_control_characters_from_a_url_are_printed_escaped(tmp_path: Path) -> None:
+    result = run_cli("--tries", "1", "http://127.0.0.1:9/a\x1b[2J.bin", cwd=tmp_path)
+    assert result.returncode == 1
+    assert not has_control_characters(result.stdout + result.stderr)
+    assert "failed http://127.0.0.1:9/a\\x1b[2J.bin: " in result.stderr
+    assert listing(tmp_path) == []

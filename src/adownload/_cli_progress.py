@@ -41,7 +41,14 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
-from ._cli_report import Reporter, Stream, describe_error, format_seconds, format_size
+from ._cli_report import (
+    Reporter,
+    Stream,
+    describe_error,
+    format_seconds,
+    format_size,
+    visible,
+)
 from ._events import Progress as ProgressEvent
 from ._events import Retrying, Started
 from ._models import Outcome
@@ -138,12 +145,12 @@ class BarsReporter(Reporter):
         key = id(event.request)
         self._forget(key)  # a retry starts the file's bar again
         name = event.path.name if event.path is not None else event.url.rsplit("/", 1)[-1]
-        visible = len(self._active) - len(self._hidden) < self._max_bars
+        shown = len(self._active) - len(self._hidden) < self._max_bars
         task = self._files.add_task(
-            name or event.url, total=event.total, completed=event.offset, visible=visible
+            visible(name or event.url), total=event.total, completed=event.offset, visible=shown
         )
         self._active[key] = _Transfer(task, event.offset, event.total)
-        if not visible:
+        if not shown:
             self._hidden.append(key)
 
     def progress(self, event: ProgressEvent) -> None:
@@ -155,35 +162,33 @@ class BarsReporter(Reporter):
         self._files.update(transfer.task, completed=event.received)
 
     def retrying(self, event: Retrying) -> None:
-        self.console.print(
-            Text(
-                f"retrying {event.url} in {event.delay:.1f} s"
-                f" (attempt {event.attempt} failed: {describe_error(event.error, event.url)})",
-                style="yellow",
-            )
+        self._say(
+            f"retrying {event.url} in {event.delay:.1f} s"
+            f" (attempt {event.attempt} failed: {describe_error(event.error, event.url)})",
+            "yellow",
         )
 
     def warn(self, text: str) -> None:
-        self.console.print(Text(f"adownload: warning: {text}", style="yellow"))
+        self._say(f"adownload: warning: {text}", "yellow")
 
     def finished(self, outcome: Outcome) -> None:
         if outcome.request is not None:
             self._forget(id(outcome.request))
         if outcome.error is not None:
-            self.console.print(
-                Text(
-                    f"failed {outcome.url}: {describe_error(outcome.error, outcome.url)}",
-                    style="red",
-                )
-            )
+            self._say(f"failed {outcome.url}: {describe_error(outcome.error, outcome.url)}", "red")
         elif not outcome.skipped:
             self._downloaded_bytes += outcome.size
 
     def finish(self, *, interrupted: bool) -> None:
         first, *rest = self.tally.summary()
-        self.console.print(Text(first, style="bold"))
+        self._say(first, "bold")
         for line in rest:
-            self.console.print(Text(line, style="red"))
+            self._say(line, "red")
+
+    def _say(self, text: str, style: str) -> None:
+        """A line above the bars. rich drops some control characters but not ESC: a URL could
+        still recolour the terminal or move its cursor, so they are all made visible."""
+        self.console.print(Text(visible(text), style=style))
 
     def _forget(self, key: int) -> None:
         transfer = self._active.pop(key, None)

@@ -21,7 +21,7 @@ from ._events import Event, Finished, Progress, Queued, Retrying, Started
 from ._exceptions import DownloadError
 from ._models import Outcome
 
-__all__ = ["JsonReporter", "LinesReporter", "Reporter", "Stream", "Tally"]
+__all__ = ["JsonReporter", "LinesReporter", "Reporter", "Stream", "Tally", "visible"]
 
 #: Failures kept for the summary; the rest are counted (and were printed as they happened).
 MAX_LISTED_FAILURES = 20
@@ -30,6 +30,11 @@ MAX_LISTED_FAILURES = 20
 # Control characters (C0, DEL, C1) as escapes: a server's text in an error message must not
 # move the cursor or recolour a terminal, and a log file stays plain text.
 _VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def visible(text: str) -> str:
+    """`text` with its control characters as `\\xNN` escapes."""
+    return text.translate(_VISIBLE)
 
 
 class Stream:
@@ -47,7 +52,7 @@ class Stream:
         if self.closed:
             return
         try:
-            self.file.write(text.translate(_VISIBLE) + "\n")
+            self.file.write(visible(text) + "\n")
             self.file.flush()
         except BrokenPipeError:
             self.closed = True

@@ -52,15 +52,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _download(argv: list[str]) -> int:
+    out, err = standard_streams()
     try:
         options = parse_options(argv)
         readers = _open_inputs(options.inputs)
     except UsageError as exc:
-        print(f"{PROG}: error: {_one_line(str(exc))}", file=sys.stderr)
+        err.line(f"{PROG}: error: {_one_line(str(exc))}")
         return EXIT_USAGE
+    except SystemExit as exc:  # --help and --version print, then exit
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    out, err = standard_streams()
     reporter = _reporter(options, out, err)
     with _library_log_to(err):
         try:
