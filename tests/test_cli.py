@@ -402,8 +402,11 @@ def test_sigint_leaves_a_resumable_part_and_a_rerun_fetches_only_the_rest(
     assert 0 < len(kept) <= 150_000
     assert kept == payload("big.bin", size)[: len(kept)]
 
-    result = run_cli(url, cwd=tmp_path)
+    result = run_cli("--json", url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    *_, finished, summary = map(json.loads, result.stdout.splitlines())
+    assert (finished["bytes"], finished["resumed_from"]) == (size, len(kept))
+    assert (summary["downloaded"], summary["bytes"]) == (1, size - len(kept))
     assert listing(tmp_path) == ["big.bin"]
     assert (tmp_path / "big.bin").read_bytes() == payload("big.bin", size)
     last = threaded_faults.hits("/f/big.bin")[-1]

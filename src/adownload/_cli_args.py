@@ -17,6 +17,7 @@ import argparse
 import math
 import os
 import re
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,9 @@ class Options:
     quiet: bool
     json: bool
     bars: bool
+    #: For the command's TCP connector: True checks certificates against the system's
+    #: authorities, False checks nothing, a context checks against the authorities it holds.
+    tls: ssl.SSLContext | bool = True
 
 
 class DownloaderKeywords(TypedDict):
@@ -514,6 +518,20 @@ def _connections(parser: argparse.ArgumentParser) -> None:
         help="follow at most N redirects per request (default: %(default)s)",
     )
     network.add_argument(
+        "--no-check-certificate",
+        "--insecure",
+        dest="insecure",
+        action="store_true",
+        help="do not check the server's TLS certificate (for a test server; never on the internet)",
+    )
+    network.add_argument(
+        "--ca-certificate",
+        "--cacert",
+        dest="cafile",
+        metavar="FILE",
+        help="trust the certificate authorities in FILE (PEM) instead of the system's",
+    )
+    network.add_argument(
         "--compressed",
         action="store_true",
         help="ask for a compressed transfer and save it decoded (such downloads do not resume)",
@@ -629,6 +647,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         except InvalidRequestError as exc:
             raise UsageError(str(exc)) from None
 
+    tls = _tls(args.insecure, args.cafile)
     tries: int = _DEFAULT_RETRY.attempts
     if args.tries is not None:
         tries = args.tries
@@ -665,9 +684,24 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             quiet=args.quiet,
             json=args.json,
             bars=args.bars,
+            tls=tls,
         )
     except (TypeError, ValueError) as exc:  # a check of the library's that ours did not make
         raise UsageError(str(exc)) from None
+
+
+def _tls(insecure: bool, cafile: str | None) -> ssl.SSLContext | bool:
+    if insecure and cafile is not None:
+        raise UsageError("--no-check-certificate and --ca-certificate contradict each other")
+    if insecure:
+        return False
+    if cafile is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UsageError(f"--ca-certificate: cannot load {cafile}: {why}") from None
 
 
 def _check_directory(dest: Path) -> None:

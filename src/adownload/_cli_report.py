@@ -110,7 +110,8 @@ class Tally:
         return self.downloaded + self.skipped + self.failed
 
     def add(self, outcome: Outcome) -> None:
-        self.bytes += outcome.size
+        # What this run fetched: a continued file's earlier bytes would inflate the speed.
+        self.bytes += max(0, outcome.size - outcome.resumed_from)
         if outcome.error is not None:
             self.failed += 1
             if len(self.failures) < MAX_LISTED_FAILURES:
@@ -255,11 +256,13 @@ class LinesReporter(Reporter):
 class JsonReporter(Reporter):
     """JSON Lines on standard output: one object per event, and a summary object at the end.
 
-    Every object has `type` (queued, started, progress, retrying, finished, summary). The
-    events of a file have its `url`; byte counts are `bytes` (received or written so far) and
-    `total` (announced size, or null); a failure has `error` (the message) and `error_type`
-    (the adownload exception's name). An entry of an input file that cannot be downloaded has
-    only a `finished` event.
+        Every object has `type` (queued, started, progress, retrying, finished, summary). The
+        events of a file have its `url`; byte counts are `bytes` (received or written so far) and
+        `total` (announced size, or null); a failure has `error` (the message) and `error_type`
+        (the adownload exception's name). A `finished` object's `bytes` is the file's size,
+    `resumed_from` the part of it an earlier run had fetched; the summary's `bytes` counts what
+    this run fetched. An entry of an input file that cannot be downloaded has
+        only a `finished` event.
     """
 
     def _emit(self, record: dict[str, Any]) -> None:
@@ -307,6 +310,8 @@ class JsonReporter(Reporter):
                 "bytes": outcome.size,
                 "final_url": outcome.final_url,
                 "elapsed": round(outcome.elapsed, 3),
+                "attempts": outcome.attempts,
+                "resumed_from": outcome.resumed_from,
                 **_error(outcome.error),
             }
         )

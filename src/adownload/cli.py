@@ -165,7 +165,7 @@ async def _run(options: Options, readers: list[InputReader], reporter: Reporter)
     try:
         async with (
             reporter.showing(),
-            _session() as session,
+            _session(options) as session,
             Downloader(**downloader_keywords(options), session=session, on_event=reporter) as dl,
         ):
             items = _items(options, readers, reporter)
@@ -183,12 +183,14 @@ async def _run(options: Options, readers: list[InputReader], reporter: Reporter)
         reporter.finish(interrupted=interrupted)
 
 
-def _session() -> aiohttp.ClientSession:
+def _session(options: Options) -> aiohttp.ClientSession:
     """The command's HTTP session: like the library's own, but it honours the environment
-    (http_proxy, https_proxy, no_proxy, ~/.netrc), as curl and wget do; the library itself
-    reads no environment variables."""
+    (http_proxy, https_proxy, no_proxy, ~/.netrc), as curl and wget do, and the TLS flags; the
+    library itself reads no environment variables."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+        connector=aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, ttl_dns_cache=300, ssl=options.tls
+        ),
         auto_decompress=False,
         timeout=aiohttp.ClientTimeout(total=None),
         trust_env=True,
