@@ -1,8 +1,8 @@
 """Input files for `adownload -i`: read as a stream, parsed into entries, made into Requests.
 
 The format is aria2c's: one URL per line; blank lines and `#` comments are ignored; indented
-`key=value` lines under a URL set options for that URL; several URLs on one line, separated by
-tabs or spaces, are mirrors of one file.
+`key=value` lines under a URL set options for that URL (`out=`, `dir=`, `checksum=`, `header=`,
+`split=`); several URLs on one line, separated by tabs or spaces, are mirrors of one file.
 
 ```
 https://www.python.org/ftp/python/doc/3.13.2/python-3.13.2-docs-html.zip
@@ -12,7 +12,9 @@ https://www.python.org/ftp/python/doc/3.13.2/python-3.13.2-docs-html.zip
 ```
 
 A file is never read whole: lines are parsed as they arrive, so a file of a million lines (or
-a pipe that is still being written) starts downloading at once, in flat memory.
+a pipe that is still being written) starts downloading at once, in flat memory. An entry is
+complete when the next URL line arrives, or when a pipe goes quiet for `IDLE` seconds (so
+`producer | adownload -i -` starts each URL as it comes, not when the next one follows).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
-import hashlib
 import os
 import re
 import stat
@@ -30,18 +31,24 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from ._config import Segments
 from ._exceptions import InvalidRequestError
 from ._models import Request
+from ._verify import parse_checksum
 
-__all__ = ["Entry", "EntryParser", "InputReader", "RejectedEntry", "request_for"]
+__all__ = ["KNOWN_KEYS", "Entry", "EntryParser", "InputReader", "RejectedEntry", "request_for"]
 
 #: Bytes asked for per read, and reads that may wait for the parser: the read-ahead bound.
 _CHUNK = 64 << 10
 _READ_AHEAD = 4
+#: Seconds of silence from a pipe after which the entry read last is started: its option lines
+#: must come with it, and a producer that writes one URL a minute needs no next line first.
+IDLE = 0.2
 #: A longer line is not a URL; it is reported instead of being held in memory.
 _MAX_LINE = 64 << 10
 
-_HEX = re.compile(r"[0-9a-fA-F]+")
+# RFC 9110 field names are tokens.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -56,7 +63,9 @@ class Entry:
 
     `line` is the URL line's number. `problem` says why the entry cannot be used (a bad option
     line, a line that is not UTF-8; `line` is then that line's number); the entry is reported
-    as failed instead of being downloaded.
+    as failed instead of being downloaded. `ignored` names the option keys aria2c knows and
+    this command does not (`gid=`, `continue=`, ... in a saved aria2c session): the CLI warns
+    about each once and downloads the file anyway.
     """
 
     line: int
@@ -64,7 +73,15 @@ class Entry:
     out: str | None = None
     dir: str | None = None
     checksum: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    split: int | None = None
+    ignored: tuple[str, ...] = ()
     problem: str | None = None
+
+
+#: The option keys an entry takes; `header` may be repeated.
+KNOWN_KEYS = ("out", "dir", "checksum", "header", "split")
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 
 
 class EntryParser:
@@ -88,6 +105,7 @@ class EntryParser:
         if line[0] in " \t":
             self._option(number, text)
             return None
+        # Tabs (as aria2c writes them) or spaces: a URL holds neither, unescaped.
         return self._complete(Entry(number, tuple(text.split())))
 
     def reject(self, number: int, problem: str) -> Entry | None:
@@ -106,7 +124,10 @@ class EntryParser:
     def _option(self, number: int, text: str) -> None:
         entry = self._pending
         if entry is None or not entry.urls:
-            self._pending = Entry(number, (), problem="an option line with no URL line above it")
+            if entry is None or entry.problem is None:
+                self._pending = Entry(
+                    number, (), problem="an option line with no URL line above it"
+                )
             return
         if entry.problem is not None:
             return
@@ -114,39 +135,45 @@ class EntryParser:
         key = key.strip()
         value = value.strip()
         try:
-            if not equals:
+            if not equals or not _KEY.fullmatch(key):
                 raise ValueError(f"expected an option as 'key=value', not {text!r}")
-            if key not in ("out", "dir", "checksum"):
-                raise ValueError(f"unknown option {key!r} (known: out, dir, checksum)")
+            if key == "header":
+                self._pending = dataclasses.replace(entry, headers=(*entry.headers, _header(value)))
+                return
+            if key not in KNOWN_KEYS:
+                if key not in entry.ignored:
+                    self._pending = dataclasses.replace(entry, ignored=(*entry.ignored, key))
+                return
             if getattr(entry, key) is not None:
                 raise ValueError(f"{key}= is given twice for one URL")
             if key == "out":
+                _check_inside(key, value)  # here too, so that the line shown is this one
                 self._pending = dataclasses.replace(entry, out=value)
             elif key == "dir":
+                _check_inside(key, value)
                 self._pending = dataclasses.replace(entry, dir=value)
+            elif key == "split":
+                self._pending = dataclasses.replace(entry, split=_split(value))
             else:
-                self._pending = dataclasses.replace(entry, checksum=parse_checksum(value))
+                algorithm, digest = parse_checksum(value)  # sha-256=HEX or sha256:HEX
+                self._pending = dataclasses.replace(entry, checksum=f"{algorithm}:{digest}")
         except ValueError as exc:
             # The line of the problem is the one to show; the URL stays for the report.
             self._pending = dataclasses.replace(entry, line=number, problem=str(exc))
 
 
-def parse_checksum(text: str) -> str:
-    """`sha-256=HEX` (as aria2c writes it) or `sha256:HEX`, as `algorithm:hex` in hashlib's
-    names; raise ValueError if it is neither, names an unknown algorithm or has the wrong
-    length."""
-    match = re.fullmatch(r"([A-Za-z0-9-]+)[=:]([0-9A-Za-z]+)", text)
-    if match is None:
-        raise ValueError(f"expected checksum=sha-256=HEX or checksum=sha256:HEX, not {text!r}")
-    name = match[1].lower().replace("-", "")
-    digest = match[2].lower()
-    try:
-        size = hashlib.new(name).digest_size
-    except ValueError:
-        raise ValueError(f"unknown checksum algorithm {match[1]!r}") from None
-    if not _HEX.fullmatch(digest) or len(digest) != 2 * size:
-        raise ValueError(f"a {name} checksum is {2 * size} hex digits, not {digest!r}")
-    return f"{name}:{digest}"
+def _header(value: str) -> tuple[str, str]:
+    name, colon, field_value = value.partition(":")
+    name = name.strip()
+    if not colon or not _TOKEN.fullmatch(name):
+        raise ValueError(f"expected header=Name: value, not {value!r}")
+    return name, field_value.strip()
+
+
+def _split(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"split= takes a whole number of 1 or more, not {value!r}")
+    return int(value)
 
 
 def parse_lines(lines: Iterable[bytes]) -> Iterator[Entry]:
@@ -159,34 +186,47 @@ def parse_lines(lines: Iterable[bytes]) -> Iterator[Entry]:
         yield entry
 
 
-def request_for(entry: Entry, dest: Path, *, source: str) -> Request:
-    """The `Request` an entry stands for, with `out=` and `dir=` inside `dest`.
+def request_for(
+    entry: Entry, dest: Path, *, source: str, segments: Segments | None = None
+) -> Request:
+    """The `Request` an entry stands for, with `out=` and `dir=` inside `dest`; `segments` is
+    the command line's, which `split=` changes for this file.
 
     Raise `RejectedEntry` saying `source:line: why` when the entry cannot be downloaded.
     """
     where = f"{source}:{entry.line}"
     if entry.problem is not None:
         raise RejectedEntry(f"{where}: {entry.problem}")
-    # What the library cannot do yet; each becomes a keyword below once it can.
-    if len(entry.urls) > 1:
-        raise RejectedEntry(
-            f"{where}: several URLs on one line (mirrors of one file) are not supported yet"
-        )
-    if entry.checksum is not None:
-        raise RejectedEntry(f"{where}: checksum= is not supported yet")
+    url, *mirrors = entry.urls
     directory = dest
     try:
         if entry.dir is not None:
             directory = dest / _inside("dir", entry.dir)
-        if entry.out is not None:
-            return Request(entry.urls[0], directory / _inside("out", entry.out))
-        return Request(entry.urls[0], dest=directory)
+        path = None if entry.out is None else directory / _inside("out", entry.out)
+        split = None
+        if entry.split is not None:
+            split = dataclasses.replace(segments or Segments(), count=entry.split)
+        return Request(
+            url,
+            path,
+            dest=None if path is not None else directory,
+            mirrors=mirrors,
+            checksum=entry.checksum,
+            headers=dict(entry.headers) or None,
+            segments=split,
+        )
     except (ValueError, InvalidRequestError) as exc:
         raise RejectedEntry(f"{where}: {exc}") from None
 
 
 def _inside(key: str, value: str) -> PurePosixPath:
     """`value` as a relative path that cannot leave the directory it is joined to."""
+    _check_inside(key, value)
+    return PurePosixPath(value)
+
+
+def _check_inside(key: str, value: str) -> None:
+    # Strings only: the parser checks every entry, and pathlib interns each part it parses.
     parts = value.replace("\\", "/").split("/")
     if not value or value.startswith(("/", "\\")) or _DRIVE.match(value):
         raise ValueError(f"{key}= must be a relative path inside the destination, not {value!r}")
@@ -196,7 +236,6 @@ def _inside(key: str, value: str) -> PurePosixPath:
         raise ValueError(f"{key}= contains a control character: {value!r}")
     if key == "out" and parts[-1] in ("", "."):
         raise ValueError(f"out= must name a file, not {value!r}")
-    return PurePosixPath(value)
 
 
 class InputReader:
@@ -239,6 +278,10 @@ class InputReader:
         pending = b""
         overlong = False  # skipping the rest of a line that is too long to be a URL
         async for chunk in self._chunks():
+            if chunk is None:  # the input went quiet: the last entry is all there is for now
+                if not pending and (entry := parser.finish()) is not None:
+                    yield entry
+                continue
             if number == 0 and not pending:
                 chunk = chunk.removeprefix(b"\xef\xbb\xbf")  # a byte order mark
             *lines, pending = (pending + chunk).split(b"\n")
@@ -260,14 +303,25 @@ class InputReader:
         if (entry := parser.finish()) is not None:
             yield entry
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    async def _chunks(self) -> AsyncIterator[bytes | None]:
+        """The input's bytes as they come, and None once each time it goes quiet for `IDLE`."""
         self._loop = asyncio.get_running_loop()
         thread = threading.Thread(target=self._pump, name=f"adownload input {self.name}")
         thread.daemon = True
         thread.start()
         try:
+            quiet = False
             while True:
-                item = await self._queue.get()
+                if quiet or not self._queue.empty():
+                    item = await self._queue.get()
+                else:
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), IDLE)
+                    except TimeoutError:
+                        quiet = True
+                        yield None
+                        continue
+                quiet = False
                 self._room.release()
                 if isinstance(item, OSError):
                     raise item

@@ -4,6 +4,15 @@ One overall bar (files done of the total when known, bytes, speed, time left) ov
 active transfer; failures and retries are printed above the bars as they happen. Only the
 command line imports this module, so `import adownload` never loads rich.
 
+Why rich and not tqdm: tqdm draws one bar per object and stacks several only through fixed
+`position=` slots, which leave holes and garbled lines when bars come and go out of order, as
+concurrent transfers do; lines printed meanwhile need `tqdm.write` and each bar redraws itself
+on every update (or from a monitor thread). rich's `Live` owns one region of the screen: it
+redraws the whole group of bars in one write, prints messages above it without tearing, keeps
+to the terminal's width, and can be refreshed from our own task with `auto_refresh=False`, so
+every bit of drawing stays on the event loop. It is also a pure-Python wheel with no compiled
+parts, and it is imported only when the output is a terminal.
+
 All drawing happens on the event loop: the events update plain counters, and a task redraws
 the screen ten times a second (rich's own refresh thread would read those counters while the
 loop changes them).
@@ -32,7 +41,14 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
-from ._cli_report import Reporter, Stream, describe_error, format_seconds, format_size
+from ._cli_report import (
+    Reporter,
+    Stream,
+    describe_error,
+    format_seconds,
+    format_size,
+    visible,
+)
 from ._events import Progress as ProgressEvent
 from ._events import Retrying, Started
 from ._models import Outcome
@@ -129,12 +145,12 @@ class BarsReporter(Reporter):
         key = id(event.request)
         self._forget(key)  # a retry starts the file's bar again
         name = event.path.name if event.path is not None else event.url.rsplit("/", 1)[-1]
-        visible = len(self._active) - len(self._hidden) < self._max_bars
+        shown = len(self._active) - len(self._hidden) < self._max_bars
         task = self._files.add_task(
-            name or event.url, total=event.total, completed=event.offset, visible=visible
+            visible(name or event.url), total=event.total, completed=event.offset, visible=shown
         )
         self._active[key] = _Transfer(task, event.offset, event.total)
-        if not visible:
+        if not shown:
             self._hidden.append(key)
 
     def progress(self, event: ProgressEvent) -> None:
@@ -146,29 +162,33 @@ class BarsReporter(Reporter):
         self._files.update(transfer.task, completed=event.received)
 
     def retrying(self, event: Retrying) -> None:
-        self.console.print(
-            Text(
-                f"retrying {event.url} in {event.delay:.1f} s"
-                f" (attempt {event.attempt} failed: {describe_error(event.error)})",
-                style="yellow",
-            )
+        self._say(
+            f"retrying {event.url} in {event.delay:.1f} s"
+            f" (attempt {event.attempt} failed: {describe_error(event.error, event.url)})",
+            "yellow",
         )
+
+    def warn(self, text: str) -> None:
+        self._say(f"adownload: warning: {text}", "yellow")
 
     def finished(self, outcome: Outcome) -> None:
         if outcome.request is not None:
             self._forget(id(outcome.request))
         if outcome.error is not None:
-            self.console.print(
-                Text(f"failed {outcome.url}: {describe_error(outcome.error)}", style="red")
-            )
+            self._say(f"failed {outcome.url}: {describe_error(outcome.error, outcome.url)}", "red")
         elif not outcome.skipped:
             self._downloaded_bytes += outcome.size
 
     def finish(self, *, interrupted: bool) -> None:
         first, *rest = self.tally.summary()
-        self.console.print(Text(first, style="bold"))
+        self._say(first, "bold")
         for line in rest:
-            self.console.print(Text(line, style="red"))
+            self._say(line, "red")
+
+    def _say(self, text: str, style: str) -> None:
+        """A line above the bars. rich drops some control characters but not ESC: a URL could
+        still recolour the terminal or move its cursor, so they are all made visible."""
+        self.console.print(Text(visible(text), style=style))
 
     def _forget(self, key: int) -> None:
         transfer = self._active.pop(key, None)

@@ -14,16 +14,27 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from ._events import Event, Finished, Progress, Queued, Retrying, Started
 from ._exceptions import DownloadError
 from ._models import Outcome
 
-__all__ = ["JsonReporter", "LinesReporter", "Reporter", "Stream", "Tally"]
+__all__ = ["JsonReporter", "LinesReporter", "Reporter", "Stream", "Tally", "visible"]
 
 #: Failures kept for the summary; the rest are counted (and were printed as they happened).
 MAX_LISTED_FAILURES = 20
+
+
+# Control characters (C0, DEL, C1) as escapes: a server's text in an error message must not
+# move the cursor or recolour a terminal, and a log file stays plain text.
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def visible(text: str) -> str:
+    """`text` with its control characters as `\\xNN` escapes."""
+    return text.translate(_VISIBLE)
 
 
 class Stream:
@@ -41,7 +52,7 @@ class Stream:
         if self.closed:
             return
         try:
-            self.file.write(text + "\n")
+            self.file.write(visible(text) + "\n")
             self.file.flush()
         except BrokenPipeError:
             self.closed = True
@@ -73,8 +84,14 @@ def format_seconds(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def describe_error(error: BaseException | None) -> str:
-    return str(error) or type(error).__name__
+def describe_error(error: BaseException | None, url: str | None = None) -> str:
+    """The error's message; without a closing "for URL" or "from URL" when the line it goes
+    in starts with that `url` already."""
+    text = str(error) or type(error).__name__
+    if url:
+        for tail in (f" for {url}", f" from {url}"):
+            text = text.removesuffix(tail)
+    return text
 
 
 @dataclass
@@ -93,11 +110,12 @@ class Tally:
         return self.downloaded + self.skipped + self.failed
 
     def add(self, outcome: Outcome) -> None:
-        self.bytes += outcome.size
+        # What this run fetched: a continued file's earlier bytes would inflate the speed.
+        self.bytes += max(0, outcome.size - outcome.resumed_from)
         if outcome.error is not None:
             self.failed += 1
             if len(self.failures) < MAX_LISTED_FAILURES:
-                self.failures.append((outcome.url, describe_error(outcome.error)))
+                self.failures.append((outcome.url, describe_error(outcome.error, outcome.url)))
         elif outcome.skipped:
             self.skipped += 1
         else:
@@ -135,23 +153,38 @@ class Reporter:
         self.err = err
         self.tally = Tally()
         self.total: int | None = None
+        # The target of each download under way, to say which .part files an interrupted run
+        # leaves behind; keyed by the Request, as every event of a download carries it.
+        self._targets: dict[int, Path] = {}
 
     def __call__(self, event: Event) -> None:
         match event:
             case Queued():
                 self.queued(event)
-            case Started():
+            case Started(request=request, path=path):
+                if path is not None:
+                    self._targets[id(request)] = path
                 self.started(event)
             case Progress():
                 self.progress(event)
             case Retrying():
                 self.retrying(event)
             case Finished(outcome=outcome):
+                if outcome.request is not None:
+                    self._targets.pop(id(outcome.request), None)
                 self.tally.add(outcome)
                 self.finished(outcome)
 
     def set_total(self, total: int) -> None:
         self.total = total
+
+    def unfinished(self) -> list[Path]:
+        """The targets of the downloads that started and never finished (an interrupted run)."""
+        return list(self._targets.values())
+
+    def warn(self, text: str) -> None:
+        """A problem that does not stop a download (an option ignored in an input file)."""
+        self.err.line(f"adownload: warning: {text}")
 
     @contextlib.asynccontextmanager
     async def showing(self) -> AsyncIterator[None]:
@@ -170,12 +203,12 @@ class Reporter:
     def retrying(self, event: Retrying) -> None:
         self.err.line(
             f"retrying {event.url} in {event.delay:.1f} s"
-            f" (attempt {event.attempt} failed: {describe_error(event.error)})"
+            f" (attempt {event.attempt} failed: {describe_error(event.error, event.url)})"
         )
 
     def finished(self, outcome: Outcome) -> None:
         if outcome.error is not None:
-            self.err.line(f"failed {outcome.url}: {describe_error(outcome.error)}")
+            self.err.line(f"failed {outcome.url}: {describe_error(outcome.error, outcome.url)}")
 
     def finish(self, *, interrupted: bool) -> None:
         for line in self.tally.summary():
@@ -196,6 +229,10 @@ class LinesReporter(Reporter):
     def retrying(self, event: Retrying) -> None:
         if not self.quiet:
             super().retrying(event)
+
+    def warn(self, text: str) -> None:
+        if not self.quiet:
+            super().warn(text)
 
     def finished(self, outcome: Outcome) -> None:
         super().finished(outcome)
@@ -219,11 +256,13 @@ class LinesReporter(Reporter):
 class JsonReporter(Reporter):
     """JSON Lines on standard output: one object per event, and a summary object at the end.
 
-    Every object has `type` (queued, started, progress, retrying, finished, summary). The
-    events of a file have its `url`; byte counts are `bytes` (received or written so far) and
-    `total` (announced size, or null); a failure has `error` (the message) and `error_type`
-    (the adownload exception's name). An entry of an input file that cannot be downloaded has
-    only a `finished` event.
+        Every object has `type` (queued, started, progress, retrying, finished, summary). The
+        events of a file have its `url`; byte counts are `bytes` (received or written so far) and
+        `total` (announced size, or null); a failure has `error` (the message) and `error_type`
+        (the adownload exception's name). A `finished` object's `bytes` is the file's size,
+    `resumed_from` the part of it an earlier run had fetched; the summary's `bytes` counts what
+    this run fetched. An entry of an input file that cannot be downloaded has
+        only a `finished` event.
     """
 
     def _emit(self, record: dict[str, Any]) -> None:
@@ -271,6 +310,8 @@ class JsonReporter(Reporter):
                 "bytes": outcome.size,
                 "final_url": outcome.final_url,
                 "elapsed": round(outcome.elapsed, 3),
+                "attempts": outcome.attempts,
+                "resumed_from": outcome.resumed_from,
                 **_error(outcome.error),
             }
         )

@@ -17,18 +17,20 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
+from pathlib import Path
 
 import aiohttp
 
 from ._cli_args import PROG, STDIN, Options, UsageError, downloader_keywords, parse_options
-from ._cli_input import InputReader, RejectedEntry, request_for
+from ._cli_input import KNOWN_KEYS, InputReader, RejectedEntry, request_for
 from ._cli_mirror import main as mirror_main
 from ._cli_report import JsonReporter, LinesReporter, Reporter, Stream, standard_streams
 from ._config import Existing
 from ._downloader import Downloader
-from ._events import Finished
+from ._events import Finished, Queued
 from ._exceptions import InvalidRequestError
+from ._files import part_path
 from ._models import Outcome, Request
 
 __all__ = ["main"]
@@ -45,29 +47,40 @@ class InputError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "mirror":
-        return mirror_main(argv[1:])
+    args = list(sys.argv[1:] if argv is None else argv)
+    # Subcommands dispatch here, before the download flags are parsed.
+    if args and args[0] == "mirror":
+        return mirror_main(args[1:])
+    return _download(args)
+
+
+def _download(argv: list[str]) -> int:
+    out, err = standard_streams()
     try:
         options = parse_options(argv)
         readers = _open_inputs(options.inputs)
     except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        err.line(f"{PROG}: error: {_one_line(str(exc))}")
         return EXIT_USAGE
+    except SystemExit as exc:  # --help and --version print, then exit
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    out, err = standard_streams()
-    _log_to(err)
     reporter = _reporter(options, out, err)
-    try:
-        asyncio.run(_run(options, readers, reporter))
-    except KeyboardInterrupt:
-        err.line(f"{PROG}: interrupted. {_how_to_continue(options.existing)}")
-        return EXIT_INTERRUPTED
-    except InputError as exc:
-        err.line(f"{PROG}: error: {exc}")
-        return EXIT_USAGE
+    with _library_log_to(err):
+        try:
+            asyncio.run(_run(options, readers, reporter))
+        except KeyboardInterrupt:
+            err.line(f"{PROG}: interrupted. {_how_to_continue(options, reporter.unfinished())}")
+            return EXIT_INTERRUPTED
+        except InputError as exc:
+            err.line(f"{PROG}: error: {exc}")
+            return EXIT_USAGE
     return EXIT_FAILED if reporter.tally.failed else EXIT_OK
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _open_inputs(names: Sequence[str]) -> list[InputReader]:
@@ -88,7 +101,7 @@ def _open_inputs(names: Sequence[str]) -> list[InputReader]:
 def _reporter(options: Options, out: Stream, err: Stream) -> Reporter:
     if options.json:
         return JsonReporter(out, err)
-    if not options.quiet and _is_terminal(err):
+    if options.bars and not options.quiet and _is_terminal(err):
         from ._cli_progress import BarsReporter  # rich loads only for a terminal
 
         return BarsReporter(out, err, file=err.file)
@@ -102,7 +115,8 @@ def _is_terminal(stream: Stream) -> bool:
         return False
 
 
-def _log_to(err: Stream) -> None:
+@contextlib.contextmanager
+def _library_log_to(err: Stream) -> Iterator[None]:
     """Show the library's warnings and errors (a bug it caught) as the command's own lines."""
 
     class Handler(logging.Handler):
@@ -110,23 +124,43 @@ def _log_to(err: Stream) -> None:
             err.line(f"{PROG}: {record.levelname.lower()}: {self.format(record)}")
 
     logger = logging.getLogger("adownload")
+    handler = Handler()
+    saved = logger.level, logger.propagate
     logger.setLevel(logging.WARNING)
-    logger.addHandler(Handler())
+    logger.addHandler(handler)
     logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
-def _how_to_continue(existing: Existing) -> str:
+def _how_to_continue(options: Options, unfinished: list[Path]) -> str:
+    """What an interrupted run left behind, and the command that picks it up."""
+    kept = [part for part in map(part_path, unfinished) if part.is_file()]
+    if kept:
+        names = ", ".join(str(p) for p in kept[:3]) + (" ..." if len(kept) > 3 else "")
+        left = f"Kept {len(kept)} partial download{'s' if len(kept) > 1 else ''} ({names}). "
+    else:
+        left = ""
+    existing = options.existing
     if existing is Existing.SKIP:
-        return "Run the same command again to continue: files already complete are skipped."
-    flag = {
-        Existing.OVERWRITE: "--overwrite",
-        Existing.RENAME: "--rename",
-        Existing.ERROR: "--fail-if-exists",
-    }[existing]
-    return (
-        f"To continue, run the same command with --skip-existing in place of {flag}:"
-        " files already complete are then skipped."
-    )
+        again = "Run the same command again to continue: files already complete are skipped"
+    else:
+        flag = {
+            Existing.OVERWRITE: "--overwrite",
+            Existing.RENAME: "--rename",
+            Existing.ERROR: "--fail-if-exists",
+        }[existing]
+        again = (
+            f"To continue, run the same command with --skip-existing in place of {flag}:"
+            " files already complete are then skipped"
+        )
+    if not options.resume:
+        again += " (without --no-continue, partial downloads are kept and continued)"
+    return f"{left}{again}."
 
 
 async def _run(options: Options, readers: list[InputReader], reporter: Reporter) -> None:
@@ -134,7 +168,7 @@ async def _run(options: Options, readers: list[InputReader], reporter: Reporter)
     try:
         async with (
             reporter.showing(),
-            _session() as session,
+            _session(options) as session,
             Downloader(**downloader_keywords(options), session=session, on_event=reporter) as dl,
         ):
             items = _items(options, readers, reporter)
@@ -152,12 +186,14 @@ async def _run(options: Options, readers: list[InputReader], reporter: Reporter)
         reporter.finish(interrupted=interrupted)
 
 
-def _session() -> aiohttp.ClientSession:
+def _session(options: Options) -> aiohttp.ClientSession:
     """The command's HTTP session: like the library's own, but it honours the environment
-    (http_proxy, https_proxy, no_proxy, ~/.netrc), as curl and wget do; the library itself
-    reads no environment variables."""
+    (http_proxy, https_proxy, no_proxy, ~/.netrc), as curl and wget do, and the TLS flags; the
+    library itself reads no environment variables."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+        connector=aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, ttl_dns_cache=300, ssl=options.tls
+        ),
         auto_decompress=False,
         timeout=aiohttp.ClientTimeout(total=None),
         trust_env=True,
@@ -178,14 +214,25 @@ async def _items(
     for request in options.requests:
         yield request
     for reader in readers:
+        warned: set[str] = set()
         try:
             async for entry in reader.entries():
                 count += 1
+                for key in entry.ignored:
+                    if key not in warned:
+                        warned.add(key)
+                        reporter.warn(
+                            f"{reader.name}:{entry.line}: ignoring the option {key}="
+                            f" here and below (known: {', '.join(KNOWN_KEYS)})"
+                        )
                 try:
-                    request = request_for(entry, options.dest, source=reader.name)
+                    request = request_for(
+                        entry, options.dest, source=reader.name, segments=options.segments
+                    )
                 except RejectedEntry as exc:
                     url = entry.urls[0] if entry.urls else ""
                     error = InvalidRequestError(str(exc), url=url)
+                    reporter(Queued(url, None))
                     reporter(Finished(Outcome(url=url, request=None, error=error)))
                     continue
                 yield request
