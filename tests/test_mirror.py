@@ -543,7 +543,7 @@ async def test_cli_reads_a_list_of_urls(served: Running, tmp_path: Path) -> None
     )
     code, out, err = await cli("urls.txt", "copy", "--delete", cwd=tmp_path)
     assert code == 1
-    assert "failed urls.txt:6: out= must not go up with '..'" in err
+    assert "failed urls.txt:7: out= must not go up with '..'" in err  # the option's line
     assert "not deleting anything: the list has errors" in err
     assert on_disk(tmp_path / "copy") == {
         "pub/index.txt": TREE["index.txt"],
