@@ -184,6 +184,7 @@ def test_python_dash_m_help_shows_examples(tmp_path: Path) -> None:
     assert "examples:" in result.stdout
     for flag in ("--split", "--continue", "--no-continue", "--checksum", "--limit-rate"):
         assert flag in result.stdout
+    assert "adownload mirror URL DIR" in result.stdout  # the subcommand is discoverable
     assert listing(tmp_path) == []
 
 

@@ -65,6 +65,8 @@ examples:
   {PROG} --tries 10 --retry-wait 2 URL      10 attempts, waiting 2 s, 4 s, 8 s... in between
   producer | {PROG} -i -                    URLs from standard input, as they come
   {PROG} --json -i urls.txt | jq .          one JSON object per event
+  {PROG} mirror URL DIR --include '*.zip'   keep DIR a copy of a directory index (see
+                                            '{PROG} mirror --help')
 
 input files (-i) hold one URL per line; blank lines and # comments are ignored; several URLs
 on one line (separated by spaces or tabs) are mirrors of one file; indented lines under a URL
