@@ -18,7 +18,7 @@ import re
 import stat
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -304,28 +304,37 @@ class Transfer:
     async def _attempt(self, url: URL) -> None:
         plan = self._plan(url)
         timeout = self.timeout
-        async with self._settings.limiter.slot(url):
-            idle = IdleTimeout(timeout.read, grace=timeout.connect or 0.0)
-            try:
-                async with idle:
-                    self._idle = idle
-                    with translate_client_errors(self.url):
-                        response = await self._send(plan, idle)
-                        try:
-                            await self._receive(response, plan)
-                        except BaseException:
-                            response.close()
-                            raise
-                        response.release()
-            except TimeoutError as exc:
-                if idle.expired():
-                    raise ReadTimeout(
-                        f"no data received for {timeout.read}s from {self.shown}",
-                        url=self.url,
-                        phase="read",
-                        seconds=timeout.read,
-                    ) from exc
-                raise
+        async with (
+            self._settings.limiter.slot(url),
+            self._read_watchdog(grace=timeout.connect or 0.0) as idle,
+        ):
+            self._idle = idle
+            with translate_client_errors(self.url):
+                response = await self._send(plan, idle)
+                try:
+                    await self._receive(response, plan)
+                except BaseException:
+                    response.close()
+                    raise
+                response.release()
+
+    @contextlib.asynccontextmanager
+    async def _read_watchdog(self, *, grace: float) -> AsyncIterator[IdleTimeout]:
+        """An `IdleTimeout` for one exchange, whose expiry the caller sees as `ReadTimeout`."""
+        seconds = self.timeout.read
+        idle = IdleTimeout(seconds, grace=grace)
+        try:
+            async with idle:
+                yield idle
+        except TimeoutError as exc:
+            if idle.expired():
+                raise ReadTimeout(
+                    f"no data received for {seconds}s from {self.shown}",
+                    url=self.url,
+                    phase="read",
+                    seconds=seconds,
+                ) from exc
+            raise
 
     def _plan(self, url: URL) -> _Plan:
         state = self._state
@@ -905,31 +914,21 @@ class Transfer:
             assert isinstance(sink, FileSink)
             segment.sink = sink
         sink = segment.sink
-        idle = IdleTimeout(timeout.read, grace=0.0 if response else timeout.connect or 0.0)
+        grace = 0.0 if response else timeout.connect or 0.0
         try:
-            try:
-                async with idle:
-                    with translate_client_errors(self.url):
-                        if response is None:
-                            response = await self._request_segment(job, segment, idle)
-                        try:
-                            consumed = await self._pump(segment, response, sink, idle)
-                        except BaseException:
-                            response.close()
-                            raise
-                        if consumed:
-                            response.release()  # the connection goes back to the pool
-                        else:
-                            response.close()  # the rest of its range is another segment's
-            except TimeoutError as exc:
-                if idle.expired():
-                    raise ReadTimeout(
-                        f"no data received for {timeout.read}s from {self.shown}",
-                        url=self.url,
-                        phase="read",
-                        seconds=timeout.read,
-                    ) from exc
-                raise
+            async with self._read_watchdog(grace=grace) as idle:
+                with translate_client_errors(self.url):
+                    if response is None:
+                        response = await self._request_segment(job, segment, idle)
+                    try:
+                        consumed = await self._pump(segment, response, sink, idle)
+                    except BaseException:
+                        response.close()
+                        raise
+                    if consumed:
+                        response.release()  # the connection goes back to the pool
+                    else:
+                        response.close()  # the rest of its range is another segment's
         except BaseException:
             await _close_quietly(sink)
             raise
