@@ -70,10 +70,24 @@ class Sizes:
     small_count: int
     large_size: int
     throttled_size: int
+    memory_file_sizes: tuple[int, ...]  # the memory scenario: one file of each size
+    memory_url_counts: tuple[int, ...]  # the memory scenario: as_completed over N URLs
 
 
-FULL_SIZES = Sizes(small_count=1000, large_size=1 * GIB, throttled_size=200 * MIB)
-QUICK_SIZES = Sizes(small_count=200, large_size=64 * MIB, throttled_size=32 * MIB)
+FULL_SIZES = Sizes(
+    small_count=1000,
+    large_size=1 * GIB,
+    throttled_size=200 * MIB,
+    memory_file_sizes=(64 * MIB, 1 * GIB),
+    memory_url_counts=(1_000, 10_000, 100_000),
+)
+QUICK_SIZES = Sizes(
+    small_count=200,
+    large_size=64 * MIB,
+    throttled_size=32 * MIB,
+    memory_file_sizes=(16 * MIB, 64 * MIB),
+    memory_url_counts=(1_000, 10_000),
+)
 
 
 @dataclass(frozen=True)
@@ -460,6 +474,32 @@ def _first_line(argv: Sequence[str]) -> str | None:
     return text.splitlines()[0].strip()
 
 
+def precompile_package(python: str, package: str) -> str | None:
+    """Byte-compile ``package`` for ``python`` as a wheel install does; None, or why not.
+
+    An editable install (``pip install -e .``) leaves no ``.pyc`` behind, and with
+    ``PYTHONDONTWRITEBYTECODE`` set (as on some CI machines) none is ever written: every
+    run would then compile the package from source while the peers installed from
+    wheels load their ``.pyc``.  Compiling once up front puts them on the same footing.
+    """
+    code = (
+        "import compileall, importlib.util, os, sys\n"
+        f"spec = importlib.util.find_spec({package!r})\n"
+        "if spec is None or not spec.submodule_search_locations: sys.exit(0)\n"
+        "ok = all(compileall.compile_dir(d, quiet=1) for d in spec.submodule_search_locations)\n"
+        "sys.exit(0 if ok else 1)\n"
+    )
+    try:
+        done = subprocess.run(
+            [python, "-c", code], capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if done.returncode != 0:
+        return (done.stderr or done.stdout).strip()[-300:] or f"exit {done.returncode}"
+    return None
+
+
 def python_package_version(python: str, package: str) -> tuple[str | None, str]:
     """(version, "") when ``package`` imports in ``python``, else (None, why not)."""
     code = (
@@ -633,7 +673,7 @@ class Scenario:
         return sum(data.size for data in self.files)
 
 
-SCENARIO_NAMES = ("small", "large", "throttled", "latency")
+SCENARIO_NAMES = ("small", "large", "throttled", "latency", "memory")
 
 
 @dataclass(frozen=True)
@@ -838,7 +878,9 @@ def _fmt_rss(kib: int | None, floor_kib: int) -> str:
     return f"{mark}{kib / KIB:.1f} MiB"
 
 
-def format_table(result: ScenarioResult, repeat: int, rss_floor_kib: int) -> str:
+def format_table(
+    result: ScenarioResult, repeat: int, rss_floor_kib: int, startup_s: float | None = None
+) -> str:
     scenario = result.scenario
     mine = result.tools.get("adownload")
     my_wall = mine.median_wall() if mine else None
@@ -870,6 +912,12 @@ def format_table(result: ScenarioResult, repeat: int, rss_floor_kib: int) -> str
         else:
             shown = _fmt(value, ".2f")
         lines.append(f"target: adownload {target.describe():<28} measured {shown:<10} {verdict}")
+    if startup_s is not None and my_wall is not None:
+        # Informational only: the targets above use the full wall time.
+        lines.append(
+            f"note: adownload's {my_wall:.3f} s wall includes ~{startup_s:.3f} s of interpreter "
+            f"start-up and imports (`python -c 'import adownload'`); the targets count it"
+        )
     return "\n".join(lines)
 
 
@@ -910,7 +958,10 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
             scenarios.append(Scenario(name, title, "plain", small, CONCURRENCY, 1))
         elif name == "large":
             files = make_one_file(docroot, "large.bin", sizes.large_size, seed)
-            title = f"one {_size(sizes.large_size)} file, one connection, plain nginx"
+            title = (
+                f"one {_size(sizes.large_size)} file, plain nginx "
+                "(peers: one connection; adownload: its default settings)"
+            )
             scenarios.append(Scenario(name, title, "plain", files, CONCURRENCY, 1))
         elif name == "throttled":
             files = make_one_file(docroot, "throttled.bin", sizes.throttled_size, seed)
@@ -939,7 +990,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scenario",
         action="append",
         choices=SCENARIO_NAMES,
-        help="run only this scenario (may be repeated; default: all)",
+        help="run only this scenario (may be repeated; default: all; memory runs memory.py)",
     )
     parser.add_argument(
         "--tool",
@@ -982,8 +1033,9 @@ def needed_disk(names: Sequence[str], sizes: Sizes) -> int:
     small = sizes.small_count * SMALL_FILE_SIZE if {"small", "latency"} & set(names) else 0
     large = sizes.large_size if "large" in names else 0
     throttled = sizes.throttled_size if "throttled" in names else 0
+    memory = 2 * max(sizes.memory_file_sizes) if "memory" in names else 0
     # sources, plus one tool's output at a time, plus some slack
-    return small + large + throttled + max(small, large, throttled) + 256 * MIB
+    return small + large + throttled + max(small, large, throttled, memory) + 256 * MIB
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -999,6 +1051,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     nginx_binary = ensure_nginx()
     info = machine_info()
+    for package in ("adownload", "parfive"):
+        why = precompile_package(args.python, package)
+        if why is not None:
+            print(f"warning: could not byte-compile {package}: {why}")
     versions, missing = tool_versions(args.python)
     versions["nginx"] = _first_line([nginx_binary, "-v"]) or "unknown version"
     driver_python = _first_line([args.python, "--version"]) or args.python
@@ -1065,7 +1121,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = bench.run_scenario(scenario)
                 results.append(result)
                 print()
-                print(format_table(result, args.repeat, rss_floor))
+                startup = info.get("startup_adownload", {}).get("wall_s")
+                print(format_table(result, args.repeat, rss_floor, startup))
+            if "memory" in names and "adownload" in (t.name for t in tools):
+                print()
+                if "adownload" in missing:
+                    print(f"-- memory: adownload {missing['adownload']}")
+                else:
+                    # Imported here: memory.py imports this module for nginx and measuring.
+                    from memory import run_memory
+
+                    memory_report = run_memory(
+                        args.python,
+                        base_urls["plain"],
+                        docroot,
+                        work / "memory",
+                        sizes.memory_file_sizes,
+                        sizes.memory_url_counts,
+                        seed=args.seed,
+                    )
+                    info["memory"] = asdict(memory_report)
         finally:
             if proxy is not None:
                 proxy.stop()
@@ -1094,8 +1169,11 @@ def save_json(
     sizes: Sizes,
     results: list[ScenarioResult],
 ) -> None:
+    info = dict(info)
+    memory = info.pop("memory", None)
     document: dict[str, Any] = {
         "machine": info,
+        "memory": memory,
         "versions": versions,
         "missing": missing,
         "settings": {
