@@ -8,7 +8,7 @@ the peak RSS of each tool, with adownload's ratios to each peer.
 
 Run it with the Python that has aiohttp, parfive and adownload installed:
 
-    python benchmarks/bench.py                   # full run, 5 repetitions
+    python benchmarks/bench.py                   # full run, 3 repetitions
     python benchmarks/bench.py --quick           # small data, 1 repetition
     python benchmarks/bench.py --scenario small --repeat 3 --json results.json
 
@@ -998,7 +998,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=TOOL_NAMES,
         help="run only this tool (may be repeated; default: all)",
     )
-    parser.add_argument("--repeat", type=int, help="repetitions per tool (default 5, --quick 1)")
+    parser.add_argument("--repeat", type=int, help="repetitions per tool (default 3, --quick 1)")
     parser.add_argument(
         "--python",
         default=sys.executable,
@@ -1011,7 +1011,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save the results here")
     args = parser.parse_args(argv)
     if args.repeat is None:
-        args.repeat = 1 if args.quick else 5
+        args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return args

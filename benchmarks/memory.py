@@ -16,10 +16,11 @@ Usage:
 
     python benchmarks/memory.py                           # 64 MiB vs 1 GiB; 1k/10k/100k URLs
     python benchmarks/memory.py --quick                   # 16 vs 64 MiB; 1k/10k URLs
-    python benchmarks/memory.py --counts 20000 --tracemalloc   # where does memory grow?
+    python benchmarks/memory.py --counts 1000 --tracemalloc   # where does memory grow?
 
 ``--tracemalloc`` runs the URL-count child once more under tracemalloc and prints the
-allocation sites that grew most between 10 % and 100 % of the URLs (slow: use ~20,000 URLs).
+allocation sites that grew most between 10 % and 100 % of the URLs (slow: 10,000 URLs
+take minutes).
 bench.py runs the same measurements as its ``memory`` scenario.
 """
 
@@ -133,14 +134,17 @@ async def many_urls(
             if done in checkpoints:
                 samples.append((done, rss_kib()))
                 if trace and done == min(checkpoints):
-                    tracemalloc.start(8)
+                    tracemalloc.start(6)
                     snapshot_start = tracemalloc.take_snapshot()
         if trace and snapshot_start is not None:
             snapshot_end = tracemalloc.take_snapshot()
             stats = snapshot_end.compare_to(snapshot_start, "traceback")
+            total = sum(stat.size_diff for stat in stats) / KIB
+            growth.append(f"{total:+9.1f} KiB in all, in {len(stats)} allocation sites")
             for stat in stats[:12]:
                 where = " <- ".join(
-                    f"{Path(frame.filename).name}:{frame.lineno}" for frame in stat.traceback[:4]
+                    f"{Path(frame.filename).name}:{frame.lineno}"
+                    for frame in list(stat.traceback)[::-1][:4]  # the newest frame first
                 )
                 growth.append(
                     f"{stat.size_diff / KIB:+9.1f} KiB {stat.count_diff:+7d} blocks  {where}"
@@ -227,12 +231,12 @@ def run_memory(
 
     say(f"-- memory (a): peak RSS of run_adownload.py by file size, one file, -j {JOBS}")
     for size in file_sizes:
-        files = make_one_file(docroot, f"memory-{size // MIB}M.bin", size, seed)
+        sources = make_one_file(docroot, f"memory-{size // MIB}M.bin", size, seed)
         dest = work / "out-size"
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir()
         urls = work / f"urls-{size // MIB}M.txt"
-        urls.write_text(base_url + files[0].name + "\n")
+        urls.write_text(base_url + sources[0].name + "\n")
         os.sync()
         log = work / f"size-{size // MIB}M.log"
         argv = [python, str(HERE / "run_adownload.py"), str(urls), str(dest), "-j", str(JOBS)]
@@ -240,18 +244,18 @@ def run_memory(
         error = (
             f"exit {measured.exit_code}: {_tail(log)}"
             if measured.exit_code
-            else verify_download(dest, files)
+            else verify_download(dest, sources)
         )
         shutil.rmtree(dest, ignore_errors=True)
-        (docroot / files[0].name).unlink()
-        row = {
+        (docroot / sources[0].name).unlink()
+        size_row: dict[str, Any] = {
             "size": size,
             "ok": error is None,
             "error": error,
             "wall_s": measured.wall_s,
             "max_rss_kib": measured.max_rss_kib,
         }
-        report.file_rows.append(row)
+        report.file_rows.append(size_row)
         if error:
             say(f"  {_human(size):>8}  FAILED: {error}")
         else:
@@ -355,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", metavar="MIB", help="file sizes")
     parser.add_argument("--counts", type=int, nargs="+", help="URL counts")
     parser.add_argument("--tracemalloc", action="store_true", help="also trace allocations")
-    parser.add_argument("--trace-count", type=int, default=20_000, help="URLs for --tracemalloc")
+    parser.add_argument("--trace-count", type=int, default=10_000, help="URLs for --tracemalloc")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the children")
     parser.add_argument("--workdir", type=Path, help="parent of the temp dir (default: $TMPDIR)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save the results here")
