@@ -75,14 +75,21 @@ async def test_a_broken_body_is_retried_from_where_it_stopped(
     first, second = faults.hits("/f/a.bin")
     assert first.range is None
     assert first.body_sent == HALF
-    start = second.range_start
-    assert start is not None
-    assert HALF - SLACK <= start <= HALF
-    assert second.range == f"bytes={start}-"
-    assert second.if_range == faults.etag("/f/a.bin")
-    assert second.status == 206
-    # The retry fetched the missing half, not the whole file again.
-    assert second.body_sent == SIZE - start <= SIZE - HALF + SLACK
+    start = second.range_start or 0
+    if fault == "reset_after":
+        # A reset makes the client's kernel drop what it had not yet handed over, so how much
+        # of the first half survives is up to timing (all of the sent bytes, or none of them).
+        assert 0 <= start <= HALF
+    else:
+        assert HALF - SLACK <= start <= HALF
+    if start:
+        assert second.range == f"bytes={start}-"
+        assert second.if_range == faults.etag("/f/a.bin")
+        assert second.status == 206
+    else:
+        assert second.range is None
+    # The retry fetched exactly what was missing, not the whole file again.
+    assert second.body_sent == SIZE - start
     assert outcome.attempts == 2
     assert outcome.resumed_from == start
     [retrying] = retries(events)
@@ -144,8 +151,12 @@ async def test_the_resume_state_holds_no_credentials(faults: FaultServer, dest: 
     async with Downloader(
         dest=dest, retry=ONCE, headers={"Cookie": "session=cookie-value-5521"}
     ) as dl:
-        with pytest.raises(IncompleteBodyError):
+        with pytest.raises(IncompleteBodyError) as caught:
             await dl.download(with_userinfo)
+        # The caller gets its own URL back, but the message shows no password.
+        assert caught.value.url == with_userinfo
+        assert "pw-in-url-7731" not in str(caught.value)
+        assert "pw-in-url-7731" not in repr(caught.value)
         with pytest.raises(IncompleteBodyError):
             await dl.download(
                 faults.url("/f/b.bin", size=SIZE),

@@ -37,6 +37,8 @@ from typing import Any
 
 import aiohttp
 
+from ._util import redact
+
 __all__ = [
     "ChecksumMismatchError",
     "ConnectError",
@@ -261,28 +263,30 @@ class StorageError(DownloadError, OSError):
 def translate_client_errors(url: str) -> Iterator[None]:
     """Re-raise aiohttp's exceptions as adownload's, the most specific match first.
 
-    The one place in the package that knows aiohttp's exception tree.
+    The one place in the package that knows aiohttp's exception tree. `url` goes on the error
+    as given; messages show it without userinfo.
     """
+    shown = redact(url)
     try:
         yield
     except aiohttp.ConnectionTimeoutError as exc:
-        raise ConnectTimeout(f"timed out connecting for {url}", url=url, phase="connect") from exc
+        raise ConnectTimeout(f"timed out connecting for {shown}", url=url, phase="connect") from exc
     except aiohttp.ServerTimeoutError as exc:
         # Only a borrowed session's own sock_read: ours is adownload's IdleTimeout.
-        raise ReadTimeout(f"no data received in time from {url}", url=url, phase="read") from exc
+        raise ReadTimeout(f"no data received in time from {shown}", url=url, phase="read") from exc
     except aiohttp.TooManyRedirects as exc:
-        raise RedirectError(f"too many redirects for {url}", url=url) from exc
+        raise RedirectError(f"too many redirects for {shown}", url=url) from exc
     except (aiohttp.InvalidUrlRedirectClientError, aiohttp.NonHttpUrlRedirectClientError) as exc:
-        raise RedirectError(f"refused redirect from {url}: {exc}", url=url) from exc
+        raise RedirectError(f"refused redirect from {shown}: {exc}", url=url) from exc
     except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
-        raise InvalidRequestError(f"invalid URL {url!r}: {exc}", url=url) from exc
+        raise InvalidRequestError(f"invalid URL {shown!r}: {exc}", url=url) from exc
     except aiohttp.ClientConnectorError as exc:
-        raise ConnectError(f"cannot connect for {url}: {exc.os_error}", url=url) from exc
+        raise ConnectError(f"cannot connect for {shown}: {exc.os_error}", url=url) from exc
     except aiohttp.ClientPayloadError as exc:
-        raise RemoteProtocolError(f"broken response body from {url}: {exc}", url=url) from exc
+        raise RemoteProtocolError(f"broken response body from {shown}: {exc}", url=url) from exc
     except aiohttp.ClientResponseError as exc:
-        raise RemoteProtocolError(f"malformed response from {url}: {exc}", url=url) from exc
+        raise RemoteProtocolError(f"malformed response from {shown}: {exc}", url=url) from exc
     except aiohttp.ServerDisconnectedError as exc:
-        raise RemoteProtocolError(f"server disconnected: {url}", url=url) from exc
+        raise RemoteProtocolError(f"server disconnected: {shown}", url=url) from exc
     except aiohttp.ClientError as exc:
-        raise TransportError(f"transfer failed for {url}: {exc!r}", url=url) from exc
+        raise TransportError(f"transfer failed for {shown}: {exc!r}", url=url) from exc

@@ -54,7 +54,7 @@ from ._limits import KeyedPrimitives, Limiter
 from ._models import Outcome, Request
 from ._sinks import Sink, SinkOpener
 from ._state import PartState
-from ._util import IdleTimeout
+from ._util import IdleTimeout, redact
 from ._verify import Hashes, check, parse_digest_fields, parse_legacy_digest
 
 log = logging.getLogger("adownload")
@@ -126,6 +126,7 @@ class Transfer:
         self._settings = settings
         self.request = request
         self.url = str(request.url)
+        self.shown = redact(self.url)  # for messages: no userinfo
         self.timeout = request.timeout or settings.timeout
         self.existing = request.existing or settings.existing
         self.max_size = request.max_size if request.max_size is not None else settings.max_size
@@ -201,7 +202,7 @@ class Transfer:
                 await _close_quietly(sink)
             if total.expired():
                 raise TotalTimeout(
-                    f"download took longer than {limit}s: {self.url}",
+                    f"download took longer than {limit}s: {self.shown}",
                     url=self.url,
                     phase="total",
                     seconds=limit,
@@ -228,7 +229,7 @@ class Transfer:
                 await self._attempt(urls[index])
                 return
             except _StartOver:
-                log.info("starting %s over from the first byte", self.url)
+                log.info("starting %s over from the first byte", self.shown)
                 tries[index] -= 1
                 continue
             except DownloadError as exc:
@@ -249,7 +250,7 @@ class Transfer:
                 delay = retry.delay(retries, retry_after=retry_after)
             if retry.budget is not None and time.monotonic() - self.started + delay > retry.budget:
                 raise error
-            log.info("attempt %d for %s failed: %s", self.attempts, self.url, error)
+            log.info("attempt %d for %s failed: %s", self.attempts, self.shown, error)
             if self._settings.emit is not None:
                 self._settings.emit(Retrying(self.url, self.request, self.attempts, delay, error))
             await asyncio.sleep(delay)
@@ -282,7 +283,7 @@ class Transfer:
             except TimeoutError as exc:
                 if idle.expired():
                     raise ReadTimeout(
-                        f"no data received for {timeout.read}s from {self.url}",
+                        f"no data received for {timeout.read}s from {self.shown}",
                         url=self.url,
                         phase="read",
                         seconds=timeout.read,
@@ -347,7 +348,7 @@ class Transfer:
                 target = current.join(URL(location))
             except (ValueError, TypeError):
                 raise RedirectError(
-                    f"malformed redirect {location!r} from {current}", url=self.url
+                    f"malformed redirect {location!r} from {redact(current)}", url=self.url
                 ) from None
             self._check_redirect(current, target, hop, seen)
             if (target.scheme, target.host, target.port) != (
@@ -359,33 +360,33 @@ class Transfer:
                 for name in _CREDENTIALS:
                     headers.pop(name, None)
             seen.add(target)
-            log.debug("redirect %s -> %s", current, target)
+            log.debug("redirect %s -> %s", redact(current), redact(target))
             current = target
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _check_redirect(self, current: URL, target: URL, hop: int, seen: set[URL]) -> None:
         if target.scheme not in ("http", "https") or not target.host:
             raise RedirectError(
-                f"refused redirect from {current} to a {target.scheme or 'relative'}: URL",
+                f"refused redirect from {redact(current)} to a {target.scheme or 'relative'}: URL",
                 url=self.url,
             )
         downgrade = current.scheme == "https" and target.scheme == "http"
         if downgrade and not self._settings.allow_downgrade:
             raise RedirectError(
-                f"refused redirect from https to plain http: {target}", url=self.url
+                f"refused redirect from https to plain http: {redact(target)}", url=self.url
             )
         if target in seen:
-            raise RedirectError(f"redirect loop at {target}", url=self.url)
+            raise RedirectError(f"redirect loop at {redact(target)}", url=self.url)
         if hop >= self._settings.max_redirects:
             raise RedirectError(
-                f"more than {self._settings.max_redirects} redirects from {self.url}",
+                f"more than {self._settings.max_redirects} redirects from {self.shown}",
                 url=self.url,
             )
 
     async def _receive(self, response: aiohttp.ClientResponse, plan: _Plan) -> None:
         self.status = response.status
         self.final_url = str(response.url)
-        log.debug("%s %s <- %s", response.status, response.reason, response.url)
+        log.debug("%s %s <- %s", response.status, response.reason, redact(response.url))
         _check_framing(response, self.url)
         ranged = bool(plan.offset or plan.probe)
         try:
@@ -400,13 +401,14 @@ class Transfer:
         if self.max_size is not None and length is not None and length > self.max_size:
             self._discard()
             raise SizeLimitError(
-                f"{self.url} is {length} bytes, over the limit of {self.max_size}",
+                f"{self.shown} is {length} bytes, over the limit of {self.max_size}",
                 url=self.url,
                 limit=self.max_size,
             )
         if offset == 0:
             self._adopt(response, length)
-        self.resumed_from = offset
+        # A probe re-reads the last byte of a part that is already whole.
+        self.resumed_from = offset + 1 if plan.probe else offset
         sink = self.request.sink
         if sink is not None:
             if offset == 0 and self._sink_touched:
@@ -463,14 +465,14 @@ class Transfer:
         if status == 206:
             if not ranged:
                 raise RemoteProtocolError(
-                    f"206 Partial Content to a request without Range: {self.url}", url=self.url
+                    f"206 Partial Content to a request without Range: {self.shown}", url=self.url
                 )
             return plan.offset, self._check_partial(response, plan)
         if status == 416 and ranged:
             self._check_unsatisfiable(response, plan)
         if not 200 <= status < 300:
             raise HTTPStatusError(
-                f"HTTP {status} {response.reason or ''}".rstrip() + f" for {self.url}",
+                f"HTTP {status} {response.reason or ''}".rstrip() + f" for {self.shown}",
                 url=self.url,
                 status=status,
                 reason=response.reason or "",
@@ -478,7 +480,7 @@ class Transfer:
             )
         if ranged:
             # The server sent the whole file: it ignores ranges, or the file changed (If-Range).
-            log.info("%s: the server sent the whole file; starting over", self.url)
+            log.info("%s: the server sent the whole file; starting over", self.shown)
             self._discard()
         length = None if self._settings.decode_content else response.content_length
         return 0, length
@@ -491,7 +493,7 @@ class Transfer:
         if match is None:
             self._no_ranges.add(plan.url)
             raise RemoteProtocolError(
-                f"206 without a valid Content-Range from {plan.url}", url=self.url
+                f"206 without a valid Content-Range from {redact(plan.url)}", url=self.url
             )
         start, end = int(match.group(1)), int(match.group(2))
         total = None if match.group(3) == "*" else int(match.group(3))
@@ -505,8 +507,8 @@ class Transfer:
         ):
             self._no_ranges.add(plan.url)
             raise RemoteProtocolError(
-                f"Content-Range {response.headers['Content-Range']!r} from {plan.url} does not "
-                f"match the range asked for (bytes={plan.offset}-"
+                f"Content-Range {response.headers['Content-Range']!r} from {redact(plan.url)} "
+                f"does not match the range asked for (bytes={plan.offset}-"
                 f"{'' if wanted_end is None else wanted_end})",
                 url=self.url,
             )
@@ -575,7 +577,13 @@ class Transfer:
         read = response.content.readchunk
         touch = self._idle.touch
         while True:
-            chunk, end_of_http_chunk = await read()
+            try:
+                with translate_client_errors(self.url):
+                    chunk, end_of_http_chunk = await read()
+            except RemoteProtocolError as exc:
+                # The body broke off: say how much of the file is here, which is what a
+                # retry or a later run continues from.
+                raise self._incomplete(position, length, offset, response) from exc.__cause__
             touch()
             if not chunk:
                 if end_of_http_chunk:  # a boundary of chunked encoding, not the end
@@ -596,7 +604,7 @@ class Transfer:
             if max_size is not None and position > max_size:
                 self._discard()
                 raise SizeLimitError(
-                    f"{self.url} grew over the limit of {max_size} bytes",
+                    f"{self.shown} grew over the limit of {max_size} bytes",
                     url=self.url,
                     limit=max_size,
                 )
@@ -605,7 +613,7 @@ class Transfer:
                 if now - window_start >= window:
                     if (position - window_bytes - offset) / (now - window_start) < min_speed:
                         raise StallError(
-                            f"slower than {min_speed:.0f} bytes/s for {window}s: {self.url}",
+                            f"slower than {min_speed:.0f} bytes/s for {window}s: {self.shown}",
                             url=self.url,
                             phase="speed",
                             seconds=window,
@@ -616,28 +624,33 @@ class Transfer:
                 next_progress = time.monotonic() + PROGRESS_INTERVAL
         if emit is not None:
             emit(Progress(self.url, self.request, position, length))
-        received = position - offset
         announced = None if settings.decode_content else response.content_length
-        if announced is not None and received != announced:
-            raise IncompleteBodyError(
-                f"received {received} of {announced} bytes from {self.url}",
-                url=self.url,
-                expected=announced,
-                received=received,
-            )
-        if length is not None and position != length:
-            raise IncompleteBodyError(
-                f"the file has {position} of {length} bytes: {self.url}",
-                url=self.url,
-                expected=length,
-                received=position,
-            )
+        if (announced is not None and position - offset != announced) or (
+            length is not None and position != length
+        ):
+            raise self._incomplete(position, length, offset, response)
         for source, digests, scope in expected:
             try:
                 check(full if scope == "full" else partial, digests, source=source, url=self.url)
             except ChecksumMismatchError:
                 self._discard()
                 raise
+
+    def _incomplete(
+        self, position: int, length: int | None, offset: int, response: aiohttp.ClientResponse
+    ) -> IncompleteBodyError:
+        """The error for a body that ended early (or late): counted in bytes of the whole file."""
+        announced = None if self._settings.decode_content else response.content_length
+        expected = (
+            length if length is not None else (None if announced is None else offset + announced)
+        )
+        return IncompleteBodyError(
+            f"received {position} of {expected if expected is not None else 'unknown'} bytes "
+            f"of {self.shown}" + (f" (this response started at byte {offset})" if offset else ""),
+            url=self.url,
+            expected=expected,
+            received=position,
+        )
 
     def _expected_digests(
         self, response: aiohttp.ClientResponse
@@ -783,7 +796,7 @@ class Transfer:
             raise InvalidRequestError(f"the target {target} is a directory", url=self.url)
         existing = self.existing
         if existing is Existing.SKIP:
-            log.debug("skipped %s: %s exists", self.url, target)
+            log.debug("skipped %s: %s exists", self.shown, target)
             raise _Skipped(target)
         if existing is Existing.ERROR:
             raise DestinationExistsError(f"{target} exists", url=self.url, path=target)
@@ -834,7 +847,7 @@ async def _truncate(sink: Sink, url: str) -> None:
     truncate = getattr(sink, "truncate", None)
     if truncate is None:
         raise DownloadError(
-            f"{url} must start over, but its sink cannot be emptied (it has no truncate())",
+            f"{redact(url)} must start over, but its sink cannot be emptied (it has no truncate())",
             url=url,
         )
     await truncate(0)
@@ -857,9 +870,11 @@ def _check_framing(response: aiohttp.ClientResponse, url: str) -> None:
     """Refuse a response whose length is ambiguous: duplicate or malformed Content-Length."""
     lengths = [value for name, value in response.raw_headers if name.lower() == b"content-length"]
     if len(lengths) > 1:
-        raise RemoteProtocolError(f"duplicate Content-Length headers from {url}", url=url)
+        raise RemoteProtocolError(f"duplicate Content-Length headers from {redact(url)}", url=url)
     if lengths and not lengths[0].strip().isdigit():
-        raise RemoteProtocolError(f"malformed Content-Length {lengths[0]!r} from {url}", url=url)
+        raise RemoteProtocolError(
+            f"malformed Content-Length {lengths[0]!r} from {redact(url)}", url=url
+        )
 
 
 def _retry_after(value: str | None) -> float | None:

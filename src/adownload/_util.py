@@ -6,6 +6,8 @@ import asyncio
 from types import TracebackType
 from typing import Any
 
+from yarl import URL
+
 
 async def wait_through_cancellation(fut: asyncio.Future[Any]) -> None:
     """Wait until `fut` is done, even if this task is cancelled meanwhile.
@@ -23,6 +25,17 @@ async def wait_through_cancellation(fut: asyncio.Future[Any]) -> None:
             cancelled = True
     if cancelled:
         raise asyncio.CancelledError
+
+
+def redact(url: str | URL) -> str:
+    """`url` for messages and logs: without userinfo, which may hold a password."""
+    try:
+        parsed = url if isinstance(url, URL) else URL(url)
+    except (TypeError, ValueError):
+        return str(url)
+    if parsed.raw_user is None and parsed.raw_password is None:
+        return str(url)
+    return str(parsed.with_user(None))
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
