@@ -196,6 +196,30 @@ def stop_process(proc: subprocess.Popen[Any], signum: int = signal.SIGTERM) -> N
             proc.wait()
 
 
+# The peers' binaries and the Debian packages that hold them.
+PEER_PACKAGES = {"curl": "curl", "wget": "wget", "wget2": "wget2", "aria2c": "aria2"}
+
+
+def install_missing_peers(names: Sequence[str]) -> None:
+    """apt-get install the Debian packages of the peers in ``names`` that are not on PATH.
+
+    Only as root on a machine with apt-get; otherwise the missing peers get "missing" rows.
+    """
+    packages = sorted(
+        {PEER_PACKAGES[n] for n in names if n in PEER_PACKAGES and not shutil.which(n)}
+    )
+    if not packages or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return
+    print(f"installing the missing peers with apt-get: {' '.join(packages)} ...", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", RUNLEVEL="1")
+    install = ["apt-get", "install", "-y", "-q", *packages]
+    if subprocess.run(install, env=env, check=False, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=False, capture_output=True)
+        done = subprocess.run(install, env=env, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"apt-get could not install them: {done.stderr.strip()[-300:]}", flush=True)
+
+
 def ensure_nginx() -> str:
     """Path of nginx, installing Debian's nginx-light with apt-get when it is missing."""
     found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
@@ -1043,6 +1067,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20240601, help="seed of the random data")
     parser.add_argument("--workdir", type=Path, help="parent of the temp dir (default: $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (data, logs)")
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not apt-get install missing peers (curl, wget, wget2, aria2) when root",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save the results here")
     args = parser.parse_args(argv)
     if args.repeat is None:
@@ -1085,6 +1114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
 
     nginx_binary = ensure_nginx()
+    if not args.no_install:
+        install_missing_peers([tool.name for tool in tools])
     info = machine_info()
     for package in ("adownload", "parfive"):
         why = precompile_package(args.python, package)
