@@ -6,8 +6,13 @@ Usage: python run_adownload.py URLS_FILE DEST [-j N] [--segments N]
 URLS_FILE holds one URL a line.  The exit status tells the harness what happened:
 0 every file downloaded, 1 some failed (listed on stderr), 3 a requested feature is
 not available in this adownload yet (e.g. ``--segments``), 4 adownload is not
-importable.  ``--check`` only imports adownload and builds the ``Limits`` (exit 0, 3
-or 4) without downloading anything.
+importable.  ``--check`` only imports adownload and builds the ``Limits`` and
+``Segments`` (exit 0, 3 or 4) without downloading anything.
+
+``--segments N`` (N > 1) splits each large file over up to N connections with
+``Segments(count=N, min_size=1 MiB)`` (aria2c's ``-sN -k1M``), and lets N connections
+per host through.  Without it, one connection per file (``Segments(count=1)``), like the
+single-connection peers it is compared with.
 """
 
 from __future__ import annotations
@@ -23,16 +28,20 @@ EXIT_NOT_AVAILABLE = 3
 EXIT_MISSING = 4
 
 
-def build_limits(adownload: Any, jobs: int, segments: int) -> Any:
-    """``Limits`` for the run; passes ``max_segments`` only when asked for more than 1."""
-    options: dict[str, int] = {"max_transfers": jobs, "max_per_host": jobs}
-    if segments > 1:
-        options["max_segments"] = segments
-    return adownload.Limits(**options)
+#: The smallest segment, as aria2c's ``-k1M`` in the harness.
+MIN_SEGMENT = 1 << 20
 
 
-async def download(adownload: Any, limits: Any, urls: list[str], dest: Path) -> int:
-    async with adownload.Downloader(limits=limits) as dl:
+def build_config(adownload: Any, jobs: int, segments: int) -> tuple[Any, Any]:
+    """``Limits`` and ``Segments`` for the run: N connections per host when segmenting."""
+    per_host = max(jobs, segments)
+    limits = adownload.Limits(max_transfers=jobs, max_per_host=per_host)
+    split = adownload.Segments(count=max(1, segments), min_size=MIN_SEGMENT)
+    return limits, split
+
+
+async def download(adownload: Any, limits: Any, segments: Any, urls: list[str], dest: Path) -> int:
+    async with adownload.Downloader(limits=limits, segments=segments) as dl:
         outcomes = await dl.download_many(urls, dest=dest)
     failed = [outcome for outcome in outcomes if not outcome.ok]
     for outcome in failed[:10]:
@@ -63,16 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"MISSING: adownload is not importable: {exc}", file=sys.stderr)
         return EXIT_MISSING
     try:
-        limits = build_limits(adownload, args.jobs, args.segments)
-    except TypeError as exc:
-        print(f"NOT AVAILABLE: Limits(max_segments=...) rejected: {exc}", file=sys.stderr)
+        limits, segments = build_config(adownload, args.jobs, args.segments)
+    except (AttributeError, TypeError) as exc:
+        print(f"NOT AVAILABLE: Segments(count=...) rejected: {exc}", file=sys.stderr)
         return EXIT_NOT_AVAILABLE
     if args.check:
         return 0
 
     urls = [line.strip() for line in args.urls_file.read_text().splitlines() if line.strip()]
     args.dest.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(download(adownload, limits, urls, args.dest))
+    return asyncio.run(download(adownload, limits, segments, urls, args.dest))
 
 
 if __name__ == "__main__":

@@ -34,10 +34,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from aiohttp import web
 from yarl import URL
+
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=256)
@@ -233,16 +236,21 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     assert _open_files_under(tmp_path) == [], "file handles leaked"
 
 
-@pytest.fixture
-def threaded_server(tmp_path: Path) -> Iterator[Server]:
-    """The same server in a thread of its own, for tests of the blocking API."""
-    ready: list[Server] = []
+@contextlib.contextmanager
+def serve_in_thread(
+    serving: Callable[[], contextlib.AbstractAsyncContextManager[T]],
+) -> Iterator[T]:
+    """Run the server that `serving()` opens on an event loop in a thread of its own.
+
+    For tests whose client blocks (the sync API, a subprocess): the server keeps answering.
+    """
+    ready: list[T] = []
     started = threading.Event()
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
 
     async def main() -> None:
-        async with serve(Stats()) as running:
+        async with serving() as running:
             ready.append(running)
             started.set()
             await stop.wait()
@@ -256,6 +264,13 @@ def threaded_server(tmp_path: Path) -> Iterator[Server]:
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
         loop.close()
+
+
+@pytest.fixture
+def threaded_server(tmp_path: Path) -> Iterator[Server]:
+    """The same server in a thread of its own, for tests of the blocking API."""
+    with serve_in_thread(lambda: serve(Stats())) as running:
+        yield running
     assert _open_files_under(tmp_path) == []
 
 

@@ -41,6 +41,8 @@ Routes (the last path segment is the file name a client picks):
 
 Every request is logged as a `Hit`: method, host, path, query, Range, If-Range, If-None-Match,
 all headers, the step it got, the status sent and the body bytes handed to the socket.
+`active` counts the requests being answered now and `peak` the most at once (segmented
+downloads, per-host limits).
 
 `RawServer` is a socket server for what aiohttp.web cannot send: the test gives the exact bytes
 of each reply (`raw.script(name, reply, ...)`, built with `raw_response` or by hand).
@@ -55,7 +57,6 @@ import gzip
 import hashlib
 import socket
 import struct
-import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -68,7 +69,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from .conftest import _adownload_tasks, _open_files_under, payload
+from .conftest import _adownload_tasks, _open_files_under, payload, serve_in_thread
 
 __all__ = [
     "FaultServer",
@@ -121,6 +122,14 @@ class Hit:
     status: int = 0
     body_sent: int = 0
     version: int = 0
+
+    @property
+    def range_bounds(self) -> tuple[int, int | None] | None:
+        """(N, M) of a `Range: bytes=N-M` request header (M None if open), None without one."""
+        if self.range is None or not self.range.startswith("bytes="):
+            return None
+        first, _, last = self.range[len("bytes=") :].partition("-")
+        return int(first), int(last) if last else None
 
     @property
     def range_start(self) -> int | None:
@@ -180,6 +189,8 @@ class FaultServer:
         self.log: list[Hit] = []
         self._versions: dict[str, Version] = {}
         self._plans: dict[str, deque[str]] = {}
+        self.active = 0
+        self.peak = 0
 
     # --- the test's side ------------------------------------------------------------------
 
@@ -244,6 +255,14 @@ class FaultServer:
         return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            return await self._answer(request)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         plan = self._plans.get(request.path)
         step = plan.popleft() if plan else "ok"
         hit = Hit(
@@ -570,26 +589,8 @@ def threaded_faults(tmp_path: Path) -> Iterator[FaultServer]:
 
     Plans and contents may be set from the test's thread before the requests they affect.
     """
-    ready: list[FaultServer] = []
-    started = threading.Event()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    async def main() -> None:
-        async with serve_faults() as running:
-            ready.append(running)
-            started.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),))
-    thread.start()
-    started.wait(10)
-    try:
-        yield ready[0]
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
-        loop.close()
+    with serve_in_thread(serve_faults) as running:
+        yield running
     assert _open_files_under(tmp_path) == []
 
 

@@ -1,8 +1,9 @@
-"""Admission control: how many transfers run at once, in all and per host."""
+"""Admission control: how many transfers and connections run at once, and how fast they read."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Generic, TypeVar
@@ -41,14 +42,47 @@ class KeyedPrimitives(Generic[_K, _P]):
                 del self._entries[key]
 
 
+class TokenBucket:
+    """An overall byte rate shared by many streams: each takes tokens for the bytes it read.
+
+    A stream that takes more than the bucket holds goes into debt and sleeps it off; the next
+    taker inherits the debt, so concurrent streams share the rate instead of each getting it.
+    The bucket holds `burst` seconds of the rate: a short burst after an idle spell, and a
+    long-run rate within about `burst / duration` of the target.
+    """
+
+    __slots__ = ("_capacity", "_last", "_rate", "_tokens")
+
+    def __init__(self, rate: float, *, burst: float = 0.05) -> None:
+        self._rate = float(rate)
+        self._capacity = self._rate * burst
+        self._tokens = self._capacity
+        self._last = time.monotonic()
+
+    async def take(self, size: int) -> None:
+        """Account for `size` bytes received; sleep if the rate is exceeded."""
+        now = time.monotonic()
+        tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate) - size
+        self._tokens = tokens
+        self._last = now
+        if tokens < 0:
+            await asyncio.sleep(-tokens / self._rate)
+
+
 class Limiter:
-    """Admission of transfers: at most `max_per_host` per host and `max_transfers` in all.
+    """Admission of transfers and their connections, and the downloader's byte rate.
+
+    A file takes one of `max_transfers` global permits and, for each connection it opens (one,
+    or one per segment), one of the `max_per_host` permits of the connection's host.
 
     The host's permit is taken first, so a transfer waiting for a busy host does not hold one
     of the global permits that a transfer to another host could use.
+
+    `bucket` is the shared `TokenBucket` when `Limits.rate` is set, else None: the read loops
+    test it once per chunk, so an unlimited downloader pays nothing for the feature.
     """
 
-    __slots__ = ("_hosts", "_transfers")
+    __slots__ = ("_hosts", "_transfers", "bucket")
 
     def __init__(self, limits: Limits) -> None:
         self._transfers = asyncio.Semaphore(limits.max_transfers)
@@ -56,8 +90,14 @@ class Limiter:
         self._hosts: KeyedPrimitives[tuple[str, str | None, int | None], asyncio.Semaphore] = (
             KeyedPrimitives(lambda: asyncio.Semaphore(per_host))
         )
+        self.bucket = None if limits.rate is None else TokenBucket(limits.rate)
 
     @asynccontextmanager
     async def slot(self, url: URL) -> AsyncIterator[None]:
+        """A transfer's first connection: a permit of `url`'s host, then a global one."""
         async with self._hosts.hold((url.scheme, url.host, url.port)), self._transfers:
             yield
+
+    def connection(self, url: URL) -> AbstractAsyncContextManager[None]:
+        """A further connection of a transfer that holds a slot already: a host permit only."""
+        return self._hosts.hold((url.scheme, url.host, url.port))

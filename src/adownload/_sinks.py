@@ -115,7 +115,16 @@ class FileSink:
     #: Writes up to this size are done on the event loop.
     inline_max = 64 << 10
 
-    __slots__ = ("_buffer", "_buffer_size", "_buffer_start", "_closed", "_fd", "_inflight", "path")
+    __slots__ = (
+        "_buffer",
+        "_buffer_size",
+        "_buffer_start",
+        "_closed",
+        "_fd",
+        "_inflight",
+        "path",
+        "written_to",
+    )
 
     def __init__(self, fd: int, path: Path) -> None:
         self._fd = fd
@@ -125,6 +134,10 @@ class FileSink:
         self._buffer_size = 0
         self._inflight: asyncio.Future[None] | None = None
         self._closed = False
+        #: The end offset of the last block that reached the file (None before the first). For
+        #: a sink written front to back, as each segment of a segmented download is, every byte
+        #: before it is written: the resume state records no byte that is still in a buffer.
+        self.written_to: int | None = None
 
     @classmethod
     async def open(cls, path: Path, *, existing: bool = False) -> FileSink:
@@ -154,13 +167,22 @@ class FileSink:
         self._buffer = []
         self._buffer_size = 0
         await self._wait_inflight()
+        end = offset + size
         if size <= self.inline_max:
             _pwrite_all(self._fd, chunks, offset)
+            self.written_to = end
         else:
             loop = asyncio.get_running_loop()
             # Not awaited here: the next block is received while this one is written. Its error,
             # if any, is raised by the next flush or by close.
-            self._inflight = loop.run_in_executor(None, _pwrite_all, self._fd, chunks, offset)
+            inflight = loop.run_in_executor(None, _pwrite_all, self._fd, chunks, offset)
+
+            def written(future: asyncio.Future[None]) -> None:
+                if not future.cancelled() and future.exception() is None:
+                    self.written_to = end
+
+            inflight.add_done_callback(written)
+            self._inflight = inflight
 
     async def _wait_inflight(self) -> None:
         inflight, self._inflight = self._inflight, None

@@ -38,6 +38,9 @@ class PartState:
     etag: str | None
     last_modified: str | None
     ranges: list[tuple[int, int]] = field(default_factory=list)
+    #: Written by several segments: the part may have holes, and only `ranges` are done. A
+    #: part of one stream is done up to its size, whatever `ranges` says.
+    sparse: bool = False
 
     @property
     def resumable(self) -> bool:
@@ -57,6 +60,19 @@ class PartState:
             return self.last_modified == last_modified
         return False
 
+    def missing(self) -> list[tuple[int, int]]:
+        """The byte ranges of the file not done yet, in order (the length must be known)."""
+        assert self.length is not None
+        holes = []
+        end = 0
+        for start, stop in merge(self.ranges):
+            if start > end:
+                holes.append((end, min(start, self.length)))
+            end = max(end, stop)
+        if end < self.length:
+            holes.append((end, self.length))
+        return [(a, b) for a, b in holes if a < b]
+
     def done_prefix(self) -> int:
         """Bytes done from offset 0 without a gap."""
         end = 0
@@ -65,6 +81,19 @@ class PartState:
                 break
             end = max(end, stop)
         return end
+
+
+def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """`ranges` sorted, with overlapping and touching ones joined."""
+    merged: list[tuple[int, int]] = []
+    for start, stop in sorted(ranges):
+        if start >= stop:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
+        else:
+            merged.append((start, stop))
+    return merged
 
 
 def load(path: Path) -> PartState | None:
@@ -87,7 +116,10 @@ def load(path: Path) -> PartState | None:
             etag=data.get("etag"),
             last_modified=data.get("last_modified"),
             ranges=[(a, b) for a, b in ranges if 0 <= a < b],
+            sparse=data.get("sparse") is True,
         )
+        if state.sparse and state.length is None:
+            return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return state
@@ -104,7 +136,8 @@ def save(path: Path, state: PartState) -> None:
         "length": state.length,
         "etag": state.etag,
         "last_modified": state.last_modified,
-        "ranges": sorted(state.ranges),
+        "ranges": merge(state.ranges),
+        "sparse": state.sparse,
     }
     tmp = path.with_name(path.name + ".tmp")
     with contextlib.suppress(FileNotFoundError):

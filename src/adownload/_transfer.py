@@ -52,7 +52,8 @@ from ._exceptions import (
 )
 from ._limits import KeyedPrimitives, Limiter
 from ._models import Outcome, Request
-from ._sinks import Sink, SinkOpener
+from ._segments import Layout, Segment
+from ._sinks import FileSink, Sink, SinkOpener
 from ._state import PartState
 from ._util import IdleTimeout, redact
 from ._verify import Hashes, check, parse_digest_fields, parse_legacy_digest
@@ -60,6 +61,14 @@ from ._verify import Hashes, check, parse_digest_fields, parse_legacy_digest
 log = logging.getLogger("adownload")
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: A single-stream body larger than this gets its resume state written when it starts, so that
+#: even a killed process can continue it. A smaller one is fetched again whole after a kill (one
+#: more round trip at most); its state is written only when a failure keeps its part. For a
+#: thousand 64 KiB files, writing every state up front was the largest cost of ours (15 % of
+#: the event loop's samples: a temporary file, a rename and an unlink per file).
+_EAGER_STATE = 1 << 20
+#: No hashes at all (falsy, so never updated): shared by every download that checks no digest.
+_NO_HASHES = Hashes(())
 # Request headers that carry credentials: not sent on to another origin after a redirect.
 _CREDENTIALS = ("Authorization", "Proxy-Authorization", "Cookie")
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
@@ -112,11 +121,31 @@ class _StartOver(Exception):
 
 @dataclass(slots=True)
 class _Plan:
-    """What one attempt asks for."""
+    """What one request asks for."""
 
     url: URL
     offset: int  # the first byte asked for
-    probe: bool  # only the last byte, to confirm that a complete part is still current
+    probe: bool = False  # only the last byte, to confirm that a complete part is still current
+    stop: int | None = None  # the last byte asked for (inclusive); None: to the end
+    if_range: str | None = None  # the validator that guards the range
+    foreign: bool = False  # a segment sent to another origin than the URL's: no credentials
+
+    @property
+    def ranged(self) -> bool:
+        return bool(self.offset or self.stop is not None)
+
+
+@dataclass(slots=True, eq=False)
+class _Job:
+    """A segmented download while its connections run."""
+
+    url: URL  # where segments go: the final URL of the first response
+    origin: URL  # the URL the attempt started from, resolved again if `url` expires
+    validators: PartState
+    layout: Layout
+    length: int
+    done_before: int  # bytes done by an earlier attempt or run
+    finished: asyncio.Event
 
 
 class Transfer:
@@ -148,6 +177,10 @@ class Transfer:
         self._no_ranges: set[URL] = set()  # URLs whose range answers cannot be trusted
         self._stack: contextlib.AsyncExitStack | None = None
         self._idle: IdleTimeout  # the read watchdog of the attempt under way
+        self._layout: Layout | None = None  # the segments of a segmented attempt
+        # Known to have nothing at the path (removed by us): saves an unlink per file.
+        self._part_absent = False
+        self._state_absent = False
 
     def outcome(self, error: DownloadError | None = None, *, skipped: bool = False) -> Outcome:
         return Outcome(
@@ -273,7 +306,7 @@ class Transfer:
                 async with idle:
                     self._idle = idle
                     with translate_client_errors(self.url):
-                        response = await self._send(plan)
+                        response = await self._send(plan, idle)
                         try:
                             await self._receive(response, plan)
                         except BaseException:
@@ -293,38 +326,55 @@ class Transfer:
     def _plan(self, url: URL) -> _Plan:
         state = self._state
         if state is None or not self._resume or url in self._no_ranges:
-            return _Plan(url, 0, probe=False)
-        have = self._bytes_on_hand()
+            return _Plan(url, 0)
+        if_range = state.if_range()
+        if state.sparse and state.length:
+            # A segmented part: ask for its first hole; the segments then fill the others.
+            missing = state.missing()
+            if missing and missing[0] != (0, state.length):
+                start, end = missing[0]
+                stop = None if end == state.length else end - 1
+                return _Plan(url, start, stop=stop, if_range=if_range)
+            have = 0 if missing else state.length
+        else:
+            have = self._bytes_on_hand()
         if state.length is not None and have >= state.length > 0:
             # Complete already: ask for the last byte only, to learn whether it is still current.
-            return _Plan(url, state.length - 1, probe=True)
-        return _Plan(url, have, probe=False)
+            return _Plan(
+                url, state.length - 1, probe=True, stop=state.length - 1, if_range=if_range
+            )
+        return _Plan(url, have, if_range=if_range)
 
     def _bytes_on_hand(self) -> int:
         if self.request.sink is not None:
             return self._sink_size
         assert self._part is not None
+        if self._state is not None and self._state.sparse and self._state.length is not None:
+            missing = self._state.missing()
+            return self._state.length - sum(end - start for start, end in missing)
         try:
             # The .part is written front to back by one stream, so its size is the done prefix.
             return os.lstat(self._part).st_size
         except FileNotFoundError:
             return 0
 
-    async def _send(self, plan: _Plan) -> aiohttp.ClientResponse:
+    async def _send(self, plan: _Plan, idle: IdleTimeout) -> aiohttp.ClientResponse:
         """GET `plan.url`, following redirects ourselves so that each hop can be checked."""
         settings = self._settings
         headers = settings.headers
         if self.request.headers:
             headers = headers.copy()
             headers.update(self.request.headers)
-        if plan.offset or plan.probe:
-            assert self._state is not None
+        if plan.ranged:
             headers = headers.copy()
-            end = str(plan.offset) if plan.probe else ""
+            end = "" if plan.stop is None else str(plan.stop)
             headers["Range"] = f"bytes={plan.offset}-{end}"
-            if_range = self._state.if_range()
-            if if_range:
-                headers["If-Range"] = if_range
+            if plan.if_range:
+                headers["If-Range"] = plan.if_range
+        if plan.foreign:
+            headers = headers.copy()
+            for name in _CREDENTIALS:
+                headers.pop(name, None)
         # No sock_read: the IdleTimeout around the attempt does that job for less CPU.
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout.connect)
         current = plan.url
@@ -339,7 +389,7 @@ class Transfer:
                 raise_for_status=False,
                 read_bufsize=settings.read_bufsize,
             )
-            self._idle.touch()
+            idle.touch()
             location = response.headers.get("Location")
             if response.status not in _REDIRECTS or location is None:
                 return response
@@ -388,12 +438,16 @@ class Transfer:
         self.final_url = str(response.url)
         log.debug("%s %s <- %s", response.status, response.reason, redact(response.url))
         _check_framing(response, self.url)
-        ranged = bool(plan.offset or plan.probe)
+        self._layout = None
+        ranged = plan.ranged
         try:
             offset, length = self._interpret(response, plan, ranged)
         except _Complete:
             await self._finish_complete()
             return
+        # A whole body, not the continuation of bytes on hand (a 206 may start at 0: the first
+        # hole of a segmented part).
+        fresh = response.status != 206
         if self.request.sink is None and self._part is None:
             # Content-Disposition naming: the target is known only now.
             name = _name_from_response(response) or _files.name_from_url(self.request.parsed_url)
@@ -405,27 +459,33 @@ class Transfer:
                 url=self.url,
                 limit=self.max_size,
             )
-        if offset == 0:
+        if fresh:
             self._adopt(response, length)
         # A probe re-reads the last byte of a part that is already whole.
         self.resumed_from = offset + 1 if plan.probe else offset
         sink = self.request.sink
         if sink is not None:
-            if offset == 0 and self._sink_touched:
+            if fresh and self._sink_touched:
                 await _truncate(sink, self.url)
             self._sink_touched = True
             await self._stream(response, sink, offset, length, plan)
             return
         assert self._part is not None
         assert self.path is not None
-        if offset == 0:
+        if fresh and not self._part_absent:
             self._remove_part()
+        segments = self._segmenting(response, plan, offset, length, fresh)
         try:
-            file_sink = await self._settings.writer(self._part, existing=offset > 0)
+            file_sink = await self._settings.writer(self._part, existing=not fresh)
         except OSError as exc:
             raise self._storage_error(exc, self._part) from exc
+        self._part_absent = False
         try:
-            await self._stream(response, file_sink, offset, length, plan)
+            if segments is not None and length is not None:
+                assert isinstance(file_sink, FileSink)
+                await self._segmented(response, file_sink, plan, offset, length, segments)
+            else:
+                await self._stream(response, file_sink, offset, length, plan)
         except BaseException as exc:
             await _close_quietly(file_sink)
             self._keep_or_discard(exc)
@@ -454,8 +514,8 @@ class Transfer:
         assert self._part is not None
         assert self.path is not None
         self.path = self._commit(self._part, self.path)
-        if self._state_file is not None:
-            _files.remove_quietly(self._state_file)
+        self._part_absent = True
+        self._remove_state()
 
     def _interpret(
         self, response: aiohttp.ClientResponse, plan: _Plan, ranged: bool
@@ -489,7 +549,7 @@ class Transfer:
         state = self._state
         assert state is not None
         match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-        wanted_end = plan.offset if plan.probe else None
+        wanted_end = plan.stop
         if match is None:
             self._no_ranges.add(plan.url)
             raise RemoteProtocolError(
@@ -540,15 +600,25 @@ class Transfer:
         )
         self._state = state if self._resume and state.resumable else None
         self._sink_size = 0
-        if self._state_file is None:
+        if self._state is not None and (length is None or length > _EAGER_STATE):
+            self._save_state()
+        else:
+            # Not written now (see _EAGER_STATE), and a stale one must not describe this body.
+            self._remove_state()
+
+    def _save_state(self) -> None:
+        if self._state is None or self._state_file is None:
             return
-        if self._state is None:
-            _files.remove_quietly(self._state_file)
-            return
+        self._state_absent = False
         try:
             _state.save(self._state_file, self._state)
         except OSError as exc:
             raise self._storage_error(exc, self._state_file) from exc
+
+    def _remove_state(self) -> None:
+        if self._state_file is not None and not self._state_absent:
+            _files.remove_quietly(self._state_file)
+            self._state_absent = True
 
     async def _stream(
         self,
@@ -576,6 +646,7 @@ class Transfer:
         # readchunk() hands over aiohttp's buffers one by one; iter_any() would join them first.
         read = response.content.readchunk
         touch = self._idle.touch
+        bucket = settings.limiter.bucket
         while True:
             try:
                 with translate_client_errors(self.url):
@@ -593,6 +664,8 @@ class Transfer:
                 await sink.write_at(position, chunk)
             except OSError as exc:
                 raise self._storage_error(exc) from exc
+            if bucket is not None:
+                await bucket.take(len(chunk))
             position += len(chunk)
             self.size = position
             if self.request.sink is not None:
@@ -636,6 +709,387 @@ class Transfer:
                 self._discard()
                 raise
 
+    # --- segmented downloads ------------------------------------------------------------------
+
+    def _segmenting(
+        self,
+        response: aiohttp.ClientResponse,
+        plan: _Plan,
+        offset: int,
+        length: int | None,
+        fresh: bool,
+    ) -> Segments | None:
+        """How to split this body over several connections, or None for one stream."""
+        settings = self._settings
+        if (
+            length is None
+            or plan.probe  # one byte to confirm a complete part: nothing to split
+            or settings.decode_content
+            # Each segment opens its own FileSink on the part; other writers may not take
+            # writes out of order (a generator cannot).
+            or settings.writer != FileSink.open
+            or plan.url in self._no_ranges
+        ):
+            return None
+        segments = self.request.segments or settings.segments
+        state = self._state
+        if state is not None and state.sparse and not fresh:
+            return segments  # the holes of a segmented part: only segments can fill them
+        if segments.count < 2 or length - offset < 2 * segments.min_size:
+            return None
+        accept = response.headers.get("Accept-Ranges", "").lower().split(",")
+        if response.status != 206 and "bytes" not in (unit.strip() for unit in accept):
+            return None
+        validators = state or self._validators(response, length)
+        # Without a strong ETag or a date, If-Range cannot keep a changed file from being
+        # spliced together from two versions.
+        return segments if validators.resumable else None
+
+    def _validators(self, response: aiohttp.ClientResponse, length: int | None) -> PartState:
+        return PartState(
+            url=_state.identity(self.request.parsed_url),
+            length=length,
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+        )
+
+    async def _segmented(
+        self,
+        response: aiohttp.ClientResponse,
+        sink: FileSink,
+        plan: _Plan,
+        offset: int,
+        length: int,
+        segments: Segments,
+    ) -> None:
+        """Fetch the body over up to `segments.count` connections, each writing at its offsets.
+
+        The first response is the first segment; the others are ranged GETs with If-Range to
+        the first response's final URL, each on a connection of its own that takes a permit of
+        the host (the attempt's global permit covers them all). A segment whose connection
+        breaks continues from its last written byte; a segment that fails for good fails the
+        download, and the resume state keeps every range that was written.
+        """
+        state = self._state
+        validators = state or self._validators(response, length)
+        resumed = state is not None and state.sparse and response.status == 206
+        missing = state.missing() if state is not None and resumed else [(offset, length)]
+        layout = Layout(missing, segments.count, segments.min_size)
+        done_before = length - sum(end - start for start, end in missing)
+        if resumed and state is not None:
+            layout.done.extend(state.ranges)
+        self._layout = layout
+        if state is not None:
+            state.sparse = True
+            state.ranges = layout.ranges()
+            self._save_state()
+        self.resumed_from = done_before
+        # From here on each connection watches its own silence.
+        self._idle.disarm()
+        origin = plan.url
+        final = response.url
+        job = _Job(
+            url=final,
+            origin=origin,
+            validators=validators,
+            layout=layout,
+            length=length,
+            done_before=done_before,
+            finished=asyncio.Event(),
+        )
+        first = layout.take(offset)
+        first.sink = sink
+        full, _, expected = self._expected_digests(response)
+        emit = self._settings.emit
+        if emit is not None:
+            emit(Started(self.url, self.request, self.path, length, done_before))
+        log.debug("%s: %d bytes in up to %d segments", self.shown, length, segments.count)
+        try:
+            async with asyncio.TaskGroup() as group:
+                helpers = [
+                    group.create_task(self._segment_helper(job)) for _ in range(segments.count - 1)
+                ]
+                monitor = group.create_task(self._monitor(job))
+                # The first connection runs here, in the permit the attempt holds.
+                await self._segment_loop(job, first, response)
+                await job.finished.wait()
+                # Helpers still waiting for a host permit have nothing left to do.
+                for task in helpers:
+                    task.cancel()
+                monitor.cancel()
+        except BaseExceptionGroup as group_error:
+            raise _most_telling(group_error) from None
+        self.size = length
+        if emit is not None:
+            emit(Progress(self.url, self.request, length, length))
+        # Bytes arrived out of order, so a digest of the whole file cannot be computed while
+        # streaming: read the finished part once. A Content-Digest of one 206 covers only its
+        # own part and is not checked here.
+        checks = [entry for entry in expected if entry[2] == "full"]
+        if checks:
+            await self._hash_prefix(full, length)
+            for source, digests, _scope in checks:
+                try:
+                    check(full, digests, source=source, url=self.url)
+                except ChecksumMismatchError:
+                    self._discard()
+                    raise
+
+    async def _segment_helper(self, job: _Job) -> None:
+        """A further connection: takes a host permit, then segments until none are left."""
+        async with self._settings.limiter.connection(job.url):
+            await self._segment_loop(job, None, None)
+
+    async def _segment_loop(
+        self, job: _Job, segment: Segment | None, response: aiohttp.ClientResponse | None
+    ) -> None:
+        layout = job.layout
+        while True:
+            if segment is None:
+                segment = layout.next()
+                if segment is None:
+                    return
+            await self._fetch_with_retries(job, segment, response)
+            response = None
+            layout.finish(segment)
+            if layout.finished:
+                job.finished.set()
+            segment = None
+
+    async def _fetch_with_retries(
+        self, job: _Job, segment: Segment, response: aiohttp.ClientResponse | None
+    ) -> None:
+        """Fetch `segment`; a retryable failure continues it from its last written byte."""
+        retry = self._settings.retry
+        tries = 0
+        while True:
+            try:
+                await self._fetch_segment(job, segment, response)
+                return
+            except DownloadError as exc:
+                error = exc
+            response = None
+            segment.restart()
+            tries += 1
+            if (
+                isinstance(error, _FATAL)
+                or not self._retryable(error)
+                or job.origin in self._no_ranges
+                or tries >= retry.attempts
+            ):
+                raise error
+            retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
+            delay = retry.delay(tries, retry_after=retry_after)
+            self.attempts += 1
+            log.info("segment %r of %s failed: %s", segment, self.shown, error)
+            if self._settings.emit is not None:
+                self._settings.emit(Retrying(self.url, self.request, self.attempts, delay, error))
+            await asyncio.sleep(delay)
+
+    async def _fetch_segment(
+        self, job: _Job, segment: Segment, response: aiohttp.ClientResponse | None
+    ) -> None:
+        timeout = self.timeout
+        if segment.sink is None:
+            assert self._part is not None
+            try:
+                sink = await self._settings.writer(self._part, existing=True)
+            except OSError as exc:
+                raise self._storage_error(exc, self._part) from exc
+            assert isinstance(sink, FileSink)
+            segment.sink = sink
+        sink = segment.sink
+        idle = IdleTimeout(timeout.read, grace=0.0 if response else timeout.connect or 0.0)
+        try:
+            try:
+                async with idle:
+                    with translate_client_errors(self.url):
+                        if response is None:
+                            response = await self._request_segment(job, segment, idle)
+                        try:
+                            consumed = await self._pump(segment, response, sink, idle)
+                        except BaseException:
+                            response.close()
+                            raise
+                        if consumed:
+                            response.release()  # the connection goes back to the pool
+                        else:
+                            response.close()  # the rest of its range is another segment's
+            except TimeoutError as exc:
+                if idle.expired():
+                    raise ReadTimeout(
+                        f"no data received for {timeout.read}s from {self.shown}",
+                        url=self.url,
+                        phase="read",
+                        seconds=timeout.read,
+                    ) from exc
+                raise
+        except BaseException:
+            await _close_quietly(sink)
+            raise
+        else:
+            await self._close(sink)
+        finally:
+            segment.written = segment.durable()
+            segment.sink = None
+
+    async def _request_segment(
+        self, job: _Job, segment: Segment, idle: IdleTimeout
+    ) -> aiohttp.ClientResponse:
+        """A ranged GET for the rest of `segment`, checked before a byte of it is used."""
+        plan = _Plan(
+            job.url,
+            segment.position,
+            stop=segment.end - 1,
+            if_range=job.validators.if_range(),
+            foreign=_origin(job.url) != _origin(job.origin),
+        )
+        response = await self._send(plan, idle)
+        if response.status in (403, 410) and job.url != job.origin:
+            # A redirect target that stopped working is often an expired signed URL: ask the
+            # URL we were given for a fresh one.
+            response.close()
+            log.info(
+                "%s: %d from %s; resolving %s again",
+                self.shown,
+                response.status,
+                redact(job.url),
+                redact(job.origin),
+            )
+            plan.url, plan.foreign = job.origin, False
+            response = await self._send(plan, idle)
+        try:
+            self._check_segment(job, segment, response, plan)
+        except BaseException:
+            response.close()
+            raise
+        job.url = response.url
+        return response
+
+    def _check_segment(
+        self, job: _Job, segment: Segment, response: aiohttp.ClientResponse, plan: _Plan
+    ) -> None:
+        _check_framing(response, self.url)
+        status = response.status
+        etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+        same = (not etag and not modified) or job.validators.matches(etag, modified)
+        if status == 206:
+            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+            # What was asked: the segment's end may have moved closer since (a split).
+            assert plan.stop is not None
+            wanted = (plan.offset, plan.stop, job.length)
+            got = None if match is None else (int(match[1]), int(match[2]), match[3])
+            announced = response.content_length
+            if (
+                got is None
+                or got[:2] != wanted[:2]
+                or got[2] != str(job.length)
+                or (announced is not None and announced != wanted[1] - wanted[0] + 1)
+            ):
+                # Never spliced in: the next attempt goes without ranges, from the first byte.
+                self._no_ranges.add(job.origin)
+                raise RemoteProtocolError(
+                    f"Content-Range {response.headers.get('Content-Range')!r} from "
+                    f"{redact(response.url)} does not match the range asked for "
+                    f"(bytes={wanted[0]}-{wanted[1]}/{job.length})",
+                    url=self.url,
+                )
+            if not same:
+                self._discard()
+                raise _StartOver
+            return
+        if 200 <= status < 300:
+            if same:
+                # The same file, whole: this server ignores ranges after all.
+                self._no_ranges.add(job.origin)
+                raise RemoteProtocolError(
+                    f"{redact(response.url)} answered a range with the whole file", url=self.url
+                )
+            # If-Range did its job: the file changed, and its bytes on hand are worthless.
+            log.info("%s changed during the download; starting over", self.shown)
+            self._discard()
+            raise _StartOver
+        raise HTTPStatusError(
+            f"HTTP {status} {response.reason or ''}".rstrip() + f" for {self.shown}",
+            url=self.url,
+            status=status,
+            reason=response.reason or "",
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+        )
+
+    async def _pump(
+        self,
+        segment: Segment,
+        response: aiohttp.ClientResponse,
+        sink: FileSink,
+        idle: IdleTimeout,
+    ) -> bool:
+        """Copy the body into the segment's range until its end (which a split may move
+        closer); True when the response was read to its end, so the connection can be reused."""
+        read = response.content.readchunk
+        touch = idle.touch
+        bucket = self._settings.limiter.bucket
+        try:
+            while True:
+                chunk, end_of_http_chunk = await read()
+                touch()
+                if not chunk:
+                    if end_of_http_chunk:
+                        continue
+                    break
+                position = segment.position
+                room = segment.end - position
+                if len(chunk) >= room:
+                    # The segment ends in this chunk. Claim before writing: a split computed
+                    # during the write must not hand out bytes that are being written.
+                    segment.position = segment.end
+                    await sink.write_at(position, chunk[:room] if len(chunk) > room else chunk)
+                    if bucket is not None:
+                        await bucket.take(room)
+                    return len(chunk) == room and response.content.at_eof()
+                segment.position = position + len(chunk)
+                await sink.write_at(position, chunk)
+                if bucket is not None:
+                    await bucket.take(len(chunk))
+        except OSError as exc:
+            raise self._storage_error(exc) from exc
+        raise IncompleteBodyError(
+            f"a segment of {self.shown} ended at byte {segment.position}, before {segment.end}",
+            url=self.url,
+            expected=segment.end,
+            received=segment.position,
+        )
+
+    async def _monitor(self, job: _Job) -> None:
+        """Progress events, the resume state saved now and then, and the minimum speed."""
+        emit = self._settings.emit
+        min_speed, window = self.timeout.min_speed, self.timeout.min_speed_window
+        interval = PROGRESS_INTERVAL if emit is not None else 1.0
+        last_save = window_start = time.monotonic()
+        window_bytes = job.layout.received()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            received = job.layout.received()
+            self.size = job.done_before + received
+            if emit is not None:
+                emit(Progress(self.url, self.request, self.size, job.length))
+            if self._state is not None and now - last_save >= 1.0:
+                # A killed process resumes from what was written by then.
+                self._state.ranges = job.layout.ranges()
+                with contextlib.suppress(StorageError):
+                    self._save_state()
+                last_save = now
+            if min_speed is not None and now - window_start >= window:
+                if (received - window_bytes) / (now - window_start) < min_speed:
+                    raise StallError(
+                        f"slower than {min_speed:.0f} bytes/s for {window}s: {self.shown}",
+                        url=self.url,
+                        phase="speed",
+                        seconds=window,
+                    )
+                window_start, window_bytes = now, received
+
     def _incomplete(
         self, position: int, length: int | None, offset: int, response: aiohttp.ClientResponse
     ) -> IncompleteBodyError:
@@ -672,6 +1126,8 @@ class Transfer:
                 digests = parse(value) if value else {}
                 if digests:
                     expected.append((name, digests, scope))
+        if not expected:  # the common case: nothing to hash
+            return _NO_HASHES, _NO_HASHES, expected
         full = Hashes(a for _, d, scope in expected if scope == "full" for a in d)
         partial = Hashes(a for _, d, scope in expected if scope == "partial" for a in d)
         return full, partial, expected
@@ -711,11 +1167,14 @@ class Transfer:
         self.path = target
         self._part = _files.part_path(target)
         self._state_file = _state.state_path(self._part)
+        self._part_absent = self._state_absent = False
         state = _state.load(self._state_file) if self._resume and resume else None
         if (
             state is not None
             and state.resumable
             and state.url == _state.identity(self.request.parsed_url)
+            # A part with holes can only be filled by segments, which need the FileSink.
+            and not (state.sparse and self._settings.writer != FileSink.open)
             and _is_regular_file(self._part)
         ):
             self._state = state
@@ -729,9 +1188,13 @@ class Transfer:
             self._discard()
             return
         assert self._state_file is not None
-        self._state.ranges = [(0, self._bytes_on_hand())]
-        with contextlib.suppress(OSError):
-            _state.save(self._state_file, self._state)
+        if self._layout is not None:
+            self._state.ranges = self._layout.ranges()
+            self._state.sparse = True
+        elif not self._state.sparse:
+            self._state.ranges = [(0, self._bytes_on_hand())]
+        with contextlib.suppress(StorageError):
+            self._save_state()
 
     def _discard(self) -> None:
         """Forget the bytes on hand: remove the `.part` and its state."""
@@ -741,11 +1204,13 @@ class Transfer:
             self._remove_part()
         if self._state_file is not None:
             _files.remove_quietly(self._state_file)
+            self._state_absent = True
 
     def _remove_part(self) -> None:
         # Removing a link planted at the .part name removes the link, not its target.
         assert self._part is not None
         _files.remove_quietly(self._part)
+        self._part_absent = True
 
     async def _close(self, sink: Sink) -> None:
         try:
@@ -857,6 +1322,30 @@ async def _close_quietly(sink: Sink) -> None:
     # The error that got us here matters more than one from closing.
     with contextlib.suppress(Exception):
         await sink.close()
+
+
+def _origin(url: URL) -> tuple[str, str | None, int | None]:
+    return url.scheme, url.host, url.port
+
+
+def _most_telling(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error of a segmented download that says most about it: a start-over first (the
+    file changed), then the first download error, then anything else."""
+    leaves: list[BaseException] = []
+
+    def collect(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                collect(inner)
+        else:
+            leaves.append(error)
+
+    collect(group)
+    for kind in (_StartOver, DownloadError, Exception):
+        for error in leaves:
+            if isinstance(error, kind):
+                return error
+    return leaves[0] if leaves else group
 
 
 def _is_regular_file(path: Path) -> bool:

@@ -81,6 +81,12 @@ class IdleTimeout:
     def touch(self) -> None:
         self._last = self._loop.time()
 
+    def disarm(self) -> None:
+        """Stop watching: the work under this timeout is watched by timeouts of its own now."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
     def expired(self) -> bool:
         return self._timeout.expired()
 
