@@ -1017,10 +1017,7 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
             scenarios.append(Scenario(name, title, "plain", small, CONCURRENCY, 1))
         elif name == "large":
             files = make_one_file(docroot, "large.bin", sizes.large_size, seed)
-            title = (
-                f"one {_size(sizes.large_size)} file, plain nginx "
-                "(peers: one connection; adownload: its default settings)"
-            )
+            title = f"one {_size(sizes.large_size)} file, one connection, plain nginx"
             scenarios.append(Scenario(name, title, "plain", files, CONCURRENCY, 1))
         elif name == "throttled":
             files = make_one_file(docroot, "throttled.bin", sizes.throttled_size, seed)
