@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -23,13 +24,16 @@ from yarl import URL
 from adownload import (
     ChecksumMismatchError,
     Downloader,
+    DownloadError,
     Limits,
     Request,
     Retry,
     Segments,
+    Timeout,
     _state,
 )
 
+from . import test_chaos as chaos
 from .conftest import listing, payload
 from .faults import FaultServer, Hit
 
@@ -430,3 +434,68 @@ async def test_a_complete_segmented_part_is_confirmed_with_one_byte(
     (hit,) = faults.hits("/f/a.bin")
     assert hit.range == f"bytes={size - 1}-{size - 1}"
     assert hit.body_sent == 1
+
+
+@pytest.mark.timeout(240)
+async def test_chaos_with_segments_every_outcome_is_exact_or_an_error_with_no_file(
+    faults: FaultServer, dest: Path
+) -> None:
+    """The seeded chaos run of `test_chaos.py`, with files split into segments of 16 KiB and
+    up: the faults now strike segment requests too (ranges answered wrongly or ignored, a file
+    that changes under one segment, bodies cut short in the middle of the file)."""
+    rng = random.Random(chaos.SEED)
+    plans = chaos.make_plans(rng)
+    requests = []
+    for plan in plans:
+        faults.plan(plan.path, plan.steps)
+        data = faults.content(plan.path, plan.size)
+        if plan.permanent == "checksum":
+            plan.checksum = "sha256:" + hashlib.sha256(data + b"x").hexdigest()
+        elif rng.random() < 0.2 and not any(step.startswith("change") for step in plan.steps):
+            plan.checksum = "sha256:" + hashlib.sha256(data).hexdigest()
+        mirrors = [faults.alt_url(plan.path, **plan.query)] if plan.mirror else []
+        requests.append(
+            Request(faults.url(plan.path, **plan.query), checksum=plan.checksum, mirrors=mirrors)
+        )
+
+    retry = Retry(attempts=chaos.ATTEMPTS, backoff=0.001, max_delay=0.01)
+    timeout = Timeout(read=0.5, connect=5)
+    segments = Segments(count=3, min_size=16 << 10)
+    limits = Limits(max_transfers=16, max_per_host=48)
+    async with Downloader(
+        dest=dest, retry=retry, timeout=timeout, limits=limits, segments=segments
+    ) as dl:
+        outcomes = await dl.download_many(requests)
+
+    assert len(outcomes) == chaos.COUNT
+    leftovers = set(os.listdir(dest))
+    problems = []
+    for plan, outcome in zip(plans, outcomes, strict=True):
+        name = plan.path.rsplit("/", 1)[-1]
+        final = dest / name
+        leftovers -= {name, f"{name}.part", f"{name}.part.state"}
+        where = f"seed {chaos.SEED}, {plan.path} {plan.query} {plan.steps} {plan.checksum}"
+        if outcome.ok:
+            if plan.permanent:
+                problems.append(f"succeeded despite {plan.permanent}: {where}")
+            elif final.read_bytes() != faults.content(plan.path, plan.size):
+                problems.append(f"success with wrong bytes: {where}")
+            if (dest / f"{name}.part").exists():
+                problems.append(f"a .part left beside a success: {where}")
+        else:
+            if not isinstance(outcome.error, DownloadError):
+                problems.append(f"failure without a DownloadError ({outcome.error!r}): {where}")
+            if final.exists():
+                problems.append(f"a failure left a final file: {where}")
+            if not plan.permanent:
+                problems.append(f"transient faults not outlasted ({outcome.error!r}): {where}")
+    assert leftovers == set(), f"files nobody asked for: {sorted(leftovers)}"
+    assert problems == [], "\n".join(problems[:20])
+    # Segments were really used: many files were fetched over more than one request.
+    split = sum(
+        1
+        for plan in plans
+        if sum(hit.range is not None for hit in faults.hits(plan.path)) >= 2
+        and plan.size >= 32 << 10
+    )
+    assert split > 30
