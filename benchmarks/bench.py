@@ -8,7 +8,7 @@ the peak RSS of each tool, with adownload's ratios to each peer.
 
 Run it with the Python that has aiohttp, parfive and adownload installed:
 
-    python benchmarks/bench.py                   # full run, 5 repetitions
+    python benchmarks/bench.py                   # full run, 3 repetitions
     python benchmarks/bench.py --quick           # small data, 1 repetition
     python benchmarks/bench.py --scenario small --repeat 3 --json results.json
 
@@ -70,10 +70,24 @@ class Sizes:
     small_count: int
     large_size: int
     throttled_size: int
+    memory_file_sizes: tuple[int, ...]  # the memory scenario: one file of each size
+    memory_url_counts: tuple[int, ...]  # the memory scenario: as_completed over N URLs
 
 
-FULL_SIZES = Sizes(small_count=1000, large_size=1 * GIB, throttled_size=200 * MIB)
-QUICK_SIZES = Sizes(small_count=200, large_size=64 * MIB, throttled_size=32 * MIB)
+FULL_SIZES = Sizes(
+    small_count=1000,
+    large_size=1 * GIB,
+    throttled_size=200 * MIB,
+    memory_file_sizes=(64 * MIB, 1 * GIB),
+    memory_url_counts=(1_000, 10_000, 100_000),
+)
+QUICK_SIZES = Sizes(
+    small_count=200,
+    large_size=64 * MIB,
+    throttled_size=32 * MIB,
+    memory_file_sizes=(16 * MIB, 64 * MIB),
+    memory_url_counts=(1_000, 10_000),
+)
 
 
 @dataclass(frozen=True)
@@ -180,6 +194,30 @@ def stop_process(proc: subprocess.Popen[Any], signum: int = signal.SIGTERM) -> N
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# The peers' binaries and the Debian packages that hold them.
+PEER_PACKAGES = {"curl": "curl", "wget": "wget", "wget2": "wget2", "aria2c": "aria2"}
+
+
+def install_missing_peers(names: Sequence[str]) -> None:
+    """apt-get install the Debian packages of the peers in ``names`` that are not on PATH.
+
+    Only as root on a machine with apt-get; otherwise the missing peers get "missing" rows.
+    """
+    packages = sorted(
+        {PEER_PACKAGES[n] for n in names if n in PEER_PACKAGES and not shutil.which(n)}
+    )
+    if not packages or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return
+    print(f"installing the missing peers with apt-get: {' '.join(packages)} ...", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", RUNLEVEL="1")
+    install = ["apt-get", "install", "-y", "-q", *packages]
+    if subprocess.run(install, env=env, check=False, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=False, capture_output=True)
+        done = subprocess.run(install, env=env, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"apt-get could not install them: {done.stderr.strip()[-300:]}", flush=True)
 
 
 def ensure_nginx() -> str:
@@ -308,6 +346,7 @@ class ProxyProcess:
     def __init__(self, upstream_port: int, log_path: Path) -> None:
         self.upstream_port = upstream_port
         self.log_path = log_path
+        self.count_file = log_path.with_name("proxy-connections.txt")
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
 
@@ -321,6 +360,8 @@ class ProxyProcess:
                     str(self.upstream_port),
                     "--one-way-delay",
                     str(ONE_WAY_DELAY),
+                    "--count-file",
+                    str(self.count_file),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -336,6 +377,13 @@ class ProxyProcess:
                 "the delaying proxy did not start: " + self.log_path.read_text(errors="replace")
             )
         self.port = int(line[1])
+
+    def connections(self) -> int:
+        """Connections the proxy has accepted so far."""
+        try:
+            return int(self.count_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -460,6 +508,32 @@ def _first_line(argv: Sequence[str]) -> str | None:
     return text.splitlines()[0].strip()
 
 
+def precompile_package(python: str, package: str) -> str | None:
+    """Byte-compile ``package`` for ``python`` as a wheel install does; None, or why not.
+
+    An editable install (``pip install -e .``) leaves no ``.pyc`` behind, and with
+    ``PYTHONDONTWRITEBYTECODE`` set (as on some CI machines) none is ever written: every
+    run would then compile the package from source while the peers installed from
+    wheels load their ``.pyc``.  Compiling once up front puts them on the same footing.
+    """
+    code = (
+        "import compileall, importlib.util, os, sys\n"
+        f"spec = importlib.util.find_spec({package!r})\n"
+        "if spec is None or not spec.submodule_search_locations: sys.exit(0)\n"
+        "ok = all(compileall.compile_dir(d, quiet=1) for d in spec.submodule_search_locations)\n"
+        "sys.exit(0 if ok else 1)\n"
+    )
+    try:
+        done = subprocess.run(
+            [python, "-c", code], capture_output=True, text=True, timeout=300, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if done.returncode != 0:
+        return (done.stderr or done.stdout).strip()[-300:] or f"exit {done.returncode}"
+    return None
+
+
 def python_package_version(python: str, package: str) -> tuple[str | None, str]:
     """(version, "") when ``package`` imports in ``python``, else (None, why not)."""
     code = (
@@ -527,6 +601,7 @@ class Run:
     max_rss_kib: int | None = None
     exit_code: int | None = None
     error: str | None = None
+    connections: int | None = None  # new connections through the delaying proxy
 
 
 def _kill_group(pgid: int) -> None:
@@ -598,11 +673,18 @@ def measured_process(argv: Sequence[str], log_path: Path, timeout: float) -> Mea
         return Measurement(code, outer_wall, 0.0, 0.0, 0, timed_out.is_set())
 
 
-def driver_baseline(python: str, module: str, work: Path) -> Measurement:
-    """Cost of starting the driver interpreter and importing ``module``, downloading nothing."""
-    return measured_process(
-        [python, "-c", f"import {module}"], work / f"baseline-{module}.log", 120
-    )
+def driver_baseline(python: str, module: str, work: Path, times: int = 3) -> Measurement:
+    """Cost of starting the driver interpreter and importing ``module``, downloading nothing.
+
+    The run with the median wall time of ``times`` runs: one run is at the mercy of noise.
+    """
+    runs = [
+        measured_process([python, "-c", f"import {module}"], work / f"baseline-{module}.log", 120)
+        for _ in range(times)
+    ]
+    if any(run.exit_code for run in runs):
+        return next(run for run in runs if run.exit_code)
+    return sorted(runs, key=lambda run: run.wall_s)[len(runs) // 2]
 
 
 def launcher_rss_floor(work: Path) -> int:
@@ -633,7 +715,7 @@ class Scenario:
         return sum(data.size for data in self.files)
 
 
-SCENARIO_NAMES = ("small", "large", "throttled", "latency")
+SCENARIO_NAMES = ("small", "large", "throttled", "latency", "memory")
 
 
 @dataclass(frozen=True)
@@ -734,6 +816,7 @@ class Bench:
     tools: tuple[Tool, ...]
     missing: dict[str, str]
     base_urls: dict[str, str]
+    proxy: ProxyProcess | None = None
     out: TextIO = sys.stdout
 
     def say(self, text: str = "") -> None:
@@ -792,7 +875,10 @@ class Bench:
         job.dest.mkdir(parents=True)
         log_path = job.scratch / f"run{repetition}.log"
         os.sync()  # flush the previous run's writes so they do not land in this run's time
+        counting = self.proxy is not None and scenario.server == "proxy"
+        before = self.proxy.connections() if counting and self.proxy else 0
         measured = measured_process(argv, log_path, self.timeout)
+        connections = self.proxy.connections() - before if counting and self.proxy else None
         run = Run(
             tool.name,
             repetition,
@@ -803,6 +889,7 @@ class Bench:
             sys_s=measured.sys_s,
             max_rss_kib=measured.max_rss_kib,
             exit_code=measured.exit_code,
+            connections=connections,
         )
         if measured.timed_out:
             run.error = f"timed out after {self.timeout:g} s"
@@ -816,7 +903,11 @@ class Bench:
             wall, cpu, rss = measured.wall_s, measured.cpu_s, measured.max_rss_kib / KIB
             rate = scenario.total_bytes / MIB / wall
             detail = f"{wall:8.3f} s wall {cpu:8.3f} s CPU {rss:7.1f} MiB"
-            self.say(f"  [{repetition}/{self.repeat}] {tool.name:<10} {detail} {rate:9.1f} MiB/s")
+            if connections is not None:
+                rate_text = f"{rate:9.1f} MiB/s {connections:5d} connections"
+            else:
+                rate_text = f"{rate:9.1f} MiB/s"
+            self.say(f"  [{repetition}/{self.repeat}] {tool.name:<10} {detail} {rate_text}")
         else:
             self.say(f"  [{repetition}/{self.repeat}] {tool.name:<10} FAILED: {run.error}")
             run.wall_s = run.cpu_s = run.user_s = run.sys_s = None
@@ -838,7 +929,9 @@ def _fmt_rss(kib: int | None, floor_kib: int) -> str:
     return f"{mark}{kib / KIB:.1f} MiB"
 
 
-def format_table(result: ScenarioResult, repeat: int, rss_floor_kib: int) -> str:
+def format_table(
+    result: ScenarioResult, repeat: int, rss_floor_kib: int, startup_s: float | None = None
+) -> str:
     scenario = result.scenario
     mine = result.tools.get("adownload")
     my_wall = mine.median_wall() if mine else None
@@ -870,6 +963,20 @@ def format_table(result: ScenarioResult, repeat: int, rss_floor_kib: int) -> str
         else:
             shown = _fmt(value, ".2f")
         lines.append(f"target: adownload {target.describe():<28} measured {shown:<10} {verdict}")
+    counts = {
+        summary.tool: statistics.median(runs)
+        for summary in result.tools.values()
+        if (runs := [r.connections for r in summary.ok_runs() if r.connections is not None])
+    }
+    if counts:
+        shown = ", ".join(f"{tool} {count:g}" for tool, count in counts.items())
+        lines.append(f"new connections per run through the proxy (median): {shown}")
+    if startup_s is not None and my_wall is not None:
+        # Informational only: the targets above use the full wall time.
+        lines.append(
+            f"note: adownload's {my_wall:.3f} s wall includes ~{startup_s:.3f} s of interpreter "
+            f"start-up and imports (`python -c 'import adownload'`); the targets count it"
+        )
     return "\n".join(lines)
 
 
@@ -939,7 +1046,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scenario",
         action="append",
         choices=SCENARIO_NAMES,
-        help="run only this scenario (may be repeated; default: all)",
+        help="run only this scenario (may be repeated; default: all; memory runs memory.py)",
     )
     parser.add_argument(
         "--tool",
@@ -947,7 +1054,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=TOOL_NAMES,
         help="run only this tool (may be repeated; default: all)",
     )
-    parser.add_argument("--repeat", type=int, help="repetitions per tool (default 5, --quick 1)")
+    parser.add_argument("--repeat", type=int, help="repetitions per tool (default 3, --quick 1)")
     parser.add_argument(
         "--python",
         default=sys.executable,
@@ -957,10 +1064,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20240601, help="seed of the random data")
     parser.add_argument("--workdir", type=Path, help="parent of the temp dir (default: $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (data, logs)")
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not apt-get install missing peers (curl, wget, wget2, aria2) when root",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save the results here")
     args = parser.parse_args(argv)
     if args.repeat is None:
-        args.repeat = 1 if args.quick else 5
+        args.repeat = 1 if args.quick else 3
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return args
@@ -982,8 +1094,9 @@ def needed_disk(names: Sequence[str], sizes: Sizes) -> int:
     small = sizes.small_count * SMALL_FILE_SIZE if {"small", "latency"} & set(names) else 0
     large = sizes.large_size if "large" in names else 0
     throttled = sizes.throttled_size if "throttled" in names else 0
+    memory = 2 * max(sizes.memory_file_sizes) if "memory" in names else 0
     # sources, plus one tool's output at a time, plus some slack
-    return small + large + throttled + max(small, large, throttled) + 256 * MIB
+    return small + large + throttled + max(small, large, throttled, memory) + 256 * MIB
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -998,7 +1111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, terminate)
 
     nginx_binary = ensure_nginx()
+    if not args.no_install:
+        install_missing_peers([tool.name for tool in tools])
     info = machine_info()
+    for package in ("adownload", "parfive"):
+        why = precompile_package(args.python, package)
+        if why is not None:
+            print(f"warning: could not byte-compile {package}: {why}")
     versions, missing = tool_versions(args.python)
     versions["nginx"] = _first_line([nginx_binary, "-v"]) or "unknown version"
     driver_python = _first_line([args.python, "--version"]) or args.python
@@ -1035,7 +1154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if base.exit_code == 0:
                 info[f"startup_{module}"] = {"wall_s": base.wall_s, "cpu_s": base.cpu_s}
                 print(
-                    f"start-up of `{Path(args.python).name} -c 'import {module}'`: "
+                    f"start-up of `{Path(args.python).name} -c 'import {module}'` (median of 3): "
                     f"{base.wall_s:.3f} s wall, {base.cpu_s:.3f} s CPU, "
                     f"{base.max_rss_kib / KIB:.1f} MiB peak RSS"
                 )
@@ -1059,13 +1178,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                 proxy.start()
                 base_urls["proxy"] = f"http://{LOOPBACK}:{proxy.port}/"
             print(f"servers: {', '.join(f'{k} {v}' for k, v in base_urls.items())}")
-            bench = Bench(work, args.python, args.repeat, args.timeout, tools, missing, base_urls)
+            bench = Bench(
+                work, args.python, args.repeat, args.timeout, tools, missing, base_urls, proxy
+            )
             for scenario in scenarios:
                 print(f"\n-- {scenario.name}: {scenario.title}")
                 result = bench.run_scenario(scenario)
                 results.append(result)
                 print()
-                print(format_table(result, args.repeat, rss_floor))
+                startup = info.get("startup_adownload", {}).get("wall_s")
+                print(format_table(result, args.repeat, rss_floor, startup))
+            if "memory" in names and "adownload" in (t.name for t in tools):
+                print()
+                if "adownload" in missing:
+                    print(f"-- memory: adownload {missing['adownload']}")
+                else:
+                    # Imported here: memory.py imports this module for nginx and measuring.
+                    from memory import run_memory
+
+                    memory_report = run_memory(
+                        args.python,
+                        base_urls["plain"],
+                        docroot,
+                        work / "memory",
+                        sizes.memory_file_sizes,
+                        sizes.memory_url_counts,
+                        seed=args.seed,
+                    )
+                    info["memory"] = asdict(memory_report)
         finally:
             if proxy is not None:
                 proxy.stop()
@@ -1094,8 +1234,11 @@ def save_json(
     sizes: Sizes,
     results: list[ScenarioResult],
 ) -> None:
+    info = dict(info)
+    memory = info.pop("memory", None)
     document: dict[str, Any] = {
         "machine": info,
+        "memory": memory,
         "versions": versions,
         "missing": missing,
         "settings": {

@@ -16,6 +16,7 @@ accepts connections, and stops on SIGTERM/SIGINT, when its parent process goes
 away, or after ``--max-lifetime`` seconds, whichever comes first.
 
 Usage: python delay_proxy.py --upstream-port PORT [--listen-port 0] [--one-way-delay 0.025]
+       [--count-file FILE]
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class DelayProxy:
         one_way_delay: float,
         connect_delay: float,
         window: int,
+        count_file: str | None = None,
     ) -> None:
         self.upstream_host = upstream_host
         self.upstream_port = upstream_port
@@ -47,11 +49,19 @@ class DelayProxy:
         # Bound the chunks queued per direction; each chunk is at most READ_SIZE bytes.
         self.max_chunks = max(1, window // READ_SIZE)
         self.connections: set[asyncio.Task[None]] = set()
+        # Connections accepted so far, written to count_file at each accept so a benchmark can
+        # tell how many new connections (each paying the handshake delay) a client opened.
+        self.accepted = 0
+        self.count_file = count_file
 
     async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
+        self.accepted += 1
+        if self.count_file is not None:
+            with open(self.count_file, "w") as fh:  # a few bytes: no need to leave the loop
+                fh.write(f"{self.accepted}\n")
         upstream_w: asyncio.StreamWriter | None = None
         try:
             await asyncio.sleep(self.connect_delay)
@@ -139,7 +149,12 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
 async def serve(args: argparse.Namespace) -> None:
     connect_delay = 2 * args.one_way_delay if args.connect_delay is None else args.connect_delay
     proxy = DelayProxy(
-        args.upstream_host, args.upstream_port, args.one_way_delay, connect_delay, args.window
+        args.upstream_host,
+        args.upstream_port,
+        args.one_way_delay,
+        connect_delay,
+        args.window,
+        args.count_file,
     )
     server = await asyncio.start_server(proxy.handle, LOOPBACK, args.listen_port, backlog=1024)
     port = server.sockets[0].getsockname()[1]
@@ -176,6 +191,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--window", type=int, default=4 * 1024 * 1024, help="bytes in flight per direction"
+    )
+    parser.add_argument(
+        "--count-file", help="keep the number of connections accepted so far in this file"
     )
     parser.add_argument(
         "--max-lifetime", type=float, default=6 * 3600.0, help="stop after this many seconds"
