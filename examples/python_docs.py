@@ -44,7 +44,7 @@ async def fetch_docs(base_url: str, versions: list[str], dest: str, jobs: int) -
             if outcome.skipped:
                 print(f"=  {outcome.path} (already there)")
             elif outcome.ok:
-                print(f"ok {outcome.path} ({outcome.size / 1024:.0f} KiB, {outcome.elapsed:.2f}s)")
+                print(f"ok {outcome.path} ({outcome.size:,} bytes, {outcome.elapsed:.2f}s)")
             else:
                 failed += 1
                 print(f"!! {outcome.url}: {outcome.error}", file=sys.stderr)
