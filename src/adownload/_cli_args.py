@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, TypedDict
+from typing import Any, NoReturn, TypedDict
 
 from ._config import Existing, Limits, Retry, Segments, Timeout
 from ._exceptions import InvalidRequestError
@@ -401,26 +401,8 @@ def _existing_files(parser: argparse.ArgumentParser) -> None:
 
 def _connections(parser: argparse.ArgumentParser) -> None:
     network = parser.add_argument_group("connections, speed and time limits")
-    network.add_argument(
-        "-j",
-        "--jobs",
-        "--max-concurrent-downloads",
-        dest="jobs",
-        type=_count,
-        default=_DEFAULT_LIMITS.max_transfers,
-        metavar="N",
-        help="download N files at once in all (default: %(default)s)",
-    )
-    network.add_argument(
-        "-x",
-        "--max-connection-per-server",
-        "--max-per-host",
-        dest="per_host",
-        type=_count,
-        default=_DEFAULT_LIMITS.max_per_host,
-        metavar="N",
-        help="open at most N connections to one host (default: %(default)s)",
-    )
+    add_shared_option(network, "jobs")
+    add_shared_option(network, "per_host")
     network.add_argument(
         "-s",
         "--split",
@@ -448,23 +430,8 @@ def _connections(parser: argparse.ArgumentParser) -> None:
         metavar="RATE",
         help="download at most RATE bytes per second in all, e.g. 500K or 10M (default: no limit)",
     )
-    network.add_argument(
-        "--connect-timeout",
-        type=_seconds,
-        default=_DEFAULT_TIMEOUT.connect,
-        metavar="SEC",
-        help="give up connecting after SEC seconds (default: %(default)s)",
-    )
-    network.add_argument(
-        "-T",
-        "--read-timeout",
-        "--timeout",
-        dest="read_timeout",
-        type=_seconds,
-        default=_DEFAULT_TIMEOUT.read,
-        metavar="SEC",
-        help="give up when no byte arrives for SEC seconds (default: %(default)s)",
-    )
+    add_shared_option(network, "connect_timeout")
+    add_shared_option(network, "read_timeout")
     network.add_argument(
         "-m",
         "--max-time",
@@ -491,16 +458,7 @@ def _connections(parser: argparse.ArgumentParser) -> None:
         metavar="SEC",
         help="the seconds over which --lowest-speed-limit is measured (default: %(default)s)",
     )
-    network.add_argument(
-        "-H",
-        "--header",
-        dest="headers",
-        action="append",
-        type=_header,
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="send this request header with every request; may be repeated",
-    )
+    add_shared_option(network, "headers")
     network.add_argument(
         "-U",
         "-A",
@@ -729,3 +687,64 @@ def _headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
         seen[name.lower()] = name
         headers[name] = value
     return headers
+
+
+#: Options that `adownload` and `adownload mirror` share: flags and argparse keywords.
+_SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "jobs": (
+        ("-j", "--jobs", "--max-concurrent-downloads"),
+        {
+            "dest": "jobs",
+            "type": _count,
+            "default": _DEFAULT_LIMITS.max_transfers,
+            "metavar": "N",
+            "help": "download N files at once in all (default: %(default)s)",
+        },
+    ),
+    "per_host": (
+        ("-x", "--max-connection-per-server", "--max-per-host"),
+        {
+            "dest": "per_host",
+            "type": _count,
+            "default": _DEFAULT_LIMITS.max_per_host,
+            "metavar": "N",
+            "help": "open at most N connections to one host (default: %(default)s)",
+        },
+    ),
+    "connect_timeout": (
+        ("--connect-timeout",),
+        {
+            "type": _seconds,
+            "default": _DEFAULT_TIMEOUT.connect,
+            "metavar": "SEC",
+            "help": "give up connecting after SEC seconds (default: %(default)s)",
+        },
+    ),
+    "read_timeout": (
+        ("-T", "--read-timeout", "--timeout"),
+        {
+            "dest": "read_timeout",
+            "type": _seconds,
+            "default": _DEFAULT_TIMEOUT.read,
+            "metavar": "SEC",
+            "help": "give up when no byte arrives for SEC seconds (default: %(default)s)",
+        },
+    ),
+    "headers": (
+        ("-H", "--header"),
+        {
+            "dest": "headers",
+            "action": "append",
+            "type": _header,
+            "default": [],
+            "metavar": "'NAME: VALUE'",
+            "help": "send this request header with every request; may be repeated",
+        },
+    ),
+}
+
+
+def add_shared_option(group: argparse._ActionsContainer, name: str) -> None:
+    """Add an option that `adownload` and `adownload mirror` share, spelt the same in both."""
+    flags, keywords = _SHARED_OPTIONS[name]
+    group.add_argument(*flags, **keywords)

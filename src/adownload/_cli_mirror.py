@@ -24,11 +24,9 @@ from ._cli_args import (
     STDIN,
     UsageError,
     _check_directory,
-    _count,
-    _header,
     _headers,
     _Parser,
-    _seconds,
+    add_shared_option,
 )
 from ._cli_input import InputReader, _inside
 from ._cli_report import Stream, describe_error, format_seconds, format_size, standard_streams
@@ -142,51 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print what would change; write nothing",
     )
     network = parser.add_argument_group("connections and time limits")
-    network.add_argument(
-        "-j",
-        "--jobs",
-        type=_count,
-        default=Limits().max_transfers,
-        metavar="N",
-        help="download N files at once (default: %(default)s)",
-    )
-    network.add_argument(
-        "-x",
-        "--max-connection-per-server",
-        "--max-per-host",
-        dest="per_host",
-        type=_count,
-        default=Limits().max_per_host,
-        metavar="N",
-        help="open at most N connections to one host (default: %(default)s)",
-    )
-    network.add_argument(
-        "--connect-timeout",
-        type=_seconds,
-        default=Timeout().connect,
-        metavar="SEC",
-        help="give up connecting after SEC seconds (default: %(default)s)",
-    )
-    network.add_argument(
-        "-T",
-        "--read-timeout",
-        "--timeout",
-        dest="read_timeout",
-        type=_seconds,
-        default=Timeout().read,
-        metavar="SEC",
-        help="give up when no byte arrives for SEC seconds (default: %(default)s)",
-    )
-    network.add_argument(
-        "-H",
-        "--header",
-        dest="headers",
-        action="append",
-        type=_header,
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="send this request header with every request; may be repeated",
-    )
+    for name in ("jobs", "per_host", "connect_timeout", "read_timeout", "headers"):
+        add_shared_option(network, name)
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="print nothing but errors (exit status says)"
     )
