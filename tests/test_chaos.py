@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from adownload import Downloader, DownloadError, Limits, Request, Retry, Timeout
+from adownload import Downloader, DownloadError, Limits, Outcome, Request, Retry, Timeout
 
 from .faults import FaultServer
 
@@ -96,11 +96,8 @@ def make_plans(rng: random.Random) -> list[Plan]:
     return plans
 
 
-@pytest.mark.timeout(240)
-async def test_chaos_every_outcome_is_exact_or_an_error_with_no_file(
-    faults: FaultServer, dest: Path
-) -> None:
-    rng = random.Random(SEED)
+def chaos_requests(faults: FaultServer, rng: random.Random) -> tuple[list[Plan], list[Request]]:
+    """The seeded plans, scripted into `faults`, and a `Request` for each."""
     plans = make_plans(rng)
     requests = []
     for plan in plans:
@@ -115,15 +112,14 @@ async def test_chaos_every_outcome_is_exact_or_an_error_with_no_file(
         requests.append(
             Request(faults.url(plan.path, **plan.query), checksum=plan.checksum, mirrors=mirrors)
         )
+    return plans, requests
 
-    retry = Retry(attempts=ATTEMPTS, backoff=0.001, max_delay=0.01)
-    timeout = Timeout(read=0.5, connect=5)
-    async with Downloader(
-        dest=dest, retry=retry, timeout=timeout, limits=Limits(max_transfers=32, max_per_host=32)
-    ) as dl:
-        outcomes = await dl.download_many(requests)
 
-    assert len(outcomes) == COUNT
+def check_outcomes(
+    faults: FaultServer, dest: Path, plans: list[Plan], outcomes: list[Outcome]
+) -> None:
+    """Hold every outcome to the promise in this module's docstring."""
+    assert len(outcomes) == len(plans)
     leftovers = set(os.listdir(dest))
     problems = []
     for plan, outcome in zip(plans, outcomes, strict=True):
@@ -152,6 +148,21 @@ async def test_chaos_every_outcome_is_exact_or_an_error_with_no_file(
                 problems.append(f"transient faults not outlasted ({outcome.error!r}): {where}")
     assert leftovers == set(), f"files nobody asked for: {sorted(leftovers)}"
     assert problems == [], "\n".join(problems[:20])
+
+
+@pytest.mark.timeout(240)
+async def test_chaos_every_outcome_is_exact_or_an_error_with_no_file(
+    faults: FaultServer, dest: Path
+) -> None:
+    plans, requests = chaos_requests(faults, random.Random(SEED))
+    retry = Retry(attempts=ATTEMPTS, backoff=0.001, max_delay=0.01)
+    timeout = Timeout(read=0.5, connect=5)
+    async with Downloader(
+        dest=dest, retry=retry, timeout=timeout, limits=Limits(max_transfers=32, max_per_host=32)
+    ) as dl:
+        outcomes = await dl.download_many(requests)
+
+    check_outcomes(faults, dest, plans, outcomes)
     # The run was chaotic for real: many retries, some resumed from the middle.
     assert sum(o.attempts > 1 for o in outcomes) > COUNT // 4
     assert sum(o.resumed_from > 0 for o in outcomes if o.ok) > 10

@@ -24,7 +24,6 @@ from yarl import URL
 from adownload import (
     ChecksumMismatchError,
     Downloader,
-    DownloadError,
     Limits,
     Request,
     Retry,
@@ -443,20 +442,7 @@ async def test_chaos_with_segments_every_outcome_is_exact_or_an_error_with_no_fi
     """The seeded chaos run of `test_chaos.py`, with files split into segments of 16 KiB and
     up: the faults now strike segment requests too (ranges answered wrongly or ignored, a file
     that changes under one segment, bodies cut short in the middle of the file)."""
-    rng = random.Random(chaos.SEED)
-    plans = chaos.make_plans(rng)
-    requests = []
-    for plan in plans:
-        faults.plan(plan.path, plan.steps)
-        data = faults.content(plan.path, plan.size)
-        if plan.permanent == "checksum":
-            plan.checksum = "sha256:" + hashlib.sha256(data + b"x").hexdigest()
-        elif rng.random() < 0.2 and not any(step.startswith("change") for step in plan.steps):
-            plan.checksum = "sha256:" + hashlib.sha256(data).hexdigest()
-        mirrors = [faults.alt_url(plan.path, **plan.query)] if plan.mirror else []
-        requests.append(
-            Request(faults.url(plan.path, **plan.query), checksum=plan.checksum, mirrors=mirrors)
-        )
+    plans, requests = chaos.chaos_requests(faults, random.Random(chaos.SEED))
 
     retry = Retry(attempts=chaos.ATTEMPTS, backoff=0.001, max_delay=0.01)
     timeout = Timeout(read=0.5, connect=5)
@@ -467,30 +453,7 @@ async def test_chaos_with_segments_every_outcome_is_exact_or_an_error_with_no_fi
     ) as dl:
         outcomes = await dl.download_many(requests)
 
-    assert len(outcomes) == chaos.COUNT
-    leftovers = set(os.listdir(dest))
-    problems = []
-    for plan, outcome in zip(plans, outcomes, strict=True):
-        name = plan.path.rsplit("/", 1)[-1]
-        final = dest / name
-        leftovers -= {name, f"{name}.part", f"{name}.part.state"}
-        where = f"seed {chaos.SEED}, {plan.path} {plan.query} {plan.steps} {plan.checksum}"
-        if outcome.ok:
-            if plan.permanent:
-                problems.append(f"succeeded despite {plan.permanent}: {where}")
-            elif final.read_bytes() != faults.content(plan.path, plan.size):
-                problems.append(f"success with wrong bytes: {where}")
-            if (dest / f"{name}.part").exists():
-                problems.append(f"a .part left beside a success: {where}")
-        else:
-            if not isinstance(outcome.error, DownloadError):
-                problems.append(f"failure without a DownloadError ({outcome.error!r}): {where}")
-            if final.exists():
-                problems.append(f"a failure left a final file: {where}")
-            if not plan.permanent:
-                problems.append(f"transient faults not outlasted ({outcome.error!r}): {where}")
-    assert leftovers == set(), f"files nobody asked for: {sorted(leftovers)}"
-    assert problems == [], "\n".join(problems[:20])
+    chaos.check_outcomes(faults, dest, plans, outcomes)
     # Segments were really used: many files were fetched over more than one request.
     split = sum(
         1
