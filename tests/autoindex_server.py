@@ -21,6 +21,8 @@ from urllib.parse import quote
 from aiohttp import web
 from yarl import URL
 
+from .conftest import serve_app
+
 #: Files are "modified" at this time plus their version, in the past (2020).
 EPOCH = 1_600_000_000.0
 PREFIX = "/pub/"
@@ -216,16 +218,5 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def serve_archive(archive: Archive) -> AsyncIterator[Running]:
-    runner = web.AppRunner(
-        make_app(archive), handler_cancellation=True, shutdown_timeout=0.1, access_log=None
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    alt = web.TCPSite(runner, "127.0.0.2", port)
-    await alt.start()
-    try:
+    async with serve_app(make_app(archive)) as port:
         yield Running(archive, URL(f"http://127.0.0.1:{port}"), URL(f"http://127.0.0.2:{port}"))
-    finally:
-        await runner.cleanup()

@@ -188,20 +188,23 @@ def make_app(stats: Stats) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def serve(stats: Stats) -> AsyncIterator[Server]:
-    runner = web.AppRunner(
-        make_app(stats), handler_cancellation=True, shutdown_timeout=0.1, access_log=None
-    )
+async def serve_app(app: web.Application) -> AsyncIterator[int]:
+    """Serve `app` on 127.0.0.1 and 127.0.0.2 (one port, two hosts) until the block ends."""
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    alt = web.TCPSite(runner, "127.0.0.2", port)
-    await alt.start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port: int = runner.addresses[0][1]
+    await web.TCPSite(runner, "127.0.0.2", port).start()
     try:
-        yield Server(URL(f"http://127.0.0.1:{port}"), stats, URL(f"http://127.0.0.2:{port}"))
+        yield port
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def serve(stats: Stats) -> AsyncIterator[Server]:
+    async with serve_app(make_app(stats)) as port:
+        yield Server(URL(f"http://127.0.0.1:{port}"), stats, URL(f"http://127.0.0.2:{port}"))
 
 
 def _adownload_tasks() -> list[asyncio.Task[object]]:

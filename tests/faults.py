@@ -69,7 +69,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from .conftest import _adownload_tasks, _open_files_under, payload, serve_in_thread
+from .conftest import _adownload_tasks, _open_files_under, payload, serve_app, serve_in_thread
 
 __all__ = [
     "FaultServer",
@@ -435,20 +435,10 @@ async def _flush(transport: asyncio.BaseTransport) -> None:
 async def serve_faults() -> AsyncIterator[FaultServer]:
     """Run a `FaultServer` on 127.0.0.1 and 127.0.0.2 (one port) until the block ends."""
     server = FaultServer()
-    runner = web.AppRunner(
-        server.app(), handler_cancellation=True, shutdown_timeout=0.1, access_log=None
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    await web.TCPSite(runner, "127.0.0.2", port).start()
-    server.base = URL(f"http://127.0.0.1:{port}")
-    server.alt_base = URL(f"http://127.0.0.2:{port}")
-    try:
+    async with serve_app(server.app()) as port:
+        server.base = URL(f"http://127.0.0.1:{port}")
+        server.alt_base = URL(f"http://127.0.0.2:{port}")
         yield server
-    finally:
-        await runner.cleanup()
 
 
 # --- the raw socket server ----------------------------------------------------------------
