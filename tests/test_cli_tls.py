@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,21 +19,9 @@ BODY = b"served over TLS\n" * 100
 
 
 @pytest.fixture
-def https_url(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def https_url(tls_certificate: tuple[Path, Path]) -> Iterator[tuple[str, Path]]:
     """The URL of a file on an https server whose certificate (returned too) no system trusts."""
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    cert, key = keys / "cert.pem", keys / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
+    cert, key = tls_certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
 

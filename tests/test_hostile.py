@@ -108,27 +108,12 @@ async def test_credentials_go_along_a_redirect_on_the_same_host(
     assert faults.log[1].headers["Authorization"] == "Bearer same-host"
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, made with the openssl command."""
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 @pytest.fixture
-async def https_redirect(tls_files: tuple[Path, Path]) -> AsyncIterator[tuple[str, ssl.SSLContext]]:
+async def https_redirect(
+    tls_certificate: tuple[Path, Path],
+) -> AsyncIterator[tuple[str, ssl.SSLContext]]:
     """An https server whose /to?url=X answers `302 Location: X`; and a context trusting it."""
-    cert, key = tls_files
+    cert, key = tls_certificate
 
     async def redirect(request: web.Request) -> web.Response:
         raise web.HTTPFound(request.query["url"])
