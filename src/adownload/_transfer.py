@@ -662,54 +662,57 @@ class Transfer:
         read = response.content.readchunk
         touch = self._idle.touch
         bucket = settings.limiter.bucket
-        while True:
-            try:
-                with translate_client_errors(self.url):
+        # Entered once per body, not per chunk: read() is the only aiohttp call in the loop.
+        try:
+            with translate_client_errors(self.url):
+                while True:
                     chunk, end_of_http_chunk = await read()
-            except RemoteProtocolError as exc:
-                # The body broke off: say how much of the file is here, which is what a
-                # retry or a later run continues from.
-                raise self._incomplete(position, length, offset, response) from exc.__cause__
-            touch()
-            if not chunk:
-                if end_of_http_chunk:  # a boundary of chunked encoding, not the end
-                    continue
-                break
-            try:
-                await sink.write_at(position, chunk)
-            except OSError as exc:
-                raise self._storage_error(exc) from exc
-            if bucket is not None:
-                await bucket.take(len(chunk))
-            position += len(chunk)
-            self.size = position
-            if self.request.sink is not None:
-                self._sink_size = position
-            if full:
-                full.update(chunk)
-            if partial:
-                partial.update(chunk)
-            if max_size is not None and position > max_size:
-                self._discard()
-                raise SizeLimitError(
-                    f"{self.shown} grew over the limit of {max_size} bytes",
-                    url=self.url,
-                    limit=max_size,
-                )
-            if min_speed is not None:
-                now = time.monotonic()
-                if now - window_start >= window:
-                    if (position - window_bytes - offset) / (now - window_start) < min_speed:
-                        raise StallError(
-                            f"slower than {min_speed:.0f} bytes/s for {window}s: {self.shown}",
+                    touch()
+                    if not chunk:
+                        if end_of_http_chunk:  # a boundary of chunked encoding, not the end
+                            continue
+                        break
+                    try:
+                        await sink.write_at(position, chunk)
+                    except OSError as exc:
+                        raise self._storage_error(exc) from exc
+                    if bucket is not None:
+                        await bucket.take(len(chunk))
+                    position += len(chunk)
+                    self.size = position
+                    if self.request.sink is not None:
+                        self._sink_size = position
+                    if full:
+                        full.update(chunk)
+                    if partial:
+                        partial.update(chunk)
+                    if max_size is not None and position > max_size:
+                        self._discard()
+                        raise SizeLimitError(
+                            f"{self.shown} grew over the limit of {max_size} bytes",
                             url=self.url,
-                            phase="speed",
-                            seconds=window,
+                            limit=max_size,
                         )
-                    window_start, window_bytes = now, position - offset
-            if emit is not None and time.monotonic() >= next_progress:
-                emit(Progress(self.url, self.request, position, length))
-                next_progress = time.monotonic() + PROGRESS_INTERVAL
+                    if min_speed is not None:
+                        now = time.monotonic()
+                        if now - window_start >= window:
+                            speed = (position - window_bytes - offset) / (now - window_start)
+                            if speed < min_speed:
+                                raise StallError(
+                                    f"slower than {min_speed:.0f} bytes/s for {window}s: "
+                                    f"{self.shown}",
+                                    url=self.url,
+                                    phase="speed",
+                                    seconds=window,
+                                )
+                            window_start, window_bytes = now, position - offset
+                    if emit is not None and time.monotonic() >= next_progress:
+                        emit(Progress(self.url, self.request, position, length))
+                        next_progress = time.monotonic() + PROGRESS_INTERVAL
+        except RemoteProtocolError as exc:
+            # The body broke off: say how much of the file is here, which is what a retry or a
+            # later run continues from.
+            raise self._incomplete(position, length, offset, response) from exc.__cause__
         if emit is not None:
             emit(Progress(self.url, self.request, position, length))
         announced = None if settings.decode_content else response.content_length
