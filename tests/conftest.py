@@ -41,6 +41,8 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
+from adownload import _splice
+
 T = TypeVar("T")
 
 
@@ -226,6 +228,23 @@ def _open_files_under(directory: Path) -> list[str]:
             if target.startswith(str(directory)):
                 found.append(target)
     return found
+
+
+@pytest.fixture(params=["read", "splice"])
+def body_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once per way a body can reach the file: through Python (the read path) and,
+    where Linux has splice(2), through the kernel copy for every plain body with a length, however
+    small (`adownload._splice`; normally only bodies of 4 MiB or more take it).
+
+    A module opts in with `pytestmark = pytest.mark.usefixtures("body_path")`.
+    """
+    if request.param == "splice":
+        if not _splice.available:
+            pytest.skip("no os.splice on this platform")
+        monkeypatch.setattr(_splice, "SPLICE_MIN", 1)
+    else:
+        monkeypatch.setattr(_splice, "SPLICE_MIN", 1 << 62)
+    return str(request.param)
 
 
 @pytest.fixture

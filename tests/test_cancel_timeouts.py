@@ -23,6 +23,9 @@ from adownload import (
 
 from .conftest import Server, listing, payload
 
+#: Every test runs with bodies read through Python and copied by the kernel (conftest).
+pytestmark = pytest.mark.usefixtures("body_path")
+
 # Time limits are tested on their own here; retries after them are tested with the resilience.
 ONCE = Retry(attempts=1)
 
@@ -116,8 +119,10 @@ async def test_closing_the_downloader_stops_an_abandoned_as_completed(
 
 async def test_read_timeout_when_the_body_stalls(server: Server, dest: Path) -> None:
     async with Downloader(dest=dest, timeout=Timeout(read=0.3), retry=ONCE) as dl:
+        # Caught `read` seconds into the silence, not after the 30 s connect grace on top.
         with pytest.raises(ReadTimeout) as caught:
-            await dl.download(server("/stall/s.bin", after=5000))
+            async with asyncio.timeout(10):
+                await dl.download(server("/stall/s.bin", after=5000))
     error = caught.value
     assert isinstance(error, TimeoutError)
     assert isinstance(error, DownloadTimeout)

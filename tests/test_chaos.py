@@ -29,6 +29,9 @@ from adownload import Downloader, DownloadError, Limits, Outcome, Request, Retry
 
 from .faults import FaultServer
 
+#: Every test runs with bodies read through Python and copied by the kernel (conftest).
+pytestmark = pytest.mark.usefixtures("body_path")
+
 COUNT = 500
 SEED = int(os.environ.get("CHAOS_SEED", "20261123"))
 #: Transient faults before the server behaves; at most ATTEMPTS - 1 of them per file.

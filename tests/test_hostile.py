@@ -29,10 +29,14 @@ from adownload import (
     Request,
     Retry,
     SizeLimitError,
+    _splice,
 )
 
 from .conftest import listing, payload
 from .faults import FaultServer, RawServer, raw_response
+
+#: Every test runs with bodies read through Python and copied by the kernel (conftest).
+pytestmark = pytest.mark.usefixtures("body_path")
 
 FAST = Retry(attempts=3, backoff=0.01, max_delay=0.05)
 SIZE = 200_000
@@ -356,7 +360,8 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails wi
 
 
 async def main():
-    small, big, dest = sys.argv[1:]
+    small, big, dest, splice_min = sys.argv[1:]
+    adownload._splice.SPLICE_MIN = int(splice_min)  # the body path this test runs with
     async with adownload.Downloader(dest=dest) as dl:
         await dl.download(small)
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
@@ -378,7 +383,7 @@ def test_a_full_disk_is_a_storage_error_naming_the_path_and_keeps_other_files(
     small = threaded_faults.url("/f/small.bin", size=50_000)
     big = threaded_faults.url("/f/big.bin", size=3_000_000)
     result = subprocess.run(
-        [sys.executable, "-c", _DISK_FULL_SCRIPT, small, big, str(dest)],
+        [sys.executable, "-c", _DISK_FULL_SCRIPT, small, big, str(dest), str(_splice.SPLICE_MIN)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -38,6 +38,9 @@ from adownload import (
 from .conftest import listing, payload
 from .faults import FaultServer
 
+#: Every test runs with bodies read through Python and copied by the kernel (conftest).
+pytestmark = pytest.mark.usefixtures("body_path")
+
 #: Retries that do not slow the suite down.
 FAST = Retry(attempts=3, backoff=0.01, max_delay=0.05)
 ONCE = Retry(attempts=1)

@@ -88,6 +88,10 @@ class Downloader:
     - `decode_content`: ask for and decode a compressed Content-Encoding (False: the bytes on
       disk are the bytes sent). Decoded downloads are not resumed; `max_size` caps the decoded
       size, so a decompression bomb stops at the limit.
+    - `splice`: on Linux, move a large (4 MiB or more) plain-http body from the socket to the
+      file inside the kernel, with `splice(2)`, instead of through Python (True). It is used only
+      when nothing needs to see the bytes: no checksum or digest to compute, no rate limit, no
+      `min_speed`, the default `writer`. False: every body takes the read path.
     """
 
     def __init__(
@@ -110,6 +114,7 @@ class Downloader:
         allow_downgrade: bool = False,
         decode_content: bool = False,
         segments: Segments = Segments(),  # noqa: B008  (frozen)
+        splice: bool = True,
     ) -> None:
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be an adownload.Limits, not {limits!r}")
@@ -147,6 +152,7 @@ class Downloader:
         self._allow_downgrade = allow_downgrade
         self._decode_content = decode_content
         self._segments = segments
+        self._splice = splice
         self._content_disposition = content_disposition
         self._writer = writer
         self._max_redirects = max_redirects
@@ -203,6 +209,7 @@ class Downloader:
             allow_downgrade=self._allow_downgrade,
             decode_content=self._decode_content,
             segments=self._segments,
+            splice=self._splice,
         )
         self._state = _State.OPEN
         return self

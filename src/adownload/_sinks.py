@@ -158,6 +158,16 @@ class FileSink:
         if self._buffer_size >= self.block_size:
             await self._flush()
 
+    def fileno(self) -> int:
+        """The file's descriptor, for a writer that goes around the sink (the kernel copy);
+        `drain()` first."""
+        return self._fd
+
+    async def drain(self) -> None:
+        """Write what is buffered and wait until it is in the file."""
+        await self._flush()
+        await self._wait_inflight()
+
     async def _flush(self) -> None:
         size = self._buffer_size
         if not size:

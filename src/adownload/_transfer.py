@@ -28,7 +28,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from . import _files, _state
+from . import _files, _splice, _state
 from ._config import Existing, Retry, Segments, Timeout
 from ._events import PROGRESS_INTERVAL, Event, Progress, Retrying, Started
 from ._exceptions import (
@@ -55,7 +55,7 @@ from ._models import Outcome, Request
 from ._segments import Layout, Segment
 from ._sinks import FileSink, Sink, SinkOpener
 from ._state import PartState
-from ._util import IdleTimeout, redact
+from ._util import IdleTimeout, redact, wait_through_cancellation
 from ._verify import Hashes, check, parse_digest_fields, parse_legacy_digest
 
 log = logging.getLogger("adownload")
@@ -106,6 +106,8 @@ class Settings:
     allow_downgrade: bool
     decode_content: bool
     segments: Segments
+    #: Large plain bodies go from socket to file inside the kernel (Linux); see _splice.
+    splice: bool = True
 
 
 class _Skipped(Exception):
@@ -662,6 +664,16 @@ class Transfer:
         read = response.content.readchunk
         touch = self._idle.touch
         bucket = settings.limiter.bucket
+        if (
+            self.request.sink is None
+            and isinstance(sink, FileSink)
+            and not (full or partial or bucket or min_speed is not None)
+            and self._spliceable(response)
+        ):
+            spliced = await self._splice_body(response, sink, offset, length)
+            if spliced is not None:
+                self._check_end(response, spliced, offset, length, full, partial, expected)
+                return
         # Entered once per body, not per chunk: read() is the only aiohttp call in the loop.
         try:
             with translate_client_errors(self.url):
@@ -713,9 +725,124 @@ class Transfer:
             # The body broke off: say how much of the file is here, which is what a retry or a
             # later run continues from.
             raise self._incomplete(position, length, offset, response) from exc.__cause__
+        self._check_end(response, position, offset, length, full, partial, expected)
+
+    def _spliceable(self, response: aiohttp.ClientResponse) -> bool:
+        """Whether the kernel copy can take this body: large, plain, with a known length."""
+        settings = self._settings
+        headers = response.headers
+        announced = response.content_length
+        return (
+            settings.splice
+            and _splice.available
+            and announced is not None
+            and announced >= _splice.SPLICE_MIN
+            and "Transfer-Encoding" not in headers
+            and not (settings.decode_content and "Content-Encoding" in headers)
+        )
+
+    async def _splice_body(
+        self, response: aiohttp.ClientResponse, sink: FileSink, offset: int, length: int | None
+    ) -> int | None:
+        """Copy the body from socket to file in the kernel; the end position, or None when the
+        connection cannot be taken (TLS): the read path then does the job."""
+        with translate_client_errors(self.url):  # aiohttp's buffer may hold its error already
+            taken = _splice.take_socket(response)
+        if taken is None:
+            return None
+        sock_fd, head = taken
+        assert response.content_length is not None
+        end = offset + response.content_length
+        try:
+            position = offset
+            if head:
+                try:
+                    await sink.write_at(position, head)
+                    await sink.drain()
+                except OSError as exc:
+                    raise self._storage_error(exc) from exc
+                position += len(head)
+                self.size = position
+                self._idle.touch()
+            if position < end:
+                position = await self._run_copy(
+                    _splice.SpliceCopy(sock_fd, sink.fileno(), position, end - position),
+                    response,
+                    offset,
+                    length,
+                )
+            if position == end and _splice.more_bytes_waiting(sock_fd):
+                self._discard()
+                raise RemoteProtocolError(
+                    f"{self.shown} sent more bytes than its Content-Length", url=self.url
+                )
+        finally:
+            os.close(sock_fd)
+            response.close()  # aiohttp did not see the body end: the connection is not reusable
+        return position
+
+    async def _run_copy(
+        self,
+        copy: _splice.SpliceCopy,
+        response: aiohttp.ClientResponse,
+        offset: int,
+        length: int | None,
+    ) -> int:
+        """Run `copy` in its thread; meanwhile keep the idle timer and the progress events going."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+
+        def settle(result: int | BaseException) -> None:
+            if done.done():
+                return
+            if isinstance(result, BaseException):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
+
+        copy.start(lambda result: loop.call_soon_threadsafe(settle, result))
+        emit = self._settings.emit
+        last = copy.position
+        try:
+            while not done.done():
+                await asyncio.wait({done}, timeout=PROGRESS_INTERVAL)
+                if copy.position != last:
+                    last = self.size = copy.position
+                    self._idle.touch()
+                    if emit is not None:
+                        emit(Progress(self.url, self.request, last, length))
+        except BaseException:  # cancelled (a timeout, the caller): stop the thread first
+            copy.stop()
+            await wait_through_cancellation(done)
+            done.exception()  # InterruptedError, or whatever ended the copy first: superseded
+            self.size = copy.position
+            raise
+        finally:
+            if done.done():
+                copy.close()
+        self.size = copy.position
+        try:
+            return done.result()
+        except _splice.SpliceReceiveError as exc:
+            raise self._incomplete(copy.position, length, offset, response) from exc.__cause__
+        except OSError as exc:
+            raise self._storage_error(exc) from exc
+
+    def _check_end(
+        self,
+        response: aiohttp.ClientResponse,
+        position: int,
+        offset: int,
+        length: int | None,
+        full: Hashes,
+        partial: Hashes,
+        expected: list[tuple[str, dict[str, bytes], str]],
+    ) -> None:
+        """The body ended at `position`: check its length and digests."""
+        emit = self._settings.emit
         if emit is not None:
             emit(Progress(self.url, self.request, position, length))
-        announced = None if settings.decode_content else response.content_length
+        announced = None if self._settings.decode_content else response.content_length
         if (announced is not None and position - offset != announced) or (
             length is not None and position != length
         ):

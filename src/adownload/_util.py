@@ -50,15 +50,17 @@ class IdleTimeout:
     aiohttp's own read timeout cancels and re-creates a timer for every chunk received, a
     measurable share of the CPU time of a fast download. Here a chunk costs one clock read;
     the single timer, when it fires, re-arms itself at the last touch plus `seconds`.
-    `grace` is added to the first deadline (time to connect, before the first byte is due).
+    `grace` is added to the first deadline (time to connect, before the first byte is due); the
+    first `touch()` ends it, so silence after that is caught `seconds` later, not `grace` later.
     """
 
-    __slots__ = ("_handle", "_last", "_loop", "_seconds", "_timeout")
+    __slots__ = ("_handle", "_in_grace", "_last", "_loop", "_seconds", "_timeout")
 
     def __init__(self, seconds: float | None, *, grace: float = 0.0) -> None:
         self._seconds = seconds
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time() + grace
+        self._in_grace = grace > 0
         self._timeout = asyncio.timeout(None)
         self._handle: asyncio.TimerHandle | None = None
 
@@ -80,6 +82,12 @@ class IdleTimeout:
 
     def touch(self) -> None:
         self._last = self._loop.time()
+        if self._in_grace:
+            # The timer was set for the end of the grace; bring it forward, once.
+            self._in_grace = False
+            if self._handle is not None and self._seconds is not None:
+                self._handle.cancel()
+                self._handle = self._loop.call_at(self._last + self._seconds, self._check)
 
     def disarm(self) -> None:
         """Stop watching: the work under this timeout is watched by timeouts of its own now."""
