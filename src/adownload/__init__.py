@@ -11,6 +11,8 @@ leaves a truncated file at a final name.
 >>> asyncio.run(main())
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from ._config import Existing as Existing
 from ._config import Limits as Limits
 from ._config import Retry as Retry
@@ -43,9 +45,6 @@ from ._exceptions import TotalTimeout as TotalTimeout
 from ._exceptions import TransportError as TransportError
 from ._exceptions import UnsafePathError as UnsafePathError
 from ._files import safe_filename as safe_filename
-from ._mirror import MirrorChange as MirrorChange
-from ._mirror import MirrorReport as MirrorReport
-from ._mirror import mirror as mirror
 from ._models import Item as Item
 from ._models import Outcome as Outcome
 from ._models import Request as Request
@@ -59,6 +58,30 @@ from ._sinks import file_writer as file_writer
 from ._sync import download as download
 from ._sync import download_many as download_many
 from ._version import __version__ as __version__
+
+if _TYPE_CHECKING:
+    from ._mirror import MirrorChange as MirrorChange
+    from ._mirror import MirrorReport as MirrorReport
+    from ._mirror import mirror as mirror
+
+# Imported on first use: the mirror brings sqlite3 and an HTML parser, which a script that only
+# downloads should not pay for at start-up (about 20 ms of it).
+_LAZY = frozenset({"MirrorChange", "MirrorReport", "mirror"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from . import _mirror
+
+        value = getattr(_mirror, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'adownload' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)
+
 
 __all__ = [
     "AiofilesSink",

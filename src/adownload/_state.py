@@ -97,9 +97,15 @@ def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def load(path: Path) -> PartState | None:
-    """The state at `path`, or None if there is none or it is unreadable, foreign or a link."""
+    """The state at `path`, or None if it is unreadable, foreign or a link.
+
+    Raises FileNotFoundError when there is no state at all (the caller then knows that there is
+    nothing to remove either).
+    """
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    except FileNotFoundError:
+        raise
     except OSError:
         return None
     try:

@@ -20,9 +20,10 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import NoReturn
 
 import aiohttp
 from multidict import CIMultiDict
@@ -108,6 +109,8 @@ class Settings:
     segments: Segments
     #: Large plain bodies go from socket to file inside the kernel (Linux); see _splice.
     splice: bool = True
+    #: Directories this downloader made or found: one mkdir per directory, not per file.
+    directories: set[Path] = field(default_factory=set)
 
 
 class _Skipped(Exception):
@@ -157,7 +160,10 @@ class Transfer:
         self._settings = settings
         self.request = request
         self.url = str(request.url)
-        self.shown = redact(self.url)  # for messages: no userinfo
+        parsed = request.parsed_url
+        # For messages: no userinfo (the URL is parsed again only when it has some).
+        plain = parsed.raw_user is None and parsed.raw_password is None
+        self.shown = self.url if plain else redact(self.url)
         self.timeout = request.timeout or settings.timeout
         self.existing = request.existing or settings.existing
         self.max_size = request.max_size if request.max_size is not None else settings.max_size
@@ -182,8 +188,7 @@ class Transfer:
         self._stack: contextlib.AsyncExitStack | None = None
         self._idle: IdleTimeout  # the read watchdog of the attempt under way
         self._layout: Layout | None = None  # the segments of a segmented attempt
-        # Known to have nothing at the path (removed by us): saves an unlink per file.
-        self._part_absent = False
+        # Known to have no state file (none found, or removed by us): saves an unlink per file.
         self._state_absent = False
 
     def outcome(self, error: DownloadError | None = None, *, skipped: bool = False) -> Outcome:
@@ -489,14 +494,27 @@ class Transfer:
             return
         assert self._part is not None
         assert self.path is not None
-        if fresh and not self._part_absent:
-            self._remove_part()
         segments = self._segmenting(response, plan, offset, length, fresh)
         try:
-            file_sink = await self._settings.writer(self._part, existing=not fresh)
+            try:
+                file_sink = await self._settings.writer(self._part, existing=not fresh)
+            except FileExistsError:
+                if not fresh:
+                    raise
+                # A fresh body replaces whatever is at the .part name (a leftover of a killed
+                # run, a planted link). Created with O_EXCL, so finding it costs no extra call
+                # when, as almost always, there is nothing.
+                self._remove_part()
+                file_sink = await self._settings.writer(self._part, existing=False)
+            except FileNotFoundError:
+                if not fresh or self._part.parent not in self._settings.directories:
+                    raise
+                # The directory went away since this downloader made it: make it again.
+                self._settings.directories.discard(self._part.parent)
+                self._ensure_directory(self._part.parent)
+                file_sink = await self._settings.writer(self._part, existing=False)
         except OSError as exc:
             raise self._storage_error(exc, self._part) from exc
-        self._part_absent = False
         try:
             if segments is not None and length is not None:
                 assert isinstance(file_sink, FileSink)
@@ -531,7 +549,6 @@ class Transfer:
         assert self._part is not None
         assert self.path is not None
         self.path = self._commit(self._part, self.path)
-        self._part_absent = True
         self._remove_state()
 
     def _interpret(
@@ -1302,8 +1319,16 @@ class Transfer:
         self.path = target
         self._part = _files.part_path(target)
         self._state_file = _state.state_path(self._part)
-        self._part_absent = self._state_absent = False
-        state = _state.load(self._state_file) if self._resume and resume else None
+        self._state_absent = False
+        if not (self._resume and resume):
+            self._discard()
+            return
+        try:
+            state = _state.load(self._state_file)
+        except FileNotFoundError:
+            # Nothing to resume. A .part without a state is replaced when the body starts.
+            self._state_absent = True
+            return
         if (
             state is not None
             and state.resumable
@@ -1345,7 +1370,6 @@ class Transfer:
         # Removing a link planted at the .part name removes the link, not its target.
         assert self._part is not None
         _files.remove_quietly(self._part)
-        self._part_absent = True
 
     async def _close(self, sink: Sink) -> None:
         try:
@@ -1354,14 +1378,17 @@ class Transfer:
             raise self._storage_error(exc) from exc
 
     def _commit(self, part: Path, target: Path) -> Path:
+        overwrite = self.existing is Existing.OVERWRITE
         while True:
-            if _files.is_symlink(target):
-                raise UnsafePathError(
-                    f"refusing to replace the symbolic link at {target}", url=self.url, path=target
-                )
+            # Without overwrite, a link at the target makes the commit fail (it never replaces),
+            # so the check waits for that failure instead of costing an lstat per file.
+            if overwrite and _files.is_symlink(target):
+                self._refuse_symlink(target)
             try:
-                _files.commit(part, target, overwrite=self.existing is Existing.OVERWRITE)
+                _files.commit(part, target, overwrite=overwrite)
             except FileExistsError:
+                if _files.is_symlink(target):
+                    self._refuse_symlink(target)
                 # The file appeared while we were downloading.
                 if self.existing is Existing.RENAME:
                     target = _files.free_name(target)
@@ -1376,6 +1403,11 @@ class Transfer:
                 raise self._storage_error(exc, target) from exc
             log.debug("saved %s (%d bytes)", target, self.size)
             return target
+
+    def _refuse_symlink(self, target: Path) -> NoReturn:
+        raise UnsafePathError(
+            f"refusing to replace the symbolic link at {target}", url=self.url, path=target
+        )
 
     def _resolve_existing(self, target: Path) -> Path:
         """Apply the existing-file policy to `target`; the path to write, or raise `_Skipped`."""
@@ -1410,6 +1442,9 @@ class Transfer:
         return directory
 
     def _ensure_directory(self, directory: Path) -> None:
+        known = self._settings.directories
+        if directory in known:
+            return
         # mkdir is one quick syscall when the directory exists: cheaper inline than a thread hop.
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -1419,6 +1454,7 @@ class Transfer:
             ) from None
         except OSError as exc:
             raise self._storage_error(exc, directory) from exc
+        known.add(directory)
 
     def _join(self, directory: Path, name: str) -> Path:
         try:
