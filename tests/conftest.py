@@ -28,6 +28,7 @@ import json
 import os
 import random
 import socket
+import ssl
 import subprocess
 import threading
 from collections import Counter
@@ -200,6 +201,25 @@ async def serve_app(app: web.Application) -> AsyncIterator[int]:
     await web.TCPSite(runner, "127.0.0.2", port).start()
     try:
         yield port
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def serve_tls(
+    app: web.Application, certificate: tuple[Path, Path]
+) -> AsyncIterator[tuple[str, ssl.SSLContext]]:
+    """Serve `app` over https on 127.0.0.1 with `certificate` (cert, key) until the block ends:
+    its base URL, and a client context that trusts it."""
+    cert, key = certificate
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context).start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"https://127.0.0.1:{port}", ssl.create_default_context(cafile=str(cert))
     finally:
         await runner.cleanup()
 

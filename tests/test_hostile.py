@@ -32,7 +32,7 @@ from adownload import (
     _splice,
 )
 
-from .conftest import listing, payload
+from .conftest import listing, payload, serve_tls
 from .faults import FaultServer, RawServer, raw_response
 
 #: Every test runs with bodies read through Python and copied by the kernel (conftest).
@@ -117,25 +117,14 @@ async def https_redirect(
     tls_certificate: tuple[Path, Path],
 ) -> AsyncIterator[tuple[str, ssl.SSLContext]]:
     """An https server whose /to?url=X answers `302 Location: X`; and a context trusting it."""
-    cert, key = tls_certificate
 
     async def redirect(request: web.Request) -> web.Response:
         raise web.HTTPFound(request.query["url"])
 
     app = web.Application()
     app.router.add_get("/to/{name}", redirect)
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(cert, key)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context)
-    await site.start()
-    port = runner.addresses[0][1]
-    client_context = ssl.create_default_context(cafile=str(cert))
-    try:
-        yield f"https://127.0.0.1:{port}", client_context
-    finally:
-        await runner.cleanup()
+    async with serve_tls(app, tls_certificate) as served:
+        yield served
 
 
 @pytest.mark.parametrize("allow", [False, True])

@@ -32,7 +32,7 @@ from adownload import (
     _splice,
 )
 
-from .conftest import listing, payload, serve_app
+from .conftest import listing, payload, serve_app, serve_tls
 from .faults import FaultServer
 
 pytestmark = pytest.mark.skipif(not _splice.available, reason="os.splice is Linux only")
@@ -173,7 +173,12 @@ async def https_files(
     tls_certificate: tuple[Path, Path],
 ) -> AsyncIterator[tuple[str, ssl.SSLContext]]:
     """An https server for `/{name}?size=N` (the test payload); and a context trusting it."""
-    cert, key = tls_certificate
+    async with serve_tls(_files_app(), tls_certificate) as served:
+        yield served
+
+
+def _files_app() -> web.Application:
+    """`/{name}?size=N`: the test payload, with a Content-Length, and nothing else."""
 
     async def serve_file(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -181,17 +186,7 @@ async def https_files(
 
     app = web.Application()
     app.router.add_get("/{name}", serve_file)
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(cert, key)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"https://127.0.0.1:{port}", ssl.create_default_context(cafile=str(cert))
-    finally:
-        await runner.cleanup()
+    return app
 
 
 async def test_a_tls_body_is_read_through_python(
@@ -210,13 +205,7 @@ async def test_a_tls_body_is_read_through_python(
 async def test_a_borrowed_session_keeps_working_after_a_copy_took_one_of_its_connections(
     dest: Path, copies: list[_splice.SpliceCopy]
 ) -> None:
-    async def serve_file(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        return web.Response(body=payload(name, int(request.query["size"])))
-
-    app = web.Application()
-    app.router.add_get("/{name}", serve_file)
-    async with serve_app(app) as port, aiohttp.ClientSession() as session:
+    async with serve_app(_files_app()) as port, aiohttp.ClientSession() as session:
         base = f"http://127.0.0.1:{port}"
         async with Downloader(dest=dest, session=session) as dl:
             await dl.download(f"{base}/a.bin?size={BIG}")
