@@ -32,7 +32,8 @@ Routes (the last path segment is the file name a client picks):
 
 - `/f/...?size=N`          the file: `payload(name, N)` until `set_content` changes it. Query:
                            `validators=both|etag|lm|weak|none` (default both), `ranges=none`
-                           (never honour Range), `chunked=1` (no Content-Length),
+                           (never honour Range), `ranges=open` (answer `bytes=a-b` with an
+                           open-ended `206 bytes a-END/TOTAL`), `chunked=1` (no Content-Length),
                            `encoding=gzip` (a Content-Encoding header), `cd=...`
                            (Content-Disposition), `digest=content,repr,legacy` (Content-Digest,
                            Repr-Digest, RFC 3230 Digest) with `bad_digest=1` to make them wrong
@@ -343,6 +344,8 @@ class FaultServer:
                 if moved == start:
                     moved = (start + 1) % len(data)
                 start, stop = moved, len(data)
+            if query.get("ranges") == "open":
+                stop = len(data)  # a bounded range answered to the end, as some servers do
             headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(data)}"
         body = data[start:stop]
         self._digest_headers(query, headers, data, body)

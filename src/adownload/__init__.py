@@ -29,6 +29,7 @@ from ._events import Started as Started
 from ._exceptions import ChecksumMismatchError as ChecksumMismatchError
 from ._exceptions import ConnectError as ConnectError
 from ._exceptions import ConnectTimeout as ConnectTimeout
+from ._exceptions import ContentDecodingError as ContentDecodingError
 from ._exceptions import DestinationExistsError as DestinationExistsError
 from ._exceptions import DownloadError as DownloadError
 from ._exceptions import DownloadTimeout as DownloadTimeout
@@ -88,6 +89,7 @@ __all__ = [
     "ChecksumMismatchError",
     "ConnectError",
     "ConnectTimeout",
+    "ContentDecodingError",
     "DestinationExistsError",
     "DownloadError",
     "DownloadTimeout",

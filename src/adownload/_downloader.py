@@ -28,8 +28,8 @@ from ._exceptions import DownloadError, InvalidRequestError
 from ._limits import KeyedPrimitives, Limiter
 from ._models import Item, Outcome, Request
 from ._sinks import FileSink, Sink, SinkOpener
-from ._transfer import Settings, Transfer, merge_headers
-from ._util import cancel_and_wait
+from ._transfer import ACCEPT_ENCODING, Settings, Transfer, merge_headers
+from ._util import cancel_and_wait, redact
 from ._version import USER_AGENT
 
 __all__ = ["Downloader"]
@@ -142,8 +142,8 @@ class Downloader:
         self._existing = existing
         # identity: the bytes on disk are the bytes of the resource; a .tar.gz stays gzipped.
         defaults = {"User-Agent": USER_AGENT}
-        if not decode_content:
-            defaults["Accept-Encoding"] = "identity"
+        # Decoded: only the codings that can be decoded here are asked for.
+        defaults["Accept-Encoding"] = ACCEPT_ENCODING if decode_content else "identity"
         self._headers = merge_headers(defaults, headers)
         self._retry = retry
         self._resume = resume
@@ -425,7 +425,7 @@ async def _outcome_of(settings: Settings, item: Item, dest: Path | None) -> Outc
     try:
         request = item if isinstance(item, Request) else Request(item)
     except DownloadError as exc:
-        outcome = Outcome(url=str(item), request=None, error=exc)
+        outcome = Outcome(url=redact(str(item)), request=None, error=exc)
         if settings.emit is not None:
             settings.emit(Queued(outcome.url, None))
             settings.emit(Finished(outcome))
@@ -436,9 +436,9 @@ async def _outcome_of(settings: Settings, item: Item, dest: Path | None) -> Outc
 async def _perform(settings: Settings, request: Request, dest: Path | None) -> Outcome:
     """Run one download to its outcome, telling the event hook; raise only a cancellation."""
     emit = settings.emit
-    if emit is not None:
-        emit(Queued(str(request.url), request))
     transfer = Transfer(settings, request, dest)
+    if emit is not None:
+        emit(Queued(transfer.url, request))
     try:
         outcome = await transfer.run()
     except DownloadError as exc:

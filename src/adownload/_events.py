@@ -101,6 +101,7 @@ def emitter(hook: EventHook | None) -> Callable[[Event], None] | None:
         try:
             hook(event)
         except Exception:
-            log.exception("the on_event hook raised on %r", event)
+            # The event's type and URL, not its repr: a request's headers may hold credentials.
+            log.exception("the on_event hook raised on %s for %s", type(event).__name__, event.url)
 
     return emit

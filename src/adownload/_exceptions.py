@@ -4,7 +4,7 @@
 DownloadError                       every failure of a download; has .url
 ├── InvalidRequestError (ValueError) bad input: malformed URL, unknown scheme, bad option
 ├── UnsafePathError (ValueError)     a name or target that would escape or write through a link
-├── DestinationExistsError (FileExistsError)   the target exists and the policy is ERROR
+├── DestinationExistsError (FileExistsError)   the target (or its .part name) may not be replaced
 ├── HTTPStatusError                  the server answered with an error status; has .status
 ├── ChecksumMismatchError            the bytes do not match the expected or announced digest
 ├── SizeLimitError                   the file is larger than the size limit; has .limit
@@ -12,6 +12,7 @@ DownloadError                       every failure of a download; has .url
 │   ├── ConnectError                 no connection could be made
 │   ├── RedirectError                too many redirects, or a redirect we refuse to follow
 │   └── RemoteProtocolError          the server broke HTTP (malformed or cut-short response)
+│       ├── ContentDecodingError     a Content-Encoding that cannot be decoded (final)
 │       └── IncompleteBodyError      the body ended before its announced length; has .received
 ├── DownloadTimeout (TimeoutError)   a time limit ran out; has .phase
 │   ├── ConnectTimeout               while connecting
@@ -43,6 +44,7 @@ __all__ = [
     "ChecksumMismatchError",
     "ConnectError",
     "ConnectTimeout",
+    "ContentDecodingError",
     "DestinationExistsError",
     "DownloadError",
     "DownloadTimeout",
@@ -72,14 +74,16 @@ def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, A
 class DownloadError(Exception):
     """Base class of every error a download can end with.
 
-    `url` is the URL the caller asked for (a string), or None when the failure has no URL.
+    `url` is the URL the caller asked for (a string, without its userinfo), or None when the
+    failure has no URL. Neither `url` nor the message ever holds a URL's user name or password:
+    both are cut here, at the root, whoever raises.
     """
 
     url: str | None
 
     def __init__(self, message: str, *, url: str | None = None) -> None:
-        super().__init__(message)
-        self.url = url
+        super().__init__(redact(message))
+        self.url = None if url is None else redact(url)
 
     def __str__(self) -> str:
         # Our message, also for the OSError subclasses, whose str() would show errno instead.
@@ -109,13 +113,19 @@ class UnsafePathError(DownloadError, ValueError):
 
 
 class DestinationExistsError(DownloadError, FileExistsError):
-    """The target file exists and the existing-file policy is `Existing.ERROR`."""
+    """The target file exists and may not be replaced: the existing-file policy is
+    `Existing.ERROR`, another URL of the same run was saved there (`taken_by` names it), or a
+    file adownload did not make stands where its `.part` must go (`path` names it)."""
 
     path: Path
+    taken_by: str | None
 
-    def __init__(self, message: str, *, url: str | None = None, path: Path) -> None:
+    def __init__(
+        self, message: str, *, url: str | None = None, path: Path, taken_by: str | None = None
+    ) -> None:
         super().__init__(message, url=url)
         self.path = path
+        self.taken_by = taken_by
         self.filename = str(path)
         self.errno = _errno.EEXIST
 
@@ -200,6 +210,11 @@ class RemoteProtocolError(TransportError):
     """The server broke the HTTP protocol: a malformed, reset or cut-short response."""
 
 
+class ContentDecodingError(RemoteProtocolError):
+    """The body could not be decoded (`decode_content=True`): an encoding that cannot be
+    decoded here, or corrupt compressed data. Final: asking again brings the same bytes."""
+
+
 class IncompleteBodyError(RemoteProtocolError):
     """The body ended before the length the server announced.
 
@@ -260,11 +275,11 @@ class StorageError(DownloadError, OSError):
 
 
 @contextmanager
-def translate_client_errors(url: str) -> Iterator[None]:
+def translate_client_errors(url: str, *, read: float | None = None) -> Iterator[None]:
     """Re-raise aiohttp's exceptions as adownload's, the most specific match first.
 
     The one place in the package that knows aiohttp's exception tree. `url` goes on the error
-    as given; messages show it without userinfo.
+    without userinfo, as do the messages; `read` is the read timeout, for its message.
     """
     shown = redact(url)
     try:
@@ -272,8 +287,13 @@ def translate_client_errors(url: str) -> Iterator[None]:
     except aiohttp.ConnectionTimeoutError as exc:
         raise ConnectTimeout(f"timed out connecting for {shown}", url=url, phase="connect") from exc
     except aiohttp.ServerTimeoutError as exc:
-        # Only a borrowed session's own sock_read: ours is adownload's IdleTimeout.
-        raise ReadTimeout(f"no data received in time from {shown}", url=url, phase="read") from exc
+        # aiohttp's sock_read, which bounds the wait for the response headers by Timeout.read.
+        raise ReadTimeout(
+            f"no response within {read}s from {shown}" if read else f"no response from {shown}",
+            url=url,
+            phase="read",
+            seconds=read,
+        ) from exc
     except aiohttp.TooManyRedirects as exc:
         raise RedirectError(f"too many redirects for {shown}", url=url) from exc
     except (aiohttp.InvalidUrlRedirectClientError, aiohttp.NonHttpUrlRedirectClientError) as exc:

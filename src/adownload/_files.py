@@ -17,16 +17,25 @@ from pathlib import Path
 from yarl import URL
 
 PART_SUFFIX = ".part"
+#: The longest suffix adownload puts after a target's name: `NAME.part.state.tmp`.
+_LONGEST_SUFFIX = PART_SUFFIX + ".state.tmp"
 
 #: The name used when nothing safe is left of a name.
 FALLBACK_NAME = "download"
 #: The name of a URL that ends with a slash, as wget names it.
 INDEX_NAME = "index.html"
 
-# Most file systems cap a name at 255 bytes; keep room for the ".part" suffix.
-_MAX_NAME_BYTES = 255 - len(PART_SUFFIX)
+# Most file systems cap a name at 255 bytes; keep room for every suffix adownload adds, so that
+# `NAME.part.state.tmp` fits (`free_name` cuts a stem to make room for its ` (N)`).
+NAME_LIMIT = 255
+MAX_NAME_BYTES = NAME_LIMIT - len(_LONGEST_SUFFIX)
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls, DEL, and the characters that reorder or hide text on a terminal or in a
+# file manager: bidirectional embeddings, overrides and isolates (an "exe.txt" that shows as
+# "txt.exe"), marks, and the line and paragraph separators.
+_UNSAFE_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
 _NO_HARD_LINKS = frozenset(
     {errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 )
@@ -38,9 +47,10 @@ def safe_filename(name: str, *, fallback: str = FALLBACK_NAME) -> str:
     """Reduce an untrusted `name` to one harmless path component.
 
     Keeps the last component after both `/` and `\\` separators, drops drive letters, control
-    characters (NUL included), leading dots and spaces (no `..`, no hidden files), and trailing
-    dots and spaces (which Windows strips), truncates it to fit a file system's name limit, and
-    returns `fallback` when nothing is left.
+    characters (C0 with NUL, DEL, C1) and bidirectional controls, leading dots and spaces (no
+    `..`, no hidden files), and trailing dots and spaces (which Windows strips), truncates it so
+    that it and adownload's `.part.state.tmp` fit a file system's name limit, and returns
+    `fallback` when nothing is left.
 
     >>> safe_filename("../../etc/passwd")
     'passwd'
@@ -60,15 +70,15 @@ def safe_filename(name: str, *, fallback: str = FALLBACK_NAME) -> str:
     return name or fallback
 
 
-def _truncate(name: str) -> str:
-    if len(name.encode("utf-8", "surrogatepass")) <= _MAX_NAME_BYTES:
+def _truncate(name: str, limit: int = MAX_NAME_BYTES) -> str:
+    if len(name.encode("utf-8", "surrogatepass")) <= limit:
         return name
     stem, dot, suffix = name.rpartition(".")
     if not dot or len(suffix) > 16:
         stem, suffix = name, ""
     else:
         suffix = "." + suffix
-    budget = _MAX_NAME_BYTES - len(suffix.encode("utf-8", "surrogatepass"))
+    budget = limit - len(suffix.encode("utf-8", "surrogatepass"))
     stem_bytes = stem.encode("utf-8", "surrogatepass")[:budget]
     return stem_bytes.decode("utf-8", "ignore").rstrip(" .") + suffix
 
@@ -109,13 +119,24 @@ def is_symlink(path: Path) -> bool:
         return False
 
 
+def name_fits(name: str) -> bool:
+    """Whether `name` leaves room for `.part.state.tmp` within the file system's name limit."""
+    return len(name.encode("utf-8", "surrogateescape")) + len(_LONGEST_SUFFIX) <= NAME_LIMIT
+
+
 def free_name(target: Path) -> Path:
-    """The first of `name (1).ext`, `name (2).ext`, ... that does not exist yet."""
+    """The first of `name (1).ext`, `name (2).ext`, ... that does not exist yet, its stem cut
+    where needed so that the name and its `.part.state.tmp` still fit the name limit."""
     suffixes = "".join(target.suffixes[-2:]) if target.name.endswith(".tar.gz") else target.suffix
+    if len(suffixes) > 16:
+        suffixes = ""
     stem = target.name[: len(target.name) - len(suffixes)] if suffixes else target.name
     n = 1
     while True:
-        candidate = target.with_name(f"{stem} ({n}){suffixes}")
+        counter = f" ({n}){suffixes}"
+        room = NAME_LIMIT - len(_LONGEST_SUFFIX) - len(counter.encode("utf-8", "surrogateescape"))
+        cut = stem.encode("utf-8", "surrogateescape")[: max(room, 1)]
+        candidate = target.with_name(cut.decode("utf-8", "ignore") + counter)
         if not lexists(candidate):
             return candidate
         n += 1
@@ -146,6 +167,122 @@ def commit(part: Path, target: Path, *, overwrite: bool) -> None:
         os.replace(part, target)
         return
     os.unlink(part)
+
+
+# --- what adownload made ---------------------------------------------------------------------
+
+#: The extended attribute that marks a `.part` file as adownload's, so that a later run (after a
+#: kill, when no state file was written) may replace it, and a user's own `notes.part` is never
+#: touched. Removed before the commit: finished files carry no trace of it.
+PART_MARK = "user.adownload.part"
+_NO_XATTR = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES, errno.ENOSYS})
+
+
+def mark_part(fd_or_path: int | Path) -> bool:
+    """Mark a `.part` file as ours; False where the file system keeps no user attributes (then
+    a state file beside the part is the mark, see `Transfer`)."""
+    if not hasattr(os, "setxattr"):
+        return False
+    try:
+        if isinstance(fd_or_path, int):
+            os.setxattr(fd_or_path, PART_MARK, b"1")
+        else:
+            os.setxattr(fd_or_path, PART_MARK, b"1", follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in _NO_XATTR:
+            return False
+        raise
+    return True
+
+
+def unmark_part(path: Path) -> None:
+    """Take the mark off a finished part, just before it becomes the file."""
+    if hasattr(os, "removexattr"):
+        with contextlib.suppress(OSError):
+            os.removexattr(path, PART_MARK, follow_symlinks=False)
+
+
+def is_marked(path: Path) -> bool:
+    """Whether `path` carries adownload's part mark (never following a link)."""
+    if not hasattr(os, "getxattr"):
+        return False
+    try:
+        os.getxattr(path, PART_MARK, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+class SpecialFileError(OSError):
+    """A FIFO, socket or device stands where adownload expects a regular file."""
+
+
+def kind_of(mode: int) -> str:
+    """A file type in words, for messages: "a FIFO", "a socket", ..."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return "not a regular file"
+
+
+def open_regular(path: Path, flags: int) -> int:
+    """`os.open` that never blocks on a FIFO, never follows a link, and refuses anything but a
+    regular file with `SpecialFileError` (a FIFO opened plainly blocks until a peer shows up)."""
+    fd = os.open(
+        path,
+        flags | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+        0o666,
+    )
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SpecialFileError(errno.EINVAL, f"{path} is {kind_of(mode)}", str(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class Ledger:
+    """Which URL each file a downloader saved came from, so that a second URL that maps to the
+    same name in one run is told so instead of being reported as "already there".
+
+    Fingerprints (`hash()` of the absolute path and of the URL), about 100 bytes a file, so a
+    manifest of millions stays small; the URL's text is kept for the most recent files only,
+    to name it in the error.
+    """
+
+    __slots__ = ("_names", "_urls")
+
+    RECENT = 4096
+
+    def __init__(self) -> None:
+        self._urls: dict[int, int] = {}
+        self._names: dict[int, str] = {}  # insertion-ordered: the oldest goes first
+
+    def record(self, path: str, url: str) -> None:
+        key = hash(path)
+        self._urls[key] = hash(url)
+        names = self._names
+        names.pop(key, None)
+        names[key] = url
+        if len(names) > self.RECENT:
+            del names[next(iter(names))]
+
+    def saved_from(self, path: str) -> int | None:
+        """The fingerprint of the URL saved at `path` in this run, or None."""
+        return self._urls.get(hash(path))
+
+    def name(self, path: str) -> str | None:
+        return self._names.get(hash(path))
 
 
 def remove_quietly(path: Path) -> None:

@@ -47,6 +47,7 @@ from ._files import INDEX_NAME, join_safely, safe_filename
 from ._mirror_state import STATE_NAME, MirrorState, Record
 from ._models import Outcome, Request, parse_url
 from ._sinks import MemorySink
+from ._util import redact
 
 __all__ = ["ChangeKind", "MirrorChange", "MirrorReport", "MirrorSource", "mirror"]
 
@@ -81,6 +82,10 @@ class MirrorChange:
     size: int = 0
     error: DownloadError | None = None
     dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.url is not None:  # shown and printed: never with userinfo
+            object.__setattr__(self, "url", redact(self.url))
 
 
 @dataclass(slots=True)
@@ -359,7 +364,7 @@ class _Mirror:
             return True
         if self.max_depth is not None and len(parts) - 1 > self.max_depth:
             return False
-        return record.url.startswith(str(self.base))
+        return record.url.startswith(redact(self.base))
 
     # --- fetching ---------------------------------------------------------------------------
 
@@ -488,7 +493,7 @@ class _Mirror:
             self._tell(MirrorChange(kind, job.target, url, size, dry_run=dry))
         elif isinstance(error, HTTPStatusError) and error.status == 304:
             record = job.record
-            if not dry and (record is None or not record.done or record.url != url):
+            if not dry and (record is None or not record.done or record.url != redact(url)):
                 # A file that was there without a finished row: revalidated, so now it is known.
                 row = Record(
                     job.file.rel,
@@ -556,7 +561,7 @@ def _conditions(record: Record | None, info: os.stat_result | None, url: str) ->
     """The conditional headers for a file on hand (`info`), given what the state says of it."""
     if info is None:
         return {}
-    if record is not None and record.done and record.url == url:
+    if record is not None and record.done and record.url == redact(url):
         if record.length is not None and record.length != info.st_size:
             return {}  # not the file the mirror wrote: fetch it again
         headers = {}

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from ._util import redact
+
 __all__ = ["STATE_NAME", "MirrorState", "Record"]
 
 #: The state file's name in the destination directory.
@@ -60,6 +62,10 @@ class Record:
     length: int | None = None
     owned: bool = False
     done: bool = False
+
+    def __post_init__(self) -> None:
+        # Stored on disk: the URL without userinfo (compare with `redact(url)`).
+        object.__setattr__(self, "url", redact(self.url))
 
 
 def _record(row: tuple[object, ...]) -> Record:

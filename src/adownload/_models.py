@@ -13,6 +13,7 @@ from yarl import URL
 from ._config import Existing, Segments, Timeout
 from ._exceptions import DownloadError, InvalidRequestError
 from ._sinks import Sink
+from ._util import redact
 from ._verify import parse_checksum
 
 __all__ = ["Item", "Outcome", "Request"]
@@ -21,7 +22,10 @@ _SCHEMES = frozenset({"http", "https"})
 
 
 def parse_url(url: str | URL) -> URL:
-    """Parse and check a URL given by a caller: absolute, http or https, with a host."""
+    """Parse and check a URL given by a caller: absolute, http or https, with a host.
+
+    Every error names the URL without its userinfo (`DownloadError` cuts it).
+    """
     if isinstance(url, URL):
         parsed = url
         text = str(url)
@@ -35,7 +39,9 @@ def parse_url(url: str | URL) -> URL:
         try:
             parsed = URL(stripped)
         except (ValueError, TypeError) as exc:
-            raise InvalidRequestError(f"malformed URL {url!r}: {exc}", url=url) from None
+            # yarl's message may quote the URL, userinfo and all: name the URL ourselves.
+            reason = redact(str(exc))
+            raise InvalidRequestError(f"malformed URL {url!r}: {reason}", url=url) from None
     else:
         raise InvalidRequestError(
             f"a download item must be a URL (str or yarl.URL) or a Request, not {url!r}",
@@ -73,8 +79,8 @@ class Request:
     - `max_size`: the largest file accepted, in bytes (overrides the downloader's).
     - `segments`: how this file may be split over several connections (see `Segments`).
 
-    >>> Request("https://example.org/a.zip", path="archives/a-2024.zip")  # doctest: +ELLIPSIS
-    Request(url='https://example.org/a.zip', path='archives/a-2024.zip', ...)
+    >>> Request("https://user:pw@example.org/a.zip", path="archives/a-2024.zip")
+    Request(url='https://example.org/a.zip', path='archives/a-2024.zip')
     """
 
     url: str | URL
@@ -130,6 +136,34 @@ class Request:
         if self.sink is not None and self.path is not None:
             raise InvalidRequestError("give a path or a sink, not both", url=str(self.url))
 
+    def __repr__(self) -> str:
+        # Shown in logs and tracebacks: no userinfo, and no value of a header that carries a
+        # credential. The fields themselves are as the caller gave them.
+        fields = [f"url={redact(self.url)!r}"]
+        for name in ("path", "dest", "existing", "timeout", "sink", "checksum", "max_size"):
+            value = getattr(self, name)
+            if value is not None:
+                fields.append(f"{name}={value!r}")
+        if self.headers:
+            shown = {k: "<redacted>" if _is_secret(k) else v for k, v in self.headers.items()}
+            fields.append(f"headers={shown!r}")
+        if self.mirrors:
+            fields.append(f"mirrors={[redact(m) for m in self.mirrors]!r}")
+        if self.segments is not None:
+            fields.append(f"segments={self.segments!r}")
+        return f"Request({', '.join(fields)})"
+
+
+#: Header names whose values are credentials, never shown (case-insensitive).
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+
+def _is_secret(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _SECRET_HEADERS or any(
+        word in lowered for word in ("token", "secret", "password", "api-key", "apikey")
+    )
+
 
 #: What `download_many` and `as_completed` accept for each file.
 Item: TypeAlias = "str | URL | Request"
@@ -153,6 +187,11 @@ class Outcome:
     - `resumed_from`: bytes that were already on disk when the last attempt continued them.
     - `etag`, `last_modified`: the validators of the response that produced the file (its ETag
       and Last-Modified headers), for a later conditional request; None when absent.
+    - `replaced`: the download replaced a file that was at `path` (under `Existing.OVERWRITE`,
+      or under `SKIP` when that file did not match the `checksum`).
+
+    `url` and `final_url` never hold the URL's user name or password; `request.url` is the URL
+    as the caller gave it.
     """
 
     url: str
@@ -168,6 +207,7 @@ class Outcome:
     resumed_from: int = 0
     etag: str | None = None
     last_modified: str | None = None
+    replaced: bool = False
 
     @property
     def ok(self) -> bool:

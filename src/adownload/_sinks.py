@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ._files import open_regular
 from ._util import wait_through_cancellation
 
 __all__ = [
@@ -68,8 +69,11 @@ _CONTINUE_FLAGS = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CL
 
 def open_fd(path: Path, *, existing: bool = False) -> int:
     """Open `path` for writing without following a symlink; create it exclusively unless
-    `existing`."""
-    return os.open(path, _CONTINUE_FLAGS if existing else _CREATE_FLAGS, 0o666)
+    `existing`, which must then be a regular file (a FIFO would block the open, or take the
+    bytes: `_files.SpecialFileError`)."""
+    if existing:
+        return open_regular(path, _CONTINUE_FLAGS)
+    return os.open(path, _CREATE_FLAGS, 0o666)
 
 
 # At most this many buffers go to one pwritev() call (POSIX guarantees 16; Linux takes 1024).

@@ -1,23 +1,32 @@
 """The resume state kept beside a `.part` file: what it is a part of, and how much is done.
 
-`<name>.part.state` is a small JSON file: the URL (without userinfo, query or fragment, so it
-holds no credentials and survives re-signed URLs), the length, the validators (ETag,
-Last-Modified) and the byte ranges known to be written. It holds no header values of the
-request. A `.part` file is only continued when its state file matches the new request and its
+`<name>.part.state` is a small JSON file: the URL (without userinfo, query or fragment), a
+SHA-256 of its query (so `?f=a` and `?f=b` are different files, and a signed URL's token is
+not written down in clear), the length, the validators (ETag, Last-Modified) and the byte
+ranges known to be written. It holds no header values of the request. A `.part` file is only
+continued when its state file matches the new request, the part on disk agrees with it, and its
 validators are sent back with `If-Range`, so a changed file is never spliced onto old bytes.
+
+Anything unusable (another JSON type, a wrong field type, an impossible number) loads as None:
+the caller discards it, so one bad state never fails a file forever.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from yarl import URL
 
-_VERSION = 1
+from ._files import SpecialFileError, open_regular, remove_quietly
+
+_VERSION = 2
+#: Version 1 had no query digest: still read, for URLs without a query.
+_READABLE = frozenset({1, _VERSION})
 _MAX_STATE_BYTES = 1 << 20
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -26,9 +35,12 @@ def state_path(part: Path) -> Path:
     return part.with_name(part.name + ".state")
 
 
-def identity(url: URL) -> str:
-    """What a `.part` file is matched against: the URL without credentials, query or fragment."""
-    return str(url.with_user(None).with_query(None).with_fragment(None))
+def identity(url: URL) -> tuple[str, str | None]:
+    """What a `.part` file is matched against: the URL without credentials, query or fragment,
+    and a SHA-256 of the query (None without one), so that the query counts but is not stored."""
+    plain = str(url.with_user(None).with_query(None).with_fragment(None))
+    query = url.raw_query_string
+    return plain, (hashlib.sha256(query.encode()).hexdigest() if query else None)
 
 
 @dataclass(slots=True)
@@ -41,6 +53,27 @@ class PartState:
     #: Written by several segments: the part may have holes, and only `ranges` are done. A
     #: part of one stream is done up to its size, whatever `ranges` says.
     sparse: bool = False
+    #: The SHA-256 of the URL's query, None when it has none (see `identity`).
+    query: str | None = None
+
+    @classmethod
+    def of(
+        cls, url: URL, length: int | None, etag: str | None, last_modified: str | None
+    ) -> PartState:
+        plain, query = identity(url)
+        return cls(plain, length, etag, last_modified, query=query)
+
+    def belongs_to(self, url: URL) -> bool:
+        return (self.url, self.query) == identity(url)
+
+    def agrees_with(self, part_size: int) -> bool:
+        """Whether a `.part` of `part_size` bytes can hold what this state says it holds: a
+        stream's part no longer than the file, a segmented part holding every range it claims."""
+        if self.length is not None and part_size > self.length:
+            return False
+        if self.sparse:
+            return all(end <= part_size for _, end in self.ranges)
+        return True
 
     @property
     def resumable(self) -> bool:
@@ -97,48 +130,73 @@ def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def load(path: Path) -> PartState | None:
-    """The state at `path`, or None if it is unreadable, foreign or a link.
+    """The state at `path`, or None if it is unreadable, foreign, a link or of the wrong shape.
 
     Raises FileNotFoundError when there is no state at all (the caller then knows that there is
-    nothing to remove either).
+    nothing to remove either), and `_files.SpecialFileError` for a FIFO, socket or device at
+    `path`, which is never opened in a way that could block.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-    except FileNotFoundError:
+        fd = open_regular(path, os.O_RDONLY)
+    except (FileNotFoundError, SpecialFileError):
         raise
     except OSError:
         return None
     try:
         with os.fdopen(fd, "rb") as file:
             raw = file.read(_MAX_STATE_BYTES + 1)
-        data = json.loads(raw)
-        if len(raw) > _MAX_STATE_BYTES or data.get("version") != _VERSION:
+        if len(raw) > _MAX_STATE_BYTES:
             return None
-        ranges = [(int(a), int(b)) for a, b in data.get("ranges", [])]
-        length = data.get("length")
-        state = PartState(
-            url=str(data["url"]),
-            length=None if length is None else int(length),
-            etag=data.get("etag"),
-            last_modified=data.get("last_modified"),
-            ranges=[(a, b) for a, b in ranges if 0 <= a < b],
-            sparse=data.get("sparse") is True,
-        )
-        if state.sparse and state.length is None:
-            return None
-    except (OSError, ValueError, KeyError, TypeError):
+        return _parse(json.loads(raw))
+    except (OSError, ValueError, UnicodeDecodeError):
         return None
-    return state
+
+
+def _parse(data: Any) -> PartState | None:
+    """A state from its JSON, checking every field's type; None for anything else."""
+    if not isinstance(data, dict) or data.get("version") not in _READABLE:
+        return None
+    url, length = data.get("url"), data.get("length")
+    etag, modified = data.get("etag"), data.get("last_modified")
+    query, sparse, ranges = data.get("query"), data.get("sparse", False), data.get("ranges", [])
+    if not isinstance(url, str) or not _optional(etag, str) or not _optional(modified, str):
+        return None
+    if not _optional(query, str) or not isinstance(sparse, bool) or not isinstance(ranges, list):
+        return None
+    if length is not None and not _count(length):
+        return None
+    pairs = []
+    for pair in ranges:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(_count(n) for n in pair)):
+            return None
+        start, end = pair
+        if start >= end or (length is not None and end > length):
+            return None
+        pairs.append((start, end))
+    if sparse and length is None:
+        return None
+    return PartState(url, length, etag, modified, pairs, sparse, query)
+
+
+def _optional(value: object, kind: type) -> bool:
+    return value is None or isinstance(value, kind)
+
+
+def _count(value: object) -> bool:
+    # bool is an int in Python; a float (1e999 is inf) is no byte count.
+    return type(value) is int and 0 <= value < 1 << 63
 
 
 def save(path: Path, state: PartState) -> None:
-    """Write `state` to `path` atomically: a temporary file, then `os.replace`.
+    """Write `state` to `path` atomically: a temporary file, then `os.replace`. A failure (a
+    full disk) leaves no temporary file behind.
 
     A few hundred bytes: written on the event loop, cheaper than a thread hop.
     """
     data = {
         "version": _VERSION,
         "url": state.url,
+        "query": state.query,
         "length": state.length,
         "etag": state.etag,
         "last_modified": state.last_modified,
@@ -146,9 +204,12 @@ def save(path: Path, state: PartState) -> None:
         "sparse": state.sparse,
     }
     tmp = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
+    remove_quietly(tmp)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
-    with os.fdopen(fd, "w") as file:
-        json.dump(data, file)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as file:
+            json.dump(data, file)
+        os.replace(tmp, path)
+    except BaseException:
+        remove_quietly(tmp)
+        raise

@@ -34,6 +34,7 @@ from ._config import Existing, Retry, Segments, Timeout
 from ._events import PROGRESS_INTERVAL, Event, Progress, Retrying, Started
 from ._exceptions import (
     ChecksumMismatchError,
+    ContentDecodingError,
     DestinationExistsError,
     DownloadError,
     DownloadTimeout,
@@ -61,7 +62,29 @@ from ._verify import Hashes, check, parse_digest_fields, parse_legacy_digest
 
 log = logging.getLogger("adownload")
 
+
+def _decodable() -> frozenset[str]:
+    """The content codings aiohttp can decode here: gzip and deflate always, br with Brotli
+    installed (a dependency), zstd where its module is."""
+    try:
+        from aiohttp.compression_utils import HAS_BROTLI, HAS_ZSTD
+    except ImportError:  # pragma: no cover - an aiohttp without the module
+        HAS_BROTLI = HAS_ZSTD = False
+    codings = {"gzip", "deflate"}
+    if HAS_BROTLI:
+        codings.add("br")
+    if HAS_ZSTD:
+        codings.add("zstd")
+    return frozenset(codings)
+
+
+#: What `decode_content=True` can decode, and so all it advertises in Accept-Encoding.
+DECODABLE = _decodable()
+ACCEPT_ENCODING = ", ".join(c for c in ("gzip", "deflate", "br", "zstd") if c in DECODABLE)
+
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Statuses whose body is the whole file (a 203 is a 200 from a transforming proxy).
+_WHOLE = frozenset({200, 203})
 #: A single-stream body larger than this gets its resume state written when it starts, so that
 #: even a killed process can continue it. A smaller one is fetched again whole after a kill (one
 #: more round trip at most); its state is written only when a failure keeps its part. For a
@@ -111,6 +134,8 @@ class Settings:
     splice: bool = True
     #: Directories this downloader made or found: one mkdir per directory, not per file.
     directories: set[Path] = field(default_factory=set)
+    #: The files this downloader saved, and from which URL.
+    saved: _files.Ledger = field(default_factory=_files.Ledger)
 
 
 class _Skipped(Exception):
@@ -159,11 +184,9 @@ class Transfer:
     def __init__(self, settings: Settings, request: Request, dest: Path | None) -> None:
         self._settings = settings
         self.request = request
-        self.url = str(request.url)
-        parsed = request.parsed_url
-        # For messages: no userinfo (the URL is parsed again only when it has some).
-        plain = parsed.raw_user is None and parsed.raw_password is None
-        self.shown = self.url if plain else redact(self.url)
+        # What outcomes, events, errors and logs name: the URL without its userinfo. Only the
+        # request itself (the caller's own object) holds the URL as given.
+        self.url = self.shown = redact(str(request.url))
         self.timeout = request.timeout or settings.timeout
         self.existing = request.existing or settings.existing
         self.max_size = request.max_size if request.max_size is not None else settings.max_size
@@ -185,11 +208,16 @@ class Transfer:
         self._sink_size = 0  # bytes in a caller's sink
         self._sink_touched = False  # whether a caller's sink has been written to
         self._no_ranges: set[URL] = set()  # URLs whose range answers cannot be trusted
+        self._no_segments: set[URL] = set()  # URLs whose bounded ranges (segments) fail
         self._stack: contextlib.AsyncExitStack | None = None
         self._idle: IdleTimeout  # the read watchdog of the attempt under way
         self._layout: Layout | None = None  # the segments of a segmented attempt
         # Known to have no state file (none found, or removed by us): saves an unlink per file.
         self._state_absent = False
+        # Whether the file at the .part name is ours to remove: made by this transfer, adopted
+        # with its state, or carrying our mark. Nothing else there is ever deleted.
+        self._part_ours = False
+        self.replaced = False  # the download replaces a file that was at the target
 
     def outcome(self, error: DownloadError | None = None, *, skipped: bool = False) -> Outcome:
         return Outcome(
@@ -206,6 +234,7 @@ class Transfer:
             resumed_from=self.resumed_from,
             etag=self.etag,
             last_modified=self.last_modified,
+            replaced=self.replaced and error is None and not skipped,
         )
 
     # --- the whole download ---------------------------------------------------------------
@@ -213,6 +242,7 @@ class Transfer:
     async def run(self) -> Outcome:
         """Download the file; raise a `DownloadError` when it fails for good."""
         request = self.request
+        self._check_credentials()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 self._stack = stack
@@ -231,6 +261,21 @@ class Transfer:
             self.size = 0
             return self.outcome(skipped=True)
         return self.outcome()
+
+    def _check_credentials(self) -> None:
+        """A URL's userinfo and an Authorization header are two credentials for one request:
+        refuse the pair before anything is sent, rather than guess which one counts."""
+        if "Authorization" not in self._settings.headers and not (
+            self.request.headers and "authorization" in (k.lower() for k in self.request.headers)
+        ):
+            return
+        for url in (self.request.parsed_url, *self.request.parsed_mirrors):
+            if url.raw_user is not None or url.raw_password is not None:
+                raise InvalidRequestError(
+                    f"{redact(url)} has a user name or password in the URL and an Authorization "
+                    "header: give one of them",
+                    url=self.url,
+                )
 
     async def _with_total_timeout(self) -> None:
         limit = self.timeout.total
@@ -287,22 +332,33 @@ class Transfer:
             else:
                 position += 1
             next_index = alive[position % len(alive)]
-            delay = 0.0
             if tries[next_index]:  # back to a URL that failed already: back off first
                 retries += 1
-                retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
-                delay = retry.delay(retries, retry_after=retry_after)
-            if retry.budget is not None and time.monotonic() - self.started + delay > retry.budget:
-                raise error
+                delay = self._retry_wait(error, retries)
+            else:
+                delay = self._retry_wait(error, 0)
             log.info("attempt %d for %s failed: %s", self.attempts, self.shown, error)
             if self._settings.emit is not None:
                 self._settings.emit(Retrying(self.url, self.request, self.attempts, delay, error))
             await asyncio.sleep(delay)
 
+    def _retry_wait(self, error: DownloadError, retry_number: int) -> float:
+        """Seconds to wait before retry `retry_number` after `error` (0: another URL, no wait);
+        raise `error` when the wait would end past `Retry.budget`. The one budget check, for
+        whole files and segments alike."""
+        retry = self._settings.retry
+        delay = 0.0
+        if retry_number:
+            retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
+            delay = retry.delay(retry_number, retry_after=retry_after)
+        if retry.budget is not None and time.monotonic() - self.started + delay > retry.budget:
+            raise error
+        return delay
+
     def _retryable(self, error: DownloadError) -> bool:
         if isinstance(error, HTTPStatusError):
             return error.status in self._settings.retry.statuses
-        if isinstance(error, ChecksumMismatchError | RedirectError):
+        if isinstance(error, ChecksumMismatchError | RedirectError | ContentDecodingError):
             return False
         return isinstance(error, TransportError | DownloadTimeout)
 
@@ -316,7 +372,7 @@ class Transfer:
             self._read_watchdog(grace=timeout.connect or 0.0) as idle,
         ):
             self._idle = idle
-            with translate_client_errors(self.url):
+            with translate_client_errors(self.url, read=timeout.read):
                 response = await self._send(plan, idle)
                 try:
                     await self._receive(response, plan)
@@ -348,6 +404,8 @@ class Transfer:
         if state is None or not self._resume or url in self._no_ranges:
             return _Plan(url, 0)
         if_range = state.if_range()
+        if state.sparse and state.length and url in self._no_segments:
+            self._to_prefix(state)
         if state.sparse and state.length:
             # A segmented part: ask for its first hole; the segments then fill the others.
             missing = state.missing()
@@ -364,6 +422,21 @@ class Transfer:
                 url, state.length - 1, probe=True, stop=state.length - 1, if_range=if_range
             )
         return _Plan(url, have, if_range=if_range)
+
+    def _to_prefix(self, state: PartState) -> None:
+        """Bounded ranges failed for the segments of a sparse part: keep its bytes up to the
+        first hole, which one stream then continues (an open-ended range, which such servers
+        often still answer right) instead of starting over from byte 0."""
+        assert self._part is not None
+        assert state.length is not None
+        missing = state.missing()
+        start = missing[0][0] if missing else state.length
+        try:
+            os.truncate(self._part, start)
+        except OSError as exc:
+            raise self._storage_error(exc, self._part) from exc
+        state.sparse, state.ranges = False, [(0, start)]
+        log.info("%s: continuing from byte %d in one stream", self.shown, start)
 
     def _bytes_on_hand(self) -> int:
         if self.request.sink is not None:
@@ -395,8 +468,12 @@ class Transfer:
             headers = headers.copy()
             for name in _CREDENTIALS:
                 headers.pop(name, None)
-        # No sock_read: the IdleTimeout around the attempt does that job for less CPU.
-        timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout.connect)
+        # sock_read bounds the wait for the response's headers (from the moment the request is
+        # sent) by Timeout.read, as documented; it is switched off once they are here, and the
+        # IdleTimeout around the attempt watches the body for less CPU per chunk.
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.timeout.connect, sock_read=self.timeout.read
+        )
         current = plan.url
         seen = {current}
         for hop in range(settings.max_redirects + 1):
@@ -409,6 +486,7 @@ class Transfer:
                 raise_for_status=False,
                 read_bufsize=settings.read_bufsize,
             )
+            _end_header_timeout(response)
             idle.touch()
             location = response.headers.get("Location")
             if response.status not in _REDIRECTS or location is None:
@@ -455,11 +533,13 @@ class Transfer:
 
     async def _receive(self, response: aiohttp.ClientResponse, plan: _Plan) -> None:
         self.status = response.status
-        self.final_url = str(response.url)
+        self.final_url = redact(str(response.url))
         self.etag = response.headers.get("ETag")
         self.last_modified = response.headers.get("Last-Modified")
         log.debug("%s %s <- %s", response.status, response.reason, redact(response.url))
         _check_framing(response, self.url)
+        # Before the first await: the connection may be gone by the next one.
+        closing = _close_watch(response)
         self._layout = None
         ranged = plan.ranged
         try:
@@ -490,43 +570,68 @@ class Transfer:
             if fresh and self._sink_touched:
                 await _truncate(sink, self.url)
             self._sink_touched = True
-            await self._stream(response, sink, offset, length, plan)
+            await self._stream(response, sink, offset, length, plan, closing)
             return
         assert self._part is not None
         assert self.path is not None
         segments = self._segmenting(response, plan, offset, length, fresh)
-        try:
-            try:
-                file_sink = await self._settings.writer(self._part, existing=not fresh)
-            except FileExistsError:
-                if not fresh:
-                    raise
-                # A fresh body replaces whatever is at the .part name (a leftover of a killed
-                # run, a planted link). Created with O_EXCL, so finding it costs no extra call
-                # when, as almost always, there is nothing.
-                self._remove_part()
-                file_sink = await self._settings.writer(self._part, existing=False)
-            except FileNotFoundError:
-                if not fresh or self._part.parent not in self._settings.directories:
-                    raise
-                # The directory went away since this downloader made it: make it again.
-                self._settings.directories.discard(self._part.parent)
-                self._ensure_directory(self._part.parent)
-                file_sink = await self._settings.writer(self._part, existing=False)
-        except OSError as exc:
-            raise self._storage_error(exc, self._part) from exc
+        file_sink = await self._open_part(fresh)
         try:
             if segments is not None and length is not None:
                 assert isinstance(file_sink, FileSink)
                 await self._segmented(response, file_sink, plan, offset, length, segments)
             else:
-                await self._stream(response, file_sink, offset, length, plan)
+                await self._stream(response, file_sink, offset, length, plan, closing)
         except BaseException as exc:
             await _close_quietly(file_sink)
             self._keep_or_discard(exc)
             raise
         await self._close(file_sink)
         self._commit_part()
+
+    async def _open_part(self, fresh: bool) -> Sink:
+        """The sink on the `.part`: continued, or (for a fresh body) created and marked ours."""
+        part = self._part
+        assert part is not None
+        writer = self._settings.writer
+        try:
+            if not fresh:
+                return await writer(part, existing=True)
+            try:
+                sink = await writer(part, existing=False)
+            except FileExistsError:
+                # Created with O_EXCL, so finding something costs no extra call when, as almost
+                # always, there is nothing: a leftover of ours or a link goes, anything else stays.
+                self._make_room_for_part()
+                sink = await writer(part, existing=False)
+            except FileNotFoundError:
+                if part.parent not in self._settings.directories:
+                    raise
+                # The directory went away since this downloader made it: make it again.
+                self._settings.directories.discard(part.parent)
+                self._ensure_directory(part.parent)
+                sink = await writer(part, existing=False)
+            self._part_ours = True
+            marked = _files.mark_part(sink.fileno() if isinstance(sink, FileSink) else part)
+        except _files.SpecialFileError as exc:
+            raise self._special(exc, part) from None
+        except DownloadError:
+            raise
+        except OSError as exc:
+            raise self._storage_error(exc, part) from exc
+        if not marked and self._state_absent:
+            # No user attributes on this file system: a state file is the mark instead, so a
+            # later run knows the part is ours (resumable or not; a state without validators is
+            # discarded, with its part, when it is read).
+            self._state = self._state or PartState.of(self.request.parsed_url, None, None, None)
+            try:
+                self._save_state()
+            except BaseException:
+                await _close_quietly(sink)
+                raise
+            if not self._state.resumable:
+                self._state = None
+        return sink
 
     async def _finish_complete(self) -> None:
         """The bytes on hand are the whole current file: verify the checksum and commit."""
@@ -564,14 +669,14 @@ class Transfer:
             return plan.offset, self._check_partial(response, plan)
         if status == 416 and ranged:
             self._check_unsatisfiable(response, plan)
-        if not 200 <= status < 300:
-            raise HTTPStatusError(
-                f"HTTP {status} {response.reason or ''}".rstrip() + f" for {self.shown}",
-                url=self.url,
-                status=status,
-                reason=response.reason or "",
-                retry_after=_retry_after(response.headers.get("Retry-After")),
-            )
+        if status not in _WHOLE:
+            # An error, or a 2xx that is no file: 204 No Content, 205, 202 Accepted, ...
+            raise self._status_error(response, "no file" if 200 <= status < 300 else "")
+        whole = response.headers.get("Content-Range")
+        if whole is not None:
+            self._check_whole(response, whole)
+        if self._settings.decode_content:
+            self._check_decodable(response)
         if ranged:
             # The server sent the whole file: it ignores ranges, or the file changed (If-Range).
             log.info("%s: the server sent the whole file; starting over", self.shown)
@@ -579,33 +684,59 @@ class Transfer:
         length = None if self._settings.decode_content else response.content_length
         return 0, length
 
+    def _status_error(self, response: aiohttp.ClientResponse, why: str = "") -> HTTPStatusError:
+        status = response.status
+        return HTTPStatusError(
+            f"HTTP {status} {response.reason or ''}".rstrip()
+            + f" for {self.shown}"
+            + (f": {why}" if why else ""),
+            url=self.url,
+            status=status,
+            reason=response.reason or "",
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+        )
+
+    def _check_whole(self, response: aiohttp.ClientResponse, value: str) -> None:
+        """A 200 that carries a Content-Range must say it is the whole file, bytes 0 to the end;
+        a tail sent as a 200 is never saved as the file."""
+        match = _CONTENT_RANGE.match(value)
+        announced = response.content_length
+        if (
+            match is None
+            or int(match[1]) != 0
+            or (match[3] != "*" and int(match[2]) != int(match[3]) - 1)
+            or (announced is not None and announced != int(match[2]) + 1)
+        ):
+            raise RemoteProtocolError(
+                f"HTTP {response.status} with Content-Range {value!r} from {self.shown}: "
+                "not the whole file",
+                url=self.url,
+            )
+
+    def _check_decodable(self, response: aiohttp.ClientResponse) -> None:
+        """With decode_content, every body is decoded or refused: aiohttp passes an encoding it
+        does not know (or a stack of two) through undecoded."""
+        value = response.headers.get("Content-Encoding", "").strip().lower()
+        if value and value != "identity" and value not in DECODABLE:
+            raise ContentDecodingError(
+                f"cannot decode Content-Encoding {value!r} from {self.shown} "
+                f"(decodable here: {', '.join(sorted(DECODABLE))})",
+                url=self.url,
+            )
+
     def _check_partial(self, response: aiohttp.ClientResponse, plan: _Plan) -> int | None:
         state = self._state
         assert state is not None
-        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-        wanted_end = plan.stop
-        if match is None:
+        value = response.headers.get("Content-Range")
+        answer = range_answer(value, response.content_length, plan.offset, plan.stop, state.length)
+        if answer is None:
             self._no_ranges.add(plan.url)
             raise RemoteProtocolError(
-                f"206 without a valid Content-Range from {redact(plan.url)}", url=self.url
-            )
-        start, end = int(match.group(1)), int(match.group(2))
-        total = None if match.group(3) == "*" else int(match.group(3))
-        if (
-            start != plan.offset
-            or end < start
-            or (wanted_end is not None and end != wanted_end)
-            or (total is not None and end >= total)
-            or (state.length is not None and total != state.length)
-            or (wanted_end is None and total is not None and end != total - 1)
-        ):
-            self._no_ranges.add(plan.url)
-            raise RemoteProtocolError(
-                f"Content-Range {response.headers['Content-Range']!r} from {redact(plan.url)} "
-                f"does not match the range asked for (bytes={plan.offset}-"
-                f"{'' if wanted_end is None else wanted_end})",
+                f"Content-Range {value!r} from {redact(plan.url)} does not match the range "
+                f"asked for (bytes={plan.offset}-{'' if plan.stop is None else plan.stop})",
                 url=self.url,
             )
+        total = answer[2]
         etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
         if (etag or modified) and not state.matches(etag, modified):
             # If-Range should have prevented this: never splice another version on.
@@ -626,12 +757,7 @@ class Transfer:
 
     def _adopt(self, response: aiohttp.ClientResponse, length: int | None) -> None:
         """A fresh body starts: remember its validators when it can be resumed later."""
-        state = PartState(
-            url=_state.identity(self.request.parsed_url),
-            length=length,
-            etag=response.headers.get("ETag"),
-            last_modified=response.headers.get("Last-Modified"),
-        )
+        state = self._validators(response, length)
         self._state = state if self._resume and state.resumable else None
         self._sink_size = 0
         if self._state is not None and (length is None or length > _EAGER_STATE):
@@ -661,8 +787,13 @@ class Transfer:
         offset: int,
         length: int | None,
         plan: _Plan,
+        closing: asyncio.Future[None] | None = None,
     ) -> None:
-        """Copy the body into `sink` from `offset`, hashing, counting and checking as it goes."""
+        """Copy the body into `sink` from `offset`, hashing, counting and checking as it goes.
+
+        `closing` is the connection's close for a body that ends when it closes (no length, not
+        chunked): only a clean close ends such a body (RFC 9112, section 8); a reset cuts it.
+        """
         settings = self._settings
         emit = settings.emit
         full, partial, expected = self._expected_digests(response)
@@ -742,6 +873,8 @@ class Transfer:
             # The body broke off: say how much of the file is here, which is what a retry or a
             # later run continues from.
             raise self._incomplete(position, length, offset, response) from exc.__cause__
+        if closing is not None and closing.done() and closing.exception() is not None:
+            raise self._incomplete(position, length, offset, response) from closing.exception()
         self._check_end(response, position, offset, length, full, partial, expected)
 
     def _spliceable(self, response: aiohttp.ClientResponse) -> bool:
@@ -891,6 +1024,7 @@ class Transfer:
             # writes out of order (a generator cannot).
             or settings.writer != FileSink.open
             or plan.url in self._no_ranges
+            or plan.url in self._no_segments
         ):
             return None
         segments = self.request.segments or settings.segments
@@ -908,11 +1042,11 @@ class Transfer:
         return segments if validators.resumable else None
 
     def _validators(self, response: aiohttp.ClientResponse, length: int | None) -> PartState:
-        return PartState(
-            url=_state.identity(self.request.parsed_url),
-            length=length,
-            etag=response.headers.get("ETag"),
-            last_modified=response.headers.get("Last-Modified"),
+        return PartState.of(
+            self.request.parsed_url,
+            length,
+            response.headers.get("ETag"),
+            response.headers.get("Last-Modified"),
         )
 
     async def _segmented(
@@ -1037,11 +1171,11 @@ class Transfer:
                 isinstance(error, _FATAL)
                 or not self._retryable(error)
                 or job.origin in self._no_ranges
+                or job.origin in self._no_segments
                 or tries >= retry.attempts
             ):
                 raise error
-            retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
-            delay = retry.delay(tries, retry_after=retry_after)
+            delay = self._retry_wait(error, tries)
             self.attempts += 1
             log.info("segment %r of %s failed: %s", segment, self.shown, error)
             if self._settings.emit is not None:
@@ -1064,7 +1198,7 @@ class Transfer:
         grace = 0.0 if response else timeout.connect or 0.0
         try:
             async with self._read_watchdog(grace=grace) as idle:
-                with translate_client_errors(self.url):
+                with translate_client_errors(self.url, read=timeout.read):
                     if response is None:
                         response = await self._request_segment(job, segment, idle)
                     try:
@@ -1126,24 +1260,18 @@ class Transfer:
         etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
         same = (not etag and not modified) or job.validators.matches(etag, modified)
         if status == 206:
-            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
             # What was asked: the segment's end may have moved closer since (a split).
             assert plan.stop is not None
-            wanted = (plan.offset, plan.stop, job.length)
-            got = None if match is None else (int(match[1]), int(match[2]), match[3])
-            announced = response.content_length
-            if (
-                got is None
-                or got[:2] != wanted[:2]
-                or got[2] != str(job.length)
-                or (announced is not None and announced != wanted[1] - wanted[0] + 1)
-            ):
-                # Never spliced in: the next attempt goes without ranges, from the first byte.
-                self._no_ranges.add(job.origin)
+            value = response.headers.get("Content-Range")
+            answer = range_answer(
+                value, response.content_length, plan.offset, plan.stop, job.length
+            )
+            if answer is None or answer[2] is None:
+                # Never spliced in: the next attempt is one stream from the first hole.
+                self._no_segments.add(job.origin)
                 raise RemoteProtocolError(
-                    f"Content-Range {response.headers.get('Content-Range')!r} from "
-                    f"{redact(response.url)} does not match the range asked for "
-                    f"(bytes={wanted[0]}-{wanted[1]}/{job.length})",
+                    f"Content-Range {value!r} from {redact(response.url)} does not match the "
+                    f"range asked for (bytes={plan.offset}-{plan.stop}/{job.length})",
                     url=self.url,
                 )
             if not same:
@@ -1161,13 +1289,7 @@ class Transfer:
             log.info("%s changed during the download; starting over", self.shown)
             self._discard()
             raise _StartOver
-        raise HTTPStatusError(
-            f"HTTP {status} {response.reason or ''}".rstrip() + f" for {self.shown}",
-            url=self.url,
-            status=status,
-            reason=response.reason or "",
-            retry_after=_retry_after(response.headers.get("Retry-After")),
-        )
+        raise self._status_error(response)
 
     async def _pump(
         self,
@@ -1292,20 +1414,8 @@ class Transfer:
             )
         assert self._part is not None
         part = self._part
-
-        def read() -> None:
-            fd = os.open(part, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            with os.fdopen(fd, "rb") as file:
-                remaining = length
-                while remaining:
-                    block = file.read(min(remaining, 1 << 20))
-                    if not block:
-                        raise OSError(f"{part} is shorter than {length} bytes")
-                    hashes.update(block)
-                    remaining -= len(block)
-
         try:
-            await asyncio.to_thread(read)
+            await asyncio.to_thread(_read_into, part, hashes, length)
         except OSError as exc:
             raise self._storage_error(exc, part) from exc
 
@@ -1315,32 +1425,92 @@ class Transfer:
         """Lock `target`, apply the existing-file policy, and adopt a resumable `.part`."""
         assert self._stack is not None
         await self._stack.enter_async_context(self._lock(target))
-        target = self._resolve_existing(target)
+        target = await self._resolve_existing(target)
         self.path = target
-        self._part = _files.part_path(target)
-        self._state_file = _state.state_path(self._part)
+        self._part = part = _files.part_path(target)
+        self._state_file = _state.state_path(part)
         self._state_absent = False
+        self._part_ours = False
         if not (self._resume and resume):
+            # A part with a state beside it, or our mark on it, is a leftover of ours.
+            self._part_ours = _files.lexists(self._state_file) or _files.is_marked(part)
             self._discard()
             return
         try:
             state = _state.load(self._state_file)
         except FileNotFoundError:
-            # Nothing to resume. A .part without a state is replaced when the body starts.
+            # Nothing to resume. A .part without a state is replaced when the body starts, if
+            # it is ours (see _make_room_for_part).
             self._state_absent = True
             return
+        except _files.SpecialFileError as exc:
+            raise self._special(exc, self._state_file) from None
+        # A state beside it makes the part ours, whatever else is wrong with the pair.
+        self._part_ours = True
+        size = self._part_size(part)
         if (
             state is not None
             and state.resumable
-            and state.url == _state.identity(self.request.parsed_url)
+            and state.belongs_to(self.request.parsed_url)
             # A part with holes can only be filled by segments, which need the FileSink.
             and not (state.sparse and self._settings.writer != FileSink.open)
-            and _is_regular_file(self._part)
+            and size is not None
+            # The part must hold what the state says it holds, and no more than the file.
+            and state.agrees_with(size)
         ):
             self._state = state
-            log.debug("found %s to resume", self._part)
+            log.debug("found %s to resume", part)
         else:
             self._discard()
+
+    def _part_size(self, part: Path) -> int | None:
+        """The size of the regular file at `part`; None when there is none (or a link, which is
+        removed when the body starts). A FIFO, socket or device there is refused."""
+        try:
+            info = os.lstat(part)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._storage_error(exc, part) from exc
+        if stat.S_ISREG(info.st_mode):
+            return info.st_size
+        if stat.S_ISLNK(info.st_mode):
+            return None
+        raise self._special(None, part, info.st_mode)
+
+    def _make_room_for_part(self) -> None:
+        """A fresh body meets something at the `.part` name: remove it if it is ours (a leftover
+        of a killed run) or a planted link; refuse anything else, which is not ours to delete."""
+        part = self._part
+        assert part is not None
+        try:
+            info = os.lstat(part)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise self._storage_error(exc, part) from exc
+        if stat.S_ISLNK(info.st_mode) or (
+            stat.S_ISREG(info.st_mode) and (self._part_ours or _files.is_marked(part))
+        ):
+            # Removing a link removes the link, not its target.
+            _files.remove_quietly(part)
+            return
+        if not stat.S_ISREG(info.st_mode):
+            raise self._special(None, part, info.st_mode)
+        raise DestinationExistsError(
+            f"{part} is in the way: adownload did not make it and will not replace it "
+            f"(move it away to download {self.path})",
+            url=self.url,
+            path=part,
+        )
+
+    def _special(self, exc: OSError | None, path: Path, mode: int | None = None) -> UnsafePathError:
+        what = str(exc) if mode is None else f"{path} is {_files.kind_of(mode)}"
+        return UnsafePathError(
+            f"refusing to use {path}: {what.removeprefix(f'{path} ')}, not a regular file",
+            url=self.url,
+            path=path,
+        )
 
     def _keep_or_discard(self, exc: BaseException) -> None:
         """After a failed attempt: keep a resumable `.part` (with its state), or remove it."""
@@ -1353,23 +1523,30 @@ class Transfer:
             self._state.sparse = True
         elif not self._state.sparse:
             self._state.ranges = [(0, self._bytes_on_hand())]
-        with contextlib.suppress(StorageError):
+        try:
             self._save_state()
+        except StorageError:
+            # A part whose state cannot be written (a full disk) cannot be resumed: it would
+            # only fill the disk for the next files.
+            self._discard()
 
     def _discard(self) -> None:
-        """Forget the bytes on hand: remove the `.part` and its state."""
+        """Forget the bytes on hand: remove the `.part` (if ours) and its state."""
         self._state = None
         self._sink_size = 0
         if self._part is not None:
             self._remove_part()
         if self._state_file is not None:
-            _files.remove_quietly(self._state_file)
+            if not self._state_absent:
+                _files.remove_quietly(self._state_file)
             self._state_absent = True
 
     def _remove_part(self) -> None:
-        # Removing a link planted at the .part name removes the link, not its target.
+        # Only ours: a file someone else put at the .part name is never deleted.
         assert self._part is not None
-        _files.remove_quietly(self._part)
+        if self._part_ours:
+            _files.remove_quietly(self._part)
+            self._part_ours = False
 
     async def _close(self, sink: Sink) -> None:
         try:
@@ -1378,7 +1555,8 @@ class Transfer:
             raise self._storage_error(exc) from exc
 
     def _commit(self, part: Path, target: Path) -> Path:
-        overwrite = self.existing is Existing.OVERWRITE
+        overwrite = self.existing is Existing.OVERWRITE or self.replaced
+        _files.unmark_part(part)
         while True:
             # Without overwrite, a link at the target makes the commit fail (it never replaces),
             # so the check waits for that failure instead of costing an lstat per file.
@@ -1401,6 +1579,8 @@ class Transfer:
                 ) from None
             except OSError as exc:
                 raise self._storage_error(exc, target) from exc
+            self._part_ours = False  # it is the file now
+            self._settings.saved.record(os.path.abspath(target), self.url)
             log.debug("saved %s (%d bytes)", target, self.size)
             return target
 
@@ -1409,7 +1589,7 @@ class Transfer:
             f"refusing to replace the symbolic link at {target}", url=self.url, path=target
         )
 
-    def _resolve_existing(self, target: Path) -> Path:
+    async def _resolve_existing(self, target: Path) -> Path:
         """Apply the existing-file policy to `target`; the path to write, or raise `_Skipped`."""
         self.path = target
         try:
@@ -1426,15 +1606,53 @@ class Transfer:
             )
         if stat.S_ISDIR(mode):
             raise InvalidRequestError(f"the target {target} is a directory", url=self.url)
+        if not stat.S_ISREG(mode):
+            raise self._special(None, target, mode)
         existing = self.existing
+        saved = self._settings.saved
+        key = os.path.abspath(target)  # noqa: ASYNC240  (no I/O for the absolute paths we build)
+        saved_from = saved.saved_from(key)
+        if saved_from is not None:
+            # This run saved the file: from this URL (one download is enough), or from another,
+            # which must not be reported as this one's file.
+            if saved_from == hash(self.url):
+                raise _Skipped(target)
+            if existing is Existing.RENAME:
+                return _files.free_name(target)
+            other = saved.name(key)
+            raise DestinationExistsError(
+                f"{target} was saved from {other or 'another URL'} earlier in this run; "
+                f"{self.shown} maps to the same name",
+                url=self.url,
+                path=target,
+                taken_by=other,
+            )
         if existing is Existing.SKIP:
-            log.debug("skipped %s: %s exists", self.shown, target)
-            raise _Skipped(target)
+            wanted = self.request.expected_digest
+            if wanted is None or await self._matches_checksum(target, wanted):
+                log.debug("skipped %s: %s exists", self.shown, target)
+                raise _Skipped(target)
+            # A file whose checksum is known and wrong is no reason to skip: replace it,
+            # atomically, with a verified download.
+            log.info("%s does not match the checksum of %s; replacing it", target, self.shown)
+            self.replaced = True
+            return target
         if existing is Existing.ERROR:
             raise DestinationExistsError(f"{target} exists", url=self.url, path=target)
         if existing is Existing.RENAME:
             return _files.free_name(target)
+        self.replaced = True
         return target
+
+    async def _matches_checksum(self, target: Path, wanted: tuple[str, str]) -> bool:
+        hashes = Hashes([wanted[0]])
+        try:
+            await asyncio.to_thread(_read_into, target, hashes, None)
+        except _files.SpecialFileError as exc:
+            raise self._special(exc, target) from None
+        except OSError as exc:
+            raise self._storage_error(exc, target) from exc
+        return hashes.digest(wanted[0]).hex() == wanted[1]
 
     def _directory(self) -> Path:
         directory = Path(self.request.dest or self._dest or self._settings.dest)
@@ -1464,8 +1682,13 @@ class Transfer:
 
     def _lock(self, target: Path) -> AbstractAsyncContextManager[None]:
         # Two downloads to one file in this downloader run one after the other; the second then
-        # meets the first one's file and applies its existing-file policy to it.
-        return self._settings.path_locks.hold(os.path.abspath(target))
+        # meets the first one's file and applies its existing-file policy to it. The key drops
+        # `.part` suffixes, so that `data` (whose part is `data.part`) and a download *to*
+        # `data.part` take turns too, instead of racing for one name.
+        key = os.path.abspath(target)
+        while key.endswith(_files.PART_SUFFIX):
+            key = key[: -len(_files.PART_SUFFIX)]
+        return self._settings.path_locks.hold(key)
 
     def _storage_error(self, exc: OSError, path: Path | None = None) -> StorageError:
         path = path or self.path or Path(".")
@@ -1519,11 +1742,81 @@ def _most_telling(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return leaves[0] if leaves else group
 
 
-def _is_regular_file(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
+def _read_into(path: Path, hashes: Hashes, length: int | None) -> None:
+    """Feed the first `length` bytes of the regular file `path` (all of it for None) to
+    `hashes`; blocking, for a worker thread."""
+    with os.fdopen(_files.open_regular(path, os.O_RDONLY), "rb") as file:
+        remaining = -1 if length is None else length
+        while remaining:
+            block = file.read(1 << 20 if remaining < 0 else min(remaining, 1 << 20))
+            if not block:
+                if remaining > 0:
+                    raise OSError(f"{path} is shorter than {length} bytes")
+                return
+            hashes.update(block)
+            remaining -= len(block) if remaining > 0 else 0
+
+
+def range_answer(
+    value: str | None, announced: int | None, offset: int, stop: int | None, length: int | None
+) -> tuple[int, int, int | None] | None:
+    """The (first, last, total) bytes of a 206's `Content-Range` when it answers the range
+    asked (`offset` to `stop` inclusive; None: to the end) of a file of `length` (None:
+    unknown), else None. The one range validator, for whole-file requests and segments.
+
+    The answer must start where asked and cover at least what was asked: an open-ended answer
+    to a bounded range (`bytes a-END/TOTAL`, which some servers send) holds what was asked, and
+    the reader stops at `stop`. Its Content-Length, when given, must be the range's size.
+
+    >>> range_answer("bytes 100-199/1000", 100, 100, 199, 1000)
+    (100, 199, 1000)
+    >>> range_answer("bytes 100-999/1000", 900, 100, 199, 1000)  # open-ended: it holds 100-199
+    (100, 999, 1000)
+    >>> range_answer("bytes 101-199/1000", 99, 100, 199, 1000) is None
+    True
+    """
+    match = _CONTENT_RANGE.match(value or "")
+    if match is None:
+        return None
+    first, last = int(match[1]), int(match[2])
+    total = None if match[3] == "*" else int(match[3])
+    if first != offset or last < first or (announced is not None and announced != last - first + 1):
+        return None
+    if total is None:
+        if length is not None:  # "*": the server does not know the length we were told
+            return None
+    elif last >= total or (length is not None and total != length):
+        return None
+    if stop is not None and last < stop:
+        return None
+    if stop is None and total is not None and last != total - 1:
+        return None
+    return first, last, total
+
+
+def _end_header_timeout(response: aiohttp.ClientResponse) -> None:
+    """The headers are here: stop aiohttp's per-chunk read timer (the IdleTimeout watches the
+    body from now on, for one clock read per chunk instead of a timer)."""
+    connection = response.connection
+    protocol = None if connection is None else connection.protocol
+    if protocol is not None:
+        protocol.read_timeout = None
+        protocol.start_timeout()  # with no read timeout, this cancels the pending timer
+
+
+def _close_watch(response: aiohttp.ClientResponse) -> asyncio.Future[None] | None:
+    """For a body delimited by the connection's close: the connection's `closed` future, which
+    aiohttp completes with an error when the peer reset the connection (the body's end alone
+    does not tell a reset from a clean close). None for every other body."""
+    if response.content_length is not None or "Transfer-Encoding" in response.headers:
+        return None
+    connection = response.connection
+    protocol = None if connection is None else connection.protocol
+    closed = None if protocol is None else protocol.closed
+    if closed is not None:
+        # Retrieved here, so that an unread error is never logged by asyncio.
+        closed.add_done_callback(lambda future: future.cancelled() or future.exception())
+    return closed
 
 
 def _check_framing(response: aiohttp.ClientResponse, url: str) -> None:

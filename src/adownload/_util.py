@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from types import TracebackType
 from typing import Any
 
@@ -27,15 +28,22 @@ async def wait_through_cancellation(fut: asyncio.Future[Any]) -> None:
         raise asyncio.CancelledError
 
 
-def redact(url: str | URL) -> str:
-    """`url` for messages and logs: without userinfo, which may hold a password."""
-    try:
-        parsed = url if isinstance(url, URL) else URL(url)
-    except (TypeError, ValueError):
-        return str(url)
-    if parsed.raw_user is None and parsed.raw_password is None:
-        return str(url)
-    return str(parsed.with_user(None))
+# A URL's userinfo: from the `//` of the authority to its last `@`, wherever it stands in a text.
+_USERINFO = re.compile(r"//[^/?#\s]*@")
+
+
+def redact(text: str | URL) -> str:
+    """`text` (a URL, or a message that holds URLs) without userinfo, which may hold a password.
+
+    Works on the text itself, so a URL too malformed to parse is cut as well.
+
+    >>> redact("ftp://user:secret@example.org/a.zip")
+    'ftp://example.org/a.zip'
+    """
+    text = str(text)
+    if "@" not in text:  # the common case costs one scan
+        return text
+    return _USERINFO.sub("//", text)
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
