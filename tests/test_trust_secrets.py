@@ -163,10 +163,18 @@ async def test_the_mirror_state_and_changes_hold_no_password(tmp_path: Path) -> 
         # A rerun still knows every file (the stored URL is compared without userinfo).
         again: list[adownload.MirrorChange] = []
         await mirror(base, tmp_path / "copy", on_change=again.append)
+        # A list of URLs as the source: each URL is stored as it came, less its userinfo.
+        listed = await mirror([base + "a.txt", base + "sub/b.txt"], tmp_path / "listed")
+        assert listed.failed == 0
+    assert (tmp_path / "listed/pub/a.txt").read_bytes() == b"alpha\n"
     assert (tmp_path / "copy/a.txt").read_bytes() == b"alpha\n"
     assert (tmp_path / "copy/sub/b.txt").read_bytes() == b"beta\n"
     assert {c.kind for c in again} == {"unchanged"}
-    stored = b"".join(p.read_bytes() for p in (tmp_path / "copy").glob(STATE_NAME + "*"))
+    stored = b"".join(
+        p.read_bytes()
+        for name in ("copy", "listed")
+        for p in (tmp_path / name).glob(STATE_NAME + "*")
+    )
     assert stored
     for secret in SECRETS:
         assert secret.encode() not in stored

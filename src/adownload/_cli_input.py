@@ -33,6 +33,7 @@ from typing import BinaryIO
 
 from ._config import Segments
 from ._exceptions import InvalidRequestError
+from ._files import descend
 from ._models import Request
 from ._verify import parse_checksum
 
@@ -201,7 +202,8 @@ def request_for(
     directory = dest
     try:
         if entry.dir is not None:
-            directory = dest / _inside("dir", entry.dir)
+            # Through no link: a link under -d could lead dir= out of it (as the mirror refuses).
+            directory = descend(dest, _inside("dir", entry.dir).parts, to_file=False)
         path = None if entry.out is None else directory / _inside("out", entry.out)
         split = None
         if entry.split is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import stat
@@ -100,8 +101,41 @@ def join_safely(directory: Path, name: str) -> Path:
     return target
 
 
+def descend(directory: Path, parts: tuple[str, ...], *, to_file: bool = True) -> Path:
+    """`directory` joined with `parts`, one checked component at a time, through no symbolic
+    link: the directories on the way (every part, or all but the last with `to_file`) must
+    not be links, which could lead out of `directory`. Raise ValueError saying which part is
+    refused."""
+    path = directory
+    last = len(parts) - 1 if to_file else len(parts)
+    for index, part in enumerate(parts):
+        try:
+            path = join_safely(path, part)
+        except ValueError as exc:
+            raise RefusedPath(str(exc), path) from None
+        if index < last and os.path.islink(path):
+            raise RefusedPath(f"refusing to write through the symbolic link at {path}", path)
+    return path
+
+
+class RefusedPath(ValueError):
+    """A path `descend` will not take; `path` is as far as it got."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 def part_path(target: Path) -> Path:
-    return target.with_name(target.name + PART_SUFFIX)
+    """Where the bytes of `target` go until they are complete: `NAME.part`. A name too long
+    to take `.part.state.tmp` (an exact path a caller gave) gets a shorter part name, made
+    from the name itself so a later run finds it again: `NAME-CUT~HASH.part`."""
+    name = target.name
+    if name_fits(name):
+        return target.with_name(name + PART_SUFFIX)
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    keep = _truncate(name, NAME_LIMIT - len(_LONGEST_SUFFIX) - len(digest) - 1)
+    return target.with_name(f"{keep}~{digest}{PART_SUFFIX}")
 
 
 def lexists(path: Path) -> bool:

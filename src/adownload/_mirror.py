@@ -43,7 +43,7 @@ from ._exceptions import (
     StorageError,
     UnsafePathError,
 )
-from ._files import INDEX_NAME, join_safely, safe_filename
+from ._files import INDEX_NAME, RefusedPath, descend, safe_filename
 from ._mirror_state import STATE_NAME, MirrorState, Record
 from ._models import Outcome, Request, parse_url
 from ._sinks import MemorySink
@@ -509,16 +509,10 @@ class _Mirror:
 
     def _target(self, parts: tuple[str, ...], url: str | None) -> Path:
         """DEST joined with `parts`, one checked component at a time, through no link."""
-        path = self.dest
-        for index, part in enumerate(parts):
-            try:
-                path = join_safely(path, part)
-            except ValueError as exc:
-                raise UnsafePathError(str(exc), url=url, path=path) from None
-            if index < len(parts) - 1 and os.path.islink(path):
-                raise UnsafePathError(
-                    f"refusing to write through the symbolic link at {path}", url=url, path=path
-                )
+        try:
+            path = descend(self.dest, parts)
+        except RefusedPath as exc:
+            raise UnsafePathError(str(exc), url=url, path=exc.path) from None
         if path.name == STATE_NAME and path.parent == self.dest:
             raise UnsafePathError(f"{path} is the mirror's own state file", url=url, path=path)
         return path
