@@ -133,6 +133,18 @@ def test_cli_lines_json_and_summary_hold_no_password(
             assert "retrying" in result.stderr
 
 
+def test_cli_input_file_errors_hold_no_password(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    good = with_userinfo(threaded_faults.url("/f/a.bin"))
+    (tmp_path / "urls.txt").write_text(f"{good}\n  dir=../up\n{good}\n  split=many\n")
+    for command in (["-i", "urls.txt", "-d", "out"], ["mirror", "urls.txt", "copy"]):
+        result = run_cli(*command, cwd=tmp_path)
+        assert result.returncode == 1
+        assert "urls.txt:2" in result.stderr  # the bad entry is reported, by its line
+        assert_no_secret(result.stdout + result.stderr)
+
+
 @pytest.mark.parametrize(
     "url",
     [

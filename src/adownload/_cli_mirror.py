@@ -36,6 +36,7 @@ from ._exceptions import InvalidRequestError
 from ._files import name_from_url
 from ._mirror import MirrorChange, MirrorReport, mirror
 from ._models import Request, parse_url
+from ._util import redact
 
 __all__ = ["main"]
 
@@ -269,7 +270,7 @@ async def _read_list(reader: InputReader, printer: _Printer) -> list[Request]:
                     path = directory / _inside("out", name)
                 requests.append(Request(url, path, mirrors=mirrors, checksum=entry.checksum))
             except (ValueError, InvalidRequestError) as exc:
-                printer.reject(f"{where}: {exc}")
+                printer.reject(redact(f"{where}: {exc}"))
     except OSError as exc:
         raise UsageError(f"cannot read {reader.name}: {exc.strerror or exc}") from exc
     return requests

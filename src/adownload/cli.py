@@ -32,6 +32,7 @@ from ._events import Finished, Queued
 from ._exceptions import InvalidRequestError
 from ._files import part_path
 from ._models import Outcome, Request
+from ._util import redact
 
 __all__ = ["main"]
 
@@ -230,7 +231,7 @@ async def _items(
                         entry, options.dest, source=reader.name, segments=options.segments
                     )
                 except RejectedEntry as exc:
-                    url = entry.urls[0] if entry.urls else ""
+                    url = redact(entry.urls[0]) if entry.urls else ""
                     error = InvalidRequestError(str(exc), url=url)
                     reporter(Queued(url, None))
                     reporter(Finished(Outcome(url=url, request=None, error=error)))
