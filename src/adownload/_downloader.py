@@ -292,7 +292,8 @@ class Downloader:
 
         Returns one `Outcome` per item, in the order of `items`. A failed item is an outcome with
         its `error`; it never stops the others. Cancelling the call cancels every transfer it
-        started, removes their `.part` files, and re-raises `CancelledError`.
+        started, keeps each resumable `.part` (removing the others), and re-raises
+        `CancelledError`.
         """
         settings = self._open_settings()
         results: dict[int, Outcome] = {}
