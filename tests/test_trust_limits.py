@@ -160,7 +160,7 @@ async def test_compressed_decodes_brotli_and_advertises_only_what_it_decodes(
     assert offered <= {"gzip", "deflate", "br", "zstd"}
 
 
-@pytest.mark.parametrize("coding", ["xz", "gzip+br", "compress"])
+@pytest.mark.parametrize("coding", ["xz", "gzip+br", "compress", "gzip"])  # gzip: not gzip data
 async def test_an_encoding_that_cannot_be_decoded_fails_at_once_and_saves_nothing(
     encoded_server: tuple[str, list[str]], dest: Path, coding: str
 ) -> None:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import ContentEncodingError
 
 from ._util import redact
 
@@ -303,6 +304,10 @@ def translate_client_errors(url: str, *, read: float | None = None) -> Iterator[
     except aiohttp.ClientConnectorError as exc:
         raise ConnectError(f"cannot connect for {shown}: {exc.os_error}", url=url) from exc
     except aiohttp.ClientPayloadError as exc:
+        if isinstance(exc.__cause__, ContentEncodingError):
+            raise ContentDecodingError(
+                f"cannot decode the body from {shown}: {exc.__cause__.message}", url=url
+            ) from exc
         raise RemoteProtocolError(f"broken response body from {shown}: {exc}", url=url) from exc
     except aiohttp.ClientResponseError as exc:
         raise RemoteProtocolError(f"malformed response from {shown}: {exc}", url=url) from exc

@@ -699,14 +699,7 @@ class Transfer:
     def _check_whole(self, response: aiohttp.ClientResponse, value: str) -> None:
         """A 200 that carries a Content-Range must say it is the whole file, bytes 0 to the end;
         a tail sent as a 200 is never saved as the file."""
-        match = _CONTENT_RANGE.match(value)
-        announced = response.content_length
-        if (
-            match is None
-            or int(match[1]) != 0
-            or (match[3] != "*" and int(match[2]) != int(match[3]) - 1)
-            or (announced is not None and announced != int(match[2]) + 1)
-        ):
+        if range_answer(value, response.content_length, 0, None, None) is None:
             raise RemoteProtocolError(
                 f"HTTP {response.status} with Content-Range {value!r} from {self.shown}: "
                 "not the whole file",
@@ -869,6 +862,8 @@ class Transfer:
                     if emit is not None and time.monotonic() >= next_progress:
                         emit(Progress(self.url, self.request, position, length))
                         next_progress = time.monotonic() + PROGRESS_INTERVAL
+        except ContentDecodingError:
+            raise
         except RemoteProtocolError as exc:
             # The body broke off: say how much of the file is here, which is what a retry or a
             # later run continues from.
