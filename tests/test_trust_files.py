@@ -74,7 +74,7 @@ async def test_under_rename_a_second_url_gets_the_next_free_name(
     assert (dest / "data (1).bin").read_bytes() == faults.content("/f/b.bin")
 
 
-@pytest.mark.parametrize("existing", [Existing.SKIP, Existing.OVERWRITE, Existing.RENAME])
+@pytest.mark.parametrize("existing", [Existing.SKIP, Existing.RENAME, Existing.ERROR])
 async def test_the_same_url_twice_stays_one_download(
     faults: FaultServer, dest: Path, existing: Existing
 ) -> None:
@@ -85,6 +85,24 @@ async def test_the_same_url_twice_stays_one_download(
     assert sorted(o.skipped for o in outcomes) == [False, True]
     assert len(faults.hits("/f/a.bin")) == 1
     assert listing(dest) == ["a.bin"]
+
+
+async def test_overwrite_replaces_what_this_run_saved_as_asked(
+    faults: FaultServer, dest: Path
+) -> None:
+    # A long-lived downloader that refreshes one file: OVERWRITE means fetch it again, from the
+    # same URL or another one given that exact path.
+    target = dest / "latest.bin"
+    async with Downloader(dest=dest, existing=Existing.OVERWRITE) as dl:
+        await dl.download(faults.url("/f/a.bin"), dest=target)
+        again = await dl.download(faults.url("/f/a.bin"), dest=target)
+        other = await dl.download(faults.url("/f/b.bin"), dest=target)
+    assert again.replaced
+    assert other.replaced
+    assert not other.skipped
+    assert len(faults.hits("/f/a.bin")) == 2
+    assert target.read_bytes() == faults.content("/f/b.bin")
+    assert listing(dest) == ["latest.bin"]
 
 
 # --- a checksum and a file on hand ----------------------------------------------------------

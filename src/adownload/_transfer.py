@@ -1606,7 +1606,9 @@ class Transfer:
         existing = self.existing
         saved = self._settings.saved
         key = os.path.abspath(target)  # noqa: ASYNC240  (no I/O for the absolute paths we build)
-        saved_from = saved.saved_from(key)
+        # OVERWRITE replaces whatever is there, as asked (a long-lived downloader refreshing
+        # a file); every other policy must not take a file this run saved for its own.
+        saved_from = None if existing is Existing.OVERWRITE else saved.saved_from(key)
         if saved_from is not None:
             # This run saved the file: from this URL (one download is enough), or from another,
             # which must not be reported as this one's file.
