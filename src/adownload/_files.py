@@ -248,7 +248,12 @@ def is_marked(path: Path) -> bool:
 
 
 class SpecialFileError(OSError):
-    """A FIFO, socket or device stands where adownload expects a regular file."""
+    """A FIFO, socket or device stands where adownload expects a regular file; `kind` says
+    which ("a FIFO", ...)."""
+
+    def __init__(self, path: Path, mode: int) -> None:
+        self.kind = kind_of(mode)
+        super().__init__(errno.EINVAL, f"{path} is {self.kind}", str(path))
 
 
 def kind_of(mode: int) -> str:
@@ -277,7 +282,7 @@ def open_regular(path: Path, flags: int) -> int:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise SpecialFileError(errno.EINVAL, f"{path} is {kind_of(mode)}", str(path))
+            raise SpecialFileError(path, mode)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)

@@ -614,7 +614,7 @@ class Transfer:
             self._part_ours = True
             marked = _files.mark_part(sink.fileno() if isinstance(sink, FileSink) else part)
         except _files.SpecialFileError as exc:
-            raise self._special(exc, part) from None
+            raise self._special(exc.kind, part) from None
         except DownloadError:
             raise
         except OSError as exc:
@@ -1439,7 +1439,7 @@ class Transfer:
             self._state_absent = True
             return
         except _files.SpecialFileError as exc:
-            raise self._special(exc, self._state_file) from None
+            raise self._special(exc.kind, self._state_file) from None
         # A state beside it makes the part ours, whatever else is wrong with the pair.
         self._part_ours = True
         size = self._part_size(part)
@@ -1471,7 +1471,7 @@ class Transfer:
             return info.st_size
         if stat.S_ISLNK(info.st_mode):
             return None
-        raise self._special(None, part, info.st_mode)
+        raise self._special(_files.kind_of(info.st_mode), part)
 
     def _make_room_for_part(self) -> None:
         """A fresh body meets something at the `.part` name: remove it if it is ours (a leftover
@@ -1491,7 +1491,7 @@ class Transfer:
             _files.remove_quietly(part)
             return
         if not stat.S_ISREG(info.st_mode):
-            raise self._special(None, part, info.st_mode)
+            raise self._special(_files.kind_of(info.st_mode), part)
         raise DestinationExistsError(
             f"{part} is in the way: adownload did not make it and will not replace it "
             f"(move it away to download {self.path})",
@@ -1499,12 +1499,9 @@ class Transfer:
             path=part,
         )
 
-    def _special(self, exc: OSError | None, path: Path, mode: int | None = None) -> UnsafePathError:
-        what = str(exc) if mode is None else f"{path} is {_files.kind_of(mode)}"
+    def _special(self, kind: str, path: Path) -> UnsafePathError:
         return UnsafePathError(
-            f"refusing to use {path}: {what.removeprefix(f'{path} ')}, not a regular file",
-            url=self.url,
-            path=path,
+            f"refusing to use {path}: it is {kind}, not a regular file", url=self.url, path=path
         )
 
     def _keep_or_discard(self, exc: BaseException) -> None:
@@ -1602,7 +1599,7 @@ class Transfer:
         if stat.S_ISDIR(mode):
             raise InvalidRequestError(f"the target {target} is a directory", url=self.url)
         if not stat.S_ISREG(mode):
-            raise self._special(None, target, mode)
+            raise self._special(_files.kind_of(mode), target)
         existing = self.existing
         saved = self._settings.saved
         key = os.path.abspath(target)  # noqa: ASYNC240  (no I/O for the absolute paths we build)
@@ -1646,7 +1643,7 @@ class Transfer:
         try:
             await asyncio.to_thread(_read_into, target, hashes, None)
         except _files.SpecialFileError as exc:
-            raise self._special(exc, target) from None
+            raise self._special(exc.kind, target) from None
         except OSError as exc:
             raise self._storage_error(exc, target) from exc
         return hashes.digest(wanted[0]).hex() == wanted[1]
