@@ -27,8 +27,9 @@ from ._events import EventHook, Finished, Queued, emitter
 from ._exceptions import DownloadError, InvalidRequestError
 from ._limits import KeyedPrimitives, Limiter
 from ._models import Item, Outcome, Request
+from ._settings import Settings
 from ._sinks import FileSink, Sink, SinkOpener
-from ._transfer import ACCEPT_ENCODING, Settings, Transfer, merge_headers
+from ._transfer import ACCEPT_ENCODING, Transfer, merge_headers
 from ._util import cancel_and_wait, redact
 from ._version import USER_AGENT
 

@@ -15,23 +15,20 @@ import contextlib
 import logging
 import os
 import re
-import stat
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import NoReturn
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from . import _files, _splice, _state
-from ._config import Existing, Retry, Segments, Timeout
-from ._events import PROGRESS_INTERVAL, Event, Progress, Retrying, Started
+from . import _files, _splice
+from ._config import Segments
+from ._events import PROGRESS_INTERVAL, Progress, Retrying, Started
 from ._exceptions import (
     ChecksumMismatchError,
     ContentDecodingError,
@@ -52,11 +49,12 @@ from ._exceptions import (
     UnsafePathError,
     translate_client_errors,
 )
-from ._limits import KeyedPrimitives, Limiter
 from ._models import Outcome, Request
 from ._segments import Layout, Segment
-from ._sinks import FileSink, Sink, SinkOpener
+from ._settings import Settings
+from ._sinks import FileSink, Sink
 from ._state import PartState
+from ._target import Skipped, Target
 from ._util import IdleTimeout, redact, wait_through_cancellation
 from ._verify import Hashes, check, parse_digest_fields, parse_legacy_digest
 
@@ -85,12 +83,6 @@ ACCEPT_ENCODING = ", ".join(c for c in ("gzip", "deflate", "br", "zstd") if c in
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: Statuses whose body is the whole file (a 203 is a 200 from a transforming proxy).
 _WHOLE = frozenset({200, 203})
-#: A single-stream body larger than this gets its resume state written when it starts, so that
-#: even a killed process can continue it. A smaller one is fetched again whole after a kill (one
-#: more round trip at most); its state is written only when a failure keeps its part. For a
-#: thousand 64 KiB files, writing every state up front was the largest cost of ours (15 % of
-#: the event loop's samples: a temporary file, a rename and an unlink per file).
-_EAGER_STATE = 1 << 20
 #: No hashes at all (falsy, so never updated): shared by every download that checks no digest.
 _NO_HASHES = Hashes(())
 # Request headers that carry credentials: not sent on to another origin after a redirect.
@@ -105,44 +97,6 @@ _FATAL = (
     InvalidRequestError,
     SizeLimitError,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """A downloader's defaults and shared machinery, handed to each of its transfers."""
-
-    session: aiohttp.ClientSession
-    dest: Path
-    timeout: Timeout
-    existing: Existing
-    headers: CIMultiDict[str]
-    content_disposition: bool
-    writer: SinkOpener
-    max_redirects: int
-    read_bufsize: int
-    limiter: Limiter
-    path_locks: KeyedPrimitives[str, asyncio.Lock]
-    emit: Callable[[Event], None] | None
-    retry: Retry
-    resume: bool
-    max_size: int | None
-    verify_digests: bool
-    allow_downgrade: bool
-    decode_content: bool
-    segments: Segments
-    #: Large plain bodies go from socket to file inside the kernel (Linux); see _splice.
-    splice: bool = True
-    #: Directories this downloader made or found: one mkdir per directory, not per file.
-    directories: set[Path] = field(default_factory=set)
-    #: The files this downloader saved, and from which URL.
-    saved: _files.Ledger = field(default_factory=_files.Ledger)
-
-
-class _Skipped(Exception):
-    """Internal: the target exists and the policy says to leave it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
 
 
 class _StartOver(Exception):
@@ -192,7 +146,8 @@ class Transfer:
         self.max_size = request.max_size if request.max_size is not None else settings.max_size
         self._dest = dest
         self._resume = settings.resume and not settings.decode_content
-        self.path: Path | None = None
+        # The final path, the .part and its state: everything this download does on disk.
+        self.target = Target(settings, request, self.url, self.existing, resume=self._resume)
         self.status: int | None = None
         self.final_url: str | None = None
         self.size = 0
@@ -201,10 +156,6 @@ class Transfer:
         self.etag: str | None = None  # validators of the response that produced the file
         self.last_modified: str | None = None
         self.started = time.monotonic()
-        self._part: Path | None = None
-        self._state_file: Path | None = None
-        # What the bytes on hand (in the .part or the sink) are a prefix of, when resumable.
-        self._state: PartState | None = None
         self._sink_size = 0  # bytes in a caller's sink
         self._sink_touched = False  # whether a caller's sink has been written to
         self._no_ranges: set[URL] = set()  # URLs whose range answers cannot be trusted
@@ -212,18 +163,12 @@ class Transfer:
         self._stack: contextlib.AsyncExitStack | None = None
         self._idle: IdleTimeout  # the read watchdog of the attempt under way
         self._layout: Layout | None = None  # the segments of a segmented attempt
-        # Known to have no state file (none found, or removed by us): saves an unlink per file.
-        self._state_absent = False
-        # Whether the file at the .part name is ours to remove: made by this transfer, adopted
-        # with its state, or carrying our mark. Nothing else there is ever deleted.
-        self._part_ours = False
-        self.replaced = False  # the download replaces a file that was at the target
 
     def outcome(self, error: DownloadError | None = None, *, skipped: bool = False) -> Outcome:
         return Outcome(
             url=self.url,
             request=self.request,
-            path=self.path,
+            path=self.target.path,
             error=error,
             status=self.status,
             size=self.size,
@@ -234,7 +179,7 @@ class Transfer:
             resumed_from=self.resumed_from,
             etag=self.etag,
             last_modified=self.last_modified,
-            replaced=self.replaced and error is None and not skipped,
+            replaced=self.target.replaced and error is None and not skipped,
         )
 
     # --- the whole download ---------------------------------------------------------------
@@ -249,15 +194,16 @@ class Transfer:
                 if request.sink is None:
                     if request.path is not None:
                         target = Path(request.path)
-                        self._ensure_directory(target.parent)
-                        await self._claim(target)
+                        self.target.ensure_directory(target.parent)
+                        await self.target.claim(stack, target)
                     elif not self._settings.content_disposition:
                         name = _files.name_from_url(request.parsed_url)
-                        await self._claim(self._join(self._directory(), name))
+                        directory = self.target.directory(self._dest)
+                        await self.target.claim(stack, self.target.join(directory, name))
                     # else: the name comes with the first response, see _receive.
                 await self._with_total_timeout()
-        except _Skipped as skip:
-            self.path = skip.path
+        except Skipped as skip:
+            self.target.path = skip.path
             self.size = 0
             return self.outcome(skipped=True)
         return self.outcome()
@@ -400,12 +346,13 @@ class Transfer:
             raise
 
     def _plan(self, url: URL) -> _Plan:
-        state = self._state
+        state = self.target.state
         if state is None or not self._resume or url in self._no_ranges:
             return _Plan(url, 0)
         if_range = state.if_range()
         if state.sparse and state.length and url in self._no_segments:
-            self._to_prefix(state)
+            start = self.target.to_prefix()
+            log.info("%s: continuing from byte %d in one stream", self.shown, start)
         if state.sparse and state.length:
             # A segmented part: ask for its first hole; the segments then fill the others.
             missing = state.missing()
@@ -422,34 +369,6 @@ class Transfer:
                 url, state.length - 1, probe=True, stop=state.length - 1, if_range=if_range
             )
         return _Plan(url, have, if_range=if_range)
-
-    def _to_prefix(self, state: PartState) -> None:
-        """Bounded ranges failed for the segments of a sparse part: keep its bytes up to the
-        first hole, which one stream then continues (an open-ended range, which such servers
-        often still answer right) instead of starting over from byte 0."""
-        assert self._part is not None
-        assert state.length is not None
-        missing = state.missing()
-        start = missing[0][0] if missing else state.length
-        try:
-            os.truncate(self._part, start)
-        except OSError as exc:
-            raise self._storage_error(exc, self._part) from exc
-        state.sparse, state.ranges = False, [(0, start)]
-        log.info("%s: continuing from byte %d in one stream", self.shown, start)
-
-    def _bytes_on_hand(self) -> int:
-        if self.request.sink is not None:
-            return self._sink_size
-        assert self._part is not None
-        if self._state is not None and self._state.sparse and self._state.length is not None:
-            missing = self._state.missing()
-            return self._state.length - sum(end - start for start, end in missing)
-        try:
-            # The .part is written front to back by one stream, so its size is the done prefix.
-            return os.lstat(self._part).st_size
-        except FileNotFoundError:
-            return 0
 
     async def _send(self, plan: _Plan, idle: IdleTimeout) -> aiohttp.ClientResponse:
         """GET `plan.url`, following redirects ourselves so that each hop can be checked."""
@@ -550,10 +469,12 @@ class Transfer:
         # A whole body, not the continuation of bytes on hand (a 206 may start at 0: the first
         # hole of a segmented part).
         fresh = response.status != 206
-        if self.request.sink is None and self._part is None:
+        if self.request.sink is None and self.target.part is None:
             # Content-Disposition naming: the target is known only now.
             name = _name_from_response(response) or _files.name_from_url(self.request.parsed_url)
-            await self._claim(self._join(self._directory(), name), resume=False)
+            assert self._stack is not None
+            directory = self.target.directory(self._dest)
+            await self.target.claim(self._stack, self.target.join(directory, name), resume=False)
         if self.max_size is not None and length is not None and length > self.max_size:
             self._discard()
             raise SizeLimitError(
@@ -572,10 +493,8 @@ class Transfer:
             self._sink_touched = True
             await self._stream(response, sink, offset, length, plan, closing)
             return
-        assert self._part is not None
-        assert self.path is not None
         segments = self._segmenting(response, plan, offset, length, fresh)
-        file_sink = await self._open_part(fresh)
+        file_sink = await self.target.open_part(fresh)
         try:
             if segments is not None and length is not None:
                 assert isinstance(file_sink, FileSink)
@@ -584,54 +503,12 @@ class Transfer:
                 await self._stream(response, file_sink, offset, length, plan, closing)
         except BaseException as exc:
             await _close_quietly(file_sink)
-            self._keep_or_discard(exc)
+            self.target.keep_or_discard(
+                exc, None if self._layout is None else self._layout.ranges()
+            )
             raise
         await self._close(file_sink)
-        self._commit_part()
-
-    async def _open_part(self, fresh: bool) -> Sink:
-        """The sink on the `.part`: continued, or (for a fresh body) created and marked ours."""
-        part = self._part
-        assert part is not None
-        writer = self._settings.writer
-        try:
-            if not fresh:
-                return await writer(part, existing=True)
-            try:
-                sink = await writer(part, existing=False)
-            except FileExistsError:
-                # Created with O_EXCL, so finding something costs no extra call when, as almost
-                # always, there is nothing: a leftover of ours or a link goes, anything else stays.
-                self._make_room_for_part()
-                sink = await writer(part, existing=False)
-            except FileNotFoundError:
-                if part.parent not in self._settings.directories:
-                    raise
-                # The directory went away since this downloader made it: make it again.
-                self._settings.directories.discard(part.parent)
-                self._ensure_directory(part.parent)
-                sink = await writer(part, existing=False)
-            self._part_ours = True
-            marked = _files.mark_part(sink.fileno() if isinstance(sink, FileSink) else part)
-        except _files.SpecialFileError as exc:
-            raise self._special(exc.kind, part) from None
-        except DownloadError:
-            raise
-        except OSError as exc:
-            raise self._storage_error(exc, part) from exc
-        if not marked and self._state_absent:
-            # No user attributes on this file system: a state file is the mark instead, so a
-            # later run knows the part is ours (resumable or not; a state without validators is
-            # discarded, with its part, when it is read).
-            self._state = self._state or PartState.of(self.request.parsed_url, None, None, None)
-            try:
-                self._save_state()
-            except BaseException:
-                await _close_quietly(sink)
-                raise
-            if not self._state.resumable:
-                self._state = None
-        return sink
+        self._commit()
 
     async def _finish_complete(self) -> None:
         """The bytes on hand are the whole current file: verify the checksum and commit."""
@@ -648,13 +525,7 @@ class Transfer:
                 self._discard()
                 raise
         if self.request.sink is None:
-            self._commit_part()
-
-    def _commit_part(self) -> None:
-        assert self._part is not None
-        assert self.path is not None
-        self.path = self._commit(self._part, self.path)
-        self._remove_state()
+            self._commit()
 
     def _interpret(
         self, response: aiohttp.ClientResponse, plan: _Plan, ranged: bool
@@ -718,7 +589,7 @@ class Transfer:
             )
 
     def _check_partial(self, response: aiohttp.ClientResponse, plan: _Plan) -> int | None:
-        state = self._state
+        state = self.target.state
         assert state is not None
         value = response.headers.get("Content-Range")
         answer = range_answer(value, response.content_length, plan.offset, plan.stop, state.length)
@@ -739,7 +610,7 @@ class Transfer:
 
     def _check_unsatisfiable(self, response: aiohttp.ClientResponse, plan: _Plan) -> None:
         """A 416: the part is complete if the server's size and validators say so."""
-        state = self._state
+        state = self.target.state
         assert state is not None
         match = _UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
         etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
@@ -751,27 +622,8 @@ class Transfer:
     def _adopt(self, response: aiohttp.ClientResponse, length: int | None) -> None:
         """A fresh body starts: remember its validators when it can be resumed later."""
         state = self._validators(response, length)
-        self._state = state if self._resume and state.resumable else None
         self._sink_size = 0
-        if self._state is not None and (length is None or length > _EAGER_STATE):
-            self._save_state()
-        else:
-            # Not written now (see _EAGER_STATE), and a stale one must not describe this body.
-            self._remove_state()
-
-    def _save_state(self) -> None:
-        if self._state is None or self._state_file is None:
-            return
-        self._state_absent = False
-        try:
-            _state.save(self._state_file, self._state)
-        except OSError as exc:
-            raise self._storage_error(exc, self._state_file) from exc
-
-    def _remove_state(self) -> None:
-        if self._state_file is not None and not self._state_absent:
-            _files.remove_quietly(self._state_file)
-            self._state_absent = True
+        self.target.start_fresh(state if self._resume and state.resumable else None, length)
 
     async def _stream(
         self,
@@ -793,7 +645,7 @@ class Transfer:
         if full and offset:
             await self._hash_prefix(full, offset)
         if emit is not None:
-            emit(Started(self.url, self.request, self.path, length, offset))
+            emit(Started(self.url, self.request, self.target.path, length, offset))
             next_progress = time.monotonic() + PROGRESS_INTERVAL
         min_speed = self.timeout.min_speed
         window = self.timeout.min_speed_window
@@ -828,7 +680,7 @@ class Transfer:
                     try:
                         await sink.write_at(position, chunk)
                     except OSError as exc:
-                        raise self._storage_error(exc) from exc
+                        raise self.target.storage_error(exc) from exc
                     if bucket is not None:
                         await bucket.take(len(chunk))
                     position += len(chunk)
@@ -905,7 +757,7 @@ class Transfer:
                     await sink.write_at(position, head)
                     await sink.drain()
                 except OSError as exc:
-                    raise self._storage_error(exc) from exc
+                    raise self.target.storage_error(exc) from exc
                 position += len(head)
                 self.size = position
                 self._idle.touch()
@@ -971,7 +823,7 @@ class Transfer:
         except _splice.SpliceReceiveError as exc:
             raise self._incomplete(copy.position, length, offset, response) from exc.__cause__
         except OSError as exc:
-            raise self._storage_error(exc) from exc
+            raise self.target.storage_error(exc) from exc
 
     def _check_end(
         self,
@@ -1023,7 +875,7 @@ class Transfer:
         ):
             return None
         segments = self.request.segments or settings.segments
-        state = self._state
+        state = self.target.state
         if state is not None and state.sparse and not fresh:
             return segments  # the holes of a segmented part: only segments can fill them
         if segments.count < 2 or length - offset < 2 * segments.min_size:
@@ -1061,7 +913,7 @@ class Transfer:
         breaks continues from its last written byte; a segment that fails for good fails the
         download, and the resume state keeps every range that was written.
         """
-        state = self._state
+        state = self.target.state
         validators = state or self._validators(response, length)
         resumed = state is not None and state.sparse and response.status == 206
         missing = state.missing() if state is not None and resumed else [(offset, length)]
@@ -1073,7 +925,7 @@ class Transfer:
         if state is not None:
             state.sparse = True
             state.ranges = layout.ranges()
-            self._save_state()
+            self.target.save_state()
         self.resumed_from = done_before
         # From here on each connection watches its own silence.
         self._idle.disarm()
@@ -1093,7 +945,7 @@ class Transfer:
         full, _, expected = self._expected_digests(response)
         emit = self._settings.emit
         if emit is not None:
-            emit(Started(self.url, self.request, self.path, length, done_before))
+            emit(Started(self.url, self.request, self.target.path, length, done_before))
         log.debug("%s: %d bytes in up to %d segments", self.shown, length, segments.count)
         try:
             async with asyncio.TaskGroup() as group:
@@ -1182,11 +1034,12 @@ class Transfer:
     ) -> None:
         timeout = self.timeout
         if segment.sink is None:
-            assert self._part is not None
+            part = self.target.part
+            assert part is not None
             try:
-                sink = await self._settings.writer(self._part, existing=True)
+                sink = await self._settings.writer(part, existing=True)
             except OSError as exc:
-                raise self._storage_error(exc, self._part) from exc
+                raise self.target.storage_error(exc, part) from exc
             assert isinstance(sink, FileSink)
             segment.sink = sink
         sink = segment.sink
@@ -1321,7 +1174,7 @@ class Transfer:
                 if bucket is not None:
                     await bucket.take(len(chunk))
         except OSError as exc:
-            raise self._storage_error(exc) from exc
+            raise self.target.storage_error(exc) from exc
         raise IncompleteBodyError(
             f"a segment of {self.shown} ended at byte {segment.position}, before {segment.end}",
             url=self.url,
@@ -1343,11 +1196,11 @@ class Transfer:
             self.size = job.done_before + received
             if emit is not None:
                 emit(Progress(self.url, self.request, self.size, job.length))
-            if self._state is not None and now - last_save >= 1.0:
+            if self.target.state is not None and now - last_save >= 1.0:
                 # A killed process resumes from what was written by then.
-                self._state.ranges = job.layout.ranges()
+                self.target.state.ranges = job.layout.ranges()
                 with contextlib.suppress(StorageError):
-                    self._save_state()
+                    self.target.save_state()
                 last_save = now
             if min_speed is not None and now - window_start >= window:
                 if (received - window_bytes) / (now - window_start) < min_speed:
@@ -1407,288 +1260,29 @@ class Transfer:
             raise RemoteProtocolError(
                 "cannot verify a digest of a resumed download into a custom sink", url=self.url
             )
-        assert self._part is not None
-        part = self._part
-        try:
-            await asyncio.to_thread(_read_into, part, hashes, length)
-        except OSError as exc:
-            raise self._storage_error(exc, part) from exc
+        await self.target.hash_part(hashes, length)
 
-    # --- files ------------------------------------------------------------------------------
-
-    async def _claim(self, target: Path, *, resume: bool = True) -> None:
-        """Lock `target`, apply the existing-file policy, and adopt a resumable `.part`."""
-        assert self._stack is not None
-        await self._stack.enter_async_context(self._lock(target))
-        target = await self._resolve_existing(target)
-        self.path = target
-        self._part = part = _files.part_path(target)
-        self._state_file = _state.state_path(part)
-        self._state_absent = False
-        self._part_ours = False
-        if not (self._resume and resume):
-            # A part with a state beside it, or our mark on it, is a leftover of ours.
-            self._part_ours = _files.lexists(self._state_file) or _files.is_marked(part)
-            self._discard()
-            return
-        try:
-            state = _state.load(self._state_file)
-        except FileNotFoundError:
-            # Nothing to resume. A .part without a state is replaced when the body starts, if
-            # it is ours (see _make_room_for_part).
-            self._state_absent = True
-            return
-        except _files.SpecialFileError as exc:
-            raise self._special(exc.kind, self._state_file) from None
-        # A state beside it makes the part ours, whatever else is wrong with the pair.
-        self._part_ours = True
-        size = self._part_size(part)
-        if (
-            state is not None
-            and state.resumable
-            and state.belongs_to(self.request.parsed_url)
-            # A part with holes can only be filled by segments, which need the FileSink.
-            and not (state.sparse and self._settings.writer != FileSink.open)
-            and size is not None
-            # The part must hold what the state says it holds, and no more than the file.
-            and state.agrees_with(size)
-        ):
-            self._state = state
-            log.debug("found %s to resume", part)
-        else:
-            self._discard()
-
-    def _part_size(self, part: Path) -> int | None:
-        """The size of the regular file at `part`; None when there is none (or a link, which is
-        removed when the body starts). A FIFO, socket or device there is refused."""
-        try:
-            info = os.lstat(part)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise self._storage_error(exc, part) from exc
-        if stat.S_ISREG(info.st_mode):
-            return info.st_size
-        if stat.S_ISLNK(info.st_mode):
-            return None
-        raise self._special(_files.kind_of(info.st_mode), part)
-
-    def _make_room_for_part(self) -> None:
-        """A fresh body meets something at the `.part` name: remove it if it is ours (a leftover
-        of a killed run) or a planted link; refuse anything else, which is not ours to delete."""
-        part = self._part
-        assert part is not None
-        try:
-            info = os.lstat(part)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise self._storage_error(exc, part) from exc
-        if stat.S_ISLNK(info.st_mode) or (
-            stat.S_ISREG(info.st_mode) and (self._part_ours or _files.is_marked(part))
-        ):
-            # Removing a link removes the link, not its target.
-            _files.remove_quietly(part)
-            return
-        if not stat.S_ISREG(info.st_mode):
-            raise self._special(_files.kind_of(info.st_mode), part)
-        raise DestinationExistsError(
-            f"{part} is in the way: adownload did not make it and will not replace it "
-            f"(move it away to download {self.path})",
-            url=self.url,
-            path=part,
-        )
-
-    def _special(self, kind: str, path: Path) -> UnsafePathError:
-        return UnsafePathError(
-            f"refusing to use {path}: it is {kind}, not a regular file", url=self.url, path=path
-        )
-
-    def _keep_or_discard(self, exc: BaseException) -> None:
-        """After a failed attempt: keep a resumable `.part` (with its state), or remove it."""
-        if self._state is None or isinstance(exc, ChecksumMismatchError | SizeLimitError):
-            self._discard()
-            return
-        assert self._state_file is not None
-        if self._layout is not None:
-            self._state.ranges = self._layout.ranges()
-            self._state.sparse = True
-        elif not self._state.sparse:
-            self._state.ranges = [(0, self._bytes_on_hand())]
-        try:
-            self._save_state()
-        except StorageError:
-            # A part whose state cannot be written (a full disk) cannot be resumed: it would
-            # only fill the disk for the next files.
-            self._discard()
+    # --- the bytes on hand ----------------------------------------------------------------------
 
     def _discard(self) -> None:
-        """Forget the bytes on hand: remove the `.part` (if ours) and its state."""
-        self._state = None
+        """Forget the bytes on hand: in a caller's sink, or the `.part` (if ours) and its state."""
         self._sink_size = 0
-        if self._part is not None:
-            self._remove_part()
-        if self._state_file is not None:
-            if not self._state_absent:
-                _files.remove_quietly(self._state_file)
-            self._state_absent = True
+        self.target.discard()
 
-    def _remove_part(self) -> None:
-        # Only ours: a file someone else put at the .part name is never deleted.
-        assert self._part is not None
-        if self._part_ours:
-            _files.remove_quietly(self._part)
-            self._part_ours = False
+    def _bytes_on_hand(self) -> int:
+        if self.request.sink is not None:
+            return self._sink_size
+        return self.target.bytes_on_hand()
+
+    def _commit(self) -> None:
+        self.target.commit()
+        log.debug("saved %s (%d bytes)", self.target.path, self.size)
 
     async def _close(self, sink: Sink) -> None:
         try:
             await sink.close()
         except OSError as exc:
-            raise self._storage_error(exc) from exc
-
-    def _commit(self, part: Path, target: Path) -> Path:
-        overwrite = self.existing is Existing.OVERWRITE or self.replaced
-        _files.unmark_part(part)
-        while True:
-            # Without overwrite, a link at the target makes the commit fail (it never replaces),
-            # so the check waits for that failure instead of costing an lstat per file.
-            if overwrite and _files.is_symlink(target):
-                self._refuse_symlink(target)
-            try:
-                _files.commit(part, target, overwrite=overwrite)
-            except FileExistsError:
-                if _files.is_symlink(target):
-                    self._refuse_symlink(target)
-                # The file appeared while we were downloading.
-                if self.existing is Existing.RENAME:
-                    target = _files.free_name(target)
-                    continue
-                self._discard()
-                if self.existing is Existing.SKIP:
-                    raise _Skipped(target) from None
-                raise DestinationExistsError(
-                    f"{target} appeared during the download", url=self.url, path=target
-                ) from None
-            except OSError as exc:
-                raise self._storage_error(exc, target) from exc
-            self._part_ours = False  # it is the file now
-            self._settings.saved.record(os.path.abspath(target), self.url)
-            log.debug("saved %s (%d bytes)", target, self.size)
-            return target
-
-    def _refuse_symlink(self, target: Path) -> NoReturn:
-        raise UnsafePathError(
-            f"refusing to replace the symbolic link at {target}", url=self.url, path=target
-        )
-
-    async def _resolve_existing(self, target: Path) -> Path:
-        """Apply the existing-file policy to `target`; the path to write, or raise `_Skipped`."""
-        self.path = target
-        try:
-            mode = os.lstat(target).st_mode
-        except FileNotFoundError:
-            return target
-        except OSError as exc:
-            raise self._storage_error(exc, target) from exc
-        if stat.S_ISLNK(mode):
-            raise UnsafePathError(
-                f"refusing to write through the symbolic link at {target}",
-                url=self.url,
-                path=target,
-            )
-        if stat.S_ISDIR(mode):
-            raise InvalidRequestError(f"the target {target} is a directory", url=self.url)
-        if not stat.S_ISREG(mode):
-            raise self._special(_files.kind_of(mode), target)
-        existing = self.existing
-        saved = self._settings.saved
-        key = os.path.abspath(target)  # noqa: ASYNC240  (no I/O for the absolute paths we build)
-        # OVERWRITE replaces whatever is there, as asked (a long-lived downloader refreshing
-        # a file); every other policy must not take a file this run saved for its own.
-        saved_from = None if existing is Existing.OVERWRITE else saved.saved_from(key)
-        if saved_from is not None:
-            # This run saved the file: from this URL (one download is enough), or from another,
-            # which must not be reported as this one's file.
-            if saved_from == hash(self.url):
-                raise _Skipped(target)
-            if existing is Existing.RENAME:
-                return _files.free_name(target)
-            other = saved.name(key)
-            raise DestinationExistsError(
-                f"{target} was saved from {other or 'another URL'} earlier in this run; "
-                f"{self.shown} maps to the same name",
-                url=self.url,
-                path=target,
-                taken_by=other,
-            )
-        if existing is Existing.SKIP:
-            wanted = self.request.expected_digest
-            if wanted is None or await self._matches_checksum(target, wanted):
-                log.debug("skipped %s: %s exists", self.shown, target)
-                raise _Skipped(target)
-            # A file whose checksum is known and wrong is no reason to skip: replace it,
-            # atomically, with a verified download.
-            log.info("%s does not match the checksum of %s; replacing it", target, self.shown)
-            self.replaced = True
-            return target
-        if existing is Existing.ERROR:
-            raise DestinationExistsError(f"{target} exists", url=self.url, path=target)
-        if existing is Existing.RENAME:
-            return _files.free_name(target)
-        self.replaced = True
-        return target
-
-    async def _matches_checksum(self, target: Path, wanted: tuple[str, str]) -> bool:
-        hashes = Hashes([wanted[0]])
-        try:
-            await asyncio.to_thread(_read_into, target, hashes, None)
-        except _files.SpecialFileError as exc:
-            raise self._special(exc.kind, target) from None
-        except OSError as exc:
-            raise self._storage_error(exc, target) from exc
-        return hashes.digest(wanted[0]).hex() == wanted[1]
-
-    def _directory(self) -> Path:
-        directory = Path(self.request.dest or self._dest or self._settings.dest)
-        self._ensure_directory(directory)
-        return directory
-
-    def _ensure_directory(self, directory: Path) -> None:
-        known = self._settings.directories
-        if directory in known:
-            return
-        # mkdir is one quick syscall when the directory exists: cheaper inline than a thread hop.
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise InvalidRequestError(
-                f"the destination {directory} exists and is not a directory", url=self.url
-            ) from None
-        except OSError as exc:
-            raise self._storage_error(exc, directory) from exc
-        known.add(directory)
-
-    def _join(self, directory: Path, name: str) -> Path:
-        try:
-            return _files.join_safely(directory, name)
-        except ValueError as exc:
-            raise UnsafePathError(str(exc), url=self.url, path=directory) from None
-
-    def _lock(self, target: Path) -> AbstractAsyncContextManager[None]:
-        # Two downloads to one file in this downloader run one after the other; the second then
-        # meets the first one's file and applies its existing-file policy to it. The key drops
-        # `.part` suffixes, so that `data` (whose part is `data.part`) and a download *to*
-        # `data.part` take turns too, instead of racing for one name.
-        key = os.path.abspath(target)
-        while key.endswith(_files.PART_SUFFIX):
-            key = key[: -len(_files.PART_SUFFIX)]
-        return self._settings.path_locks.hold(key)
-
-    def _storage_error(self, exc: OSError, path: Path | None = None) -> StorageError:
-        path = path or self.path or Path(".")
-        return StorageError(
-            f"cannot write {path}: {exc.strerror or exc}", url=self.url, path=path, errno=exc.errno
-        )
+            raise self.target.storage_error(exc) from exc
 
 
 class _Complete(Exception):
@@ -1734,21 +1328,6 @@ def _most_telling(group: BaseExceptionGroup[BaseException]) -> BaseException:
             if isinstance(error, kind):
                 return error
     return leaves[0] if leaves else group
-
-
-def _read_into(path: Path, hashes: Hashes, length: int | None) -> None:
-    """Feed the first `length` bytes of the regular file `path` (all of it for None) to
-    `hashes`; blocking, for a worker thread."""
-    with os.fdopen(_files.open_regular(path, os.O_RDONLY), "rb") as file:
-        remaining = -1 if length is None else length
-        while remaining:
-            block = file.read(1 << 20 if remaining < 0 else min(remaining, 1 << 20))
-            if not block:
-                if remaining > 0:
-                    raise OSError(f"{path} is shorter than {length} bytes")
-                return
-            hashes.update(block)
-            remaining -= len(block) if remaining > 0 else 0
 
 
 def range_answer(

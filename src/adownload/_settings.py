@@ -1,0 +1,48 @@
+"""`Settings`: a downloader's defaults and shared machinery, handed to each of its transfers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from multidict import CIMultiDict
+
+from ._config import Existing, Retry, Segments, Timeout
+from ._events import Event
+from ._files import Ledger
+from ._limits import KeyedPrimitives, Limiter
+from ._sinks import SinkOpener
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """A downloader's defaults and shared machinery, handed to each of its transfers."""
+
+    session: aiohttp.ClientSession
+    dest: Path
+    timeout: Timeout
+    existing: Existing
+    headers: CIMultiDict[str]
+    content_disposition: bool
+    writer: SinkOpener
+    max_redirects: int
+    read_bufsize: int
+    limiter: Limiter
+    path_locks: KeyedPrimitives[str, asyncio.Lock]
+    emit: Callable[[Event], None] | None
+    retry: Retry
+    resume: bool
+    max_size: int | None
+    verify_digests: bool
+    allow_downgrade: bool
+    decode_content: bool
+    segments: Segments
+    #: Large plain bodies go from socket to file inside the kernel (Linux); see _splice.
+    splice: bool = True
+    #: Directories this downloader made or found: one mkdir per directory, not per file.
+    directories: set[Path] = field(default_factory=set)
+    #: The files this downloader saved, and from which URL.
+    saved: Ledger = field(default_factory=Ledger)

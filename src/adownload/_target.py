@@ -1,0 +1,482 @@
+"""Where one download's bytes go on disk, and the rules for every file it touches there.
+
+A `Target` holds the final path, the `.part` beside it and its `.part.state`: the path lock,
+the existing-file policy (with the downloader's ledger of what it saved), adopting a resumable
+part only when it and its state agree, whose part a file at the `.part` name is, keeping or
+discarding the bytes on hand after a failure, and the no-clobber commit. Nothing else in the
+package touches the destination directory. The exchange with the server is `Transfer`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import NoReturn
+
+from . import _files, _state
+from ._config import Existing
+from ._exceptions import (
+    ChecksumMismatchError,
+    DestinationExistsError,
+    DownloadError,
+    InvalidRequestError,
+    SizeLimitError,
+    StorageError,
+    UnsafePathError,
+)
+from ._models import Request
+from ._settings import Settings
+from ._sinks import FileSink, Sink
+from ._state import PartState
+from ._verify import Hashes
+
+log = logging.getLogger("adownload")
+
+#: A single-stream body larger than this gets its resume state written when it starts, so that
+#: even a killed process can continue it. A smaller one is fetched again whole after a kill (one
+#: more round trip at most); its state is written only when a failure keeps its part. For a
+#: thousand 64 KiB files, writing every state up front was the largest cost of ours (15 % of
+#: the event loop's samples: a temporary file, a rename and an unlink per file).
+EAGER_STATE = 1 << 20
+
+
+class Skipped(Exception):
+    """Internal: the target exists and the policy says to leave it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+
+class Target:
+    """One download's place on disk: `path`, its `part`, and the `state` of the bytes on hand.
+
+    `state` describes what the bytes on hand (in the part, or in a caller's sink, which has no
+    path) are a prefix or a set of ranges of, when they can be resumed; None otherwise.
+    """
+
+    def __init__(
+        self, settings: Settings, request: Request, url: str, existing: Existing, *, resume: bool
+    ) -> None:
+        self._settings = settings
+        self._request = request
+        self._url = url  # for messages: without userinfo
+        self.existing = existing
+        self._resume = resume
+        self.path: Path | None = None
+        self.part: Path | None = None
+        self.state_file: Path | None = None
+        self.state: PartState | None = None
+        # Known to have no state file (none found, or removed by us): saves an unlink per file.
+        self.state_absent = False
+        # Whether the file at the .part name is ours to remove: made by this transfer, adopted
+        # with its state, or carrying our mark. Nothing else there is ever deleted.
+        self.part_ours = False
+        self.replaced = False  # the download replaces a file that was at the target
+
+    # --- the target and its part ------------------------------------------------------------
+
+    async def claim(
+        self, stack: contextlib.AsyncExitStack, target: Path, *, resume: bool = True
+    ) -> None:
+        """Lock `target` (until `stack` closes), apply the existing-file policy, and adopt a
+        resumable `.part`. Raise `Skipped` when the policy leaves the file alone."""
+        await stack.enter_async_context(self._lock(target))
+        target = await self._resolve_existing(target)
+        self.path = target
+        self.part = part = _files.part_path(target)
+        self.state_file = _state.state_path(part)
+        self.state_absent = False
+        self.part_ours = False
+        if not (self._resume and resume):
+            # A part with a state beside it, or our mark on it, is a leftover of ours.
+            self.part_ours = _files.lexists(self.state_file) or _files.is_marked(part)
+            self.discard()
+            return
+        try:
+            state = _state.load(self.state_file)
+        except FileNotFoundError:
+            # Nothing to resume. A .part without a state is replaced when the body starts, if
+            # it is ours (see _make_room_for_part).
+            self.state_absent = True
+            return
+        except _files.SpecialFileError as exc:
+            raise self._special(exc.kind, self.state_file) from None
+        # A state beside it makes the part ours, whatever else is wrong with the pair.
+        self.part_ours = True
+        size = self._part_size(part)
+        if (
+            state is not None
+            and state.resumable
+            and state.belongs_to(self._request.parsed_url)
+            # A part with holes can only be filled by segments, which need the FileSink.
+            and not (state.sparse and self._settings.writer != FileSink.open)
+            and size is not None
+            # The part must hold what the state says it holds, and no more than the file.
+            and state.agrees_with(size)
+        ):
+            self.state = state
+            log.debug("found %s to resume", part)
+        else:
+            self.discard()
+
+    async def open_part(self, fresh: bool) -> Sink:
+        """The sink on the `.part`: continued, or (for a fresh body) created and marked ours."""
+        part = self.part
+        assert part is not None
+        writer = self._settings.writer
+        try:
+            if not fresh:
+                return await writer(part, existing=True)
+            try:
+                sink = await writer(part, existing=False)
+            except FileExistsError:
+                # Created with O_EXCL, so finding something costs no extra call when, as almost
+                # always, there is nothing: a leftover of ours or a link goes, anything else stays.
+                self._make_room_for_part()
+                sink = await writer(part, existing=False)
+            except FileNotFoundError:
+                if part.parent not in self._settings.directories:
+                    raise
+                # The directory went away since this downloader made it: make it again.
+                self._settings.directories.discard(part.parent)
+                self.ensure_directory(part.parent)
+                sink = await writer(part, existing=False)
+            self.part_ours = True
+            marked = _files.mark_part(sink.fileno() if isinstance(sink, FileSink) else part)
+        except _files.SpecialFileError as exc:
+            raise self._special(exc.kind, part) from None
+        except DownloadError:
+            raise
+        except OSError as exc:
+            raise self.storage_error(exc, part) from exc
+        if not marked and self.state_absent:
+            # No user attributes on this file system: a state file is the mark instead, so a
+            # later run knows the part is ours (resumable or not; a state without validators is
+            # discarded, with its part, when it is read).
+            self.state = self.state or PartState.of(self._request.parsed_url, None, None, None)
+            try:
+                self.save_state()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await sink.close()
+                raise
+            if not self.state.resumable:
+                self.state = None
+        return sink
+
+    def start_fresh(self, state: PartState | None, length: int | None) -> None:
+        """A fresh body starts, described by `state` (None: not resumable)."""
+        self.state = state
+        if state is not None and (length is None or length > EAGER_STATE):
+            self.save_state()
+        else:
+            # Not written now (see EAGER_STATE), and a stale one must not describe this body.
+            self.remove_state()
+
+    def bytes_on_hand(self) -> int:
+        """Bytes of the file in the part: the done ranges of a segmented part, else its size
+        (a part written front to back by one stream is the done prefix)."""
+        assert self.part is not None
+        state = self.state
+        if state is not None and state.sparse and state.length is not None:
+            return state.length - sum(end - start for start, end in state.missing())
+        try:
+            return os.lstat(self.part).st_size
+        except FileNotFoundError:
+            return 0
+
+    def to_prefix(self) -> int:
+        """Bounded ranges failed for the segments of a sparse part: keep its bytes up to the
+        first hole, which one stream then continues (an open-ended range, which such servers
+        often still answer right) instead of starting over from byte 0. The new end."""
+        state = self.state
+        assert self.part is not None
+        assert state is not None
+        assert state.length is not None
+        missing = state.missing()
+        start = missing[0][0] if missing else state.length
+        try:
+            os.truncate(self.part, start)
+        except OSError as exc:
+            raise self.storage_error(exc, self.part) from exc
+        state.sparse, state.ranges = False, [(0, start)]
+        return start
+
+    async def hash_part(self, hashes: Hashes, length: int) -> None:
+        """Feed the first `length` bytes of the part to `hashes`, in a worker thread."""
+        assert self.part is not None
+        try:
+            await asyncio.to_thread(read_into, self.part, hashes, length)
+        except OSError as exc:
+            raise self.storage_error(exc, self.part) from exc
+
+    # --- after an attempt -------------------------------------------------------------------
+
+    def keep_or_discard(self, exc: BaseException, written: list[tuple[int, int]] | None) -> None:
+        """After a failed attempt: keep a resumable `.part` (with its state), or remove it.
+        `written` is what segments wrote (None for one stream: the part's size says)."""
+        state = self.state
+        if state is None or isinstance(exc, ChecksumMismatchError | SizeLimitError):
+            self.discard()
+            return
+        assert self.state_file is not None
+        if written is not None:
+            state.ranges = written
+            state.sparse = True
+        elif not state.sparse:
+            state.ranges = [(0, self.bytes_on_hand())]
+        try:
+            self.save_state()
+        except StorageError:
+            # A part whose state cannot be written (a full disk) cannot be resumed: it would
+            # only fill the disk for the next files.
+            self.discard()
+
+    def discard(self) -> None:
+        """Forget the bytes on hand: remove the `.part` (if ours) and its state."""
+        self.state = None
+        if self.part is not None and self.part_ours:
+            # Only ours: a file someone else put at the .part name is never deleted.
+            _files.remove_quietly(self.part)
+            self.part_ours = False
+        if self.state_file is not None:
+            if not self.state_absent:
+                _files.remove_quietly(self.state_file)
+            self.state_absent = True
+
+    def save_state(self) -> None:
+        if self.state is None or self.state_file is None:
+            return
+        self.state_absent = False
+        try:
+            _state.save(self.state_file, self.state)
+        except OSError as exc:
+            raise self.storage_error(exc, self.state_file) from exc
+
+    def remove_state(self) -> None:
+        if self.state_file is not None and not self.state_absent:
+            _files.remove_quietly(self.state_file)
+            self.state_absent = True
+
+    def commit(self) -> Path:
+        """Move the complete part to its final name, never over a file that appeared meanwhile
+        (but under OVERWRITE); the path it now has. Raise `Skipped` if SKIP meets such a file."""
+        part, target = self.part, self.path
+        assert part is not None
+        assert target is not None
+        overwrite = self.existing is Existing.OVERWRITE or self.replaced
+        _files.unmark_part(part)
+        while True:
+            # Without overwrite, a link at the target makes the commit fail (it never replaces),
+            # so the check waits for that failure instead of costing an lstat per file.
+            if overwrite and _files.is_symlink(target):
+                self._refuse_symlink(target)
+            try:
+                _files.commit(part, target, overwrite=overwrite)
+            except FileExistsError:
+                if _files.is_symlink(target):
+                    self._refuse_symlink(target)
+                # The file appeared while we were downloading.
+                if self.existing is Existing.RENAME:
+                    target = _files.free_name(target)
+                    continue
+                self.discard()
+                if self.existing is Existing.SKIP:
+                    raise Skipped(target) from None
+                raise DestinationExistsError(
+                    f"{target} appeared during the download", url=self._url, path=target
+                ) from None
+            except OSError as exc:
+                raise self.storage_error(exc, target) from exc
+            self.part_ours = False  # it is the file now
+            self._settings.saved.record(os.path.abspath(target), self._url)
+            self.path = target
+            self.remove_state()
+            return target
+
+    # --- directories --------------------------------------------------------------------------
+
+    def directory(self, dest: Path | None) -> Path:
+        """The directory for a file named after its URL: the request's, the call's (`dest`) or
+        the downloader's; made if it is missing."""
+        directory = Path(self._request.dest or dest or self._settings.dest)
+        self.ensure_directory(directory)
+        return directory
+
+    def ensure_directory(self, directory: Path) -> None:
+        known = self._settings.directories
+        if directory in known:
+            return
+        # mkdir is one quick syscall when the directory exists: cheaper inline than a thread hop.
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise InvalidRequestError(
+                f"the destination {directory} exists and is not a directory", url=self._url
+            ) from None
+        except OSError as exc:
+            raise self.storage_error(exc, directory) from exc
+        known.add(directory)
+
+    def join(self, directory: Path, name: str) -> Path:
+        try:
+            return _files.join_safely(directory, name)
+        except ValueError as exc:
+            raise UnsafePathError(str(exc), url=self._url, path=directory) from None
+
+    def storage_error(self, exc: OSError, path: Path | None = None) -> StorageError:
+        path = path or self.path or Path(".")
+        return StorageError(
+            f"cannot write {path}: {exc.strerror or exc}", url=self._url, path=path, errno=exc.errno
+        )
+
+    # --- inside ------------------------------------------------------------------------------
+
+    def _lock(self, target: Path) -> AbstractAsyncContextManager[None]:
+        # Two downloads to one file in this downloader run one after the other; the second then
+        # meets the first one's file and applies its existing-file policy to it. The key drops
+        # `.part` suffixes, so that `data` (whose part is `data.part`) and a download *to*
+        # `data.part` take turns too, instead of racing for one name.
+        key = os.path.abspath(target)
+        while key.endswith(_files.PART_SUFFIX):
+            key = key[: -len(_files.PART_SUFFIX)]
+        return self._settings.path_locks.hold(key)
+
+    async def _resolve_existing(self, target: Path) -> Path:
+        """Apply the existing-file policy to `target`; the path to write, or raise `Skipped`."""
+        self.path = target
+        try:
+            mode = os.lstat(target).st_mode
+        except FileNotFoundError:
+            return target
+        except OSError as exc:
+            raise self.storage_error(exc, target) from exc
+        if stat.S_ISLNK(mode):
+            raise UnsafePathError(
+                f"refusing to write through the symbolic link at {target}",
+                url=self._url,
+                path=target,
+            )
+        if stat.S_ISDIR(mode):
+            raise InvalidRequestError(f"the target {target} is a directory", url=self._url)
+        if not stat.S_ISREG(mode):
+            raise self._special(_files.kind_of(mode), target)
+        existing = self.existing
+        saved = self._settings.saved
+        key = os.path.abspath(target)  # noqa: ASYNC240  (no I/O for the absolute paths we build)
+        # OVERWRITE replaces whatever is there, as asked (a long-lived downloader refreshing
+        # a file); every other policy must not take a file this run saved for its own.
+        saved_from = None if existing is Existing.OVERWRITE else saved.saved_from(key)
+        if saved_from is not None:
+            # This run saved the file: from this URL (one download is enough), or from another,
+            # which must not be reported as this one's file.
+            if saved_from == hash(self._url):
+                raise Skipped(target)
+            if existing is Existing.RENAME:
+                return _files.free_name(target)
+            other = saved.name(key)
+            raise DestinationExistsError(
+                f"{target} was saved from {other or 'another URL'} earlier in this run; "
+                f"{self._url} maps to the same name",
+                url=self._url,
+                path=target,
+                taken_by=other,
+            )
+        if existing is Existing.SKIP:
+            wanted = self._request.expected_digest
+            if wanted is None or await self._matches_checksum(target, wanted):
+                log.debug("skipped %s: %s exists", self._url, target)
+                raise Skipped(target)
+            # A file whose checksum is known and wrong is no reason to skip: replace it,
+            # atomically, with a verified download.
+            log.info("%s does not match the checksum of %s; replacing it", target, self._url)
+            self.replaced = True
+            return target
+        if existing is Existing.ERROR:
+            raise DestinationExistsError(f"{target} exists", url=self._url, path=target)
+        if existing is Existing.RENAME:
+            return _files.free_name(target)
+        self.replaced = True
+        return target
+
+    async def _matches_checksum(self, target: Path, wanted: tuple[str, str]) -> bool:
+        hashes = Hashes([wanted[0]])
+        try:
+            await asyncio.to_thread(read_into, target, hashes, None)
+        except _files.SpecialFileError as exc:
+            raise self._special(exc.kind, target) from None
+        except OSError as exc:
+            raise self.storage_error(exc, target) from exc
+        return hashes.digest(wanted[0]).hex() == wanted[1]
+
+    def _part_size(self, part: Path) -> int | None:
+        """The size of the regular file at `part`; None when there is none (or a link, which is
+        removed when the body starts). A FIFO, socket or device there is refused."""
+        try:
+            info = os.lstat(part)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self.storage_error(exc, part) from exc
+        if stat.S_ISREG(info.st_mode):
+            return info.st_size
+        if stat.S_ISLNK(info.st_mode):
+            return None
+        raise self._special(_files.kind_of(info.st_mode), part)
+
+    def _make_room_for_part(self) -> None:
+        """A fresh body meets something at the `.part` name: remove it if it is ours (a leftover
+        of a killed run) or a planted link; refuse anything else, which is not ours to delete."""
+        part = self.part
+        assert part is not None
+        try:
+            info = os.lstat(part)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise self.storage_error(exc, part) from exc
+        if stat.S_ISLNK(info.st_mode) or (
+            stat.S_ISREG(info.st_mode) and (self.part_ours or _files.is_marked(part))
+        ):
+            # Removing a link removes the link, not its target.
+            _files.remove_quietly(part)
+            return
+        if not stat.S_ISREG(info.st_mode):
+            raise self._special(_files.kind_of(info.st_mode), part)
+        raise DestinationExistsError(
+            f"{part} is in the way: adownload did not make it and will not replace it "
+            f"(move it away to download {self.path})",
+            url=self._url,
+            path=part,
+        )
+
+    def _special(self, kind: str, path: Path) -> UnsafePathError:
+        return UnsafePathError(
+            f"refusing to use {path}: it is {kind}, not a regular file", url=self._url, path=path
+        )
+
+    def _refuse_symlink(self, target: Path) -> NoReturn:
+        raise UnsafePathError(
+            f"refusing to replace the symbolic link at {target}", url=self._url, path=target
+        )
+
+
+def read_into(path: Path, hashes: Hashes, length: int | None) -> None:
+    """Feed the first `length` bytes of the regular file `path` (all of it for None) to
+    `hashes`; blocking, for a worker thread."""
+    with os.fdopen(_files.open_regular(path, os.O_RDONLY), "rb") as file:
+        remaining = length
+        while remaining is None or remaining > 0:
+            block = file.read(1 << 20 if remaining is None else min(remaining, 1 << 20))
+            if not block:
+                if remaining:
+                    raise OSError(f"{path} is shorter than {length} bytes")
+                return
+            hashes.update(block)
+            if remaining is not None:
+                remaining -= len(block)
