@@ -294,7 +294,7 @@ class Ledger:
     """Which URL each file a downloader saved came from, so that a second URL that maps to the
     same name in one run is told so instead of being reported as "already there".
 
-    Fingerprints (`hash()` of the absolute path and of the URL), about 100 bytes a file, so a
+    Fingerprints (`hash()` of the absolute path and of the URL), about 130 bytes a file, so a
     manifest of millions stays small; the URL's text is kept for the most recent files only,
     to name it in the error.
     """
