@@ -82,3 +82,22 @@ def test_an_unreadable_ca_file_is_a_usage_error(tmp_path: Path) -> None:
         assert says in result.stderr
         assert len(result.stderr.splitlines()) == 1
     assert listing(tmp_path) == ["bad.pem"]
+
+
+def test_the_mirror_takes_the_same_tls_flags(https_url: tuple[str, Path], tmp_path: Path) -> None:
+    url, cert = https_url
+    (tmp_path / "urls.txt").write_text(url + "\n")
+    untrusted = run_cli("mirror", "urls.txt", "plain", cwd=tmp_path)
+    assert untrusted.returncode == 1
+    assert "certificate" in untrusted.stderr.lower()
+    assert not (tmp_path / "plain/secure.txt").exists()
+    for flags, copy in (
+        (["--ca-certificate", str(cert)], "trusted"),
+        (["--insecure"], "unchecked"),
+    ):
+        result = run_cli("mirror", "urls.txt", copy, *flags, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / copy / "secure.txt").read_bytes() == BODY
+    both = run_cli("mirror", "urls.txt", "x", "--insecure", "--cacert", str(cert), cwd=tmp_path)
+    assert both.returncode == 2
+    assert "contradict" in both.stderr

@@ -477,20 +477,8 @@ def _connections(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="follow at most N redirects per request (default: %(default)s)",
     )
-    network.add_argument(
-        "--no-check-certificate",
-        "--insecure",
-        dest="insecure",
-        action="store_true",
-        help="do not check the server's TLS certificate (for a test server; never on the internet)",
-    )
-    network.add_argument(
-        "--ca-certificate",
-        "--cacert",
-        dest="cafile",
-        metavar="FILE",
-        help="trust the certificate authorities in FILE (PEM) instead of the system's",
-    )
+    add_shared_option(network, "insecure")
+    add_shared_option(network, "cafile")
     network.add_argument(
         "--compressed",
         action="store_true",
@@ -607,7 +595,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         except InvalidRequestError as exc:
             raise UsageError(str(exc)) from None
 
-    tls = _tls(args.insecure, args.cafile)
+    tls = tls_context(args.insecure, args.cafile)
     tries: int = _DEFAULT_RETRY.attempts
     if args.tries is not None:
         tries = args.tries
@@ -650,7 +638,8 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         raise UsageError(str(exc)) from None
 
 
-def _tls(insecure: bool, cafile: str | None) -> ssl.SSLContext | bool:
+def tls_context(insecure: bool, cafile: str | None) -> ssl.SSLContext | bool:
+    """aiohttp's `ssl=` for the TLS flags: the system's authorities, FILE's, or none checked."""
     if insecure and cafile is not None:
         raise UsageError("--no-check-certificate and --ca-certificate contradict each other")
     if insecure:
@@ -728,6 +717,23 @@ _SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "default": _DEFAULT_TIMEOUT.read,
             "metavar": "SEC",
             "help": "give up when no byte arrives for SEC seconds (default: %(default)s)",
+        },
+    ),
+    "insecure": (
+        ("--no-check-certificate", "--insecure"),
+        {
+            "dest": "insecure",
+            "action": "store_true",
+            "help": "do not check the server's TLS certificate (for a test server; never on the "
+            "internet)",
+        },
+    ),
+    "cafile": (
+        ("--ca-certificate", "--cacert"),
+        {
+            "dest": "cafile",
+            "metavar": "FILE",
+            "help": "trust the certificate authorities in FILE (PEM) instead of the system's",
         },
     ),
     "headers": (

@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import ssl
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-
-import aiohttp
 
 from ._cli_args import (
     PROG,
@@ -27,6 +26,7 @@ from ._cli_args import (
     _headers,
     _Parser,
     add_shared_option,
+    tls_context,
 )
 from ._cli_input import InputReader, _inside
 from ._cli_report import Stream, describe_error, format_seconds, format_size, standard_streams
@@ -36,6 +36,7 @@ from ._exceptions import InvalidRequestError
 from ._files import name_from_url
 from ._mirror import MirrorChange, MirrorReport, mirror
 from ._models import Request, parse_url
+from ._session import open_session
 from ._util import redact
 
 __all__ = ["main"]
@@ -75,6 +76,7 @@ class MirrorOptions:
     limits: Limits
     timeout: Timeout
     headers: dict[str, str]
+    tls: ssl.SSLContext | bool = True
 
 
 def _depth(text: str) -> int:
@@ -141,7 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="print what would change; write nothing",
     )
     network = parser.add_argument_group("connections and time limits")
-    for name in ("jobs", "per_host", "connect_timeout", "read_timeout", "headers"):
+    for name in (
+        "jobs",
+        "per_host",
+        "connect_timeout",
+        "read_timeout",
+        "headers",
+        "insecure",
+        "cafile",
+    ):
         add_shared_option(network, name)
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="print nothing but errors (exit status says)"
@@ -171,6 +181,7 @@ def parse_options(argv: Sequence[str]) -> MirrorOptions:
         limits=Limits(max_transfers=args.jobs, max_per_host=args.per_host),
         timeout=Timeout(connect=args.connect_timeout, read=args.read_timeout),
         headers=_headers(args.headers),
+        tls=tls_context(args.insecure, args.cafile),
     )
 
 
@@ -220,13 +231,9 @@ async def _run(
         if printer.rejected and delete:
             printer.err.line(f"{COMMAND}: not deleting anything: the list has errors")
             delete = False
-    session = aiohttp.ClientSession(
-        # As the main command's: honours http_proxy, https_proxy, no_proxy and ~/.netrc.
-        connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
-        auto_decompress=False,
-        timeout=aiohttp.ClientTimeout(total=None),
-        trust_env=True,
-    )
+    # As the main command's: honours http_proxy, https_proxy, no_proxy, ~/.netrc, and the TLS
+    # flags (which this command ignored).
+    session = open_session(tls=options.tls, trust_env=True)
     async with (
         session,
         Downloader(

@@ -27,6 +27,7 @@ from ._events import EventHook, Finished, Queued, emitter
 from ._exceptions import DownloadError, InvalidRequestError
 from ._limits import KeyedPrimitives, Limiter
 from ._models import Item, Outcome, Request
+from ._session import open_session
 from ._settings import Settings
 from ._sinks import FileSink, Sink, SinkOpener
 from ._transfer import ACCEPT_ENCODING, Transfer, merge_headers
@@ -177,17 +178,7 @@ class Downloader:
             raise RuntimeError("a closed Downloader cannot be reopened; make a new one")
         session = self._session
         if session is None:
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    # Our Limiter admits transfers; the connector only pools connections.
-                    limit=0,
-                    limit_per_host=0,
-                    ttl_dns_cache=300,
-                ),
-                auto_decompress=False,
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
-            self._session = session
+            session = self._session = open_session()
         elif session.closed:
             raise RuntimeError("the borrowed aiohttp.ClientSession is closed")
         self._settings = Settings(

@@ -32,6 +32,7 @@ from ._events import Finished, Queued
 from ._exceptions import InvalidRequestError
 from ._files import part_path
 from ._models import Outcome, Request
+from ._session import open_session
 from ._util import redact
 
 __all__ = ["main"]
@@ -191,14 +192,7 @@ def _session(options: Options) -> aiohttp.ClientSession:
     """The command's HTTP session: like the library's own, but it honours the environment
     (http_proxy, https_proxy, no_proxy, ~/.netrc), as curl and wget do, and the TLS flags; the
     library itself reads no environment variables."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(
-            limit=0, limit_per_host=0, ttl_dns_cache=300, ssl=options.tls
-        ),
-        auto_decompress=False,
-        timeout=aiohttp.ClientTimeout(total=None),
-        trust_env=True,
-    )
+    return open_session(tls=options.tls, trust_env=True)
 
 
 async def _items(
