@@ -42,9 +42,16 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from adownload import _splice
+from adownload import Retry, _splice
 
 T = TypeVar("T")
+
+
+#: Quick retries for tests: three attempts, a few milliseconds apart.
+FAST = Retry(attempts=3, backoff=0.01, max_delay=0.05)
+#: No retry at all.
+ONCE = Retry(attempts=1)
+MIB = 1 << 20
 
 
 @lru_cache(maxsize=256)

@@ -16,18 +16,16 @@ from adownload import (
     Limits,
     ReadTimeout,
     Request,
-    Retry,
     Timeout,
     TotalTimeout,
 )
 
-from .conftest import Server, listing, payload
+from .conftest import ONCE, Server, listing, payload
 
 #: Every test runs with bodies read through Python and copied by the kernel (conftest).
 pytestmark = pytest.mark.usefixtures("body_path")
 
 # Time limits are tested on their own here; retries after them are tested with the resilience.
-ONCE = Retry(attempts=1)
 
 
 async def _wait_for(event: asyncio.Event) -> None:

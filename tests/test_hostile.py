@@ -32,13 +32,12 @@ from adownload import (
     _splice,
 )
 
-from .conftest import listing, payload, serve_tls
+from .conftest import FAST, listing, payload, serve_tls
 from .faults import FaultServer, RawServer, raw_response
 
 #: Every test runs with bodies read through Python and copied by the kernel (conftest).
 pytestmark = pytest.mark.usefixtures("body_path")
 
-FAST = Retry(attempts=3, backoff=0.01, max_delay=0.05)
 SIZE = 200_000
 
 

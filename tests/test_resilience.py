@@ -35,15 +35,13 @@ from adownload import (
     UnsafePathError,
 )
 
-from .conftest import listing, payload
+from .conftest import FAST, ONCE, listing, payload
 from .faults import FaultServer
 
 #: Every test runs with bodies read through Python and copied by the kernel (conftest).
 pytestmark = pytest.mark.usefixtures("body_path")
 
 #: Retries that do not slow the suite down.
-FAST = Retry(attempts=3, backoff=0.01, max_delay=0.05)
-ONCE = Retry(attempts=1)
 SIZE = 1_000_000
 HALF = SIZE // 2
 #: What a resumed transfer may fetch beyond the bytes that were really missing: one chunk.

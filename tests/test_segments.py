@@ -33,11 +33,9 @@ from adownload import (
 )
 
 from . import test_chaos as chaos
-from .conftest import listing, payload
+from .conftest import FAST, MIB, listing, payload
 from .faults import FaultServer, Hit
 
-FAST = Retry(attempts=3, backoff=0.01, max_delay=0.05)
-MIB = 1 << 20
 #: What a continued segment may fetch again beyond the bytes really missing: one read.
 SLACK = 256 << 10
 WIDE = Limits(max_transfers=4, max_per_host=16)

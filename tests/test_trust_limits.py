@@ -25,13 +25,9 @@ from adownload import (
 )
 from adownload._transfer import range_answer
 
-from .conftest import listing, payload, serve_app
+from .conftest import MIB, ONCE, listing, payload, serve_app
 from .faults import FaultServer
 from .test_segments import plant_part
-
-MIB = 1 << 20
-ONCE = Retry(attempts=1)
-
 
 # --- an open-ended answer to a bounded range ------------------------------------------------
 

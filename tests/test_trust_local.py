@@ -23,7 +23,6 @@ from adownload import (
     Existing,
     Limits,
     Request,
-    Retry,
     Segments,
     StorageError,
     UnsafePathError,
@@ -32,12 +31,8 @@ from adownload import (
 )
 
 from .cli_support import run_cli
-from .conftest import listing
+from .conftest import FAST, MIB, listing
 from .faults import FaultServer
-
-FAST = Retry(attempts=2, backoff=0.01, max_delay=0.05)
-MIB = 1 << 20
-
 
 # --- files named like adownload's own -------------------------------------------------------
 

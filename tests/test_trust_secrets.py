@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 import adownload
-from adownload import Downloader, InvalidRequestError, Request, Retry, mirror
+from adownload import Downloader, InvalidRequestError, Request, mirror
 from adownload._mirror_state import STATE_NAME
 
 from .autoindex_server import Archive, serve_archive
 from .cli_support import run_cli
+from .conftest import FAST
 from .faults import FaultServer
 
-FAST = Retry(attempts=2, backoff=0.01, max_delay=0.05)
 PASSWORD = "pw-7f3a9c"
 USER = "alice-4e1b"
 TOKEN = "token-d82c51"

@@ -37,8 +37,7 @@ from adownload._transfer import _retry_after, range_answer
 from adownload._util import redact
 from adownload._verify import parse_checksum, parse_digest_fields, parse_legacy_digest
 
-MIB = 1 << 20
-
+from .conftest import MIB
 
 # --- segments ---------------------------------------------------------------------------------
 
