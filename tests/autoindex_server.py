@@ -21,7 +21,7 @@ from urllib.parse import quote
 from aiohttp import web
 from yarl import URL
 
-from .conftest import serve_app
+from .support import serve_app
 
 #: Files are "modified" at this time plus their version, in the past (2020).
 EPOCH = 1_600_000_000.0

@@ -25,7 +25,8 @@ from adownload import (
     Timeout,
 )
 
-from .conftest import Server, listing, payload
+from .servers import Server
+from .support import listing, payload
 
 
 def test_all_lists_exactly_the_public_names() -> None:

@@ -20,7 +20,8 @@ from adownload import (
     TotalTimeout,
 )
 
-from .conftest import ONCE, Server, listing, payload
+from .servers import Server
+from .support import ONCE, listing, payload
 
 #: Every test runs with bodies read through Python and copied by the kernel (conftest).
 pytestmark = pytest.mark.usefixtures("body_path")

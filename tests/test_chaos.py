@@ -27,7 +27,7 @@ import pytest
 
 from adownload import Downloader, DownloadError, Limits, Outcome, Request, Retry, Timeout
 
-from .faults import FaultServer
+from .servers import FaultServer
 
 #: Every test runs with bodies read through Python and copied by the kernel (conftest).
 pytestmark = pytest.mark.usefixtures("body_path")

@@ -25,8 +25,8 @@ from adownload._cli_args import UsageError, parse_options, parse_rate, parse_siz
 from adownload.cli import main
 
 from .cli_support import COMMAND, cli_env, has_control_characters, read_all, run_cli
-from .conftest import Server, listing, payload
-from .faults import FaultServer
+from .servers import FaultServer, Server
+from .support import listing, payload
 
 # --- success, failure, and what is printed ------------------------------------------------
 

@@ -14,8 +14,8 @@ from adownload import Segments
 from adownload._cli_input import Entry, InputReader, RejectedEntry, parse_lines, request_for
 
 from .cli_support import COMMAND, cli_env, read_all, run_cli
-from .conftest import listing, payload
-from .faults import FaultServer
+from .servers import FaultServer
+from .support import listing, payload
 
 HEX = "ab" * 32
 

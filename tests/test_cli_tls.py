@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from .cli_support import run_cli
-from .conftest import listing
+from .support import listing
 
 BODY = b"served over TLS\n" * 100
 

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .cli_support import COMMAND, cli_env
-from .conftest import listing, payload
-from .faults import FaultServer
+from .servers import FaultServer
+from .support import listing, payload
 
 _CSI = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])")
 

@@ -13,7 +13,8 @@ import pytest
 import adownload
 from adownload import Downloader, HTTPStatusError, Item, Limits, Outcome, Request, Retry
 
-from .conftest import Server, json_body, listing, payload
+from .servers import Server
+from .support import json_body, listing, payload
 
 
 async def test_download_writes_the_exact_bytes_and_reports_them(server: Server, dest: Path) -> None:

@@ -18,7 +18,7 @@ from adownload import (
     Started,
 )
 
-from .conftest import Server
+from .servers import Server
 
 
 async def test_events_tell_the_story_of_each_download(server: Server, dest: Path) -> None:

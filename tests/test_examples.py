@@ -7,7 +7,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .conftest import Server, listing, payload
+from .servers import Server
+from .support import listing, payload
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

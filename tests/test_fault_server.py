@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 
-from .conftest import payload
-from .faults import FaultServer, RawServer, raw_response
+from .servers import FaultServer, RawServer, raw_response
+from .support import payload
 
 SIZE = 300_000
 

@@ -32,8 +32,8 @@ from adownload import (
     _splice,
 )
 
-from .conftest import FAST, listing, payload, serve_tls
-from .faults import FaultServer, RawServer, raw_response
+from .servers import FaultServer, RawServer, raw_response
+from .support import FAST, listing, payload, serve_tls
 
 #: Every test runs with bodies read through Python and copied by the kernel (conftest).
 pytestmark = pytest.mark.usefixtures("body_path")

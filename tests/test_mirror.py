@@ -28,7 +28,7 @@ from adownload import (
 from adownload._mirror_state import STATE_NAME, MirrorState
 
 from .autoindex_server import Archive, Running, serve_archive
-from .conftest import _adownload_tasks, _open_files_under, payload
+from .support import adownload_tasks, open_files_under, payload
 
 TREE = {
     "index.txt": b"the archive\n",
@@ -47,8 +47,8 @@ async def served(tmp_path: Path) -> AsyncIterator[Running]:
         yield running
         for _ in range(3):
             await asyncio.sleep(0)
-        assert _adownload_tasks() == [], "adownload tasks leaked"
-    assert _open_files_under(tmp_path) == [], "file handles leaked"
+        assert adownload_tasks() == [], "adownload tasks leaked"
+    assert open_files_under(tmp_path) == [], "file handles leaked"
 
 
 def on_disk(dest: Path) -> dict[str, bytes]:

@@ -17,7 +17,8 @@ from adownload import (
     safe_filename,
 )
 
-from .conftest import Server, listing, payload
+from .servers import Server
+from .support import listing, payload
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from adownload import Downloader, Limits, Segments
 
-from .conftest import listing, payload
-from .faults import FaultServer
+from .servers import FaultServer
+from .support import listing, payload
 
 RATE = 6_000_000  # bytes per second
 #: The bucket lets a twentieth of a second's worth through at once.

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Server, listing
+from .servers import Server
+from .support import listing
 
 README = Path(__file__).parent.parent / "README.md"
 PYTHON_ORG = "https://www.python.org/ftp/python/doc"

@@ -1,4 +1,4 @@
-"""Retries and resumption against a server that fails on cue (`tests/faults.py`).
+"""Retries and resumption against a server that fails on cue (`tests/servers.py`).
 
 Every test scripts the server's faults per request and then checks the bytes on disk, what the
 server was asked (Range, If-Range) and how much it had to send again.
@@ -35,8 +35,8 @@ from adownload import (
     UnsafePathError,
 )
 
-from .conftest import FAST, ONCE, listing, payload
-from .faults import FaultServer
+from .servers import FaultServer
+from .support import FAST, ONCE, listing, payload
 
 #: Every test runs with bodies read through Python and copied by the kernel (conftest).
 pytestmark = pytest.mark.usefixtures("body_path")

@@ -1,4 +1,4 @@
-"""Segmented downloads against the fault server (`tests/faults.py`).
+"""Segmented downloads against the fault server (`tests/servers.py`).
 
 Each test checks the bytes on disk, what the server was asked (Range, If-Range) and how much it
 sent, and which files must not exist.
@@ -33,8 +33,8 @@ from adownload import (
 )
 
 from . import test_chaos as chaos
-from .conftest import FAST, MIB, listing, payload
-from .faults import FaultServer, Hit
+from .servers import FaultServer, Hit
+from .support import FAST, MIB, listing, payload
 
 #: What a continued segment may fetch again beyond the bytes really missing: one read.
 SLACK = 256 << 10

@@ -19,7 +19,8 @@ from adownload import (
     SinkOpener,
 )
 
-from .conftest import Server, listing, payload
+from .servers import Server
+from .support import listing, payload
 
 SIZE = 3 * 1024 * 1024 + 12345  # several FileSink blocks and a ragged end
 

@@ -32,8 +32,8 @@ from adownload import (
     _splice,
 )
 
-from .conftest import listing, payload, serve_app, serve_tls
-from .faults import FaultServer
+from .servers import FaultServer
+from .support import listing, payload, serve_app, serve_tls
 
 pytestmark = pytest.mark.skipif(not _splice.available, reason="os.splice is Linux only")
 

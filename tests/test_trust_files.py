@@ -25,8 +25,8 @@ from adownload import (
     _state,
 )
 
-from .conftest import FAST, ONCE, listing
-from .faults import FaultServer, RawReply, RawServer, raw_response
+from .servers import FaultServer, RawReply, RawServer, raw_response
+from .support import FAST, ONCE, listing
 
 SIZE = 300_000
 

@@ -25,8 +25,8 @@ from adownload import (
 )
 from adownload._transfer import range_answer
 
-from .conftest import MIB, ONCE, listing, payload, serve_app
-from .faults import FaultServer
+from .servers import FaultServer
+from .support import MIB, ONCE, listing, payload, serve_app
 from .test_segments import plant_part
 
 # --- an open-ended answer to a bounded range ------------------------------------------------

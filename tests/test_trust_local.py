@@ -31,8 +31,8 @@ from adownload import (
 )
 
 from .cli_support import run_cli
-from .conftest import FAST, MIB, listing
-from .faults import FaultServer
+from .servers import FaultServer
+from .support import FAST, MIB, listing
 
 # --- files named like adownload's own -------------------------------------------------------
 

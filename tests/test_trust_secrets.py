@@ -20,8 +20,8 @@ from adownload._mirror_state import STATE_NAME
 
 from .autoindex_server import Archive, serve_archive
 from .cli_support import run_cli
-from .conftest import FAST
-from .faults import FaultServer
+from .servers import FaultServer
+from .support import FAST
 
 PASSWORD = "pw-7f3a9c"
 USER = "alice-4e1b"

@@ -37,7 +37,7 @@ from adownload._transfer import _retry_after, range_answer
 from adownload._util import redact
 from adownload._verify import parse_checksum, parse_digest_fields, parse_legacy_digest
 
-from .conftest import MIB
+from .support import MIB
 
 # --- segments ---------------------------------------------------------------------------------
 

@@ -1,4 +1,28 @@
-"""Hostile servers for the resilience tests: one that fails on cue, one that breaks HTTP itself.
+"""The test servers, all on 127.0.0.1: one place for every server the tests talk to (the
+mirror's autoindex server aside, in `autoindex_server.py`). Started by the fixtures of
+`conftest.py`; the helpers they share are in `support.py`.
+
+## `make_app` / `serve`: a route table of good and bad behaviour
+
+Routes (the last path segment is the file name the client will pick):
+
+- `/files/{name}?size=N`          N deterministic bytes (`payload(name, N)`), Content-Length set
+- `/chunked/{name}?size=N`        the same bytes with chunked transfer encoding, no length
+- `/status/{code}/{name}`         that status, a short body
+- `/slow/{name}?size=N&delay=S&parts=K`  N bytes in K parts, S seconds apart
+- `/stall/{name}?size=N&after=M`  announces N bytes, sends M, then goes silent
+- `/hang/{name}`                  accepts the request and never answers
+- `/cd/{name}?cd=HEADER`          a file with that Content-Disposition header
+- `/gzip/{name}`                  gzip bytes sent with Content-Encoding: gzip
+- `/headers/{name}`               the request headers back, as JSON
+- `/docs/{version}/{name}`        50,000 bytes of `name`; 404 for versions 9.*
+- `/dir/`                         a small HTML page at a URL that ends with a slash
+- `/go/{name}?to=PATH`            302 to PATH
+
+The server counts hits per path, tracks how many requests run at once (`peak`), and records
+requests whose client went away mid-response (`disconnects`).
+
+## `FaultServer` and `RawServer`: one that fails on cue, one that breaks HTTP itself
 
 `FaultServer` is an in-process aiohttp application serving deterministic files with validators
 (a strong ETag from the content hash, Last-Modified) and real single-range support (`bytes=N-`,
@@ -59,34 +83,167 @@ import hashlib
 import socket
 import struct
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from pathlib import Path
 
-import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from .conftest import _adownload_tasks, _open_files_under, payload, serve_app, serve_in_thread
+from .support import payload, serve_app
 
-__all__ = [
-    "FaultServer",
-    "Hit",
-    "RawReply",
-    "RawServer",
-    "faults",
-    "gzipped",
-    "raw",
-    "raw_response",
-    "serve_faults",
-    "threaded_faults",
-]
+
+@dataclass
+class Stats:
+    hits: Counter[str] = field(default_factory=Counter)
+    active: int = 0
+    peak: int = 0
+    disconnects: list[str] = field(default_factory=list)
+    body_bytes_sent: int = 0
+    started: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    def started_event(self, path: str) -> asyncio.Event:
+        return self.started.setdefault(path, asyncio.Event())
+
+
+@dataclass
+class Server:
+    url: URL
+    stats: Stats
+    alt_url: URL  # the same server on another loopback address (another "host")
+
+    def __call__(self, path: str, **query: object) -> str:
+        url = self.url.with_path(path, encoded="%" in path)
+        if query:
+            url = url.with_query({k: str(v) for k, v in query.items()})
+        return str(url)
+
+
+def _size(request: web.Request, default: int = 1024) -> int:
+    return int(request.query.get("size", default))
+
+
+def make_app(stats: Stats) -> web.Application:
+    routes = web.RouteTableDef()
+
+    @web.middleware
+    async def count(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        stats.hits[request.path] += 1
+        stats.active += 1
+        stats.peak = max(stats.peak, stats.active)
+        try:
+            return await handler(request)
+        except (asyncio.CancelledError, ConnectionResetError):
+            stats.disconnects.append(request.path)
+            raise
+        finally:
+            stats.active -= 1
+
+    @routes.get("/files/{name}")
+    async def files(request: web.Request) -> web.Response:
+        return web.Response(body=payload(request.match_info["name"], _size(request)))
+
+    @routes.get("/chunked/{name}")
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        data = payload(request.match_info["name"], _size(request))
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(data), 100_000):
+            await response.write(data[start : start + 100_000])
+        await response.write_eof()
+        return response
+
+    @routes.get("/status/{code}/{name}")
+    async def status(request: web.Request) -> web.Response:
+        code = int(request.match_info["code"])
+        return web.Response(status=code, text=f"status {code}\n")
+
+    @routes.get("/slow/{name}")
+    async def slow(request: web.Request) -> web.StreamResponse:
+        data = payload(request.match_info["name"], _size(request))
+        delay = float(request.query.get("delay", "0.1"))
+        parts = int(request.query.get("parts", "5"))
+        response = web.StreamResponse()
+        response.content_length = len(data)
+        await response.prepare(request)
+        step = -(-len(data) // parts)
+        for start in range(0, len(data), step):
+            await asyncio.sleep(delay)
+            await response.write(data[start : start + step])
+            stats.body_bytes_sent += len(data[start : start + step])
+        await response.write_eof()
+        return response
+
+    @routes.get("/stall/{name}")
+    async def stall(request: web.Request) -> web.StreamResponse:
+        data = payload(request.match_info["name"], _size(request, 1 << 20))
+        after = int(request.query.get("after", "1000"))
+        response = web.StreamResponse()
+        response.content_length = len(data)
+        await response.prepare(request)
+        await response.write(data[:after])
+        stats.started_event(request.path).set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @routes.get("/hang/{name}")
+    async def hang(request: web.Request) -> web.StreamResponse:
+        stats.started_event(request.path).set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @routes.get("/cd/{name}")
+    async def disposition(request: web.Request) -> web.Response:
+        data = payload(request.match_info["name"], _size(request))
+        return web.Response(body=data, headers={"Content-Disposition": request.query["cd"]})
+
+    @routes.get("/gzip/{name}")
+    async def gzipped(request: web.Request) -> web.Response:
+        data = gzip.compress(payload(request.match_info["name"], _size(request)), mtime=0)
+        return web.Response(
+            body=data,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/gzip"},
+        )
+
+    @routes.get("/headers/{name}")
+    async def headers(request: web.Request) -> web.Response:
+        return web.json_response(dict(request.headers))
+
+    @routes.get("/docs/{version}/{name}")
+    async def docs(request: web.Request) -> web.Response:
+        if request.match_info["version"].startswith("9"):
+            raise web.HTTPNotFound()
+        return web.Response(body=payload(request.match_info["name"], 50_000))
+
+    @routes.get("/dir/")
+    async def directory(request: web.Request) -> web.Response:
+        return web.Response(text="<html>an index</html>", content_type="text/html")
+
+    @routes.get("/go/{name}")
+    async def go(request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])
+
+    app = web.Application(middlewares=[count])
+    app.add_routes(routes)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve(stats: Stats) -> AsyncIterator[Server]:
+    async with serve_app(make_app(stats)) as port:
+        yield Server(URL(f"http://127.0.0.1:{port}"), stats, URL(f"http://127.0.0.2:{port}"))
+
+
+# --- the fault server -------------------------------------------------------------------
 
 #: Bytes per write to the socket, so that a fault can strike between pieces.
 PIECE = 64 << 10
+
 #: The first Last-Modified date handed out; each new version of a file is an hour later.
 _EPOCH = 1_700_000_000
 
@@ -546,45 +703,6 @@ async def serve_raw() -> AsyncIterator[RawServer]:
         listener.close()
         await raw_server.stop()
         await listener.wait_closed()
-
-
-# --- fixtures -----------------------------------------------------------------------------
-
-
-async def _check_no_leaks() -> None:
-    # Let cancelled tasks finish unwinding before looking for leftovers.
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert _adownload_tasks() == [], "adownload tasks leaked"
-
-
-@pytest.fixture
-async def faults(tmp_path: Path) -> AsyncIterator[FaultServer]:
-    """The fault server; on teardown, checks that no adownload task or file handle leaked."""
-    async with serve_faults() as server:
-        yield server
-        await _check_no_leaks()
-    assert _open_files_under(tmp_path) == [], "file handles leaked"
-
-
-@pytest.fixture
-async def raw(tmp_path: Path) -> AsyncIterator[RawServer]:
-    """The raw socket server; the same leak checks as `faults`."""
-    async with serve_raw() as server:
-        yield server
-        await _check_no_leaks()
-    assert _open_files_under(tmp_path) == [], "file handles leaked"
-
-
-@pytest.fixture
-def threaded_faults(tmp_path: Path) -> Iterator[FaultServer]:
-    """The fault server in a thread of its own, for tests that run adownload in a subprocess.
-
-    Plans and contents may be set from the test's thread before the requests they affect.
-    """
-    with serve_in_thread(serve_faults) as running:
-        yield running
-    assert _open_files_under(tmp_path) == []
 
 
 def gzipped(data: bytes) -> bytes:
