@@ -517,13 +517,7 @@ class Transfer:
         if wanted is not None:
             hashes = Hashes([wanted[0]])
             await self._hash_prefix(hashes, self.size)
-            try:
-                check(
-                    hashes, {wanted[0]: bytes.fromhex(wanted[1])}, source="checksum", url=self.url
-                )
-            except ChecksumMismatchError:
-                self._discard()
-                raise
+            self._verify([("checksum", {wanted[0]: bytes.fromhex(wanted[1])}, "full")], hashes)
         if self.request.sink is None:
             self._commit()
 
@@ -844,12 +838,22 @@ class Transfer:
             length is not None and position != length
         ):
             raise self._incomplete(position, length, offset, response)
-        for source, digests, scope in expected:
-            try:
+        self._verify(expected, full, partial)
+
+    def _verify(
+        self,
+        expected: list[tuple[str, dict[str, bytes], str]],
+        full: Hashes,
+        partial: Hashes = _NO_HASHES,
+    ) -> None:
+        """Check every expected digest (`full` for the file, `partial` for this response); a
+        mismatch discards the bytes on hand, so nothing of a wrong file is kept for resuming."""
+        try:
+            for source, digests, scope in expected:
                 check(full if scope == "full" else partial, digests, source=source, url=self.url)
-            except ChecksumMismatchError:
-                self._discard()
-                raise
+        except ChecksumMismatchError:
+            self._discard()
+            raise
 
     # --- segmented downloads ------------------------------------------------------------------
 
@@ -971,12 +975,7 @@ class Transfer:
         checks = [entry for entry in expected if entry[2] == "full"]
         if checks:
             await self._hash_prefix(full, length)
-            for source, digests, _scope in checks:
-                try:
-                    check(full, digests, source=source, url=self.url)
-                except ChecksumMismatchError:
-                    self._discard()
-                    raise
+            self._verify(checks, full)
 
     async def _segment_helper(self, job: _Job) -> None:
         """A further connection: takes a host permit, then segments until none are left."""
