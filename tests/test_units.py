@@ -1,5 +1,5 @@
-"""The pure pieces, without a socket: segment layout, resume state, retry delays, Retry-After,
-digests, ranges, safe names and part names, redaction, the ledger.
+"""The pure pieces, without a socket: segment layout, resume state, retry delays, the speed
+floor, Retry-After, digests, ranges, name lengths and part names, redaction, the ledger.
 
 Each of these is also reached through the server tests; here a wrong edge shows at once, and
 by name.
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from yarl import URL
 
-from adownload import InvalidRequestError, Request, Retry
+from adownload import InvalidRequestError, Request, Retry, StallError
 from adownload._files import (
     MAX_NAME_BYTES,
     NAME_LIMIT,
@@ -31,6 +31,7 @@ from adownload._files import (
     part_path,
     safe_filename,
 )
+from adownload._limits import SpeedFloor
 from adownload._segments import Layout, split
 from adownload._state import PartState, _parse, identity, merge
 from adownload._transfer import _retry_after, range_answer
@@ -164,6 +165,20 @@ def test_retry_delays_grow_are_capped_and_honour_retry_after() -> None:
     assert retry.delay(1, retry_after=100) == 3  # capped
     jittered = Retry(backoff=1, jitter=0.1)
     assert all(1.0 <= jittered.delay(1) <= 1.1 for _ in range(50))
+
+
+def test_the_speed_floor_judges_whole_windows_only() -> None:
+    floor = SpeedFloor(1000, 2.0, 0, "http://h/a")
+    start = time.monotonic()
+    floor.check(10, start + 1.9)  # half a window of almost nothing: not judged yet
+    floor.check(2500, start + 2.0)  # 1250 B/s over the window: fine, and the window restarts
+    with pytest.raises(StallError) as caught:
+        floor.check(3000, start + 4.5)  # 500 B in 2.5 s
+    assert (caught.value.phase, caught.value.seconds, caught.value.url) == (
+        "speed",
+        2.0,
+        "http://h/a",
+    )
 
 
 def test_retry_after_takes_seconds_and_http_dates() -> None:

@@ -1,4 +1,5 @@
-"""Admission control: how many transfers and connections run at once, and how fast they read."""
+"""Admission control: how many transfers and connections run at once, how fast they read, and
+how slow they may get (`SpeedFloor`, `Timeout.min_speed`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Generic, TypeVar
 from yarl import URL
 
 from ._config import Limits
+from ._exceptions import StallError
 
 _K = TypeVar("_K")
 _P = TypeVar("_P", bound=AbstractAsyncContextManager[object])
@@ -101,3 +103,32 @@ class Limiter:
     def connection(self, url: URL) -> AbstractAsyncContextManager[None]:
         """A further connection of a transfer that holds a slot already: a host permit only."""
         return self._hosts.hold((url.scheme, url.host, url.port))
+
+
+class SpeedFloor:
+    """`Timeout.min_speed` over `Timeout.min_speed_window`: `check(received)` raises
+    `StallError` when the bytes received in the last window fell below the floor. One for every
+    read loop: a single stream checks it per chunk, a segmented download's monitor per tick."""
+
+    __slots__ = ("_bytes", "_floor", "_start", "_url", "_window")
+
+    def __init__(self, floor: float, window: float, received: int, url: str) -> None:
+        self._floor = floor
+        self._window = window
+        self._url = url
+        self._start = time.monotonic()
+        self._bytes = received
+
+    def check(self, received: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        elapsed = now - self._start
+        if elapsed < self._window:
+            return
+        if (received - self._bytes) / elapsed < self._floor:
+            raise StallError(
+                f"slower than {self._floor:.0f} bytes/s for {self._window}s: {self._url}",
+                url=self._url,
+                phase="speed",
+                seconds=self._window,
+            )
+        self._start, self._bytes = now, received

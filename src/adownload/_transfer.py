@@ -42,13 +42,13 @@ from ._exceptions import (
     RedirectError,
     RemoteProtocolError,
     SizeLimitError,
-    StallError,
     StorageError,
     TotalTimeout,
     TransportError,
     UnsafePathError,
     translate_client_errors,
 )
+from ._limits import SpeedFloor
 from ._models import Outcome, Request
 from ._segments import Layout, Segment
 from ._settings import Settings
@@ -642,8 +642,9 @@ class Transfer:
             emit(Started(self.url, self.request, self.target.path, length, offset))
             next_progress = time.monotonic() + PROGRESS_INTERVAL
         min_speed = self.timeout.min_speed
-        window = self.timeout.min_speed_window
-        window_start, window_bytes = time.monotonic(), 0
+        floor = None
+        if min_speed is not None:
+            floor = SpeedFloor(min_speed, self.timeout.min_speed_window, 0, self.shown)
         max_size = self.max_size
         position = offset
         self.size = position
@@ -692,19 +693,8 @@ class Transfer:
                             url=self.url,
                             limit=max_size,
                         )
-                    if min_speed is not None:
-                        now = time.monotonic()
-                        if now - window_start >= window:
-                            speed = (position - window_bytes - offset) / (now - window_start)
-                            if speed < min_speed:
-                                raise StallError(
-                                    f"slower than {min_speed:.0f} bytes/s for {window}s: "
-                                    f"{self.shown}",
-                                    url=self.url,
-                                    phase="speed",
-                                    seconds=window,
-                                )
-                            window_start, window_bytes = now, position - offset
+                    if floor is not None:
+                        floor.check(position - offset)
                     if emit is not None and time.monotonic() >= next_progress:
                         emit(Progress(self.url, self.request, position, length))
                         next_progress = time.monotonic() + PROGRESS_INTERVAL
@@ -1184,10 +1174,14 @@ class Transfer:
     async def _monitor(self, job: _Job) -> None:
         """Progress events, the resume state saved now and then, and the minimum speed."""
         emit = self._settings.emit
-        min_speed, window = self.timeout.min_speed, self.timeout.min_speed_window
+        min_speed = self.timeout.min_speed
+        floor = None
+        if min_speed is not None:
+            floor = SpeedFloor(
+                min_speed, self.timeout.min_speed_window, job.layout.received(), self.shown
+            )
         interval = PROGRESS_INTERVAL if emit is not None else 1.0
-        last_save = window_start = time.monotonic()
-        window_bytes = job.layout.received()
+        last_save = time.monotonic()
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
@@ -1201,15 +1195,8 @@ class Transfer:
                 with contextlib.suppress(StorageError):
                     self.target.save_state()
                 last_save = now
-            if min_speed is not None and now - window_start >= window:
-                if (received - window_bytes) / (now - window_start) < min_speed:
-                    raise StallError(
-                        f"slower than {min_speed:.0f} bytes/s for {window}s: {self.shown}",
-                        url=self.url,
-                        phase="speed",
-                        seconds=window,
-                    )
-                window_start, window_bytes = now, received
+            if floor is not None:
+                floor.check(received, now)
 
     def _incomplete(
         self, position: int, length: int | None, offset: int, response: aiohttp.ClientResponse
