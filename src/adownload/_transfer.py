@@ -3,9 +3,11 @@
 Only a complete, verified file ever reaches its final name. Bytes go to `<name>.part`; when
 the server gave validators (a strong ETag or Last-Modified), `<name>.part.state` records what
 the part belongs to, so a later attempt, or a later run, continues it with `Range` and
-`If-Range` instead of starting over. The part is moved into place by `_files.commit` once the
+`If-Range` instead of starting over. The part is moved into place (`Target.commit`) once the
 body is complete and every digest matches. A failure keeps a resumable part and removes
-anything else; the final name is never touched before the commit.
+anything else; the final name is never touched before the commit. Everything on disk is the
+`Target`'s (`_target.py`); this module holds the exchange with the server, the streams, the
+segments and the retries.
 """
 
 from __future__ import annotations
