@@ -214,7 +214,7 @@ _NO_XATTR = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCE
 
 def mark_part(fd_or_path: int | Path) -> bool:
     """Mark a `.part` file as ours; False where the file system keeps no user attributes (then
-    a state file beside the part is the mark, see `Transfer`)."""
+    a state file beside the part is the mark, see `Target.open_part`)."""
     if not hasattr(os, "setxattr"):
         return False
     try:
