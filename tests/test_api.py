@@ -91,7 +91,7 @@ BAD_URLS = [
     ("   ", "empty URL"),
     ("not a url", "not absolute"),
     ("/relative/path.zip", "not absolute"),
-    ("ftp://example.org/a.zip", "unsupported URL scheme 'ftp'"),
+    ("gopher://example.org/a.zip", "unsupported URL scheme 'gopher'"),
     ("file:///etc/passwd", "unsupported URL scheme 'file'"),
     ("http://", "no host"),
     ("http://exa mple.org/\r\nX: y", "control characters"),
@@ -111,7 +111,7 @@ async def test_bad_urls_raise_a_clear_error(url: str, message: str, dest: Path) 
 async def test_bad_items_become_failed_outcomes_next_to_good_ones(
     server: Server, dest: Path
 ) -> None:
-    items = ["ftp://x/a", server("/files/good.bin"), 42, "", URL("http://h")]
+    items = ["gopher://x/a", server("/files/good.bin"), 42, "", URL("http://h")]
     async with Downloader(dest=dest, timeout=Timeout(connect=0.5)) as dl:
         outcomes = await dl.download_many(items[:4])  # type: ignore[arg-type]
     assert [o.ok for o in outcomes] == [False, True, False, False]

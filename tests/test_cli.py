@@ -196,7 +196,7 @@ GOOD = "http://127.0.0.1:9/never-contacted.bin"
 BAD_INPUT = [
     (["http://"], "no host"),
     (["not a url"], "not absolute"),
-    (["ftp://example.org/a.iso"], "unsupported URL scheme 'ftp'"),
+    (["gopher://example.org/a.iso"], "unsupported URL scheme 'gopher'"),
     (["-i", "missing.txt"], "cannot read the input file missing.txt"),
     (["-i", "."], "cannot read the input file ."),
     (["-d", "afile", GOOD], "is not a directory"),

@@ -81,7 +81,7 @@ def test_options_unknown_to_this_command_are_ignored_and_named() -> None:
         ("http://h/a\n  split=0\n", 2, "split= takes a whole number"),
         ("http://h/a\n  header=nocolon\n", 2, "expected header=Name: value"),
         ("http://h/a\n  just words\n", 2, "expected an option as 'key=value'"),
-        ("ftp://h/a\n", 1, "unsupported URL scheme"),
+        ("gopher://h/a\n", 1, "unsupported URL scheme"),
         ("http://h/a http://\n", 1, "no host"),
         (b"http://h/\xff\n", 1, "not UTF-8"),
     ],

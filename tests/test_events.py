@@ -26,7 +26,7 @@ async def test_events_tell_the_story_of_each_download(server: Server, dest: Path
     ok = server("/slow/ok.bin", size=100_000, delay=0.15, parts=4)
     missing = server("/status/404/missing.bin")
     async with Downloader(dest=dest, on_event=events.append) as dl:
-        await dl.download_many([ok, missing, "ftp://bad/x"])
+        await dl.download_many([ok, missing, "gopher://bad/x"])
 
     def of(url: str) -> list[Event]:
         return [e for e in events if e.url == url]
@@ -50,7 +50,7 @@ async def test_events_tell_the_story_of_each_download(server: Server, dest: Path
     assert isinstance(failed[-1], Finished)
     assert isinstance(failed[-1].outcome.error, HTTPStatusError)
 
-    bad = of("ftp://bad/x")
+    bad = of("gopher://bad/x")
     assert [type(e) for e in bad] == [Queued, Finished]
 
 

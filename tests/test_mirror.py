@@ -287,7 +287,7 @@ async def test_a_list_of_urls(served: Running, dest: Path) -> None:
         base + "index.txt",
         Request(base + "3.13/python-3.13-docs.zip", "latest/docs.zip"),
         base + "3.12/",
-        "ftp://example.org/x",
+        "gopher://example.org/x",
     ]
     report = await mirror(urls, dest)
     assert report.failed == 1
@@ -407,7 +407,7 @@ async def test_cli_exit_status_1_when_a_file_fails(served: Running, tmp_path: Pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["ftp://example.org/pub/", "d"], "unsupported URL scheme"),
+        (["gopher://example.org/pub/", "d"], "unsupported URL scheme"),
         (["http://127.0.0.1:9/", "d", "--depth", "-1"], "expected a whole number"),
         (["http://127.0.0.1:9/", "file.txt"], "is not a directory"),
         (["http://127.0.0.1:9/"], "required"),

@@ -53,7 +53,7 @@ async def test_library_logs_outcomes_and_errors_hold_no_password(
     ok_url = with_userinfo(faults.url("/f/a.bin"))
     missing_url = with_userinfo(faults.url("/status/404/b.bin"))
     async with Downloader(dest=dest, retry=FAST) as dl:
-        outcomes = await dl.download_many([ok_url, missing_url, "ftp://u:" + PASSWORD + "@h/x"])
+        outcomes = await dl.download_many([ok_url, missing_url, "gopher://u:" + PASSWORD + "@h/x"])
     assert [o.ok for o in outcomes] == [True, False, False]
     assert (dest / "a.bin").read_bytes() == faults.content("/f/a.bin")
     assert outcomes[0].attempts == 2  # one Retrying on the way
@@ -148,7 +148,7 @@ def test_cli_input_file_errors_hold_no_password(
 @pytest.mark.parametrize(
     "url",
     [
-        f"ftp://{USER}:{PASSWORD}@127.0.0.1/x.zip",
+        f"file://{USER}:{PASSWORD}@127.0.0.1/x.zip",
         f"http://{USER}:{PASSWORD}@[::1/x.zip",
         f"http://{USER}:{PASSWORD}@/x.zip",
         f"gopher://{USER}:{PASSWORD}@127.0.0.1:1/x",

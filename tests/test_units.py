@@ -19,6 +19,8 @@ import pytest
 from yarl import URL
 
 from adownload import InvalidRequestError, Request, Retry, StallError
+from adownload._answer import range_answer
+from adownload._answer import retry_after as _retry_after
 from adownload._files import (
     MAX_NAME_BYTES,
     NAME_LIMIT,
@@ -34,7 +36,6 @@ from adownload._files import (
 from adownload._limits import SpeedFloor
 from adownload._segments import Layout, split
 from adownload._state import PartState, _parse, identity, merge
-from adownload._transfer import _retry_after, range_answer
 from adownload._util import redact
 from adownload._verify import parse_checksum, parse_digest_fields, parse_legacy_digest
 

@@ -33,6 +33,7 @@ from ._exceptions import ContentDecodingError as ContentDecodingError
 from ._exceptions import DestinationExistsError as DestinationExistsError
 from ._exceptions import DownloadError as DownloadError
 from ._exceptions import DownloadTimeout as DownloadTimeout
+from ._exceptions import FTPReplyError as FTPReplyError
 from ._exceptions import HTTPStatusError as HTTPStatusError
 from ._exceptions import IncompleteBodyError as IncompleteBodyError
 from ._exceptions import InvalidRequestError as InvalidRequestError
@@ -97,6 +98,7 @@ __all__ = [
     "Event",
     "EventHook",
     "Existing",
+    "FTPReplyError",
     "FileSink",
     "Finished",
     "GeneratorSink",

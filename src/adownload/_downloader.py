@@ -25,12 +25,13 @@ from yarl import URL
 from ._config import Existing, Limits, Retry, Segments, Timeout
 from ._events import EventHook, Finished, Queued, emitter
 from ._exceptions import DownloadError, InvalidRequestError
+from ._http import ACCEPT_ENCODING, merge_headers
 from ._limits import KeyedPrimitives, Limiter
 from ._models import Item, Outcome, Request
 from ._session import open_session
 from ._settings import Settings
 from ._sinks import FileSink, Sink, SinkOpener
-from ._transfer import ACCEPT_ENCODING, Transfer, merge_headers
+from ._transfer import Transfer
 from ._util import cancel_and_wait, redact
 from ._version import USER_AGENT
 
@@ -224,6 +225,9 @@ class Downloader:
             for runner in list(self._runners):
                 await cancel_and_wait(runner)
         finally:
+            if self._settings is not None:
+                for pool in self._settings.pools.values():
+                    await pool.close()
             if self._owns_session and self._session is not None:
                 await self._session.close()
 

@@ -6,6 +6,7 @@ DownloadError                       every failure of a download; has .url
 ├── UnsafePathError (ValueError)     a name or target that would escape or write through a link
 ├── DestinationExistsError (FileExistsError)   the target (or its .part name) may not be replaced
 ├── HTTPStatusError                  the server answered with an error status; has .status
+├── FTPReplyError                    an FTP server's error reply (550, 530, 421...); has .code
 ├── ChecksumMismatchError            the bytes do not match the expected or announced digest
 ├── SizeLimitError                   the file is larger than the size limit; has .limit
 ├── TransportError                   the exchange with the server failed
@@ -154,6 +155,27 @@ class HTTPStatusError(DownloadError):
         self.status = status
         self.reason = reason
         self.retry_after = retry_after
+
+
+class FTPReplyError(DownloadError):
+    """An FTP server answered a command with an error reply: 550 (no such file), 530 (login
+    refused), 421 or 450 (try later), ...
+
+    `code` is the reply code and `text` its text. `transient` is True for the 4xx replies,
+    which are retried; 5xx replies are final (RFC 959, section 4.2).
+    """
+
+    code: int
+    text: str
+
+    def __init__(self, message: str, *, url: str | None, code: int, text: str = "") -> None:
+        super().__init__(message, url=url)
+        self.code = code
+        self.text = text
+
+    @property
+    def transient(self) -> bool:
+        return 400 <= self.code < 500
 
 
 class ChecksumMismatchError(DownloadError):

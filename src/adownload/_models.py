@@ -18,11 +18,11 @@ from ._verify import parse_checksum
 
 __all__ = ["Item", "Outcome", "Request"]
 
-_SCHEMES = frozenset({"http", "https"})
+_SCHEMES = frozenset({"http", "https", "ftp"})
 
 
 def parse_url(url: str | URL) -> URL:
-    """Parse and check a URL given by a caller: absolute, http or https, with a host.
+    """Parse and check a URL given by a caller: absolute, http, https or ftp, with a host.
 
     Every error names the URL without its userinfo (`DownloadError` cuts it).
     """
@@ -51,7 +51,7 @@ def parse_url(url: str | URL) -> URL:
         raise InvalidRequestError(f"URL is not absolute: {text!r}", url=text)
     if parsed.scheme.lower() not in _SCHEMES:
         raise InvalidRequestError(
-            f"unsupported URL scheme {parsed.scheme!r} in {text!r}: only http and https",
+            f"unsupported URL scheme {parsed.scheme!r} in {text!r}: only http, https and ftp",
             url=text,
         )
     if not parsed.host:
@@ -63,7 +63,7 @@ def parse_url(url: str | URL) -> URL:
 class Request:
     """One file to download, with options that override the downloader's for this file only.
 
-    - `url`: http or https, as a string or `yarl.URL`. Checked when the Request is made.
+    - `url`: http, https or ftp, as a string or `yarl.URL`. Checked when the Request is made.
     - `path`: the exact file to write. Without it the file goes into the `dest` directory of the
       call (or of the downloader), named after the URL's last path segment.
     - `dest`: the directory for this file, when `path` is not given.

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from multidict import CIMultiDict
@@ -46,3 +47,6 @@ class Settings:
     directories: set[Path] = field(default_factory=set)
     #: The files this downloader saved, and from which URL.
     saved: Ledger = field(default_factory=Ledger)
+    #: Connection pools of protocols other than HTTP (aiohttp's session has its own), by
+    #: protocol; each has `async close()`, which the downloader calls when it closes.
+    pools: dict[str, Any] = field(default_factory=dict)

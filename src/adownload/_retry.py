@@ -1,0 +1,109 @@
+"""The one retry loop, for whole files and for the segments of one: which errors are worth
+another try, how long to wait before it, and the one `Retry.budget` check."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from ._config import Retry
+from ._exceptions import (
+    ChecksumMismatchError,
+    ContentDecodingError,
+    DestinationExistsError,
+    DownloadError,
+    DownloadTimeout,
+    FTPReplyError,
+    HTTPStatusError,
+    InvalidRequestError,
+    RedirectError,
+    SizeLimitError,
+    StorageError,
+    TransportError,
+    UnsafePathError,
+)
+
+# Errors after which trying again cannot help: the next attempt would meet the same wall.
+FATAL = (
+    StorageError,
+    UnsafePathError,
+    DestinationExistsError,
+    InvalidRequestError,
+    SizeLimitError,
+)
+
+
+class StartOver(Exception):
+    """The bytes kept so far cannot be continued (the file changed, or its part was found
+    unusable): the next request starts at byte zero, at once and without counting as a retry."""
+
+
+def retryable(error: DownloadError, policy: Retry) -> bool:
+    """Whether another attempt could succeed where `error` failed."""
+    if isinstance(error, HTTPStatusError):
+        return error.status in policy.statuses
+    if isinstance(error, FTPReplyError):
+        return error.transient
+    if isinstance(error, ChecksumMismatchError | RedirectError | ContentDecodingError):
+        return False
+    return isinstance(error, TransportError | DownloadTimeout)
+
+
+def retry_wait(policy: Retry, error: DownloadError, retry_number: int, started: float) -> float:
+    """Seconds to wait before retry `retry_number` after `error` (0: another source, no wait);
+    raise `error` when the wait would end past `Retry.budget`, counted from `started`."""
+    delay = 0.0
+    if retry_number:
+        retry_after = error.retry_after if isinstance(error, HTTPStatusError) else None
+        delay = policy.delay(retry_number, retry_after=retry_after)
+    if policy.budget is not None and time.monotonic() - started + delay > policy.budget:
+        raise error
+    return delay
+
+
+async def with_retries(
+    attempt: Callable[[int], Awaitable[None]],
+    *,
+    policy: Retry,
+    sources: int,
+    started: float,
+    final: Callable[[DownloadError], bool] = lambda error: False,
+    on_retry: Callable[[DownloadError, float], None] = lambda error, delay: None,
+) -> None:
+    """Run `attempt(source)` until it succeeds, going round the `sources` (a URL and its
+    mirrors; 1 for a segment) as `policy` says, and raise the last error when none is left.
+
+    A source leaves the round when its error is not retryable or it had `policy.attempts`
+    tries; going back to a source that failed already backs off first, a fresh one is tried at
+    once. `final(error)` ends everything at once; `on_retry(error, delay)` is told before each
+    wait.
+    """
+    tries = [0] * sources
+    alive = list(range(sources))
+    position = 0
+    retries = 0
+    while True:
+        index = alive[position % len(alive)]
+        tries[index] += 1
+        try:
+            await attempt(index)
+            return
+        except DownloadError as exc:
+            error = exc
+        if isinstance(error, FATAL) or final(error):
+            raise error
+        if not retryable(error, policy) or tries[index] >= policy.attempts:
+            alive.remove(index)  # this source is done; the next mirror takes over
+            if not alive:
+                raise error
+        else:
+            position += 1
+        next_index = alive[position % len(alive)]
+        if tries[next_index]:  # back to a source that failed already: back off first
+            retries += 1
+            delay = retry_wait(policy, error, retries, started)
+        else:
+            delay = retry_wait(policy, error, 0, started)
+        on_retry(error, delay)
+        await asyncio.sleep(delay)
