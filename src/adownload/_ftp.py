@@ -51,6 +51,8 @@ log = logging.getLogger("adownload")
 _CHUNK = 1 << 20
 #: Idle control connections kept per host and user.
 _IDLE_PER_KEY = 16
+#: Seconds to wait for the reply to QUIT when the downloader closes.
+_QUIT_WAIT = 1.0
 
 _Key = tuple[str, int, str]
 
@@ -180,14 +182,20 @@ class FtpPool:
 
     async def close(self) -> None:
         self._closed = True
-        for idle in self._idle.values():
-            for control in idle:
-                # Say goodbye without waiting for the reply, then close.
-                with contextlib.suppress(Exception):
-                    control.client.stream.writer.write(b"QUIT\r\n")
-                control.client.close()
+        controls = [control for idle in self._idle.values() for control in idle]
         self._idle.clear()
-        await asyncio.sleep(0)  # let the transports close
+        # QUIT, politely and briefly: a server that does not answer is simply closed.
+        await asyncio.gather(*(_quit(control.client) for control in controls))
+
+
+async def _quit(client: _Client) -> None:
+    try:
+        async with asyncio.timeout(_QUIT_WAIT):
+            await client.quit()
+    except (Exception, TimeoutError):
+        pass
+    finally:
+        client.close()
 
 
 def pool_of(settings: Settings) -> FtpPool:
@@ -253,11 +261,10 @@ class FtpExchange:
             plan.if_range is None or plan.if_range == modified
         )
         offset = plan.offset if plan.ranged and current else 0
-        if plan.ranged and current and size is not None and offset >= size:
+        if plan.ranged and current and size is not None and (plan.probe or offset >= size):
+            # Nothing to transfer: the same file, and the part holds it all (a probe asks
+            # only for its last byte), or nothing is past the offset. The engine decides.
             answer.verdict = Verdict.END
-            answer.length = size
-            if plan.probe and offset == size - 1:
-                answer.length = size  # the engine compares it with the part's length
             self._pool.release(control)
             return answer, FtpBody.empty()
         reader, writer = await client.get_passive_connection("I")

@@ -25,7 +25,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Literal, TypeAlias
@@ -123,6 +123,9 @@ class _File:
 
     request: Request
     parts: tuple[str, ...]
+    #: (size, modified) from an FTP listing, which decides whether a file changed; None for
+    #: HTTP, where a conditional request does.
+    listed: tuple[int | None, str | None] | None = None
 
     @property
     def rel(self) -> str:
@@ -248,7 +251,9 @@ class _Mirror:
                     path=self.dest,
                     errno=exc.errno,
                 ) from exc
-        if start is not None:
+        if start is not None and start.scheme == "ftp":
+            files = await self._walk_ftp(start, dl)
+        elif start is not None:
             files = await self._walk(start, dl)
         else:
             assert not isinstance(source, str | URL)
@@ -281,6 +286,40 @@ class _Mirror:
             async with contextlib.aclosing(dl.as_completed(pages)) as outcomes:
                 async for outcome in outcomes:
                     self._read_page(outcome, depth, files, seen, visited, next_level)
+            level = next_level
+            depth += 1
+        return files
+
+    async def _walk_ftp(self, start: URL, dl: Downloader) -> list[_File]:
+        """The files below the FTP directory `start`, from its listings (MLSD, else LIST)."""
+        from ._ftp_list import list_directory
+
+        self.base = base = start if start.path.endswith("/") else start.with_path(start.path + "/")
+        settings = dl._open_settings()
+        files: list[_File] = []
+        level: list[tuple[URL, tuple[str, ...]]] = [(base, ())]
+        depth = 0
+        while level:
+            listings = await asyncio.gather(
+                *(list_directory(settings, url) for url, _ in level), return_exceptions=True
+            )
+            next_level: list[tuple[URL, tuple[str, ...]]] = []
+            for (url, parts), listing in zip(level, listings, strict=True):
+                if isinstance(listing, BaseException):
+                    if not isinstance(listing, DownloadError):
+                        raise listing
+                    self.report.complete = False
+                    self._fail(listing)
+                    continue
+                for entry in listing:
+                    here = (*parts, safe_filename(entry.name))
+                    if entry.directory:
+                        deeper = self.max_depth is None or depth < self.max_depth
+                        if deeper and not self._pruned(here):
+                            next_level.append((url.with_path(url.path + entry.name + "/"), here))
+                    elif self._wanted(here):
+                        file_url = url.with_path(url.path + entry.name)
+                        files.append(_File(Request(file_url), here, (entry.size, entry.modified)))
             level = next_level
             depth += 1
         return files
@@ -387,7 +426,14 @@ class _Mirror:
 
         def requests() -> Iterator[Request]:
             for job in jobs:
-                if isinstance(job, _Pending) and (request := self._request(job)) is not None:
+                if not isinstance(job, _Pending):
+                    continue
+                if job.file.listed is not None and _listed_current(job):
+                    # The listing says it did not change: nothing to ask.
+                    row = self._unchanged(job)
+                    if row is not None:
+                        done.put_nowait(row)
+                elif (request := self._request(job)) is not None:
                     pending[id(request)] = job
                     yield request
 
@@ -466,6 +512,9 @@ class _Mirror:
         if not job.existed:
             self._tell(MirrorChange("new", job.target, job.url, dry_run=True))
             return None
+        if job.file.listed is not None:
+            self._tell(MirrorChange("updated", job.target, job.url, dry_run=True))
+            return None
         # Only the answer's status matters: a limit of 0 bytes stops before any body byte.
         return dataclasses.replace(
             job.file.request, path=None, sink=MemorySink(), headers=headers, max_size=0
@@ -481,30 +530,41 @@ class _Mirror:
             kind: ChangeKind = "updated" if job.existed else "new"
             size = 0 if dry else outcome.size - outcome.resumed_from
             if not dry:
+                listed = job.file.listed
                 row = Record(
                     job.file.rel,
                     url,
                     outcome.etag,
-                    outcome.last_modified,
+                    # For a listed file, the listing's own time: the next listing is compared
+                    # with it (LIST gives minutes where MDTM gives seconds).
+                    outcome.last_modified if listed is None else listed[1],
                     outcome.size,
                     owned=True,
                     done=True,
                 )
             self._tell(MirrorChange(kind, job.target, url, size, dry_run=dry))
         elif isinstance(error, HTTPStatusError) and error.status == 304:
-            record = job.record
-            if not dry and (record is None or not record.done or record.url != redact(url)):
-                # A file that was there without a finished row: revalidated, so now it is known.
-                row = Record(
-                    job.file.rel,
-                    url,
-                    length=job.size,
-                    owned=record is not None and record.owned,
-                    done=True,
-                )
-            self._tell(MirrorChange("unchanged", job.target, url, dry_run=dry))
+            row = self._unchanged(job)
         else:
             self._tell(MirrorChange("failed", job.target, url, error=error, dry_run=dry))
+        return row
+
+    def _unchanged(self, job: _Pending) -> Record | None:
+        """Tell that a file is current; the row to record for it, if it had no finished one."""
+        record, url, dry = job.record, job.url, self.dry_run
+        row = None
+        if not dry and (record is None or not record.done or record.url != redact(url)):
+            # A file that was there without a finished row: revalidated, so now it is known.
+            listed = job.file.listed
+            row = Record(
+                job.file.rel,
+                url,
+                last_modified=None if listed is None else listed[1],
+                length=job.size,
+                owned=record is not None and record.owned,
+                done=True,
+            )
+        self._tell(MirrorChange("unchanged", job.target, url, dry_run=dry))
         return row
 
     def _target(self, parts: tuple[str, ...], url: str | None) -> Path:
@@ -568,6 +628,26 @@ def _conditions(record: Record | None, info: os.stat_result | None, url: str) ->
     # A file with no finished row (a run killed right after its commit, or a file put there by
     # hand): newer than the upstream copy means current, as wget's --timestamping has it.
     return {"If-Modified-Since": formatdate(info.st_mtime, usegmt=True)}
+
+
+def _listed_current(job: _Pending) -> bool:
+    """For a listed (FTP) file on disk: whether the listing shows the version on disk. With a
+    finished row: the same size and modification time as recorded; without one (a file put
+    there by hand, a run killed after the commit): the same size and not older upstream."""
+    assert job.file.listed is not None
+    size, modified = job.file.listed
+    record = job.record
+    if not job.existed or size is None or job.size != size:
+        return False
+    if record is not None and record.done and record.url == redact(job.url):
+        return record.length == size and modified is not None and record.last_modified == modified
+    if modified is None:
+        return False
+    try:
+        upstream = parsedate_to_datetime(modified).timestamp()
+        return os.lstat(job.target).st_mtime >= upstream
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _list_parts(request: Request) -> tuple[str, ...]:

@@ -1,0 +1,120 @@
+"""FTP directory listings for the mirror: `MLSD` (RFC 3659), falling back to `LIST`.
+
+A listing is a stranger's text. A name is kept only when it is one plain path component (no
+`/`, not `.` or `..`) without control characters; everything else is dropped, so no name can
+lead outside the destination or into a command. Listings are bounded in size, and their
+connections are the downloader's (its pool, its per-host limit, its timeouts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+import aioftp
+from yarl import URL
+
+from ._exceptions import RemoteProtocolError
+from ._ftp import mdtm_date, pool_of, translate_ftp_errors
+from ._settings import Settings
+from ._util import redact
+
+#: A listing larger than this is not a listing.
+MAX_LISTING_BYTES = 32 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One name of a directory listing."""
+
+    name: str
+    directory: bool
+    size: int | None = None
+    modified: str | None = None  # an HTTP date
+
+
+async def list_directory(settings: Settings, url: URL) -> list[Entry]:
+    """The entries of the FTP directory at `url` (its path, with or without the final `/`)."""
+    shown = redact(str(url))
+    timeout = settings.timeout
+    pool = pool_of(settings)
+    path = url.path or "/"
+    async with settings.limiter.slot(url), asyncio.timeout(timeout.total):
+        with translate_ftp_errors(shown, read=timeout.read):
+            control, _ = await pool.acquire(url, timeout, shown)
+            try:
+                entries = await _list(control.client, path, shown)
+            except BaseException:
+                control.client.close()
+                raise
+            pool.release(control)
+    return entries
+
+
+async def _list(client: aioftp.Client, path: str, shown: str) -> list[Entry]:
+    parsers: list[tuple[str, Callable[[bytes], tuple[PurePosixPath, Any]]]] = [
+        ("MLSD", client.parse_mlsx_line),
+        ("LIST", client.parse_list_line),
+    ]
+    for command, parse in parsers:
+        # The data connection is opened and closed here, not by aioftp's get_stream, which
+        # leaves it open when the command is refused.
+        reader, writer = await client.get_passive_connection("I")
+        try:
+            try:
+                await client.command(f"{command} {path}", "1xx")
+            except aioftp.StatusCodeError as exc:
+                if command == "MLSD" and str(exc.received_codes[-1]).startswith("50"):
+                    continue  # no MLSD here: LIST
+                raise
+            entries: list[Entry] = []
+            total = 0
+            while line := await reader.readline():
+                total += len(line)
+                if total > MAX_LISTING_BYTES:
+                    raise RemoteProtocolError(
+                        f"the listing of {shown} is over {MAX_LISTING_BYTES} bytes", url=shown
+                    )
+                entry = _entry(line, parse)
+                if entry is not None:
+                    entries.append(entry)
+        finally:
+            writer.close()
+        await client.command(None, "2xx", "1xx")
+        return entries
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _entry(line: bytes, parse: Callable[[bytes], tuple[PurePosixPath, Any]]) -> Entry | None:
+    """One listing line as an `Entry`, or None for a line to drop."""
+    if not line.strip():
+        return None
+    try:
+        path, info = parse(line.rstrip(b"\r\n"))
+    except (ValueError, IndexError, KeyError, UnicodeDecodeError):
+        return None  # not a line aioftp understands: a total line, a banner, garbage
+    name = str(path)
+    if not plain_name(name):
+        return None
+    kind = str(info.get("type", "")).lower()
+    if kind not in ("file", "dir") or "link_dst" in info or line[:1] == b"l":
+        return None  # cdir, pdir, devices, and links, which are never followed
+    raw = str(info.get("size", ""))
+    size = int(raw) if raw.isdigit() else None
+    modified = mdtm_date(str(info.get("modify", "")))
+    return Entry(name, kind == "dir", size, modified)
+
+
+def plain_name(name: str) -> bool:
+    """Whether a listed name is one plain component: no `/` or `\\`, not `.` or `..`, no
+    control characters.
+
+    >>> [plain_name(n) for n in ("a.zip", "../a", "a/b", "..", "a\\x1bb")]
+    [True, False, False, False, False]
+    """
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        return False
+    return not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name)
