@@ -22,12 +22,9 @@ from typing import Protocol
 from yarl import URL
 
 from ._util import IdleTimeout
+from ._verify import Expected
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
-
-#: One expected digest: where it came from, {algorithm: digest}, and its scope ("full": the
-#: whole file; "partial": this response's body only).
-Expected = tuple[str, dict[str, bytes], str]
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from . import _files, _splice
-from ._answer import Answer, Expected, Plan, Verdict, range_answer, retry_after
+from ._answer import Answer, Plan, Verdict, range_answer, retry_after
 from ._config import Timeout
 from ._exceptions import (
     ContentDecodingError,
@@ -32,7 +32,7 @@ from ._exceptions import (
     translate_client_errors,
 )
 from ._util import IdleTimeout, redact
-from ._verify import parse_digest_fields, parse_legacy_digest
+from ._verify import Expected, parse_digest_fields, parse_legacy_digest
 
 log = logging.getLogger("adownload")
 

@@ -221,3 +221,20 @@ class Outcome:
         else:
             state = f"error={self.error!r}"
         return f"<Outcome {state} url={self.url!r} path={self.path!s} size={self.size}>"
+
+
+def check_credentials(request: Request, headers: Mapping[str, str], url: str) -> None:
+    """A URL's userinfo and an Authorization header (the downloader's `headers` or the
+    request's) are two credentials for one request: refuse the pair before anything is sent,
+    rather than guess which one counts."""
+    if "Authorization" not in headers and not (
+        request.headers and "authorization" in (k.lower() for k in request.headers)
+    ):
+        return
+    for candidate in (request.parsed_url, *request.parsed_mirrors):
+        if candidate.raw_user is not None or candidate.raw_password is not None:
+            raise InvalidRequestError(
+                f"{redact(candidate)} has a user name or password in the URL and an "
+                "Authorization header: give one of them",
+                url=url,
+            )

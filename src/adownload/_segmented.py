@@ -17,7 +17,7 @@ from typing import Protocol
 from yarl import URL
 
 from ._answer import Answer, Body, Exchange, Plan, Verdict
-from ._config import Retry, Timeout
+from ._config import Retry, Segments, Timeout
 from ._events import PROGRESS_INTERVAL
 from ._exceptions import (
     DownloadError,
@@ -28,6 +28,7 @@ from ._exceptions import (
 )
 from ._limits import Limiter
 from ._models import Request
+from ._plan import layout_for
 from ._retry import StartOver, with_retries
 from ._segments import Layout, Segment
 from ._sinks import FileSink, SinkOpener
@@ -90,14 +91,54 @@ class Segmented:
         limiter: Limiter,
         writer: SinkOpener,
         retry: Retry,
-        meter: Meter,
     ) -> None:
         self._engine = engine
         self._job = job
         self._limiter = limiter
         self._writer = writer
         self._retry = retry
-        self._meter = meter
+        #: Progress, minimum speed: the engine's meter for the whole file.
+        self.meter = Meter(url=engine.url, request=engine.request, position=job.done_before)
+
+    @classmethod
+    def prepare(
+        cls,
+        engine: Engine,
+        answer: Answer,
+        plan: Plan,
+        offset: int,
+        length: int,
+        segments: Segments,
+        *,
+        validators: PartState,
+        limiter: Limiter,
+        writer: SinkOpener,
+        retry: Retry,
+    ) -> Segmented:
+        """Lay out the segments of a body at `offset` of a file of `length` bytes: the holes of
+        a resumed segmented part, else everything from `offset`; the part's state says so
+        from now on."""
+        state = engine.target.state
+        resumed = state is not None and state.sparse and answer.verdict is Verdict.PARTIAL
+        missing, done_before = layout_for(state, resumed, offset, length, segments)
+        layout = Layout(missing, segments.count, segments.min_size)
+        if resumed and state is not None:
+            layout.done.extend(state.ranges)
+        if state is not None:
+            state.sparse = True
+            state.ranges = layout.ranges()
+            engine.target.save_state()
+        log.debug("%s: %d bytes in up to %d segments", redact(engine.url), length, segments.count)
+        job = Job(answer.final_url, plan.url, validators, layout, length, done_before)
+        return cls(engine, job, limiter=limiter, writer=writer, retry=retry)
+
+    @property
+    def layout(self) -> Layout:
+        return self._job.layout
+
+    @property
+    def done_before(self) -> int:
+        return self._job.done_before
 
     async def run(self, first: Body, sink: FileSink, offset: int, count: int) -> None:
         job = self._job
@@ -116,7 +157,7 @@ class Segmented:
                 monitor.cancel()
         except BaseExceptionGroup as group_error:
             raise _most_telling(group_error) from None
-        self._meter.finished(job.length)
+        self.meter.finished(job.length)
 
     async def _helper(self) -> None:
         """A further connection: takes a host permit, then segments until none are left."""
@@ -281,7 +322,7 @@ class Segmented:
 
     async def _monitor(self) -> None:
         """Progress events, the resume state saved now and then, and the minimum speed."""
-        job, meter, target = self._job, self._meter, self._engine.target
+        job, meter, target = self._job, self.meter, self._engine.target
         last_save = time.monotonic()
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)

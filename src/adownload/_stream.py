@@ -9,23 +9,30 @@ body can go through `splice_body` instead, socket to file inside the kernel (`_s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from . import _splice
-from ._answer import Body
+from ._answer import Answer, Body
 from ._events import PROGRESS_INTERVAL, Event, Progress
-from ._exceptions import IncompleteBodyError, RemoteProtocolError, SizeLimitError, StorageError
+from ._exceptions import (
+    ContentDecodingError,
+    IncompleteBodyError,
+    ReadTimeout,
+    RemoteProtocolError,
+    SizeLimitError,
+    StorageError,
+)
 from ._limits import SpeedFloor, TokenBucket
 from ._models import Request
 from ._sinks import FileSink, Sink
-from ._util import redact, wait_through_cancellation
-from ._verify import Hashes
+from ._util import IdleTimeout, redact, wait_through_cancellation
+from ._verify import NO_HASHES, Hashes
 
-#: No hashes at all (falsy, so never updated): shared by every body that checks no digest.
-NO_HASHES = Hashes(())
 #: The end of a cursor that runs to the end of the body.
 UNBOUNDED = sys.maxsize
 
@@ -177,6 +184,62 @@ async def pump(
             return True
 
 
+async def stream_body(
+    answer: Answer,
+    body: Body,
+    sink: Sink,
+    cursor: Span,
+    meter: Meter,
+    *,
+    length: int | None,
+    touch: Callable[[], None],
+    storage_error: Callable[[OSError], StorageError],
+    url: str,
+    kernel: bool,
+    on_excess: Callable[[], None],
+) -> None:
+    """One whole body into `sink` from `cursor.position`: through the kernel copy when it can
+    take it (`kernel`: the sink is the download's own file), else `pump`. Raises
+    `IncompleteBodyError` unless the body ends where the answer said it would."""
+    offset = cursor.position
+    announced = answer.announced
+    if (
+        kernel
+        and isinstance(sink, FileSink)
+        and meter.passive
+        and announced is not None
+        and (taken := body.kernel_copy()) is not None
+    ):
+        try:
+            position = await splice_body(
+                taken, sink, offset, announced, meter, touch, storage_error, url
+            )
+        except RemoteProtocolError:
+            on_excess()  # more bytes than announced: nothing of it is kept
+            raise
+        finally:
+            # The protocol did not see the body end: the connection is not reusable.
+            await body.close(reuse=False)
+    else:
+        try:
+            await pump(body, sink, cursor, meter, touch, storage_error)
+        except ContentDecodingError:
+            raise
+        except RemoteProtocolError as exc:
+            # The body broke off: say how much of the file is here, which is what a retry or
+            # a later run continues from.
+            raise incomplete(url, meter.position, length, offset, announced) from exc.__cause__
+        position = meter.position
+        broken = body.broken()
+        if broken is not None:
+            raise incomplete(url, position, length, offset, announced) from broken
+    meter.finished(position)
+    if (announced is not None and position - offset != announced) or (
+        length is not None and position != length
+    ):
+        raise incomplete(url, position, length, offset, announced)
+
+
 def incomplete(
     url: str, position: int, length: int | None, offset: int, announced: int | None
 ) -> IncompleteBodyError:
@@ -224,14 +287,8 @@ async def splice_body(
                 f"{redact(url)} sent more bytes than its Content-Length", url=url
             )
     finally:
-        import os
-
         os.close(sock_fd)
     return position
-
-
-class _CopyBroke(Exception):
-    """Internal: the socket side of a kernel copy failed at `position`."""
 
 
 async def _run_copy(
@@ -277,3 +334,23 @@ async def _run_copy(
         return copy.position  # the peer closed or broke early: the caller sees it is short
     except OSError as exc:
         raise storage_error(exc) from exc
+
+
+@contextlib.asynccontextmanager
+async def read_watchdog(
+    seconds: float | None, *, grace: float, url: str
+) -> AsyncIterator[IdleTimeout]:
+    """An `IdleTimeout` for one exchange, whose expiry the caller sees as `ReadTimeout`."""
+    idle = IdleTimeout(seconds, grace=grace)
+    try:
+        async with idle:
+            yield idle
+    except TimeoutError as exc:
+        if idle.expired():
+            raise ReadTimeout(
+                f"no data received for {seconds}s from {redact(url)}",
+                url=url,
+                phase="read",
+                seconds=seconds,
+            ) from exc
+        raise

@@ -20,38 +20,35 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from yarl import URL
 
 from . import _files, _protocols
-from ._answer import Answer, Body, Exchange, Expected, Plan, Verdict
+from ._answer import Answer, Body, Exchange, Plan, Verdict
 from ._config import Segments
 from ._events import Retrying, Started
 from ._exceptions import (
     ChecksumMismatchError,
-    ContentDecodingError,
     DownloadError,
     FTPReplyError,
     HTTPStatusError,
-    InvalidRequestError,
-    ReadTimeout,
     RemoteProtocolError,
     SizeLimitError,
     TotalTimeout,
 )
-from ._models import Outcome, Request
+from ._models import Outcome, Request, check_credentials
+from ._plan import Next, judge, plan_for, segments_for
 from ._retry import StartOver, with_retries
-from ._segmented import Job, Segmented
+from ._segmented import Segmented
 from ._segments import Layout
 from ._settings import Settings
 from ._sinks import FileSink, Sink
 from ._state import PartState
-from ._stream import NO_HASHES, Meter, Span, incomplete, pump, splice_body
+from ._stream import Meter, Span, read_watchdog, stream_body
 from ._target import Skipped, Target
 from ._util import IdleTimeout, redact
-from ._verify import Hashes, check
+from ._verify import NO_HASHES, Expected, Hashes, check_all, expected_digests
 
 log = logging.getLogger("adownload")
 
@@ -131,23 +128,9 @@ class Transfer:
             self._exchanges[kind] = exchange
         return exchange
 
-    @contextlib.asynccontextmanager
-    async def watchdog(self, *, grace: float) -> AsyncIterator[IdleTimeout]:
+    def watchdog(self, *, grace: float) -> contextlib.AbstractAsyncContextManager[IdleTimeout]:
         """An `IdleTimeout` for one exchange, whose expiry the caller sees as `ReadTimeout`."""
-        seconds = self.timeout.read
-        idle = IdleTimeout(seconds, grace=grace)
-        try:
-            async with idle:
-                yield idle
-        except TimeoutError as exc:
-            if idle.expired():
-                raise ReadTimeout(
-                    f"no data received for {seconds}s from {self.url}",
-                    url=self.url,
-                    phase="read",
-                    seconds=seconds,
-                ) from exc
-            raise
+        return read_watchdog(self.timeout.read, grace=grace, url=self.url)
 
     def discard(self) -> None:
         """Forget the bytes on hand: in a caller's sink, or the `.part` (if ours) and its state."""
@@ -167,7 +150,7 @@ class Transfer:
     async def run(self) -> Outcome:
         """Download the file; raise a `DownloadError` when it fails for good."""
         request = self.request
-        self._check_credentials()
+        check_credentials(request, self._settings.headers, self.url)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 self._stack = stack
@@ -187,21 +170,6 @@ class Transfer:
             self.size = 0
             return self.outcome(skipped=True)
         return self.outcome()
-
-    def _check_credentials(self) -> None:
-        """A URL's userinfo and an Authorization header are two credentials for one request:
-        refuse the pair before anything is sent, rather than guess which one counts."""
-        if "Authorization" not in self._settings.headers and not (
-            self.request.headers and "authorization" in (k.lower() for k in self.request.headers)
-        ):
-            return
-        for url in (self.request.parsed_url, *self.request.parsed_mirrors):
-            if url.raw_user is not None or url.raw_password is not None:
-                raise InvalidRequestError(
-                    f"{redact(url)} has a user name or password in the URL and an Authorization "
-                    "header: give one of them",
-                    url=self.url,
-                )
 
     async def _with_total_timeout(self) -> None:
         limit = self.timeout.total
@@ -278,29 +246,14 @@ class Transfer:
 
     def _plan(self, url: URL) -> Plan:
         state = self.target.state
-        if state is None or not self._resume or url in self.no_ranges:
-            return Plan(url, 0)
-        if_range = state.if_range()
-        length = state.length
-        if state.sparse and length and url in self.no_segments:
-            start = self.target.to_prefix()
+        ranges = self._resume and url not in self.no_ranges
+        if ranges and state is not None and state.sparse and state.length:
+            if url not in self.no_segments:
+                return plan_for(url, state, have=0, ranges=True)
+            start = self.target.to_prefix()  # now a prefix, continued in one stream
             log.info("%s: continuing from byte %d in one stream", self.url, start)
-        if state.sparse and length:
-            # A segmented part: ask for its first hole; the segments then fill the others.
-            missing = state.missing()
-            if missing and missing[0] != (0, length):
-                start, end = missing[0]
-                stop = None if end == length else end - 1
-                return Plan(url, start, stop=stop, if_range=if_range, length=length)
-            have = 0 if missing else length
-        else:
-            have = self._bytes_on_hand()
-        if length is not None and have >= length > 0:
-            # Complete already: ask for the last byte only, to learn whether it is still current.
-            return Plan(
-                url, length - 1, probe=True, stop=length - 1, if_range=if_range, length=length
-            )
-        return Plan(url, have, if_range=if_range, length=length)
+        have = self._bytes_on_hand() if ranges and state is not None else 0
+        return plan_for(url, state, have=have, ranges=ranges)
 
     async def _receive(self, answer: Answer, body: Body, plan: Plan) -> None:
         self.status = answer.status
@@ -360,42 +313,30 @@ class Transfer:
         log.debug("saved %s (%d bytes)", self.target.path, self.size)
 
     def _judge(self, answer: Answer, plan: Plan) -> tuple[int | None, int | None]:
-        """The engine's verdict on an answer: (where its body goes, the whole file's length);
-        offset None: the bytes on hand are the whole, current file. Raises `StartOver` when
-        they cannot be continued."""
-        verdict = answer.verdict
-        state = self.target.state
-        if verdict is Verdict.BAD_RANGE:
-            self.no_ranges.add(plan.url)
-            raise RemoteProtocolError(answer.problem, url=self.url)
-        if verdict is Verdict.WHOLE:
-            if plan.ranged:
-                # The whole file: the server ignores ranges, or the file changed (If-Range).
-                log.info("%s: the server sent the whole file; starting over", self.url)
+        """Carry out `_plan.judge`: (where the body goes, the whole file's length); offset
+        None when the bytes on hand are the whole, current file."""
+        judgement = judge(answer, plan, self.target.state)
+        match judgement.next:
+            case Next.REFUSE:
+                self.no_ranges.add(plan.url)
+                raise RemoteProtocolError(answer.problem, url=self.url)
+            case Next.START_OVER:
                 self.discard()
-            return 0, answer.length
-        assert state is not None  # only a part's state makes a ranged plan
-        same = state.matches(answer.etag, answer.last_modified)
-        if verdict is Verdict.END:
-            end = plan.offset + 1 if plan.probe else plan.offset
-            if answer.length == end and same:
+                raise StartOver
+            case Next.COMPLETE:
                 return None, None
+        if judgement.discard:
+            log.info("%s: the server sent the whole file; starting over", self.url)
             self.discard()
-            raise StartOver
-        if (answer.etag or answer.last_modified) and not same:
-            # If-Range should have prevented this: never splice another version on.
-            self.discard()
-            raise StartOver
-        return plan.offset, answer.length
+        return judgement.offset, judgement.length
 
     async def _finish_complete(self) -> None:
         """The bytes on hand are the whole current file: verify the checksum and commit."""
         self.size = self.resumed_from = self._bytes_on_hand()
-        wanted = self.request.expected_digest
-        if wanted is not None:
-            hashes = Hashes([wanted[0]])
-            await self._hash_prefix(hashes, self.size)
-            self._verify([("checksum", {wanted[0]: bytes.fromhex(wanted[1])}, "full")], hashes)
+        full, partial, expected = expected_digests(self.request.expected_digest, ())
+        if expected:
+            await self._hash_prefix(full, self.size)
+            self._verify(expected, full, partial)
         if self.request.sink is None:
             self.target.commit()
 
@@ -432,76 +373,28 @@ class Transfer:
         if settings.emit is not None:
             settings.emit(Started(self.url, self.request, self.target.path, length, offset))
         meter = self._meter = self._new_meter(offset, length, full, partial)
-        announced = answer.announced
         try:
-            if (
-                self.request.sink is None
-                and isinstance(sink, FileSink)
-                and meter.passive
-                and announced is not None
-                and (taken := body.kernel_copy()) is not None
-            ):
-                try:
-                    position = await splice_body(
-                        taken, sink, offset, announced, meter, self._idle.touch,
-                        self.target.storage_error, self.url,
-                    )  # fmt: skip
-                except RemoteProtocolError:
-                    self.discard()  # more bytes than announced: nothing of it is kept
-                    raise
-                finally:
-                    # aiohttp did not see the body end: the connection is not reusable.
-                    await body.close(reuse=False)
-            else:
-                cursor = Span(offset)
-                try:
-                    await pump(
-                        body, sink, cursor, meter, self._idle.touch, self.target.storage_error
-                    )
-                except ContentDecodingError:
-                    raise
-                except RemoteProtocolError as exc:
-                    # The body broke off: say how much of the file is here, which is what a
-                    # retry or a later run continues from.
-                    raise incomplete(
-                        self.url, meter.position, length, offset, announced
-                    ) from exc.__cause__
-                position = meter.position
-                broken = body.broken()
-                if broken is not None:
-                    raise incomplete(self.url, position, length, offset, announced) from broken
+            await stream_body(
+                answer, body, sink, Span(offset), meter,
+                length=length, touch=self._idle.touch, storage_error=self.target.storage_error,
+                url=self.url, kernel=self.request.sink is None, on_excess=self.discard,
+            )  # fmt: skip
         finally:
             if self.request.sink is not None:
                 self._sink_size = meter.position
-        meter.finished(position)
-        if (announced is not None and position - offset != announced) or (
-            length is not None and position != length
-        ):
-            raise incomplete(self.url, position, length, offset, announced)
         self._verify(expected, full, partial)
 
     def _verify(self, expected: list[Expected], full: Hashes, partial: Hashes = NO_HASHES) -> None:
-        """Check every expected digest (`full` for the file, `partial` for this body); a
-        mismatch discards the bytes on hand, so nothing of a wrong file is kept for resuming."""
+        """Check every expected digest; a mismatch discards the bytes on hand, so nothing of a
+        wrong file is kept for resuming."""
         try:
-            for source, digests, scope in expected:
-                check(full if scope == "full" else partial, digests, source=source, url=self.url)
+            check_all(expected, full, partial, url=self.url)
         except ChecksumMismatchError:
             self.discard()
             raise
 
     def _expected_digests(self, answer: Answer) -> tuple[Hashes, Hashes, list[Expected]]:
-        """The digests to check: the caller's checksum and those the server announces."""
-        expected: list[Expected] = []
-        wanted = self.request.expected_digest
-        if wanted is not None:
-            expected.append(("checksum", {wanted[0]: bytes.fromhex(wanted[1])}, "full"))
-        expected.extend(answer.digests)
-        if not expected:  # the common case: nothing to hash
-            return NO_HASHES, NO_HASHES, expected
-        full = Hashes(a for _, d, scope in expected if scope == "full" for a in d)
-        partial = Hashes(a for _, d, scope in expected if scope == "partial" for a in d)
-        return full, partial, expected
+        return expected_digests(self.request.expected_digest, answer.digests)
 
     async def _hash_prefix(self, hashes: Hashes, length: int) -> None:
         """Feed the bytes already on hand to `hashes`: a resumed file is hashed whole."""
@@ -516,29 +409,20 @@ class Transfer:
     def _segmenting(
         self, answer: Answer, plan: Plan, offset: int, length: int | None, fresh: bool
     ) -> Segments | None:
-        """How to split this body over several connections, or None for one stream."""
-        settings = self._settings
-        if (
-            length is None
-            or plan.probe  # one byte to confirm a complete part: nothing to split
-            or settings.decode_content
+        settings, state = self._settings, self.target.state
+        splittable = not (
+            settings.decode_content
             # Each segment opens its own FileSink on the part; other writers may not take
             # writes out of order (a generator cannot).
             or settings.writer != FileSink.open
             or plan.url in self.no_ranges
             or plan.url in self.no_segments
-        ):
-            return None
-        segments = self.request.segments or settings.segments
-        state = self.target.state
-        if state is not None and state.sparse and not fresh:
-            return segments  # the holes of a segmented part: only segments can fill them
-        if segments.count < 2 or length - offset < 2 * segments.min_size or not answer.ranges:
-            return None
-        validators = state or self._validators(answer, length)
-        # Without a strong ETag or a date, If-Range cannot keep a changed file from being
-        # spliced together from two versions.
-        return segments if validators.resumable else None
+        )
+        return segments_for(
+            self.request.segments or settings.segments, answer, plan,
+            offset=offset, length=length, fresh=fresh, state=state,
+            validators=state or self._validators(answer, length), splittable=splittable,
+        )  # fmt: skip
 
     async def _segmented(
         self,
@@ -553,32 +437,18 @@ class Transfer:
         """Fetch the body over up to `segments.count` connections (see `_segmented.py`), then
         check the digests of the whole file."""
         settings = self._settings
-        state = self.target.state
-        validators = state or self._validators(answer, length)
-        resumed = state is not None and state.sparse and answer.verdict is Verdict.PARTIAL
-        missing = state.missing() if state is not None and resumed else [(offset, length)]
-        layout = Layout(missing, segments.count, segments.min_size)
-        done_before = length - sum(end - start for start, end in missing)
-        if resumed and state is not None:
-            layout.done.extend(state.ranges)
-        self._layout = layout
-        if state is not None:
-            state.sparse = True
-            state.ranges = layout.ranges()
-            self.target.save_state()
-        self.resumed_from = done_before
-        # From here on each connection watches its own silence.
-        self._idle.disarm()
-        job = Job(answer.final_url, plan.url, validators, layout, length, done_before)
+        validators = self.target.state or self._validators(answer, length)
+        runner = Segmented.prepare(
+            self, answer, plan, offset, length, segments, validators=validators,
+            limiter=settings.limiter, writer=settings.writer, retry=settings.retry,
+        )  # fmt: skip
+        self._layout = runner.layout
+        self.resumed_from = done_before = runner.done_before
+        self._idle.disarm()  # from here on each connection watches its own silence
         full, _, expected = self._expected_digests(answer)
         if settings.emit is not None:
             settings.emit(Started(self.url, self.request, self.target.path, length, done_before))
-        log.debug("%s: %d bytes in up to %d segments", self.url, length, segments.count)
-        self._meter = meter = self._new_meter(done_before, length, NO_HASHES, NO_HASHES)
-        runner = Segmented(
-            self, job, limiter=settings.limiter, writer=settings.writer, retry=settings.retry,
-            meter=meter,
-        )  # fmt: skip
+        self._meter = runner.meter = self._new_meter(done_before, length, NO_HASHES, NO_HASHES)
         await runner.run(body, sink, offset, segments.count)
         # Bytes arrived out of order, so a digest of the whole file cannot be computed while
         # streaming: read the finished part once. A Content-Digest of one partial answer

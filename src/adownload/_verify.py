@@ -117,3 +117,32 @@ def check(
                 actual=actual.hex(),
                 source=source,
             )
+
+
+#: One expected digest: where it came from, {algorithm: digest}, and its scope ("full": the
+#: whole file; "partial": one response's body only).
+Expected = tuple[str, dict[str, bytes], str]
+#: No hashes at all (falsy, so never updated): shared by every body that checks no digest.
+NO_HASHES = Hashes(())
+
+
+def expected_digests(
+    checksum: tuple[str, str] | None, announced: Iterable[Expected]
+) -> tuple[Hashes, Hashes, list[Expected]]:
+    """The digests to check (the caller's `checksum`, then those the server `announced`) and
+    the hashes to compute for them: of the whole file, and of one response's body."""
+    expected: list[Expected] = []
+    if checksum is not None:
+        expected.append(("checksum", {checksum[0]: bytes.fromhex(checksum[1])}, "full"))
+    expected.extend(announced)
+    if not expected:  # the common case: nothing to hash
+        return NO_HASHES, NO_HASHES, expected
+    full = Hashes(a for _, d, scope in expected if scope == "full" for a in d)
+    partial = Hashes(a for _, d, scope in expected if scope == "partial" for a in d)
+    return full, partial, expected
+
+
+def check_all(expected: list[Expected], full: Hashes, partial: Hashes, *, url: str) -> None:
+    """Raise `ChecksumMismatchError` unless every expected digest matches its hashes."""
+    for source, digests, scope in expected:
+        check(full if scope == "full" else partial, digests, source=source, url=url)
