@@ -50,6 +50,7 @@ from ._files import safe_filename as safe_filename
 from ._models import Item as Item
 from ._models import Outcome as Outcome
 from ._models import Request as Request
+from ._options import USE_DEFAULT as USE_DEFAULT
 from ._sinks import AiofilesSink as AiofilesSink
 from ._sinks import FileSink as FileSink
 from ._sinks import GeneratorSink as GeneratorSink
@@ -86,6 +87,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "USE_DEFAULT",
     "AiofilesSink",
     "ChecksumMismatchError",
     "ConnectError",

@@ -28,6 +28,7 @@ from ._exceptions import DownloadError, InvalidRequestError
 from ._http import ACCEPT_ENCODING, merge_headers
 from ._limits import KeyedPrimitives, Limiter
 from ._models import Item, Outcome, Request
+from ._options import Options
 from ._session import open_session
 from ._settings import Settings
 from ._sinks import FileSink, Sink, SinkOpener
@@ -121,44 +122,31 @@ class Downloader:
     ) -> None:
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be an adownload.Limits, not {limits!r}")
-        if not isinstance(timeout, Timeout):
-            raise TypeError(f"timeout must be an adownload.Timeout, not {timeout!r}")
-        if not isinstance(existing, Existing):
-            raise TypeError(f"existing must be an adownload.Existing, not {existing!r}")
-        if isinstance(max_redirects, bool) or not isinstance(max_redirects, int):
-            raise TypeError(f"max_redirects must be an int, not {max_redirects!r}")
-        if max_redirects < 0:
-            raise ValueError(f"max_redirects must be 0 or more, not {max_redirects}")
-        if not isinstance(segments, Segments):
-            raise TypeError(f"segments must be an adownload.Segments, not {segments!r}")
-        if not isinstance(retry, Retry):
-            raise TypeError(f"retry must be an adownload.Retry, not {retry!r}")
-        if max_size is not None and (
-            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0
-        ):
-            raise ValueError(f"max_size must be a number of bytes or None, not {max_size!r}")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError(f"session must be an aiohttp.ClientSession, not {session!r}")
+        # Each option is checked, and has its default, in Options.
+        self._options = Options(
+            timeout=timeout,
+            existing=existing,
+            content_disposition=content_disposition,
+            max_redirects=max_redirects,
+            retry=retry,
+            resume=resume,
+            max_size=max_size,
+            verify_digests=verify_digests,
+            allow_downgrade=allow_downgrade,
+            decode_content=decode_content,
+            segments=segments,
+            splice=splice,
+        )
         self._dest = Path(dest)
         self._limits = limits
-        self._timeout = timeout
-        self._existing = existing
         # identity: the bytes on disk are the bytes of the resource; a .tar.gz stays gzipped.
         defaults = {"User-Agent": USER_AGENT}
         # Decoded: only the codings that can be decoded here are asked for.
         defaults["Accept-Encoding"] = ACCEPT_ENCODING if decode_content else "identity"
         self._headers = merge_headers(defaults, headers)
-        self._retry = retry
-        self._resume = resume
-        self._max_size = max_size
-        self._verify_digests = verify_digests
-        self._allow_downgrade = allow_downgrade
-        self._decode_content = decode_content
-        self._segments = segments
-        self._splice = splice
-        self._content_disposition = content_disposition
         self._writer = writer
-        self._max_redirects = max_redirects
         self._session = session
         self._owns_session = session is None
         self._settings: Settings | None = None
@@ -185,24 +173,13 @@ class Downloader:
         self._settings = Settings(
             session=session,
             dest=self._dest,
-            timeout=self._timeout,
-            existing=self._existing,
+            options=self._options,
             headers=self._headers,
-            content_disposition=self._content_disposition,
             writer=self._writer,
-            max_redirects=self._max_redirects,
             read_bufsize=_READ_BUFSIZE,
             limiter=Limiter(self._limits),
             path_locks=KeyedPrimitives(asyncio.Lock),
             emit=self._emit,
-            retry=self._retry,
-            resume=self._resume,
-            max_size=self._max_size,
-            verify_digests=self._verify_digests,
-            allow_downgrade=self._allow_downgrade,
-            decode_content=self._decode_content,
-            segments=self._segments,
-            splice=self._splice,
         )
         self._state = _State.OPEN
         return self

@@ -39,7 +39,7 @@ class Entry:
 async def list_directory(settings: Settings, url: URL) -> list[Entry]:
     """The entries of the FTP directory at `url` (its path, with or without the final `/`)."""
     shown = redact(str(url))
-    timeout = settings.timeout
+    timeout = settings.options.timeout
     pool = pool_of(settings)
     path = url.path or "/"
     async with settings.limiter.slot(url), asyncio.timeout(timeout.total):

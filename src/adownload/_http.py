@@ -15,7 +15,6 @@ import re
 import warnings
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDict
@@ -23,7 +22,6 @@ from yarl import URL
 
 from . import _files, _splice
 from ._answer import Answer, Plan, Verdict, range_answer, retry_after
-from ._config import Timeout
 from ._exceptions import (
     ContentDecodingError,
     HTTPStatusError,
@@ -31,6 +29,7 @@ from ._exceptions import (
     RemoteProtocolError,
     translate_client_errors,
 )
+from ._options import Options
 from ._util import IdleTimeout, redact
 from ._verify import Expected, parse_digest_fields, parse_legacy_digest
 
@@ -64,29 +63,23 @@ _CREDENTIALS = ("Authorization", "Proxy-Authorization", "Cookie")
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 
 
-@dataclass(frozen=True, slots=True)
-class HttpOptions:
-    """What an HTTP exchange needs of the downloader and the request."""
-
-    session: aiohttp.ClientSession
-    headers: CIMultiDict[str]  # the downloader's and the request's, merged
-    timeout: Timeout
-    max_redirects: int
-    allow_downgrade: bool
-    decode_content: bool
-    verify_digests: bool
-    content_disposition: bool
-    read_bufsize: int
-    splice: bool
-
-
 class HttpExchange:
     """GET requests of one download."""
 
-    __slots__ = ("_options",)
+    __slots__ = ("_headers", "_options", "_read_bufsize", "_session")
 
-    def __init__(self, options: HttpOptions) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        headers: CIMultiDict[str],
+        options: Options,
+        *,
+        read_bufsize: int,
+    ) -> None:
+        self._session = session
+        self._headers = headers  # the downloader's and the request's, merged
         self._options = options
+        self._read_bufsize = read_bufsize
 
     def errors(self, url: str, *, read: float | None = None) -> AbstractContextManager[None]:
         return translate_client_errors(url, read=read)
@@ -107,7 +100,7 @@ class HttpExchange:
     async def _send(self, plan: Plan, idle: IdleTimeout, url: str) -> aiohttp.ClientResponse:
         """GET `plan.url`, following redirects ourselves so that each hop can be checked."""
         options = self._options
-        headers = options.headers
+        headers = self._headers
         if plan.ranged:
             headers = headers.copy()
             end = "" if plan.stop is None else str(plan.stop)
@@ -125,14 +118,14 @@ class HttpExchange:
         current = plan.url
         seen = {current}
         for hop in range(options.max_redirects + 1):
-            response = await options.session.get(
+            response = await self._session.get(
                 current,
                 headers=headers,
                 timeout=timeout,
                 allow_redirects=False,
                 auto_decompress=options.decode_content,
                 raise_for_status=False,
-                read_bufsize=options.read_bufsize,
+                read_bufsize=self._read_bufsize,
             )
             _end_header_timeout(response)
             idle.touch()

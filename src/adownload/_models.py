@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import TypeAlias
@@ -12,6 +12,7 @@ from yarl import URL
 
 from ._config import Existing, Segments, Timeout
 from ._exceptions import DownloadError, InvalidRequestError
+from ._options import USE_DEFAULT, UseDefault, check_kind, check_max_size
 from ._sinks import Sink
 from ._util import redact
 from ._verify import parse_checksum
@@ -70,13 +71,18 @@ class Request:
     - `headers`: extra request headers, added to the downloader's.
     - `existing`: the policy when the target file exists (see `Existing`).
     - `timeout`: time limits for this file (see `Timeout`).
+
+    `existing`, `timeout`, `max_size` and `segments` override the downloader's for this file;
+    left at `USE_DEFAULT`, they take the downloader's (None, for the first three and
+    `segments`, means the same, except for `max_size`, where None means no limit).
+
     - `sink`: send the bytes to this sink (e.g. a `MemorySink`) instead of a file.
     - `checksum`: the expected digest, `"sha256:<hex>"` (any algorithm hashlib has); computed
       while the bytes stream, and a mismatch fails the download and keeps nothing.
     - `mirrors`: further URLs of the same file, tried in turn when one fails; a download moves
       on from the bytes already written when the validators allow it. The file is named after
       `url`.
-    - `max_size`: the largest file accepted, in bytes (overrides the downloader's).
+    - `max_size`: the largest file accepted, in bytes; None: no limit for this file.
     - `segments`: how this file may be split over several connections (see `Segments`).
 
     >>> Request("https://user:pw@example.org/a.zip", path="archives/a-2024.zip")
@@ -88,13 +94,13 @@ class Request:
     _: KW_ONLY
     dest: str | os.PathLike[str] | None = None
     headers: Mapping[str, str] | None = None
-    existing: Existing | None = None
-    timeout: Timeout | None = None
+    existing: Existing | UseDefault | None = USE_DEFAULT
+    timeout: Timeout | UseDefault | None = USE_DEFAULT
     sink: Sink | None = None
     checksum: str | None = None
     mirrors: Sequence[str | URL] = ()
-    max_size: int | None = None
-    segments: Segments | None = None
+    max_size: int | UseDefault | None = USE_DEFAULT
+    segments: Segments | UseDefault | None = USE_DEFAULT
     parsed_url: URL = field(init=False, repr=False, compare=False)
     parsed_mirrors: tuple[URL, ...] = field(init=False, repr=False, compare=False)
     expected_digest: tuple[str, str] | None = field(init=False, repr=False, compare=False)
@@ -113,26 +119,15 @@ class Request:
             "expected_digest",
             None if self.checksum is None else parse_checksum(self.checksum, url=str(self.url)),
         )
-        if self.max_size is not None and (
-            isinstance(self.max_size, bool)
-            or not isinstance(self.max_size, int)
-            or self.max_size < 0
-        ):
-            raise InvalidRequestError(
-                f"max_size must be a number of bytes, not {self.max_size!r}", url=str(self.url)
-            )
-        if self.existing is not None and not isinstance(self.existing, Existing):
-            raise InvalidRequestError(
-                f"existing must be an adownload.Existing, not {self.existing!r}", url=str(self.url)
-            )
-        if self.segments is not None and not isinstance(self.segments, Segments):
-            raise InvalidRequestError(
-                f"segments must be an adownload.Segments, not {self.segments!r}", url=str(self.url)
-            )
-        if self.timeout is not None and not isinstance(self.timeout, Timeout):
-            raise InvalidRequestError(
-                f"timeout must be an adownload.Timeout, not {self.timeout!r}", url=str(self.url)
-            )
+        url = str(self.url)
+        for name, kind in (("existing", Existing), ("timeout", Timeout), ("segments", Segments)):
+            value = getattr(self, name)
+            if value is None:  # as before USE_DEFAULT: None takes the downloader's
+                object.__setattr__(self, name, USE_DEFAULT)
+            elif value is not USE_DEFAULT:
+                check_kind(name, value, kind, _invalid(url))
+        if self.max_size is not USE_DEFAULT:
+            check_max_size(self.max_size, _invalid(url))
         if self.sink is not None and self.path is not None:
             raise InvalidRequestError("give a path or a sink, not both", url=str(self.url))
 
@@ -140,16 +135,18 @@ class Request:
         # Shown in logs and tracebacks: no userinfo, and no value of a header that carries a
         # credential. The fields themselves are as the caller gave them.
         fields = [f"url={redact(self.url)!r}"]
-        for name in ("path", "dest", "existing", "timeout", "sink", "checksum", "max_size"):
+        for name in ("path", "dest", "existing", "timeout", "sink", "checksum"):
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and value is not USE_DEFAULT:
                 fields.append(f"{name}={value!r}")
+        if self.max_size is not USE_DEFAULT:  # None is a value here: no limit
+            fields.append(f"max_size={self.max_size!r}")
         if self.headers:
             shown = {k: "<redacted>" if _is_secret(k) else v for k, v in self.headers.items()}
             fields.append(f"headers={shown!r}")
         if self.mirrors:
             fields.append(f"mirrors={[redact(m) for m in self.mirrors]!r}")
-        if self.segments is not None:
+        if self.segments is not USE_DEFAULT:
             fields.append(f"segments={self.segments!r}")
         return f"Request({', '.join(fields)})"
 
@@ -238,3 +235,8 @@ def check_credentials(request: Request, headers: Mapping[str, str], url: str) ->
                 "Authorization header: give one of them",
                 url=url,
             )
+
+
+def _invalid(url: str) -> Callable[[str], InvalidRequestError]:
+    """An error type for `check_kind`: bad Request fields are InvalidRequestErrors."""
+    return lambda message: InvalidRequestError(message, url=url)

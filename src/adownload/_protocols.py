@@ -6,9 +6,9 @@ from __future__ import annotations
 from yarl import URL
 
 from ._answer import Exchange
-from ._config import Timeout
-from ._http import HttpExchange, HttpOptions, merge_headers
+from ._http import HttpExchange, merge_headers
 from ._models import Request
+from ._options import Options
 from ._settings import Settings
 
 
@@ -17,26 +17,13 @@ def kind(url: URL) -> str:
     return "ftp" if url.scheme == "ftp" else "http"
 
 
-def exchange(kind: str, settings: Settings, request: Request, timeout: Timeout) -> Exchange:
-    """A new exchange of protocol `kind` for one download."""
+def exchange(kind: str, settings: Settings, request: Request, options: Options) -> Exchange:
+    """A new exchange of protocol `kind` for one download, with its `options`."""
     if kind == "ftp":
         from ._ftp import FtpExchange, pool_of
 
-        return FtpExchange(pool_of(settings), timeout=timeout)
+        return FtpExchange(pool_of(settings), timeout=options.timeout)
     headers = settings.headers
     if request.headers:
         headers = merge_headers(headers, request.headers)
-    return HttpExchange(
-        HttpOptions(
-            session=settings.session,
-            headers=headers,
-            timeout=timeout,
-            max_redirects=settings.max_redirects,
-            allow_downgrade=settings.allow_downgrade,
-            decode_content=settings.decode_content,
-            verify_digests=settings.verify_digests,
-            content_disposition=settings.content_disposition,
-            read_bufsize=settings.read_bufsize,
-            splice=settings.splice,
-        )
-    )
+    return HttpExchange(settings.session, headers, options, read_bufsize=settings.read_bufsize)

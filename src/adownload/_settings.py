@@ -11,10 +11,10 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 
-from ._config import Existing, Retry, Segments, Timeout
 from ._events import Event
 from ._files import Ledger
 from ._limits import KeyedPrimitives, Limiter
+from ._options import Options
 from ._sinks import SinkOpener
 
 
@@ -24,25 +24,14 @@ class Settings:
 
     session: aiohttp.ClientSession
     dest: Path
-    timeout: Timeout
-    existing: Existing
+    #: The per-download options (each transfer applies its request's overrides).
+    options: Options
     headers: CIMultiDict[str]
-    content_disposition: bool
     writer: SinkOpener
-    max_redirects: int
     read_bufsize: int
     limiter: Limiter
     path_locks: KeyedPrimitives[str, asyncio.Lock]
     emit: Callable[[Event], None] | None
-    retry: Retry
-    resume: bool
-    max_size: int | None
-    verify_digests: bool
-    allow_downgrade: bool
-    decode_content: bool
-    segments: Segments
-    #: Large plain bodies go from socket to file inside the kernel (Linux); see _splice.
-    splice: bool = True
     #: Directories this downloader made or found: one mkdir per directory, not per file.
     directories: set[Path] = field(default_factory=set)
     #: The files this downloader saved, and from which URL.

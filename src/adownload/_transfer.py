@@ -62,11 +62,12 @@ class Transfer:
         # What outcomes, events, errors and logs name: the URL without its userinfo. Only the
         # request itself (the caller's own object) holds the URL as given.
         self.url = redact(str(request.url))
-        self.timeout = request.timeout or settings.timeout
-        self.existing = request.existing or settings.existing
-        self.max_size = request.max_size if request.max_size is not None else settings.max_size
+        self.options = options = settings.options.for_request(request)
+        self.timeout = options.timeout
+        self.existing = options.existing
+        self.max_size = options.max_size
         self._dest = dest
-        self._resume = settings.resume and not settings.decode_content
+        self._resume = options.resume and not options.decode_content
         # The final path, the .part and its state: everything this download does on disk.
         self.target = Target(settings, request, self.url, self.existing, resume=self._resume)
         self.started = time.monotonic()
@@ -124,7 +125,7 @@ class Transfer:
         kind = _protocols.kind(url)
         exchange = self._exchanges.get(kind)
         if exchange is None:
-            exchange = _protocols.exchange(kind, self._settings, self.request, self.timeout)
+            exchange = _protocols.exchange(kind, self._settings, self.request, self.options)
             self._exchanges[kind] = exchange
         return exchange
 
@@ -159,7 +160,7 @@ class Transfer:
                         target = Path(request.path)
                         self.target.ensure_directory(target.parent)
                         await self.target.claim(stack, target)
-                    elif not self._settings.content_disposition:
+                    elif not self.options.content_disposition:
                         name = _files.name_from_url(request.parsed_url)
                         directory = self.target.directory(self._dest)
                         await self.target.claim(stack, self.target.join(directory, name))
@@ -211,7 +212,7 @@ class Transfer:
 
         await with_retries(
             attempt,
-            policy=self._settings.retry,
+            policy=self.options.retry,
             sources=len(urls),
             started=self.started,
             on_retry=lambda error, delay: self.note_retry("attempt", error, delay, new=False),
@@ -411,7 +412,7 @@ class Transfer:
     ) -> Segments | None:
         settings, state = self._settings, self.target.state
         splittable = not (
-            settings.decode_content
+            self.options.decode_content
             # Each segment opens its own FileSink on the part; other writers may not take
             # writes out of order (a generator cannot).
             or settings.writer != FileSink.open
@@ -419,7 +420,7 @@ class Transfer:
             or plan.url in self.no_segments
         )
         return segments_for(
-            self.request.segments or settings.segments, answer, plan,
+            self.options.segments, answer, plan,
             offset=offset, length=length, fresh=fresh, state=state,
             validators=state or self._validators(answer, length), splittable=splittable,
         )  # fmt: skip
@@ -440,7 +441,7 @@ class Transfer:
         validators = self.target.state or self._validators(answer, length)
         runner = Segmented.prepare(
             self, answer, plan, offset, length, segments, validators=validators,
-            limiter=settings.limiter, writer=settings.writer, retry=settings.retry,
+            limiter=settings.limiter, writer=settings.writer, retry=self.options.retry,
         )  # fmt: skip
         self._layout = runner.layout
         self.resumed_from = done_before = runner.done_before

@@ -1,0 +1,241 @@
+"""Pure pieces of the engine, without a socket: planning, judging answers, the segment
+decision, the one retry loop, per-request options, and the FTP helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import doctest
+import time
+from pathlib import Path
+
+import pytest
+from yarl import URL
+
+import adownload._answer
+import adownload._ftp
+import adownload._ftp_list
+import adownload._plan
+from adownload import (
+    USE_DEFAULT,
+    Existing,
+    HTTPStatusError,
+    InvalidRequestError,
+    Request,
+    Retry,
+    Segments,
+    Timeout,
+)
+from adownload._answer import Answer, Plan, Verdict
+from adownload._exceptions import FTPReplyError, IncompleteBodyError, StorageError
+from adownload._ftp import mdtm_date
+from adownload._ftp_list import plain_name
+from adownload._options import Options
+from adownload._plan import Next, judge, layout_for, plan_for, segments_for
+from adownload._retry import retryable, with_retries
+from adownload._state import PartState
+
+URL_ = URL("http://h/f.bin")
+V1 = '"v1"'
+
+
+def state(**fields: object) -> PartState:
+    values: dict[str, object] = {"url": "http://h/f.bin", "length": 100, "etag": V1}
+    values.update(fields)
+    values.setdefault("last_modified", None)
+    return PartState(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "module", [adownload._answer, adownload._plan, adownload._ftp, adownload._ftp_list]
+)
+def test_doctests(module: object) -> None:
+    result = doctest.testmod(module)  # type: ignore[arg-type]
+    assert result.failed == 0
+    assert result.attempted > 0
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def test_plans_continue_a_prefix_probe_a_whole_part_and_fill_the_first_hole() -> None:
+    assert plan_for(URL_, None, have=0, ranges=True) == Plan(URL_, 0)
+    assert plan_for(URL_, state(), have=40, ranges=False) == Plan(URL_, 0)
+    assert plan_for(URL_, state(), have=40, ranges=True) == Plan(URL_, 40, if_range=V1, length=100)
+    probe = plan_for(URL_, state(), have=100, ranges=True)
+    assert (probe.offset, probe.stop, probe.probe) == (99, 99, True)
+    sparse = state(sparse=True, ranges=[(0, 10), (50, 60)])
+    hole = plan_for(URL_, sparse, have=0, ranges=True)
+    assert (hole.offset, hole.stop) == (10, 49)
+    tail = plan_for(URL_, state(sparse=True, ranges=[(0, 90)]), have=0, ranges=True)
+    assert (tail.offset, tail.stop) == (90, None)
+
+
+def answer(verdict: Verdict, **fields: object) -> Answer:
+    return Answer(verdict, URL_, **fields)  # type: ignore[arg-type]
+
+
+def test_judging_answers_against_the_part() -> None:
+    ranged = Plan(URL_, 40, if_range=V1, length=100)
+    part = state()
+    assert judge(answer(Verdict.WHOLE, length=100), Plan(URL_, 0), None).next is Next.CONTINUE
+    whole = judge(answer(Verdict.WHOLE, length=100), ranged, part)
+    assert (whole.next, whole.offset, whole.discard) == (Next.CONTINUE, 0, True)
+    partial = judge(answer(Verdict.PARTIAL, offset=40, length=100, etag=V1), ranged, part)
+    assert (partial.next, partial.offset, partial.length) == (Next.CONTINUE, 40, 100)
+    other = answer(Verdict.PARTIAL, offset=40, length=100, etag='"v2"')
+    assert judge(other, ranged, part).next is Next.START_OVER
+    assert judge(answer(Verdict.BAD_RANGE), ranged, part).next is Next.REFUSE
+    end = Plan(URL_, 100, if_range=V1, length=100)
+    assert judge(answer(Verdict.END, length=100, etag=V1), end, part).next is Next.COMPLETE
+    assert judge(answer(Verdict.END, length=90, etag=V1), end, part).next is Next.START_OVER
+    probe = Plan(URL_, 99, probe=True, stop=99, if_range=V1, length=100)
+    assert judge(answer(Verdict.END, length=100, etag=V1), probe, part).next is Next.COMPLETE
+    assert judge(answer(Verdict.END, length=100, etag='"v2"'), probe, part).next is Next.START_OVER
+
+
+def test_the_segment_decision() -> None:
+    segments = Segments(count=4, min_size=10)
+    ranged = answer(Verdict.WHOLE, length=100, etag=V1, ranges=True)
+    validators = state()
+    common = {"offset": 0, "length": 100, "fresh": True, "state": None, "validators": validators}
+    plan = Plan(URL_, 0)
+    assert segments_for(segments, ranged, plan, splittable=True, **common) == segments  # type: ignore[arg-type]
+    assert segments_for(segments, ranged, plan, splittable=False, **common) is None  # type: ignore[arg-type]
+    no_ranges = answer(Verdict.WHOLE, length=100, etag=V1)
+    assert segments_for(segments, no_ranges, plan, splittable=True, **common) is None  # type: ignore[arg-type]
+    small = {**common, "length": 15}
+    assert segments_for(segments, ranged, plan, splittable=True, **small) is None  # type: ignore[arg-type]
+    weak = {**common, "validators": state(etag='W/"weak"')}
+    assert segments_for(segments, ranged, plan, splittable=True, **weak) is None  # type: ignore[arg-type]
+    sparse = state(sparse=True, ranges=[(0, 10)])
+    holes = {**common, "fresh": False, "state": sparse}
+    assert segments_for(segments, no_ranges, plan, splittable=True, **holes) == segments  # type: ignore[arg-type]
+    assert layout_for(sparse, True, 10, 100, segments) == ([(10, 100)], 10)
+    assert layout_for(None, False, 30, 100, segments) == ([(30, 100)], 30)
+
+
+# --- the one retry loop -----------------------------------------------------------------------
+
+
+def test_the_retry_loop_goes_round_the_sources_and_stops_at_final_errors() -> None:
+    policy = Retry(attempts=2, backoff=0.0, max_delay=0.0)
+    tried: list[int] = []
+    waits: list[float] = []
+
+    async def failing(source: int) -> None:
+        tried.append(source)
+        raise IncompleteBodyError("cut", url="u", expected=2, received=1)
+
+    async def run(attempt, **kw):
+        await with_retries(attempt, policy=policy, started=time.monotonic(), on_retry=record, **kw)
+
+    def record(error: Exception, delay: float) -> None:
+        waits.append(delay)
+
+    with pytest.raises(IncompleteBodyError):
+        asyncio.run(run(failing, sources=2))
+    # A fresh mirror is tried at once; each source twice in all.
+    assert tried == [0, 1, 0, 1]
+    assert waits[0] == 0.0
+    tried.clear()
+
+    async def missing(source: int) -> None:
+        tried.append(source)
+        raise HTTPStatusError("404", url="u", status=404)
+
+    with pytest.raises(HTTPStatusError):
+        asyncio.run(run(missing, sources=1))
+    assert tried == [0]  # a 404 is not retried
+    tried.clear()
+
+    async def full_disk(source: int) -> None:
+        tried.append(source)
+        raise StorageError("full", url="u", path=Path("x"), errno=28)
+
+    with pytest.raises(StorageError):
+        asyncio.run(run(full_disk, sources=3))
+    assert tried == [0]  # fatal: no other source either
+
+    calls: list[int] = []
+
+    async def second_time_lucky(source: int) -> None:
+        calls.append(source)
+        if len(calls) == 1:
+            raise FTPReplyError("450 busy", url="u", code=450)
+
+    asyncio.run(run(second_time_lucky, sources=1))
+    assert calls == [0, 0]
+
+
+def test_retryable_errors() -> None:
+    policy = Retry()
+    assert retryable(HTTPStatusError("503", url="u", status=503), policy)
+    assert not retryable(HTTPStatusError("404", url="u", status=404), policy)
+    assert retryable(FTPReplyError("421", url="u", code=421), policy)
+    assert not retryable(FTPReplyError("550", url="u", code=550), policy)
+
+
+# --- per-request options ------------------------------------------------------------------------
+
+
+def test_a_request_overrides_or_unsets_the_downloaders_options() -> None:
+    defaults = Options(max_size=1000, existing=Existing.SKIP, timeout=Timeout(read=5))
+    assert defaults.for_request(Request("http://h/a")) is defaults
+    unset = defaults.for_request(Request("http://h/a", max_size=None))
+    assert unset.max_size is None  # no limit for this file
+    assert defaults.for_request(Request("http://h/a", max_size=USE_DEFAULT)).max_size == 1000
+    changed = defaults.for_request(
+        Request("http://h/a", existing=Existing.OVERWRITE, timeout=Timeout(read=1))
+    )
+    assert (changed.existing, changed.timeout.read, changed.max_size) == (
+        Existing.OVERWRITE,
+        1,
+        1000,
+    )
+    # None for an option that has no "unset" keeps the downloader's, as before USE_DEFAULT.
+    assert defaults.for_request(Request("http://h/a", timeout=None)).timeout.read == 5
+    assert "max_size" not in repr(Request("http://h/a"))
+    assert "max_size=None" in repr(Request("http://h/a", max_size=None))
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"max_size": -1}, InvalidRequestError),
+        ({"max_size": True}, InvalidRequestError),
+        ({"existing": "skip"}, InvalidRequestError),
+        ({"timeout": 5}, InvalidRequestError),
+        ({"segments": 4}, InvalidRequestError),
+    ],
+)
+def test_bad_request_options_are_refused(fields: dict[str, object], error: type) -> None:
+    with pytest.raises(error):
+        Request("http://h/a", **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"max_size": -1}, ValueError),
+        ({"max_redirects": -1}, ValueError),
+        ({"max_redirects": 1.5}, TypeError),
+        ({"retry": 3}, TypeError),
+        ({"timeout": 5}, TypeError),
+    ],
+)
+def test_bad_downloader_options_are_refused(fields: dict[str, object], error: type) -> None:
+    with pytest.raises(error):
+        Options(**fields)  # type: ignore[arg-type]
+
+
+# --- FTP helpers ----------------------------------------------------------------------------------
+
+
+def test_mdtm_dates_and_listing_names() -> None:
+    assert mdtm_date("20261202101530.123") == "Wed, 02 Dec 2026 10:15:30 GMT"
+    for bad in ("", "2026120210153", "20261302101530", "abcdefghijklmn"):
+        assert mdtm_date(bad) is None, bad
+    for name in ("", ".", "..", "a/b", "/a", "a\\b", "a\x00b", "a\nb", "a\x85b", "a\x7fb"):
+        assert not plain_name(name), name
+    assert plain_name("docs-3.13 (final).zip")
+    assert plain_name("ü.txt")
