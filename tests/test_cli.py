@@ -21,7 +21,8 @@ import pytest
 
 import adownload
 from adownload import Existing, Limits, Retry, Segments, Timeout
-from adownload._cli_args import UsageError, parse_options, parse_rate, parse_size
+from adownload._cli_args import parse_options
+from adownload._cli_shared import UsageError, parse_rate, parse_size
 from adownload.cli import main
 
 from .cli_support import COMMAND, cli_env, has_control_characters, read_all, run_cli

@@ -18,18 +18,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ._cli_args import (
-    PROG,
-    STDIN,
-    UsageError,
-    _check_directory,
-    _headers,
-    _Parser,
-    add_shared_option,
-    tls_context,
-)
 from ._cli_input import InputReader, _inside
 from ._cli_report import Stream, describe_error, format_seconds, format_size, standard_streams
+from ._cli_shared import (
+    PROG,
+    STDIN,
+    Parser,
+    UsageError,
+    add_shared_option,
+    check_directory,
+    tls_context,
+    unique_headers,
+)
 from ._config import Limits, Timeout
 from ._downloader import Downloader
 from ._exceptions import InvalidRequestError
@@ -90,7 +90,7 @@ def _depth(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=COMMAND,
         description="Make DEST a copy of a directory index or a list of URLs; rerun to update.",
         epilog=_EXAMPLES,
@@ -168,7 +168,7 @@ def parse_options(argv: Sequence[str]) -> MirrorOptions:
         except InvalidRequestError as exc:
             raise UsageError(str(exc)) from None
     dest = Path(args.dest)
-    _check_directory(dest)
+    check_directory(dest)
     return MirrorOptions(
         source=source,
         dest=dest,
@@ -180,7 +180,7 @@ def parse_options(argv: Sequence[str]) -> MirrorOptions:
         quiet=args.quiet,
         limits=Limits(max_transfers=args.jobs, max_per_host=args.per_host),
         timeout=Timeout(connect=args.connect_timeout, read=args.read_timeout),
-        headers=_headers(args.headers),
+        headers=unique_headers(args.headers),
         tls=tls_context(args.insecure, args.cafile),
     )
 

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import aiohttp
 
-from ._cli_args import PROG, STDIN, Options, UsageError, downloader_keywords, parse_options
+from ._cli_args import Options, downloader_keywords, parse_options
 from ._cli_input import KNOWN_KEYS, InputReader, RejectedEntry, request_for
 from ._cli_mirror import main as mirror_main
 from ._cli_report import JsonReporter, LinesReporter, Reporter, Stream, standard_streams
+from ._cli_shared import PROG, STDIN, UsageError
 from ._config import Existing
 from ._downloader import Downloader
 from ._events import Finished, Queued

@@ -1,0 +1,343 @@
+"""The flags of `adownload`, in the groups `--help` shows.
+
+Flag names follow the tools people already know: aria2c for `-j -x -s -k -c`, `--max-tries`,
+`--retry-wait`, `--lowest-speed-limit`; wget for `-P -t -T -U --no-clobber --tries`; curl for
+`-H -m -A --max-filesize --max-redirs --retry --compressed`. Where two tools give one letter
+different meanings (curl's `-s` is "silent", aria2c's is "split"), aria2c wins: it is the tool
+adownload most resembles.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ._cli_shared import (
+    _DEFAULT_MAX_REDIRECTS,
+    _DEFAULT_RETRY,
+    _DEFAULT_SEGMENTS,
+    _DEFAULT_TIMEOUT,
+    PROG,
+    Parser,
+    _checksum,
+    _count,
+    _count0,
+    _rate,
+    _seconds,
+    _seconds0,
+    _segment_size,
+    _size,
+    _tries,
+    _user_agent,
+    add_shared_option,
+)
+from ._config import Existing
+from ._version import __version__
+
+_EXAMPLES = f"""\
+examples:
+  {PROG} https://www.python.org/ftp/python/doc/3.13.2/python-3.13.2-docs-html.zip
+  {PROG} -d docs/ URL1 URL2 URL3            three files into docs/, in parallel
+  {PROG} -o docs.zip URL                    one file under a name of your choice
+  {PROG} --checksum sha256:HEX URL          fail (and keep nothing) unless the digest matches
+  {PROG} -i urls.txt -j 16 -x 4             a list of URLs, 16 at a time, 4 per host
+  {PROG} -s 8 --limit-rate 10M URL          8 connections for one big file, 10 MiB/s in all
+  {PROG} --tries 10 --retry-wait 2 URL      10 attempts, waiting 2 s, 4 s, 8 s... in between
+  producer | {PROG} -i -                    URLs from standard input, as they come
+  {PROG} --json -i urls.txt | jq .          one JSON object per event
+  {PROG} mirror URL DIR --include '*.zip'   keep DIR a copy of a directory index (see
+                                            '{PROG} mirror --help')
+
+input files (-i) hold one URL per line; blank lines and # comments are ignored; several URLs
+on one line (separated by spaces or tabs) are mirrors of one file; indented lines under a URL
+set options for it, as aria2c writes them (out=, dir=, checksum=, header=, split=):
+  https://example.org/a.iso https://mirror.example.net/a.iso
+    dir=isos
+    out=a-2024.iso
+    checksum=sha-256=<64 hex digits>
+
+exit status: 0 every file is in place (skipped ones count), 1 some failed, 2 bad usage,
+130 interrupted.
+
+continuing: a download that is interrupted (Ctrl-C) or fails keeps its bytes in NAME.part
+when the server allows resuming (ETag or Last-Modified, and ranges); running the same command
+again continues each .part where it stopped and skips the files already complete. That is
+--continue, on by default; --no-continue discards .part files and starts them over. A file
+under its final name is always complete: it is skipped (see --overwrite to fetch it again).
+
+Sizes and rates take K, M, G suffixes (1K = 1024 bytes). Proxies come from http_proxy,
+https_proxy and no_proxy, and credentials from ~/.netrc, as for curl and wget.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=PROG,
+        description="Download files over HTTP(S), many at a time; never a truncated file.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("urls", nargs="*", metavar="URL", help="http or https URLs to download")
+    _what_and_where(parser)
+    _existing_files(parser)
+    _connections(parser)
+    _retries(parser)
+    _output(parser)
+    parser.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
+    return parser
+
+
+def _what_and_where(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_argument_group("what and where")
+    where.add_argument(
+        "-i",
+        "--input-file",
+        dest="inputs",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read URLs from FILE, one a line ('-' for standard input); may be repeated",
+    )
+    where.add_argument(
+        "-d",
+        "-P",
+        "--dir",
+        "--directory-prefix",
+        dest="dest",
+        default=".",
+        metavar="DIR",
+        help="save files into DIR, created if needed (default: the current directory)",
+    )
+    where.add_argument(
+        "-o",
+        "-O",
+        "--output",
+        "--out",
+        "--output-document",
+        dest="output",
+        metavar="NAME",
+        help="save the one URL given as NAME (inside DIR) instead of the name in the URL",
+    )
+    where.add_argument(
+        "--content-disposition",
+        action="store_true",
+        help="name files as the server's Content-Disposition header says, made safe",
+    )
+    where.add_argument(
+        "--checksum",
+        type=_checksum,
+        metavar="ALGO:HEX",
+        help="the expected digest of the one URL given (sha256:HEX, sha-256=HEX, md5:HEX...);"
+        " a mismatch fails the download and keeps nothing",
+    )
+    where.add_argument(
+        "--max-filesize",
+        type=_size,
+        metavar="SIZE",
+        help="refuse files larger than SIZE (e.g. 2G), before or while downloading them",
+    )
+    where.add_argument(
+        "-c",
+        "--continue",
+        dest="resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue the .part files of interrupted or failed downloads where they stopped"
+        " (on by default; --no-continue discards them and starts over)",
+    )
+
+
+def _existing_files(parser: argparse.ArgumentParser) -> None:
+    existing = parser.add_argument_group(
+        "files that already exist", "(give one; the default is --skip-existing)"
+    ).add_mutually_exclusive_group()
+    existing.add_argument(
+        "--skip-existing",
+        "--no-clobber",
+        "-nc",
+        dest="existing",
+        action="store_const",
+        const="skip",
+        help="leave them alone and do not download them again",
+    )
+    existing.add_argument(
+        "--overwrite",
+        "--allow-overwrite",
+        dest="existing",
+        action="store_const",
+        const="overwrite",
+        help="replace them once the new file is complete",
+    )
+    existing.add_argument(
+        "--rename",
+        "--auto-file-renaming",
+        dest="existing",
+        action="store_const",
+        const="rename",
+        help="keep them and save the new file as 'name (1).ext'",
+    )
+    existing.add_argument(
+        "--fail-if-exists",
+        dest="existing",
+        action="store_const",
+        const="error",
+        help="count the download as failed",
+    )
+    existing.add_argument(
+        "--existing",
+        dest="existing",
+        choices=[policy.value for policy in Existing],
+        help="the same, as one option",
+    )
+
+
+def _connections(parser: argparse.ArgumentParser) -> None:
+    network = parser.add_argument_group("connections, speed and time limits")
+    add_shared_option(network, "jobs")
+    add_shared_option(network, "per_host")
+    network.add_argument(
+        "-s",
+        "--split",
+        dest="split",
+        type=_count,
+        default=_DEFAULT_SEGMENTS.count,
+        metavar="N",
+        help="download one large file over up to N connections, when the server allows ranges"
+        " (default: %(default)s; 1 switches splitting off)",
+    )
+    network.add_argument(
+        "-k",
+        "--min-split-size",
+        dest="min_split_size",
+        type=_segment_size,
+        default=_DEFAULT_SEGMENTS.min_size,
+        metavar="SIZE",
+        help="never split a file into pieces smaller than SIZE (default: 4M)",
+    )
+    network.add_argument(
+        "--limit-rate",
+        "--max-overall-download-limit",
+        dest="rate",
+        type=_rate,
+        metavar="RATE",
+        help="download at most RATE bytes per second in all, e.g. 500K or 10M (default: no limit)",
+    )
+    add_shared_option(network, "connect_timeout")
+    add_shared_option(network, "read_timeout")
+    network.add_argument(
+        "-m",
+        "--max-time",
+        type=_seconds,
+        default=_DEFAULT_TIMEOUT.total,
+        metavar="SEC",
+        help="give up on a file that takes longer than SEC seconds in all (default: no limit)",
+    )
+    network.add_argument(
+        "--lowest-speed-limit",
+        "--speed-limit",
+        "-Y",
+        dest="min_speed",
+        type=_rate,
+        metavar="RATE",
+        help="treat a download slower than RATE bytes per second as stalled, and retry it",
+    )
+    network.add_argument(
+        "--speed-time",
+        "-y",
+        dest="speed_window",
+        type=_seconds,
+        default=_DEFAULT_TIMEOUT.min_speed_window,
+        metavar="SEC",
+        help="the seconds over which --lowest-speed-limit is measured (default: %(default)s)",
+    )
+    add_shared_option(network, "headers")
+    network.add_argument(
+        "-U",
+        "-A",
+        "--user-agent",
+        dest="user_agent",
+        type=_user_agent,
+        metavar="AGENT",
+        help="send AGENT as the User-Agent header",
+    )
+    network.add_argument(
+        "--max-redirs",
+        "--max-redirect",
+        dest="max_redirects",
+        type=_count0,
+        default=_DEFAULT_MAX_REDIRECTS,
+        metavar="N",
+        help="follow at most N redirects per request (default: %(default)s)",
+    )
+    add_shared_option(network, "insecure")
+    add_shared_option(network, "cafile")
+    network.add_argument(
+        "--compressed",
+        action="store_true",
+        help="ask for a compressed transfer and save it decoded (such downloads do not resume)",
+    )
+
+
+def _retries(parser: argparse.ArgumentParser) -> None:
+    retries = parser.add_argument_group(
+        "retries",
+        "(connection errors, timeouts, broken bodies and statuses 408, 429, 5xx are retried)",
+    )
+    attempts = retries.add_mutually_exclusive_group()
+    attempts.add_argument(
+        "-t",
+        "--tries",
+        "--max-tries",
+        dest="tries",
+        type=_tries,
+        metavar="N",
+        help=f"try each file N times in all (default: {_DEFAULT_RETRY.attempts})",
+    )
+    attempts.add_argument(
+        "--retry",
+        dest="retries",
+        type=_count0,
+        metavar="N",
+        help="retry each file N times after the first attempt (the same as --tries N+1)",
+    )
+    retries.add_argument(
+        "--retry-wait",
+        "--waitretry",
+        "--retry-delay",
+        dest="retry_wait",
+        type=_seconds0,
+        default=_DEFAULT_RETRY.backoff,
+        metavar="SEC",
+        help="wait SEC seconds before the first retry, twice as long before each next one, up"
+        f" to {_DEFAULT_RETRY.max_delay:.0f} s or SEC (default: %(default)s);"
+        " a server's Retry-After wins",
+    )
+    retries.add_argument(
+        "--retry-max-time",
+        dest="retry_budget",
+        type=_seconds,
+        metavar="SEC",
+        help="start no retry that would begin more than SEC seconds after the first attempt",
+    )
+
+
+def _output(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "output",
+        "(on a terminal: live progress bars on standard error; otherwise one line per file)",
+    )
+    output = group.add_mutually_exclusive_group()
+    output.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing but errors (exit status says)"
+    )
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per event on standard output (JSON Lines)",
+    )
+    group.add_argument(
+        "--no-progress",
+        dest="bars",
+        action="store_false",
+        help="print one line per file even on a terminal, no bars",
+    )

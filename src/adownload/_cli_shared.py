@@ -1,0 +1,290 @@
+"""What `adownload` and `adownload mirror` share on the command line: the usage error, the
+parser that raises it, the value types of flags (counts, seconds, sizes, rates, headers), the
+flags both commands take, spelt the same in both, and the checks of the destination and the
+TLS flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import ssl
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ._config import Limits, Retry, Segments, Timeout
+from ._exceptions import InvalidRequestError
+from ._verify import parse_checksum
+
+PROG = "adownload"
+
+
+#: What `-i` takes to read the input from standard input.
+STDIN = "-"
+
+
+_DEFAULT_LIMITS = Limits()
+
+
+_DEFAULT_TIMEOUT = Timeout()
+
+
+_DEFAULT_RETRY = Retry()
+
+
+_DEFAULT_SEGMENTS = Segments()
+
+
+_DEFAULT_MAX_REDIRECTS = 10
+
+
+# RFC 9110 field names are tokens.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+# 10M, 1.5m, 500K, 2G, 300 (bytes); binary units (K = 1024) as wget, curl and aria2c read them.
+_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+class UsageError(Exception):
+    """The command line cannot be run as given; the message is the one line to show."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse prints the whole usage block; one line saying what is wrong reads better.
+        raise UsageError(message)
+
+
+def _whole(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = least - 1
+    if value < least:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of {least} or more, not {text!r}"
+        )
+    return value
+
+
+def _count(text: str) -> int:
+    return _whole(text, 1)
+
+
+def _count0(text: str) -> int:
+    return _whole(text, 0)
+
+
+def _tries(text: str) -> int:
+    if text.strip() == "0":
+        # wget and aria2c read 0 as "forever"; a download that can never fail for good would
+        # never let the command end, so say so instead of guessing a number.
+        raise argparse.ArgumentTypeError(
+            "0 (try forever) is not supported: give the number of attempts, for example 100"
+        )
+    return _whole(text, 1)
+
+
+def _number(text: str, *, zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and (value >= 0 if zero else value > 0)):
+        least = "0 or more" if zero else "above 0"
+        raise argparse.ArgumentTypeError(f"expected a number of seconds {least}, not {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    return _number(text, zero=False)
+
+
+def _seconds0(text: str) -> float:
+    return _number(text, zero=True)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `300`, `64K`, `1.5M`, `2G` or `1T` (binary units, case-insensitive, an
+    optional `B` or `iB`); raise ValueError for anything else, a negative number included."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"expected a size such as 500K, 10M or 2G, not {text!r}")
+    value = float(match[1]) * _UNITS[match[2].lower()]
+    if not math.isfinite(value):
+        raise ValueError(f"the size {text!r} is too large")
+    return math.floor(value)
+
+
+def parse_rate(text: str) -> int:
+    """Bytes per second from `10M` and the like (see `parse_size`); it must be above 0."""
+    rate = parse_size(text.removesuffix("/s"))
+    if rate <= 0:
+        raise ValueError(f"a rate must be at least 1 byte per second, not {text!r}")
+    return rate
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _rate(text: str) -> int:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _segment_size(text: str) -> int:
+    size = _size(text)
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"expected a size of at least 1 byte, not {text!r}")
+    return size
+
+
+def _checksum(text: str) -> str:
+    try:
+        parse_checksum(text)
+    except InvalidRequestError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    name = name.strip()
+    if not colon or not _TOKEN.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', not {text!r}")
+    if any(ch in value for ch in "\r\n\x00"):
+        raise argparse.ArgumentTypeError(f"a header value cannot hold a line break: {text!r}")
+    return name, value.strip()
+
+
+def _user_agent(text: str) -> tuple[str, str]:
+    return _header(f"User-Agent: {text}")
+
+
+def tls_context(insecure: bool, cafile: str | None) -> ssl.SSLContext | bool:
+    """aiohttp's `ssl=` for the TLS flags: the system's authorities, FILE's, or none checked."""
+    if insecure and cafile is not None:
+        raise UsageError("--no-check-certificate and --ca-certificate contradict each other")
+    if insecure:
+        return False
+    if cafile is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UsageError(f"--ca-certificate: cannot load {cafile}: {why}") from None
+
+
+def check_directory(dest: Path) -> None:
+    """Refuse a destination that is, or lies below, something other than a directory."""
+    for path in (dest, *dest.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise UsageError(f"the destination {dest} is not a directory: {path} is a file")
+            return
+        if path.is_symlink():
+            raise UsageError(f"the destination {dest} goes through a broken link at {path}")
+
+
+def unique_headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for name, value in pairs:
+        if name.lower() in seen:
+            raise UsageError(
+                f"the header {name!r} is given twice; give it once, with every value"
+                f" (for example '{name}: a, b')"
+            )
+        seen[name.lower()] = name
+        headers[name] = value
+    return headers
+
+
+#: Options that `adownload` and `adownload mirror` share: flags and argparse keywords.
+_SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "jobs": (
+        ("-j", "--jobs", "--max-concurrent-downloads"),
+        {
+            "dest": "jobs",
+            "type": _count,
+            "default": _DEFAULT_LIMITS.max_transfers,
+            "metavar": "N",
+            "help": "download N files at once in all (default: %(default)s)",
+        },
+    ),
+    "per_host": (
+        ("-x", "--max-connection-per-server", "--max-per-host"),
+        {
+            "dest": "per_host",
+            "type": _count,
+            "default": _DEFAULT_LIMITS.max_per_host,
+            "metavar": "N",
+            "help": "open at most N connections to one host (default: %(default)s)",
+        },
+    ),
+    "connect_timeout": (
+        ("--connect-timeout",),
+        {
+            "type": _seconds,
+            "default": _DEFAULT_TIMEOUT.connect,
+            "metavar": "SEC",
+            "help": "give up connecting after SEC seconds (default: %(default)s)",
+        },
+    ),
+    "read_timeout": (
+        ("-T", "--read-timeout", "--timeout"),
+        {
+            "dest": "read_timeout",
+            "type": _seconds,
+            "default": _DEFAULT_TIMEOUT.read,
+            "metavar": "SEC",
+            "help": "give up when no byte arrives for SEC seconds (default: %(default)s)",
+        },
+    ),
+    "insecure": (
+        ("--no-check-certificate", "--insecure"),
+        {
+            "dest": "insecure",
+            "action": "store_true",
+            "help": "do not check the server's TLS certificate (for a test server; never on the "
+            "internet)",
+        },
+    ),
+    "cafile": (
+        ("--ca-certificate", "--cacert"),
+        {
+            "dest": "cafile",
+            "metavar": "FILE",
+            "help": "trust the certificate authorities in FILE (PEM) instead of the system's",
+        },
+    ),
+    "headers": (
+        ("-H", "--header"),
+        {
+            "dest": "headers",
+            "action": "append",
+            "type": _header,
+            "default": [],
+            "metavar": "'NAME: VALUE'",
+            "help": "send this request header with every request; may be repeated",
+        },
+    ),
+}
+
+
+def add_shared_option(group: argparse._ActionsContainer, name: str) -> None:
+    """Add an option that `adownload` and `adownload mirror` share, spelt the same in both."""
+    flags, keywords = _SHARED_OPTIONS[name]
+    group.add_argument(*flags, **keywords)
