@@ -12,7 +12,7 @@ import pytest
 from yarl import URL
 
 import adownload._answer
-import adownload._ftp
+import adownload._ftp_client
 import adownload._ftp_list
 import adownload._plan
 from adownload import (
@@ -27,7 +27,7 @@ from adownload import (
 )
 from adownload._answer import Answer, Plan, Verdict
 from adownload._exceptions import FTPReplyError, IncompleteBodyError, StorageError
-from adownload._ftp import mdtm_date
+from adownload._ftp_client import mdtm_date
 from adownload._ftp_list import plain_name
 from adownload._options import Options
 from adownload._plan import Next, judge, layout_for, plan_for, segments_for
@@ -46,7 +46,7 @@ def state(**fields: object) -> PartState:
 
 
 @pytest.mark.parametrize(
-    "module", [adownload._answer, adownload._plan, adownload._ftp, adownload._ftp_list]
+    "module", [adownload._answer, adownload._plan, adownload._ftp_client, adownload._ftp_list]
 )
 def test_doctests(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]

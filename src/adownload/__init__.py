@@ -86,8 +86,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | _LAZY)
 
 
-__all__ = [
-    "USE_DEFAULT",
+__all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "AiofilesSink",
     "ChecksumMismatchError",
     "ConnectError",
@@ -131,6 +130,7 @@ __all__ = [
     "Timeout",
     "TotalTimeout",
     "TransportError",
+    "USE_DEFAULT",
     "UnsafePathError",
     "__version__",
     "download",

@@ -18,7 +18,7 @@ import aioftp
 from yarl import URL
 
 from ._exceptions import RemoteProtocolError
-from ._ftp import mdtm_date, pool_of, translate_ftp_errors
+from ._ftp_client import mdtm_date, pool_of, translate_ftp_errors
 from ._settings import Settings
 from ._util import redact
 

@@ -18,32 +18,30 @@ import os
 import stat
 from collections.abc import (
     AsyncIterable,
-    AsyncIterator,
     Callable,
     Iterable,
     Iterator,
     Sequence,
 )
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
-from fnmatch import fnmatchcase
-from pathlib import Path, PurePosixPath
-from typing import Literal, TypeAlias
+from pathlib import Path
+from typing import TypeAlias
 
 from yarl import URL
 
-from ._autoindex import below, directory_url, parse_index
 from ._config import Existing
 from ._downloader import Downloader
 from ._exceptions import (
     DownloadError,
     HTTPStatusError,
-    InvalidRequestError,
     SizeLimitError,
     StorageError,
     UnsafePathError,
 )
-from ._files import INDEX_NAME, RefusedPath, descend, safe_filename
+from ._files import RefusedPath, descend
+from ._mirror_list import Lister, Upstream
+from ._mirror_report import ChangeKind, MirrorChange, MirrorReport
 from ._mirror_state import STATE_NAME, MirrorState, Record
 from ._models import Outcome, Request, parse_url
 from ._sinks import MemorySink
@@ -58,85 +56,13 @@ log = logging.getLogger("adownload")
 MirrorSource: TypeAlias = (
     "str | URL | Iterable[str | URL | Request] | AsyncIterable[str | URL | Request]"
 )
-ChangeKind: TypeAlias = Literal["new", "updated", "unchanged", "deleted", "failed"]
-
-#: An index page larger than this is not an index page.
-_MAX_INDEX_BYTES = 32 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class MirrorChange:
-    """What happened to one file (or index page) of a mirror run.
-
-    - `kind`: "new", "updated", "unchanged", "deleted" or "failed".
-    - `path`: the local file (None for an index page or a URL that has no place under DEST).
-    - `url`: the file's URL (None for a deletion found only in the state store's past).
-    - `size`: body bytes transferred for it in this run (a resumed file counts the rest only).
-    - `error`: why it failed, for "failed".
-    - `dry_run`: True when nothing was done: this is what a real run would do.
-    """
-
-    kind: ChangeKind
-    path: Path | None
-    url: str | None
-    size: int = 0
-    error: DownloadError | None = None
-    dry_run: bool = False
-
-    def __post_init__(self) -> None:
-        if self.url is not None:  # shown and printed: never with userinfo
-            object.__setattr__(self, "url", redact(self.url))
-
-
-@dataclass(slots=True)
-class MirrorReport:
-    """The counts of a mirror run, and its failures.
-
-    `complete` is False when an index page could not be read: the listing is then partial, so
-    nothing was deleted. `bytes` counts the files' body bytes transferred (index pages aside).
-    """
-
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    failed: int = 0
-    bytes: int = 0
-    complete: bool = True
-    dry_run: bool = False
-    failures: list[MirrorChange] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0
-
-    def add(self, change: MirrorChange) -> None:
-        setattr(self, change.kind, getattr(self, change.kind) + 1)
-        self.bytes += change.size
-        if change.kind == "failed":
-            self.failures.append(change)
-
-
-@dataclass(frozen=True, slots=True)
-class _File:
-    """One file upstream: where it comes from and where it goes below DEST."""
-
-    request: Request
-    parts: tuple[str, ...]
-    #: (size, modified) from an FTP listing, which decides whether a file changed; None for
-    #: HTTP, where a conditional request does.
-    listed: tuple[int | None, str | None] | None = None
-
-    @property
-    def rel(self) -> str:
-        return "/".join(self.parts)
 
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
     """A file about to be asked for, and what was on disk and in the state for it."""
 
-    file: _File
+    file: Upstream
     url: str
     target: Path
     existed: bool
@@ -226,7 +152,9 @@ class _Mirror:
         self.max_depth = max_depth
         self.on_change = on_change
         self.report = MirrorReport(dry_run=dry_run)
-        self.base: URL | None = None  # the index's base, or None for a list
+        self.lister = Lister(
+            include=include, exclude=exclude, max_depth=max_depth, dest=dest, fail=self._fail
+        )
 
     def _tell(self, change: MirrorChange) -> None:
         self.report.add(change)
@@ -251,13 +179,16 @@ class _Mirror:
                     path=self.dest,
                     errno=exc.errno,
                 ) from exc
+        lister = self.lister
         if start is not None and start.scheme == "ftp":
-            files = await self._walk_ftp(start, dl)
+            files = await lister.walk_ftp(start, dl)
         elif start is not None:
-            files = await self._walk(start, dl)
+            files = await lister.walk(start, dl)
         else:
             assert not isinstance(source, str | URL)
-            files = await self._read_list(source)
+            files = await lister.read_list(source)
+        if not lister.complete:
+            self.report.complete = False
         state = await MirrorState.open(self.dest, read_only=self.dry_run)
         try:
             await self._fetch(files, state, dl)
@@ -270,144 +201,20 @@ class _Mirror:
             await state.close()
         return self.report
 
-    # --- what is upstream -----------------------------------------------------------------
-
-    async def _walk(self, start: URL, dl: Downloader) -> list[_File]:
-        """The files below the index at `start`, level by level, each level's pages at once."""
-        files: list[_File] = []
-        seen: set[str] = set()
-        visited: set[URL] = set()
-        level: list[URL] = [start]
-        depth = 0
-        while level:
-            # Pages are parsed as they arrive and dropped: a wide level is never held whole.
-            pages = (Request(url, sink=MemorySink(), max_size=_MAX_INDEX_BYTES) for url in level)
-            next_level: list[URL] = []
-            async with contextlib.aclosing(dl.as_completed(pages)) as outcomes:
-                async for outcome in outcomes:
-                    self._read_page(outcome, depth, files, seen, visited, next_level)
-            level = next_level
-            depth += 1
-        return files
-
-    async def _walk_ftp(self, start: URL, dl: Downloader) -> list[_File]:
-        """The files below the FTP directory `start`, from its listings (MLSD, else LIST)."""
-        from ._ftp_list import list_directory
-
-        self.base = base = start if start.path.endswith("/") else start.with_path(start.path + "/")
-        settings = dl._open_settings()
-        files: list[_File] = []
-        level: list[tuple[URL, tuple[str, ...]]] = [(base, ())]
-        depth = 0
-        while level:
-            listings = await asyncio.gather(
-                *(list_directory(settings, url) for url, _ in level), return_exceptions=True
-            )
-            next_level: list[tuple[URL, tuple[str, ...]]] = []
-            for (url, parts), listing in zip(level, listings, strict=True):
-                if isinstance(listing, BaseException):
-                    if not isinstance(listing, DownloadError):
-                        raise listing
-                    self.report.complete = False
-                    self._fail(listing)
-                    continue
-                for entry in listing:
-                    here = (*parts, safe_filename(entry.name))
-                    if entry.directory:
-                        deeper = self.max_depth is None or depth < self.max_depth
-                        if deeper and not self._pruned(here):
-                            next_level.append((url.with_path(url.path + entry.name + "/"), here))
-                    elif self._wanted(here):
-                        file_url = url.with_path(url.path + entry.name)
-                        files.append(_File(Request(file_url), here, (entry.size, entry.modified)))
-            level = next_level
-            depth += 1
-        return files
-
-    def _read_page(
-        self,
-        outcome: Outcome,
-        depth: int,
-        files: list[_File],
-        seen: set[str],
-        visited: set[URL],
-        next_level: list[URL],
-    ) -> None:
-        if outcome.error is not None:
-            self.report.complete = False
-            self._fail(outcome.error)
-            return
-        assert outcome.request is not None
-        sink = outcome.request.sink
-        assert isinstance(sink, MemorySink)
-        page = URL(outcome.final_url or outcome.url)
-        if self.base is None:
-            # A start URL without its slash is usually redirected to it; the page's own URL,
-            # once there, is the base.
-            self.base = directory_url(page)
-        listing = parse_index(sink.getvalue().decode("utf-8", "replace"), page, self.base)
-        for url, parts in listing.files:
-            rel = "/".join(parts)
-            if rel not in seen and self._wanted(parts):
-                seen.add(rel)
-                files.append(_File(Request(url), parts))
-        if self.max_depth is not None and depth >= self.max_depth:
-            return
-        for url, parts in listing.directories:
-            if url not in visited and not self._pruned(parts):
-                visited.add(url)
-                next_level.append(url)
-
-    async def _read_list(
-        self, source: Iterable[str | URL | Request] | AsyncIterable[str | URL | Request]
-    ) -> list[_File]:
-        files: list[_File] = []
-        seen: set[str] = set()
-        async for item in _aiter(source):
-            try:
-                request = item if isinstance(item, Request) else Request(item)
-                parts = _list_parts(request)
-            except DownloadError as exc:
-                self.report.complete = False
-                self._fail(exc)
-                continue
-            rel = "/".join(parts)
-            if rel in seen:
-                self._fail(
-                    UnsafePathError(
-                        f"{request.url} goes to {rel}, where an earlier URL of the list goes",
-                        url=str(request.url),
-                        path=self.dest / rel,
-                    )
-                )
-                continue
-            seen.add(rel)
-            if self._wanted(parts):
-                files.append(_File(request, parts))
-        return files
-
-    def _wanted(self, parts: tuple[str, ...]) -> bool:
-        if self.include and not any(_match(p, parts) for p in self.include):
-            return False
-        return not any(_match(p, parts) for p in self.exclude)
-
-    def _pruned(self, parts: tuple[str, ...]) -> bool:
-        return any(_match(p.rstrip("/"), parts) for p in self.exclude)
-
     def _in_scope(self, record: Record) -> bool:
         """Whether this run would have seen `record`'s file if it were still upstream."""
         parts = tuple(record.path.split("/"))
-        if not self._wanted(parts):
+        if not self.lister.wanted(parts):
             return False
-        if self.base is None:
+        if self.lister.base is None:
             return True
         if self.max_depth is not None and len(parts) - 1 > self.max_depth:
             return False
-        return record.url.startswith(redact(self.base))
+        return record.url.startswith(redact(self.lister.base))
 
     # --- fetching ---------------------------------------------------------------------------
 
-    async def _fetch(self, files: list[_File], state: MirrorState, dl: Downloader) -> None:
+    async def _fetch(self, files: list[Upstream], state: MirrorState, dl: Downloader) -> None:
         records = {record.path: record for record in await state.records()}
         # One pass over the disk in a thread: a stat per file, thousands of them.
         jobs = await asyncio.to_thread(self._plan, files, records)
@@ -465,7 +272,7 @@ class _Mirror:
                 done.put_nowait(None)
 
     def _plan(
-        self, files: list[_File], records: dict[str, Record]
+        self, files: list[Upstream], records: dict[str, Record]
     ) -> list[_Pending | UnsafePathError | StorageError]:
         """Where each file goes and what is there now. Runs in a worker thread."""
         jobs: list[_Pending | UnsafePathError | StorageError] = []
@@ -605,12 +412,6 @@ class _Mirror:
                 self._tell(MirrorChange("deleted", target, record.url))
 
 
-def _match(pattern: str, parts: tuple[str, ...]) -> bool:
-    if "/" in pattern:
-        return fnmatchcase("/".join(parts), pattern)
-    return fnmatchcase(parts[-1], pattern)
-
-
 def _conditions(record: Record | None, info: os.stat_result | None, url: str) -> dict[str, str]:
     """The conditional headers for a file on hand (`info`), given what the state says of it."""
     if info is None:
@@ -648,46 +449,6 @@ def _listed_current(job: _Pending) -> bool:
         return os.lstat(job.target).st_mtime >= upstream
     except (OSError, ValueError, TypeError):
         return False
-
-
-def _list_parts(request: Request) -> tuple[str, ...]:
-    """Where a listed URL goes below DEST: its relative `path`, or the URL's path."""
-    url = str(request.url)
-    if request.sink is not None:
-        raise InvalidRequestError("a mirror writes files; a Request with a sink", url=url)
-    if request.path is not None:
-        relative = PurePosixPath(os.fspath(request.path).replace("\\", "/"))
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            raise UnsafePathError(
-                f"the path of a mirrored file must be relative, inside the destination:"
-                f" {request.path!r}",
-                url=url,
-            )
-        parts = tuple(safe_filename(p) for p in relative.parts if p != ".")
-        if parts:
-            return parts
-    parsed = request.parsed_url.with_query(None)
-    root = parsed.with_path("/")
-    try:
-        found = below(root, parsed)
-    except UnicodeDecodeError:
-        found = None
-    if parsed.raw_path.endswith("/"):
-        return (*(found or ()), INDEX_NAME)
-    if found is None:
-        raise UnsafePathError(f"no safe local path for {url}", url=url)
-    return found
-
-
-async def _aiter(
-    items: Iterable[str | URL | Request] | AsyncIterable[str | URL | Request],
-) -> AsyncIterator[str | URL | Request]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
 
 
 def _is_regular_file(path: Path) -> bool:

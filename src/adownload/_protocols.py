@@ -20,7 +20,8 @@ def kind(url: URL) -> str:
 def exchange(kind: str, settings: Settings, request: Request, options: Options) -> Exchange:
     """A new exchange of protocol `kind` for one download, with its `options`."""
     if kind == "ftp":
-        from ._ftp import FtpExchange, pool_of
+        from ._ftp import FtpExchange
+        from ._ftp_client import pool_of
 
         return FtpExchange(pool_of(settings), timeout=options.timeout)
     headers = settings.headers

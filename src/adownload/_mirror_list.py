@@ -1,0 +1,232 @@
+"""What a mirror finds upstream: the files below an index page (walked level by level), below
+an FTP directory (its listings), or in a list of URLs, each with where it goes below DEST, and
+the scope (include, exclude, depth) that decides which ones count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+
+from yarl import URL
+
+from ._autoindex import below, directory_url, parse_index
+from ._downloader import Downloader
+from ._exceptions import DownloadError, InvalidRequestError, UnsafePathError
+from ._files import INDEX_NAME, safe_filename
+from ._models import Outcome, Request
+from ._sinks import MemorySink
+
+#: An index page larger than this is not an index page.
+_MAX_INDEX_BYTES = 32 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """One file upstream: where it comes from and where it goes below DEST."""
+
+    request: Request
+    parts: tuple[str, ...]
+    #: (size, modified) from an FTP listing, which decides whether a file changed; None for
+    #: HTTP, where a conditional request does.
+    listed: tuple[int | None, str | None] | None = None
+
+    @property
+    def rel(self) -> str:
+        return "/".join(self.parts)
+
+
+def _match(pattern: str, parts: tuple[str, ...]) -> bool:
+    if "/" in pattern:
+        return fnmatchcase("/".join(parts), pattern)
+    return fnmatchcase(parts[-1], pattern)
+
+
+def _list_parts(request: Request) -> tuple[str, ...]:
+    """Where a listed URL goes below DEST: its relative `path`, or the URL's path."""
+    url = str(request.url)
+    if request.sink is not None:
+        raise InvalidRequestError("a mirror writes files; a Request with a sink", url=url)
+    if request.path is not None:
+        relative = PurePosixPath(os.fspath(request.path).replace("\\", "/"))
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise UnsafePathError(
+                f"the path of a mirrored file must be relative, inside the destination:"
+                f" {request.path!r}",
+                url=url,
+            )
+        parts = tuple(safe_filename(p) for p in relative.parts if p != ".")
+        if parts:
+            return parts
+    parsed = request.parsed_url.with_query(None)
+    root = parsed.with_path("/")
+    try:
+        found = below(root, parsed)
+    except UnicodeDecodeError:
+        found = None
+    if parsed.raw_path.endswith("/"):
+        return (*(found or ()), INDEX_NAME)
+    if found is None:
+        raise UnsafePathError(f"no safe local path for {url}", url=url)
+    return found
+
+
+async def _aiter(
+    items: Iterable[str | URL | Request] | AsyncIterable[str | URL | Request],
+) -> AsyncIterator[str | URL | Request]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+class Lister:
+    """Lists what is upstream, within a scope; failures go to `fail` and make it incomplete."""
+
+    def __init__(
+        self,
+        *,
+        include: tuple[str, ...],
+        exclude: tuple[str, ...],
+        max_depth: int | None,
+        dest: Path,
+        fail: Callable[[DownloadError], None],
+    ) -> None:
+        self._dest = dest  # where the files go: only named in errors
+        self.include = include
+        self.exclude = exclude
+        self.max_depth = max_depth
+        self._fail = fail
+        self.base: URL | None = None  # the index's base, or None for a list
+        self.complete = True  # every page or listing was read
+
+    async def walk(self, start: URL, dl: Downloader) -> list[Upstream]:
+        """The files below the index at `start`, level by level, each level's pages at once."""
+        files: list[Upstream] = []
+        seen: set[str] = set()
+        visited: set[URL] = set()
+        level: list[URL] = [start]
+        depth = 0
+        while level:
+            # Pages are parsed as they arrive and dropped: a wide level is never held whole.
+            pages = (Request(url, sink=MemorySink(), max_size=_MAX_INDEX_BYTES) for url in level)
+            next_level: list[URL] = []
+            async with contextlib.aclosing(dl.as_completed(pages)) as outcomes:
+                async for outcome in outcomes:
+                    self._read_page(outcome, depth, files, seen, visited, next_level)
+            level = next_level
+            depth += 1
+        return files
+
+    async def walk_ftp(self, start: URL, dl: Downloader) -> list[Upstream]:
+        """The files below the FTP directory `start`, from its listings (MLSD, else LIST)."""
+        from ._ftp_list import list_directory
+
+        self.base = base = start if start.path.endswith("/") else start.with_path(start.path + "/")
+        settings = dl._open_settings()
+        files: list[Upstream] = []
+        level: list[tuple[URL, tuple[str, ...]]] = [(base, ())]
+        depth = 0
+        while level:
+            listings = await asyncio.gather(
+                *(list_directory(settings, url) for url, _ in level), return_exceptions=True
+            )
+            next_level: list[tuple[URL, tuple[str, ...]]] = []
+            for (url, parts), listing in zip(level, listings, strict=True):
+                if isinstance(listing, BaseException):
+                    if not isinstance(listing, DownloadError):
+                        raise listing
+                    self.complete = False
+                    self._fail(listing)
+                    continue
+                for entry in listing:
+                    here = (*parts, safe_filename(entry.name))
+                    if entry.directory:
+                        deeper = self.max_depth is None or depth < self.max_depth
+                        if deeper and not self.pruned(here):
+                            next_level.append((url.with_path(url.path + entry.name + "/"), here))
+                    elif self.wanted(here):
+                        file_url = url.with_path(url.path + entry.name)
+                        files.append(
+                            Upstream(Request(file_url), here, (entry.size, entry.modified))
+                        )
+            level = next_level
+            depth += 1
+        return files
+
+    def _read_page(
+        self,
+        outcome: Outcome,
+        depth: int,
+        files: list[Upstream],
+        seen: set[str],
+        visited: set[URL],
+        next_level: list[URL],
+    ) -> None:
+        if outcome.error is not None:
+            self.complete = False
+            self._fail(outcome.error)
+            return
+        assert outcome.request is not None
+        sink = outcome.request.sink
+        assert isinstance(sink, MemorySink)
+        page = URL(outcome.final_url or outcome.url)
+        if self.base is None:
+            # A start URL without its slash is usually redirected to it; the page's own URL,
+            # once there, is the base.
+            self.base = directory_url(page)
+        listing = parse_index(sink.getvalue().decode("utf-8", "replace"), page, self.base)
+        for url, parts in listing.files:
+            rel = "/".join(parts)
+            if rel not in seen and self.wanted(parts):
+                seen.add(rel)
+                files.append(Upstream(Request(url), parts))
+        if self.max_depth is not None and depth >= self.max_depth:
+            return
+        for url, parts in listing.directories:
+            if url not in visited and not self.pruned(parts):
+                visited.add(url)
+                next_level.append(url)
+
+    async def read_list(
+        self, source: Iterable[str | URL | Request] | AsyncIterable[str | URL | Request]
+    ) -> list[Upstream]:
+        files: list[Upstream] = []
+        seen: set[str] = set()
+        async for item in _aiter(source):
+            try:
+                request = item if isinstance(item, Request) else Request(item)
+                parts = _list_parts(request)
+            except DownloadError as exc:
+                self.complete = False
+                self._fail(exc)
+                continue
+            rel = "/".join(parts)
+            if rel in seen:
+                self._fail(
+                    UnsafePathError(
+                        f"{request.url} goes to {rel}, where an earlier URL of the list goes",
+                        url=str(request.url),
+                        path=self._dest / rel,
+                    )
+                )
+                continue
+            seen.add(rel)
+            if self.wanted(parts):
+                files.append(Upstream(request, parts))
+        return files
+
+    def wanted(self, parts: tuple[str, ...]) -> bool:
+        if self.include and not any(_match(p, parts) for p in self.include):
+            return False
+        return not any(_match(p, parts) for p in self.exclude)
+
+    def pruned(self, parts: tuple[str, ...]) -> bool:
+        return any(_match(p.rstrip("/"), parts) for p in self.exclude)
