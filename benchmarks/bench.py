@@ -42,6 +42,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ftp_server import FtpServer
+
 HERE = Path(__file__).resolve().parent
 LOOPBACK = "127.0.0.1"
 
@@ -715,7 +717,10 @@ class Scenario:
         return sum(data.size for data in self.files)
 
 
-SCENARIO_NAMES = ("small", "large", "throttled", "latency", "memory")
+SCENARIO_NAMES = ("small", "large", "throttled", "latency", "memory", "ftp-large", "ftp-small")
+#: Scenarios served by the FTP server; their peers are the tools that speak FTP.
+FTP_SCENARIOS = ("ftp-large", "ftp-small")
+FTP_TOOLS = ("adownload", "curl", "wget", "aria2c")
 
 
 @dataclass(frozen=True)
@@ -739,6 +744,8 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     ),
     "throttled": (Target("wall", "aria2c", 1.0),),
     "latency": (Target("wall", "curl", 0.9),),
+    "ftp-large": (Target("wall", "curl", 1.0),),
+    "ftp-small": (Target("wall", "curl", 1.0),),
 }
 
 
@@ -827,6 +834,8 @@ class Bench:
         runnable: list[Tool] = []
         for tool in self.tools:
             why = self.missing.get(tool.name)
+            if why is None and scenario.server == "ftp" and tool.name not in FTP_TOOLS:
+                why = "not compared: the FTP scenarios compare adownload, curl, wget and aria2c"
             if why is None and tool.name == "adownload":
                 why = adownload_support(self.python, scenario.segments)
             summaries[tool.name] = ToolSummary(tool.name, why or "ok")
@@ -1008,17 +1017,25 @@ def machine_info() -> dict[str, Any]:
 def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int) -> list[Scenario]:
     scenarios: list[Scenario] = []
     small: tuple[DataFile, ...] = ()
-    if {"small", "latency"} & set(names):
+    if {"small", "latency", "ftp-small"} & set(names):
         small = make_small_files(docroot, sizes.small_count, seed)
+    large: tuple[DataFile, ...] = ()
+    if {"large", "ftp-large"} & set(names):
+        large = make_one_file(docroot, "large.bin", sizes.large_size, seed)
     count = f"{sizes.small_count} x {SMALL_FILE_SIZE // KIB} KiB"
     for name in names:
         if name == "small":
             title = f"{count}, {CONCURRENCY} at a time, plain nginx"
             scenarios.append(Scenario(name, title, "plain", small, CONCURRENCY, 1))
         elif name == "large":
-            files = make_one_file(docroot, "large.bin", sizes.large_size, seed)
             title = f"one {_size(sizes.large_size)} file, one connection, plain nginx"
-            scenarios.append(Scenario(name, title, "plain", files, CONCURRENCY, 1))
+            scenarios.append(Scenario(name, title, "plain", large, CONCURRENCY, 1))
+        elif name == "ftp-large":
+            title = f"one {_size(sizes.large_size)} file, one connection, FTP (vsftpd)"
+            scenarios.append(Scenario(name, title, "ftp", large, CONCURRENCY, 1))
+        elif name == "ftp-small":
+            title = f"{count}, {CONCURRENCY} at a time, FTP (vsftpd)"
+            scenarios.append(Scenario(name, title, "ftp", small, CONCURRENCY, 1))
         elif name == "throttled":
             files = make_one_file(docroot, "throttled.bin", sizes.throttled_size, seed)
             title = (
@@ -1091,8 +1108,10 @@ def work_dir(parent: Path | None, keep: bool) -> Iterator[Path]:
 
 
 def needed_disk(names: Sequence[str], sizes: Sizes) -> int:
-    small = sizes.small_count * SMALL_FILE_SIZE if {"small", "latency"} & set(names) else 0
-    large = sizes.large_size if "large" in names else 0
+    small = (
+        sizes.small_count * SMALL_FILE_SIZE if {"small", "latency", "ftp-small"} & set(names) else 0
+    )
+    large = sizes.large_size if {"large", "ftp-large"} & set(names) else 0
     throttled = sizes.throttled_size if "throttled" in names else 0
     memory = 2 * max(sizes.memory_file_sizes) if "memory" in names else 0
     # sources, plus one tool's output at a time, plus some slack
@@ -1167,6 +1186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         nginx = Nginx(nginx_binary, work / "nginx", docroot)
         proxy: ProxyProcess | None = None
+        ftp: FtpServer | None = None
         try:
             nginx.start()
             base_urls = {
@@ -1177,6 +1197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 proxy = ProxyProcess(nginx.plain_port, work / "proxy.log")
                 proxy.start()
                 base_urls["proxy"] = f"http://{LOOPBACK}:{proxy.port}/"
+            if set(FTP_SCENARIOS) & set(names):
+                ftp = FtpServer(work / "ftp", docroot, LOOPBACK, free_port(), 40000)
+                ftp.start(_parent_death_signal(), wait_for_port)
+                base_urls["ftp"] = f"ftp://{LOOPBACK}:{ftp.port}/"
+                print(f"ftp server: {ftp.version()}")
             print(f"servers: {', '.join(f'{k} {v}' for k, v in base_urls.items())}")
             bench = Bench(
                 work, args.python, args.repeat, args.timeout, tools, missing, base_urls, proxy
@@ -1209,6 +1234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if proxy is not None:
                 proxy.stop()
+            if ftp is not None and ftp.proc is not None:
+                stop_process(ftp.proc, signal.SIGTERM)
             nginx.stop()
 
         print("\n== commands (WORK is the temp dir) ==")

@@ -20,6 +20,7 @@ from adownload import (
     RemoteProtocolError,
     Segments,
     Timeout,
+    _splice,
     download,
 )
 from adownload._events import Event, Finished, Progress, Started
@@ -410,3 +411,63 @@ def test_the_cli_downloads_ftp_urls_and_reads_netrc(tree: Path, tmp_path: Path) 
     assert refused.returncode == 1
     assert "530" in refused.stdout + refused.stderr
     assert listing(out) == ["small.bin"]
+
+
+# --- the kernel copy --------------------------------------------------------------------------
+
+HUGE = payload("ftp-huge", _splice.SPLICE_MIN + 1_000_003)
+
+
+@pytest.fixture
+def copies(monkeypatch: pytest.MonkeyPatch) -> list[_splice.SpliceCopy]:
+    made: list[_splice.SpliceCopy] = []
+    real = _splice.SpliceCopy
+
+    class Recorded(real):  # type: ignore[valid-type,misc]
+        __slots__ = ()
+
+        def __init__(self, *args: int) -> None:
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(_splice, "SpliceCopy", Recorded)
+    return made
+
+
+@pytest.mark.skipif(not _splice.available, reason="splice(2) is Linux-only")
+async def test_large_bodies_go_through_the_kernel_and_the_login_serves_the_next(
+    dest: Path, copies: list[_splice.SpliceCopy]
+) -> None:
+    files = {"/a.bin": HUGE, "/b.bin": HUGE[::-1]}
+    async with ScriptedFtp(Script(files=files)) as ftp:
+        async with Downloader(dest=dest, limits=Limits(max_per_host=1)) as dl:
+            outcomes = await dl.download_many([ftp.url("/a.bin"), ftp.url("/b.bin")])
+        logins = len(ftp.commands("USER"))
+    assert all(o.ok for o in outcomes)
+    assert len(copies) == 2
+    assert logins == 1  # the closing reply was read after each copy
+    assert (dest / "a.bin").read_bytes() == HUGE
+    assert (dest / "b.bin").read_bytes() == HUGE[::-1]
+
+
+@pytest.mark.skipif(not _splice.available, reason="splice(2) is Linux-only")
+@pytest.mark.parametrize("fault", ["426", "cut"])
+async def test_a_broken_kernel_copied_body_is_incomplete_and_resumed(
+    dest: Path, copies: list[_splice.SpliceCopy], fault: str
+) -> None:
+    half = len(HUGE) // 2
+    script = Script(files={"/a.bin": HUGE})
+    if fault == "426":
+        script.final[1] = "426 connection closed; transfer aborted"
+    else:
+        script.cut[1] = half
+    async with ScriptedFtp(script) as ftp, Downloader(dest=dest, retry=ONCE) as dl:
+        first = (await dl.download_many([ftp.url("/a.bin")]))[0]
+        assert isinstance(first.error, IncompleteBodyError)
+        assert not (dest / "a.bin").exists()
+        again = await dl.download(ftp.url("/a.bin"))
+    assert copies
+    assert again.ok
+    assert (dest / "a.bin").read_bytes() == HUGE
+    if fault == "cut":
+        assert again.resumed_from == half

@@ -96,6 +96,12 @@ class Body(Protocol):
         descriptor, the bytes already buffered), or None when this body cannot be."""
         ...
 
+    async def after_copy(self, whole: bool) -> None:
+        """The kernel copy ended, with every announced byte (`whole`) or not: finish what the
+        protocol says after a body (FTP's closing reply). Raises `RemoteProtocolError` when
+        the server says the body is not whole."""
+        ...
+
     async def close(self, *, reuse: bool) -> None:
         """Finish with the body: `reuse` keeps the connection for another request (only when
         the body was read to its end), otherwise it is closed."""

@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 
 import aioftp
 
+from . import _splice
 from ._answer import Answer, Plan, Verdict
-from ._config import Timeout
 from ._exceptions import (
     InvalidRequestError,
     RemoteProtocolError,
@@ -39,6 +41,7 @@ from ._ftp_client import (
     translate_ftp_errors,
     went_away,
 )
+from ._options import Options
 from ._util import IdleTimeout, redact
 
 log = logging.getLogger("adownload")
@@ -47,11 +50,12 @@ log = logging.getLogger("adownload")
 class FtpExchange:
     """The RETR requests of one download."""
 
-    __slots__ = ("_pool", "_timeout")
+    __slots__ = ("_options", "_pool", "_timeout")
 
-    def __init__(self, pool: FtpPool, *, timeout: Timeout) -> None:
+    def __init__(self, pool: FtpPool, options: Options) -> None:
         self._pool = pool
-        self._timeout = timeout
+        self._options = options
+        self._timeout = options.timeout
 
     def errors(
         self, url: str, *, read: float | None = None
@@ -104,7 +108,7 @@ class FtpExchange:
             answer.verdict = Verdict.END
             self._pool.release(control)
             return answer, FtpBody.empty()
-        reader, writer = await client.get_passive_connection("I")
+        data = await client.open_data()
         try:
             if offset:
                 try:
@@ -118,46 +122,55 @@ class FtpExchange:
                     offset = 0
             await client.command("RETR " + path, "1xx")
         except BaseException:
-            writer.close()
+            data.close()
             raise
         idle.touch()
         if offset:
             answer.verdict = Verdict.PARTIAL
             answer.offset = offset
             answer.announced = None if size is None else size - offset
-        return answer, FtpBody(control, self._pool, reader, writer, url)
+        options = self._options
+        spliceable = (
+            options.splice
+            and _splice.available
+            and answer.announced is not None
+            and answer.announced >= _splice.SPLICE_MIN
+        )
+        return answer, FtpBody(control, self._pool, data, url, spliceable=spliceable)
 
 
 class FtpBody:
-    """A RETR's data connection, then its closing reply."""
+    """A RETR's data connection (a plain socket), then its closing reply."""
 
-    __slots__ = ("_control", "_done", "_pool", "_reader", "_url", "_writer")
+    __slots__ = ("_control", "_data", "_done", "_loop", "_pool", "_spliceable", "_url")
 
     def __init__(
         self,
         control: Control | None,
         pool: FtpPool | None,
-        reader: asyncio.StreamReader | None,
-        writer: asyncio.StreamWriter | None,
+        data: socket.socket | None,
         url: str,
+        *,
+        spliceable: bool = False,
     ) -> None:
+        self._spliceable = spliceable
         self._control = control
         self._pool = pool
-        self._reader = reader
-        self._writer = writer
+        self._data = data
         self._url = url
-        self._done = reader is None  # the closing reply was read (and was a 2xx)
+        self._loop = asyncio.get_running_loop()
+        self._done = data is None  # the closing reply was read (and was a 2xx)
 
     @classmethod
     def empty(cls) -> FtpBody:
-        return cls(None, None, None, None, "")
+        return cls(None, None, None, "")
 
     async def read(self) -> bytes:
-        reader = self._reader
-        if reader is None:
+        data = self._data
+        if data is None:
             return b""
         try:
-            chunk = await reader.read(CHUNK)
+            chunk = await self._loop.sock_recv(data, CHUNK)
             if chunk:
                 return chunk
             await self._finish()
@@ -176,12 +189,15 @@ class FtpBody:
 
     async def _finish(self) -> None:
         """The data connection closed: the control connection says whether it was the end."""
-        assert self._writer is not None
         assert self._control is not None
-        self._writer.close()
-        self._reader = None
+        self._close_data()
         await self._control.client.command(None, "2xx", "1xx")
         self._done = True
+
+    def _close_data(self) -> None:
+        if self._data is not None:
+            self._data.close()
+            self._data = None
 
     def at_eof(self) -> bool:
         return self._done
@@ -190,13 +206,29 @@ class FtpBody:
         return None
 
     def kernel_copy(self) -> tuple[int, bytes] | None:
-        return None
+        """The data socket for a copy in the kernel (nothing of it was read yet)."""
+        if self._data is None or not self._spliceable:
+            return None
+        return os.dup(self._data.fileno()), b""
+
+    async def after_copy(self, whole: bool) -> None:
+        """The copy ended: read the closing reply when it took every byte, so that the
+        control connection serves the next file; otherwise it is closed with the body."""
+        if not whole:
+            self._close_data()
+            return
+        try:
+            await self._finish()
+        except aioftp.StatusCodeError as exc:
+            code, text = reply(exc)
+            raise RemoteProtocolError(
+                f"the FTP server ended the transfer with {code} {text}: {redact(self._url)}",
+                url=self._url,
+            ) from exc
 
     async def close(self, *, reuse: bool) -> None:
         control, self._control = self._control, None
-        if self._writer is not None:
-            self._writer.close()
-        self._reader = None
+        self._close_data()
         if control is None:
             return
         if reuse and self._done and self._pool is not None:

@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import netrc
 import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,35 @@ class Client(aioftp.Client):
     """aioftp's client, held to the control connection's peer for every data connection."""
 
     peer: str = ""
+    epsv: bool = True  # EPSV works here (else PASV)
+
+    async def open_data(self) -> socket.socket:
+        """A passive data connection, as a plain non-blocking socket (so that a body can go
+        from it to the file in the kernel): EPSV, else PASV, always to the control
+        connection's peer. The transfer type was set once, at login."""
+        port = 0
+        if self.epsv:
+            try:
+                _code, info = await self.command("EPSV", "229")
+                port = self.parse_epsv_response(info[-1])[1]
+            except aioftp.StatusCodeError as exc:
+                if not str(exc.received_codes[-1]).startswith("50"):
+                    raise
+                self.epsv = False
+        if not self.epsv:
+            port = (await self._do_pasv())[1]
+        family = socket.AF_INET6 if ":" in self.peer else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(
+                loop.sock_connect(sock, (self.peer, port)), self.connection_timeout
+            )
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     async def _do_pasv(self) -> tuple[str | None, int]:
         _code, info = await self.command("PASV", "227")
@@ -120,7 +150,9 @@ class FtpPool:
         self, url: URL, key: _Key, user: str, password: str, timeout: Timeout, shown: str
     ) -> Control:
         client = Client(
-            socket_timeout=timeout.read,
+            # No per-read timeout in aioftp (a wait_for, so a task, per line read in Python
+            # 3.11): the engine's read watchdog bounds every exchange, touched as it goes.
+            socket_timeout=None,
             connection_timeout=timeout.connect,
             encoding="utf-8",
             passive_commands=("epsv", "pasv"),

@@ -18,8 +18,9 @@ import aioftp
 from yarl import URL
 
 from ._exceptions import RemoteProtocolError
-from ._ftp_client import mdtm_date, pool_of, translate_ftp_errors
+from ._ftp_client import Client, mdtm_date, pool_of, translate_ftp_errors
 from ._settings import Settings
+from ._stream import read_watchdog
 from ._util import redact
 
 #: A listing larger than this is not a listing.
@@ -42,11 +43,16 @@ async def list_directory(settings: Settings, url: URL) -> list[Entry]:
     timeout = settings.options.timeout
     pool = pool_of(settings)
     path = url.path or "/"
-    async with settings.limiter.slot(url), asyncio.timeout(timeout.total):
+    async with (
+        settings.limiter.slot(url),
+        asyncio.timeout(timeout.total),
+        read_watchdog(timeout.read, grace=timeout.connect or 0.0, url=shown) as idle,
+    ):
         with translate_ftp_errors(shown, read=timeout.read):
             control, _ = await pool.acquire(url, timeout, shown)
+            idle.touch()
             try:
-                entries = await _list(control.client, path, shown)
+                entries = await _list(control.client, path, shown, idle.touch)
             except BaseException:
                 control.client.close()
                 raise
@@ -54,7 +60,7 @@ async def list_directory(settings: Settings, url: URL) -> list[Entry]:
     return entries
 
 
-async def _list(client: aioftp.Client, path: str, shown: str) -> list[Entry]:
+async def _list(client: Client, path: str, shown: str, touch: Callable[[], None]) -> list[Entry]:
     parsers: list[tuple[str, Callable[[bytes], tuple[PurePosixPath, Any]]]] = [
         ("MLSD", client.parse_mlsx_line),
         ("LIST", client.parse_list_line),
@@ -62,7 +68,8 @@ async def _list(client: aioftp.Client, path: str, shown: str) -> list[Entry]:
     for command, parse in parsers:
         # The data connection is opened and closed here, not by aioftp's get_stream, which
         # leaves it open when the command is refused.
-        reader, writer = await client.get_passive_connection("I")
+        sock = await client.open_data()
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
         try:
             try:
                 await client.command(f"{command} {path}", "1xx")
@@ -73,6 +80,7 @@ async def _list(client: aioftp.Client, path: str, shown: str) -> list[Entry]:
             entries: list[Entry] = []
             total = 0
             while line := await reader.readline():
+                touch()
                 total += len(line)
                 if total > MAX_LISTING_BYTES:
                     raise RemoteProtocolError(

@@ -305,6 +305,10 @@ class HttpBody:
             return closing.exception()
         return None
 
+    async def after_copy(self, whole: bool) -> None:
+        """Nothing follows a body in HTTP; aiohttp did not see this one end, so the response
+        is not at its end and the connection is closed, not reused."""
+
     async def close(self, *, reuse: bool) -> None:
         if reuse:
             self._response.release()  # the connection goes back to the pool

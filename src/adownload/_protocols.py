@@ -23,7 +23,7 @@ def exchange(kind: str, settings: Settings, request: Request, options: Options) 
         from ._ftp import FtpExchange
         from ._ftp_client import pool_of
 
-        return FtpExchange(pool_of(settings), timeout=options.timeout)
+        return FtpExchange(pool_of(settings), options)
     headers = settings.headers
     if request.headers:
         headers = merge_headers(headers, request.headers)

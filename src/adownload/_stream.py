@@ -217,9 +217,10 @@ async def stream_body(
         except RemoteProtocolError:
             on_excess()  # more bytes than announced: nothing of it is kept
             raise
-        finally:
-            # The protocol did not see the body end: the connection is not reusable.
-            await body.close(reuse=False)
+        try:
+            await body.after_copy(position - offset == announced)
+        except RemoteProtocolError as exc:
+            raise incomplete(url, position, length, offset, announced) from exc
     else:
         try:
             await pump(body, sink, cursor, meter, touch, storage_error)
