@@ -717,9 +717,18 @@ class Scenario:
         return sum(data.size for data in self.files)
 
 
-SCENARIO_NAMES = ("small", "large", "throttled", "latency", "memory", "ftp-large", "ftp-small")
+SCENARIO_NAMES = (
+    "small",
+    "large",
+    "throttled",
+    "latency",
+    "memory",
+    "ftp-large",
+    "ftp-small",
+    "ftp-throttled",
+)
 #: Scenarios served by the FTP server; their peers are the tools that speak FTP.
-FTP_SCENARIOS = ("ftp-large", "ftp-small")
+FTP_SCENARIOS = ("ftp-large", "ftp-small", "ftp-throttled")
 FTP_TOOLS = ("adownload", "curl", "wget", "aria2c")
 
 
@@ -746,6 +755,7 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     "latency": (Target("wall", "curl", 0.9),),
     "ftp-large": (Target("wall", "curl", 1.0),),
     "ftp-small": (Target("wall", "curl", 1.0),),
+    "ftp-throttled": (Target("wall", "aria2c", 1.0),),
 }
 
 
@@ -834,7 +844,7 @@ class Bench:
         runnable: list[Tool] = []
         for tool in self.tools:
             why = self.missing.get(tool.name)
-            if why is None and scenario.server == "ftp" and tool.name not in FTP_TOOLS:
+            if why is None and scenario.name in FTP_SCENARIOS and tool.name not in FTP_TOOLS:
                 why = "not compared: the FTP scenarios compare adownload, curl, wget and aria2c"
             if why is None and tool.name == "adownload":
                 why = adownload_support(self.python, scenario.segments)
@@ -1019,6 +1029,7 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
     small: tuple[DataFile, ...] = ()
     if {"small", "latency", "ftp-small"} & set(names):
         small = make_small_files(docroot, sizes.small_count, seed)
+    throttled: tuple[DataFile, ...] = ()
     large: tuple[DataFile, ...] = ()
     if {"large", "ftp-large"} & set(names):
         large = make_one_file(docroot, "large.bin", sizes.large_size, seed)
@@ -1036,8 +1047,19 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
         elif name == "ftp-small":
             title = f"{count}, {CONCURRENCY} at a time, FTP (vsftpd)"
             scenarios.append(Scenario(name, title, "ftp", small, CONCURRENCY, 1))
+        elif name == "ftp-throttled":
+            files = throttled or make_one_file(docroot, "throttled.bin", sizes.throttled_size, seed)
+            throttled = files
+            title = (
+                f"one {_size(sizes.throttled_size)} file, FTP (vsftpd anon_max_rate "
+                f"{LIMIT_RATE_BYTES / 1e6:.1f} MB/s per connection), {CONCURRENCY} segments"
+            )
+            scenarios.append(
+                Scenario(name, title, "ftp-throttled", files, CONCURRENCY, CONCURRENCY)
+            )
         elif name == "throttled":
-            files = make_one_file(docroot, "throttled.bin", sizes.throttled_size, seed)
+            files = throttled or make_one_file(docroot, "throttled.bin", sizes.throttled_size, seed)
+            throttled = files
             title = (
                 f"one {_size(sizes.throttled_size)} file, nginx limit_rate {LIMIT_RATE} "
                 f"({LIMIT_RATE_BYTES / 1e6:.1f} MB/s) per connection, {CONCURRENCY} segments"
@@ -1112,7 +1134,7 @@ def needed_disk(names: Sequence[str], sizes: Sizes) -> int:
         sizes.small_count * SMALL_FILE_SIZE if {"small", "latency", "ftp-small"} & set(names) else 0
     )
     large = sizes.large_size if {"large", "ftp-large"} & set(names) else 0
-    throttled = sizes.throttled_size if "throttled" in names else 0
+    throttled = sizes.throttled_size if {"throttled", "ftp-throttled"} & set(names) else 0
     memory = 2 * max(sizes.memory_file_sizes) if "memory" in names else 0
     # sources, plus one tool's output at a time, plus some slack
     return small + large + throttled + max(small, large, throttled, memory) + 256 * MIB
@@ -1187,6 +1209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         nginx = Nginx(nginx_binary, work / "nginx", docroot)
         proxy: ProxyProcess | None = None
         ftp: FtpServer | None = None
+        slow_ftp: FtpServer | None = None
         try:
             nginx.start()
             base_urls = {
@@ -1202,6 +1225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ftp.start(_parent_death_signal(), wait_for_port)
                 base_urls["ftp"] = f"ftp://{LOOPBACK}:{ftp.port}/"
                 print(f"ftp server: {ftp.version()}")
+            if "ftp-throttled" in names:
+                slow_ftp = FtpServer(
+                    work / "ftp-throttled", docroot, LOOPBACK, free_port(), 40400, LIMIT_RATE_BYTES
+                )
+                slow_ftp.start(_parent_death_signal(), wait_for_port)
+                base_urls["ftp-throttled"] = f"ftp://{LOOPBACK}:{slow_ftp.port}/"
             print(f"servers: {', '.join(f'{k} {v}' for k, v in base_urls.items())}")
             bench = Bench(
                 work, args.python, args.repeat, args.timeout, tools, missing, base_urls, proxy
@@ -1234,8 +1263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if proxy is not None:
                 proxy.stop()
-            if ftp is not None and ftp.proc is not None:
-                stop_process(ftp.proc, signal.SIGTERM)
+            for server in (ftp, slow_ftp):
+                if server is not None and server.proc is not None:
+                    stop_process(server.proc, signal.SIGTERM)
             nginx.stop()
 
         print("\n== commands (WORK is the temp dir) ==")

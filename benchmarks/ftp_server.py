@@ -38,6 +38,7 @@ connect_from_port_20=NO
 idle_session_timeout=600
 data_connection_timeout=300
 vsftpd_log_file={prefix}/vsftpd.log
+anon_max_rate={max_rate}
 """
 
 PYFTPD = """
@@ -76,7 +77,10 @@ def ensure_vsftpd() -> str | None:
 class FtpServer:
     """vsftpd when it can run (it needs root and its `ftp` user), else pyftpdlib."""
 
-    def __init__(self, prefix: Path, docroot: Path, host: str, port: int, pasv: int) -> None:
+    def __init__(
+        self, prefix: Path, docroot: Path, host: str, port: int, pasv: int, max_rate: int = 0
+    ) -> None:
+        self.max_rate = max_rate  # bytes/s per connection (vsftpd only); 0: no limit
         self.prefix = prefix
         self.docroot = docroot
         self.host = host
@@ -106,6 +110,7 @@ class FtpServer:
                 "pasv_min": self.pasv,
                 "pasv_max": self.pasv + 399,
                 "prefix": self.prefix,
+                "max_rate": self.max_rate,
             }
             conf.write_text(VSFTPD_CONF.format(**settings))
             argv = [binary, str(conf)]
