@@ -14,7 +14,7 @@ import pytest
 from adownload import _splice
 
 from .servers import FaultServer, RawServer, Server, Stats, serve, serve_faults, serve_raw
-from .support import check_no_leaks, open_files_under, serve_in_thread
+from .support import check_no_leaks, open_files_under, serve_in_thread, splice_threads
 
 
 @pytest.fixture(params=["read", "splice"])
@@ -126,3 +126,22 @@ def threaded_faults(tmp_path: Path) -> Iterator[FaultServer]:
     with serve_in_thread(serve_faults) as running:
         yield running
     assert open_files_under(tmp_path) == []
+
+
+@pytest.fixture
+def copies(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[_splice.SpliceCopy]]:
+    """Every kernel copy (`SpliceCopy`) made during the test; and a check that none left a
+    thread behind."""
+    made: list[_splice.SpliceCopy] = []
+    real = _splice.SpliceCopy
+
+    class Recorded(real):  # type: ignore[valid-type,misc]
+        __slots__ = ()
+
+        def __init__(self, *args: int) -> None:
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(_splice, "SpliceCopy", Recorded)
+    yield made
+    assert splice_threads() == [], "a splice thread outlived its download"

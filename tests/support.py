@@ -13,6 +13,7 @@ import os
 import random
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -137,3 +138,14 @@ def listing(directory: Path) -> list[str]:
 def json_body(path: Path) -> dict[str, str]:
     result: dict[str, str] = json.loads(path.read_text())
     return result
+
+
+def splice_threads() -> list[threading.Thread]:
+    """The kernel copy's threads still running, after giving the last ones a moment to return
+    (each hands its result to the event loop as its last step)."""
+    deadline = time.monotonic() + 2
+    while True:
+        running = [t for t in threading.enumerate() if t.name == "adownload-splice"]
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.005)

@@ -18,6 +18,7 @@ from adownload import (
     Limits,
     ReadTimeout,
     RemoteProtocolError,
+    Request,
     Segments,
     Timeout,
     _splice,
@@ -27,6 +28,7 @@ from adownload._events import Event, Finished, Progress, Started
 
 from .cli_support import COMMAND, cli_env, run_cli
 from .ftp_servers import PASSWORD, USER, Script, ScriptedFtp, aioftp_server, pyftpdlib_server
+from .servers import Server
 from .support import FAST, MIB, ONCE, check_no_leaks, listing, payload, serve_in_thread
 
 BIG = payload("ftp-big", 3 * MIB + 17)
@@ -418,22 +420,6 @@ def test_the_cli_downloads_ftp_urls_and_reads_netrc(tree: Path, tmp_path: Path) 
 HUGE = payload("ftp-huge", _splice.SPLICE_MIN + 1_000_003)
 
 
-@pytest.fixture
-def copies(monkeypatch: pytest.MonkeyPatch) -> list[_splice.SpliceCopy]:
-    made: list[_splice.SpliceCopy] = []
-    real = _splice.SpliceCopy
-
-    class Recorded(real):  # type: ignore[valid-type,misc]
-        __slots__ = ()
-
-        def __init__(self, *args: int) -> None:
-            super().__init__(*args)
-            made.append(self)
-
-    monkeypatch.setattr(_splice, "SpliceCopy", Recorded)
-    return made
-
-
 @pytest.mark.skipif(not _splice.available, reason="splice(2) is Linux-only")
 async def test_large_bodies_go_through_the_kernel_and_the_login_serves_the_next(
     dest: Path, copies: list[_splice.SpliceCopy]
@@ -471,3 +457,29 @@ async def test_a_broken_kernel_copied_body_is_incomplete_and_resumed(
     assert (dest / "a.bin").read_bytes() == HUGE
     if fault == "cut":
         assert again.resumed_from == half
+
+
+# --- ftp URLs wherever URLs are taken --------------------------------------------------------
+
+
+async def test_an_ftp_mirror_of_a_failing_http_url_serves_the_file(
+    tree: Path, dest: Path, server: Server
+) -> None:
+    async with aioftp_server(tree) as port, Downloader(dest=dest, retry=FAST) as dl:
+        request = Request(
+            server("/status/404/big.bin"), mirrors=[f"ftp://127.0.0.1:{port}/pub/big.bin"]
+        )
+        outcome = await dl.download(request)
+    assert outcome.ok
+    assert (dest / "big.bin").read_bytes() == BIG
+    assert listing(dest) == ["big.bin"]
+
+
+def test_an_input_file_takes_ftp_urls(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with serve_in_thread(lambda: aioftp_server(tree)) as port:
+        entries = f"ftp://127.0.0.1:{port}/pub/small.bin\n  out=renamed.bin\n"
+        result = run_cli("-d", out, "-i", "-", cwd=tmp_path, stdin=entries)
+    assert result.returncode == 0, result.stderr
+    assert (out / "renamed.bin").read_bytes() == SMALL
+    assert listing(out) == ["renamed.bin"]

@@ -11,8 +11,7 @@ import asyncio
 import hashlib
 import ssl
 import threading
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,41 +32,12 @@ from adownload import (
 )
 
 from .servers import FaultServer
-from .support import listing, payload, serve_app, serve_tls
+from .support import listing, payload, serve_app, serve_tls, splice_threads
 
 pytestmark = pytest.mark.skipif(not _splice.available, reason="os.splice is Linux only")
 
 BIG = _splice.SPLICE_MIN + 1_000_000
 HALF = BIG // 2
-
-
-@pytest.fixture
-def copies(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[_splice.SpliceCopy]]:
-    """Every `SpliceCopy` made during the test; and a check that none left a thread behind."""
-    made: list[_splice.SpliceCopy] = []
-    real = _splice.SpliceCopy
-
-    class Recorded(real):  # type: ignore[valid-type,misc]
-        __slots__ = ()
-
-        def __init__(self, *args: int) -> None:
-            super().__init__(*args)
-            made.append(self)
-
-    monkeypatch.setattr(_splice, "SpliceCopy", Recorded)
-    yield made
-    assert _splice_threads() == [], "a splice thread outlived its download"
-
-
-def _splice_threads() -> list[threading.Thread]:
-    """The copy threads still running, after giving the last ones a moment to return (each
-    hands its result to the event loop as its last step)."""
-    deadline = time.monotonic() + 2
-    while True:
-        running = [t for t in threading.enumerate() if t.name == "adownload-splice"]
-        if not running or time.monotonic() > deadline:
-            return running
-        time.sleep(0.005)
 
 
 async def test_a_large_plain_body_is_copied_by_the_kernel(
@@ -163,7 +133,7 @@ async def test_cancelling_during_the_copy_stops_its_thread_and_keeps_a_resumable
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert _splice_threads() == []
+        assert splice_threads() == []
     assert (dest / "a.bin.part").read_bytes() == payload("a.bin", BIG)[:HALF]
     assert not (dest / "a.bin").exists()
 

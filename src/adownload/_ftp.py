@@ -174,13 +174,6 @@ class FtpBody:
             if chunk:
                 return chunk
             await self._finish()
-        except aioftp.StatusCodeError as exc:
-            # 426, 451: the server says the transfer broke off.
-            code, text = reply(exc)
-            raise RemoteProtocolError(
-                f"the FTP server ended the transfer with {code} {text}: {redact(self._url)}",
-                url=self._url,
-            ) from exc
         except (OSError, ValueError, asyncio.IncompleteReadError):
             with translate_ftp_errors(self._url):
                 raise
@@ -188,10 +181,18 @@ class FtpBody:
         return b""
 
     async def _finish(self) -> None:
-        """The data connection closed: the control connection says whether it was the end."""
+        """The data connection closed: the control connection says whether it was the end
+        (a 426 or 451 says the transfer broke off: the body is incomplete)."""
         assert self._control is not None
         self._close_data()
-        await self._control.client.command(None, "2xx", "1xx")
+        try:
+            await self._control.client.command(None, "2xx", "1xx")
+        except aioftp.StatusCodeError as exc:
+            code, text = reply(exc)
+            raise RemoteProtocolError(
+                f"the FTP server ended the transfer with {code} {text}: {redact(self._url)}",
+                url=self._url,
+            ) from exc
         self._done = True
 
     def _close_data(self) -> None:
@@ -217,14 +218,7 @@ class FtpBody:
         if not whole:
             self._close_data()
             return
-        try:
-            await self._finish()
-        except aioftp.StatusCodeError as exc:
-            code, text = reply(exc)
-            raise RemoteProtocolError(
-                f"the FTP server ended the transfer with {code} {text}: {redact(self._url)}",
-                url=self._url,
-            ) from exc
+        await self._finish()
 
     async def close(self, *, reuse: bool) -> None:
         control, self._control = self._control, None
