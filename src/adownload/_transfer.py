@@ -10,8 +10,8 @@ touched before the commit.
 `Transfer` is the engine for one file and knows no protocol: each attempt asks its `Exchange`
 (`_http.py`, `_ftp.py`) for an `Answer` and a `Body` (`_answer.py`) and decides from the
 verdict what to keep, discard or retry. Everything on disk is the `Target`'s (`_target.py`),
-bytes go through `_stream.pump`, segments through `_segmented.Segmented`, retries through
-`_retry.with_retries`.
+the body goes to its sink through a `Receiver` (`_receive.py`: one stream or segments, then the
+digests), retries through `_retry.with_retries`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,8 @@ from yarl import URL
 
 from . import _files, _protocols
 from ._answer import Answer, Body, Exchange, Plan, Verdict
-from ._config import Segments
-from ._events import Retrying, Started
+from ._events import Retrying
 from ._exceptions import (
-    ChecksumMismatchError,
     DownloadError,
     FTPReplyError,
     HTTPStatusError,
@@ -38,17 +36,13 @@ from ._exceptions import (
     TotalTimeout,
 )
 from ._models import Outcome, Request, check_credentials
-from ._plan import Next, judge, plan_for, segments_for
+from ._plan import Next, judge, plan_for
+from ._receive import Receiver, close_quietly, validators_of
 from ._retry import StartOver, with_retries
-from ._segmented import Segmented
-from ._segments import Layout
 from ._settings import Settings
-from ._sinks import FileSink, Sink
-from ._state import PartState
-from ._stream import Meter, Span, read_watchdog, stream_body
+from ._stream import read_watchdog
 from ._target import Skipped, Target
 from ._util import IdleTimeout, redact
-from ._verify import NO_HASHES, Expected, Hashes, check_all, expected_digests
 
 log = logging.getLogger("adownload")
 
@@ -79,25 +73,23 @@ class Transfer:
         self.etag: str | None = None  # validators of the answer that produced the file
         self.last_modified: str | None = None
         self._size = 0
-        self._meter: Meter | None = None  # while a body runs, it counts the size
         # What earlier attempts learnt about the URLs.
         self.no_ranges: set[URL] = set()  # URLs whose range answers cannot be trusted
         self.no_segments: set[URL] = set()  # URLs whose bounded ranges (segments) fail
         self._exchanges: dict[str, Exchange] = {}
-        self._sink_size = 0  # bytes in a caller's sink
-        self._sink_touched = False  # whether a caller's sink has been written to
         self._stack: contextlib.AsyncExitStack | None = None
-        self._idle: IdleTimeout  # the read watchdog of the attempt under way
-        self._layout: Layout | None = None  # the segments of a segmented attempt
+        # Where the bytes go, and what they must match.
+        self.receiver = Receiver(self, settings, options)
 
     @property
     def size(self) -> int:
         """Bytes of the file on hand (what the outcome reports as its size)."""
-        return self._meter.position if self._meter is not None else self._size
+        meter = self.receiver.meter
+        return meter.position if meter is not None else self._size
 
     @size.setter
     def size(self, value: int) -> None:
-        self._meter = None
+        self.receiver.meter = None
         self._size = value
 
     def outcome(self, error: DownloadError | None = None, *, skipped: bool = False) -> Outcome:
@@ -135,7 +127,7 @@ class Transfer:
 
     def discard(self) -> None:
         """Forget the bytes on hand: in a caller's sink, or the `.part` (if ours) and its state."""
-        self._sink_size = 0
+        self.receiver.sink_size = 0
         self.target.discard()
 
     def note_retry(self, what: str, error: DownloadError, delay: float, *, new: bool) -> None:
@@ -180,10 +172,10 @@ class Transfer:
             async with total:
                 await self._attempt_all()
             if sink is not None:
-                await self._close(sink)
+                await self.receiver.close(sink)
         except TimeoutError as exc:
             if sink is not None:
-                await _close_quietly(sink)
+                await close_quietly(sink)
             if total.expired():
                 raise TotalTimeout(
                     f"download took longer than {limit}s: {self.url}",
@@ -194,7 +186,7 @@ class Transfer:
             raise
         except BaseException:
             if sink is not None:
-                await _close_quietly(sink)
+                await close_quietly(sink)
             raise
 
     async def _attempt_all(self) -> None:
@@ -228,7 +220,6 @@ class Transfer:
             self._settings.limiter.slot(url),
             self.watchdog(grace=timeout.connect or 0.0) as idle,
         ):
-            self._idle = idle
             with exchange.errors(self.url, read=timeout.read):
                 try:
                     answer, body = await exchange.open(plan, idle, url=self.url)
@@ -239,7 +230,7 @@ class Transfer:
                     self.status = exc.code
                     raise
                 try:
-                    await self._receive(answer, body, plan)
+                    await self._receive(answer, body, plan, idle)
                 except BaseException:
                     await body.close(reuse=False)
                     raise
@@ -253,14 +244,13 @@ class Transfer:
                 return plan_for(url, state, have=0, ranges=True)
             start = self.target.to_prefix()  # now a prefix, continued in one stream
             log.info("%s: continuing from byte %d in one stream", self.url, start)
-        have = self._bytes_on_hand() if ranges and state is not None else 0
+        have = self.receiver.bytes_on_hand() if ranges and state is not None else 0
         return plan_for(url, state, have=have, ranges=ranges)
 
-    async def _receive(self, answer: Answer, body: Body, plan: Plan) -> None:
+    async def _receive(self, answer: Answer, body: Body, plan: Plan, idle: IdleTimeout) -> None:
         self.status = answer.status
         self.final_url = redact(str(answer.final_url))
         self.etag, self.last_modified = answer.etag, answer.last_modified
-        self._layout = None
         offset, length = self._judge(answer, plan)
         if offset is None:
             await self._finish_complete()
@@ -283,35 +273,15 @@ class Transfer:
             )
         if fresh:
             # A fresh body starts: remember its validators when it can be resumed later.
-            state = self._validators(answer, length)
-            self._sink_size = 0
+            state = validators_of(self, answer, length)
+            self.receiver.sink_size = 0
             self.target.start_fresh(state if self._resume and state.resumable else None, length)
         # A probe re-reads the last byte of a part that is already whole.
         self.resumed_from = offset + 1 if plan.probe else offset
-        sink = self.request.sink
-        if sink is not None:
-            if fresh and self._sink_touched:
-                await _truncate(sink, self.url)
-            self._sink_touched = True
-            await self._stream(answer, body, sink, offset, length)
-            return
-        segments = self._segmenting(answer, plan, offset, length, fresh)
-        file_sink = await self.target.open_part(fresh)
-        try:
-            if segments is not None and length is not None:
-                assert isinstance(file_sink, FileSink)
-                await self._segmented(answer, body, file_sink, plan, offset, length, segments)
-            else:
-                await self._stream(answer, body, file_sink, offset, length)
-        except BaseException as exc:
-            await _close_quietly(file_sink)
-            self.target.keep_or_discard(
-                exc, None if self._layout is None else self._layout.ranges()
-            )
-            raise
-        await self._close(file_sink)
-        self.target.commit()
-        log.debug("saved %s (%d bytes)", self.target.path, self.size)
+        await self.receiver.receive(answer, body, plan, offset, length, fresh=fresh, idle=idle)
+        if self.request.sink is None:
+            self.target.commit()
+            log.debug("saved %s (%d bytes)", self.target.path, self.size)
 
     def _judge(self, answer: Answer, plan: Plan) -> tuple[int | None, int | None]:
         """Carry out `_plan.judge`: (where the body goes, the whole file's length); offset
@@ -333,158 +303,7 @@ class Transfer:
 
     async def _finish_complete(self) -> None:
         """The bytes on hand are the whole current file: verify the checksum and commit."""
-        self.size = self.resumed_from = self._bytes_on_hand()
-        full, partial, expected = expected_digests(self.request.expected_digest, ())
-        if expected:
-            await self._hash_prefix(full, self.size)
-            self._verify(expected, full, partial)
+        self.size = self.resumed_from = self.receiver.bytes_on_hand()
+        await self.receiver.verify_on_hand(self.size)
         if self.request.sink is None:
             self.target.commit()
-
-    def _validators(self, answer: Answer, length: int | None) -> PartState:
-        return PartState.of(self.request.parsed_url, length, answer.etag, answer.last_modified)
-
-    # --- one stream -------------------------------------------------------------------------
-
-    def _new_meter(self, position: int, length: int | None, full: Hashes, partial: Hashes) -> Meter:
-        settings, timeout = self._settings, self.timeout
-        min_speed = timeout.min_speed
-        return Meter(
-            url=self.url,
-            request=self.request,
-            position=position,
-            length=length,
-            emit=settings.emit,
-            bucket=settings.limiter.bucket,
-            full=full,
-            partial=partial,
-            max_size=self.max_size,
-            min_speed=None if min_speed is None else (min_speed, timeout.min_speed_window),
-            on_limit=self.discard,
-        )
-
-    async def _stream(
-        self, answer: Answer, body: Body, sink: Sink, offset: int, length: int | None
-    ) -> None:
-        """Copy the body into `sink` from `offset`, hashing, counting and checking as it goes."""
-        settings = self._settings
-        full, partial, expected = self._expected_digests(answer)
-        if full and offset:
-            await self._hash_prefix(full, offset)
-        if settings.emit is not None:
-            settings.emit(Started(self.url, self.request, self.target.path, length, offset))
-        meter = self._meter = self._new_meter(offset, length, full, partial)
-        try:
-            await stream_body(
-                answer, body, sink, Span(offset), meter,
-                length=length, touch=self._idle.touch, storage_error=self.target.storage_error,
-                url=self.url, kernel=self.request.sink is None, on_excess=self.discard,
-            )  # fmt: skip
-        finally:
-            if self.request.sink is not None:
-                self._sink_size = meter.position
-        self._verify(expected, full, partial)
-
-    def _verify(self, expected: list[Expected], full: Hashes, partial: Hashes = NO_HASHES) -> None:
-        """Check every expected digest; a mismatch discards the bytes on hand, so nothing of a
-        wrong file is kept for resuming."""
-        try:
-            check_all(expected, full, partial, url=self.url)
-        except ChecksumMismatchError:
-            self.discard()
-            raise
-
-    def _expected_digests(self, answer: Answer) -> tuple[Hashes, Hashes, list[Expected]]:
-        return expected_digests(self.request.expected_digest, answer.digests)
-
-    async def _hash_prefix(self, hashes: Hashes, length: int) -> None:
-        """Feed the bytes already on hand to `hashes`: a resumed file is hashed whole."""
-        if self.request.sink is not None:
-            raise RemoteProtocolError(
-                "cannot verify a digest of a resumed download into a custom sink", url=self.url
-            )
-        await self.target.hash_part(hashes, length)
-
-    # --- segments ---------------------------------------------------------------------------
-
-    def _segmenting(
-        self, answer: Answer, plan: Plan, offset: int, length: int | None, fresh: bool
-    ) -> Segments | None:
-        settings, state = self._settings, self.target.state
-        splittable = not (
-            self.options.decode_content
-            # Each segment opens its own FileSink on the part; other writers may not take
-            # writes out of order (a generator cannot).
-            or settings.writer != FileSink.open
-            or plan.url in self.no_ranges
-            or plan.url in self.no_segments
-        )
-        return segments_for(
-            self.options.segments, answer, plan,
-            offset=offset, length=length, fresh=fresh, state=state,
-            validators=state or self._validators(answer, length), splittable=splittable,
-        )  # fmt: skip
-
-    async def _segmented(
-        self,
-        answer: Answer,
-        body: Body,
-        sink: FileSink,
-        plan: Plan,
-        offset: int,
-        length: int,
-        segments: Segments,
-    ) -> None:
-        """Fetch the body over up to `segments.count` connections (see `_segmented.py`), then
-        check the digests of the whole file."""
-        settings = self._settings
-        validators = self.target.state or self._validators(answer, length)
-        runner = Segmented.prepare(
-            self, answer, plan, offset, length, segments, validators=validators,
-            limiter=settings.limiter, writer=settings.writer, retry=self.options.retry,
-        )  # fmt: skip
-        self._layout = runner.layout
-        self.resumed_from = done_before = runner.done_before
-        self._idle.disarm()  # from here on each connection watches its own silence
-        full, _, expected = self._expected_digests(answer)
-        if settings.emit is not None:
-            settings.emit(Started(self.url, self.request, self.target.path, length, done_before))
-        self._meter = runner.meter = self._new_meter(done_before, length, NO_HASHES, NO_HASHES)
-        await runner.run(body, sink, offset, segments.count)
-        # Bytes arrived out of order, so a digest of the whole file cannot be computed while
-        # streaming: read the finished part once. A Content-Digest of one partial answer
-        # covers only its own part and is not checked here.
-        checks = [entry for entry in expected if entry[2] == "full"]
-        if checks:
-            await self._hash_prefix(full, length)
-            self._verify(checks, full)
-
-    # --- the bytes on hand ----------------------------------------------------------------------
-
-    def _bytes_on_hand(self) -> int:
-        if self.request.sink is not None:
-            return self._sink_size
-        return self.target.bytes_on_hand()
-
-    async def _close(self, sink: Sink) -> None:
-        try:
-            await sink.close()
-        except OSError as exc:
-            raise self.target.storage_error(exc) from exc
-
-
-async def _truncate(sink: Sink, url: str) -> None:
-    """Empty a caller's sink before a download starts over, if the sink can be emptied."""
-    truncate = getattr(sink, "truncate", None)
-    if truncate is None:
-        raise DownloadError(
-            f"{redact(url)} must start over, but its sink cannot be emptied (it has no truncate())",
-            url=url,
-        )
-    await truncate(0)
-
-
-async def _close_quietly(sink: Sink) -> None:
-    # The error that got us here matters more than one from closing.
-    with contextlib.suppress(Exception):
-        await sink.close()
