@@ -1,10 +1,11 @@
 """Where one download's bytes go on disk, and the rules for every file it touches there.
 
 A `Target` holds the final path, the `.part` beside it and its `.part.state`: the path lock,
-the existing-file policy (with the downloader's ledger of what it saved), adopting a resumable
-part only when it and its state agree, whose part a file at the `.part` name is, keeping or
-discarding the bytes on hand after a failure, and the no-clobber commit. Nothing else in the
-package touches the destination directory. The exchange with the server is `Transfer`'s.
+the existing-file policy (`_existing.py`, with the downloader's ledger of what it saved),
+adopting a resumable part only when it and its state agree, whose part a file at the `.part`
+name is, keeping or discarding the bytes on hand after a failure, and the no-clobber commit.
+Nothing else in the package touches the destination directory (`_existing.py` only reads
+it). The exchange with the server is `Transfer`'s.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import NoReturn
 
-from . import _files, _state
+from . import _existing, _files, _state
 from ._config import Existing
 from ._exceptions import (
     ChecksumMismatchError,
@@ -29,6 +30,7 @@ from ._exceptions import (
     StorageError,
     UnsafePathError,
 )
+from ._existing import Skipped
 from ._models import Request
 from ._settings import Settings
 from ._sinks import FileSink, Sink
@@ -43,13 +45,6 @@ log = logging.getLogger("adownload")
 #: thousand 64 KiB files, writing every state up front was the largest cost of ours (15 % of
 #: the event loop's samples: a temporary file, a rename and an unlink per file).
 EAGER_STATE = 1 << 20
-
-
-class Skipped(Exception):
-    """Internal: the target exists and the policy says to leave it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
 
 
 class Target:
@@ -86,7 +81,14 @@ class Target:
         """Lock `target` (until `stack` closes), apply the existing-file policy, and adopt a
         resumable `.part`. Raise `Skipped` when the policy leaves the file alone."""
         await stack.enter_async_context(self._lock(target))
-        target = await self._resolve_existing(target)
+        self.path = target
+        target, self.replaced = await _existing.resolve(
+            target,
+            self.existing,
+            saved=self._settings.saved,
+            wanted=self._request.expected_digest,
+            url=self._url,
+        )
         self.path = target
         self.part = part = _files.part_path(target)
         self.state_file = _state.state_path(part)
@@ -211,7 +213,7 @@ class Target:
         """Feed the first `length` bytes of the part to `hashes`, in a worker thread."""
         assert self.part is not None
         try:
-            await asyncio.to_thread(read_into, self.part, hashes, length)
+            await asyncio.to_thread(_existing.read_into, self.part, hashes, length)
         except OSError as exc:
             raise self.storage_error(exc, self.part) from exc
 
@@ -330,10 +332,7 @@ class Target:
             raise UnsafePathError(str(exc), url=self._url, path=directory) from None
 
     def storage_error(self, exc: OSError, path: Path | None = None) -> StorageError:
-        path = path or self.path or Path(".")
-        return StorageError(
-            f"cannot write {path}: {exc.strerror or exc}", url=self._url, path=path, errno=exc.errno
-        )
+        return _existing.storage_error(exc, path or self.path or Path("."), self._url)
 
     # --- inside ------------------------------------------------------------------------------
 
@@ -346,73 +345,6 @@ class Target:
         while key.endswith(_files.PART_SUFFIX):
             key = key[: -len(_files.PART_SUFFIX)]
         return self._settings.path_locks.hold(key)
-
-    async def _resolve_existing(self, target: Path) -> Path:
-        """Apply the existing-file policy to `target`; the path to write, or raise `Skipped`."""
-        self.path = target
-        try:
-            mode = os.lstat(target).st_mode
-        except FileNotFoundError:
-            return target
-        except OSError as exc:
-            raise self.storage_error(exc, target) from exc
-        if stat.S_ISLNK(mode):
-            raise UnsafePathError(
-                f"refusing to write through the symbolic link at {target}",
-                url=self._url,
-                path=target,
-            )
-        if stat.S_ISDIR(mode):
-            raise InvalidRequestError(f"the target {target} is a directory", url=self._url)
-        if not stat.S_ISREG(mode):
-            raise self._special(_files.kind_of(mode), target)
-        existing = self.existing
-        saved = self._settings.saved
-        key = os.path.abspath(target)  # noqa: ASYNC240  (no I/O for the absolute paths we build)
-        # OVERWRITE replaces whatever is there, as asked (a long-lived downloader refreshing
-        # a file); every other policy must not take a file this run saved for its own.
-        saved_from = None if existing is Existing.OVERWRITE else saved.saved_from(key)
-        if saved_from is not None:
-            # This run saved the file: from this URL (one download is enough), or from another,
-            # which must not be reported as this one's file.
-            if saved_from == hash(self._url):
-                raise Skipped(target)
-            if existing is Existing.RENAME:
-                return _files.free_name(target)
-            other = saved.name(key)
-            raise DestinationExistsError(
-                f"{target} was saved from {other or 'another URL'} earlier in this run; "
-                f"{self._url} maps to the same name",
-                url=self._url,
-                path=target,
-                taken_by=other,
-            )
-        if existing is Existing.SKIP:
-            wanted = self._request.expected_digest
-            if wanted is None or await self._matches_checksum(target, wanted):
-                log.debug("skipped %s: %s exists", self._url, target)
-                raise Skipped(target)
-            # A file whose checksum is known and wrong is no reason to skip: replace it,
-            # atomically, with a verified download.
-            log.info("%s does not match the checksum of %s; replacing it", target, self._url)
-            self.replaced = True
-            return target
-        if existing is Existing.ERROR:
-            raise DestinationExistsError(f"{target} exists", url=self._url, path=target)
-        if existing is Existing.RENAME:
-            return _files.free_name(target)
-        self.replaced = True
-        return target
-
-    async def _matches_checksum(self, target: Path, wanted: tuple[str, str]) -> bool:
-        hashes = Hashes([wanted[0]])
-        try:
-            await asyncio.to_thread(read_into, target, hashes, None)
-        except _files.SpecialFileError as exc:
-            raise self._special(exc.kind, target) from None
-        except OSError as exc:
-            raise self.storage_error(exc, target) from exc
-        return hashes.digest(wanted[0]).hex() == wanted[1]
 
     def _part_size(self, part: Path) -> int | None:
         """The size of the regular file at `part`; None when there is none (or a link, which is
@@ -456,27 +388,9 @@ class Target:
         )
 
     def _special(self, kind: str, path: Path) -> UnsafePathError:
-        return UnsafePathError(
-            f"refusing to use {path}: it is {kind}, not a regular file", url=self._url, path=path
-        )
+        return _existing.special(kind, path, self._url)
 
     def _refuse_symlink(self, target: Path) -> NoReturn:
         raise UnsafePathError(
             f"refusing to replace the symbolic link at {target}", url=self._url, path=target
         )
-
-
-def read_into(path: Path, hashes: Hashes, length: int | None) -> None:
-    """Feed the first `length` bytes of the regular file `path` (all of it for None) to
-    `hashes`; blocking, for a worker thread."""
-    with os.fdopen(_files.open_regular(path, os.O_RDONLY), "rb") as file:
-        remaining = length
-        while remaining is None or remaining > 0:
-            block = file.read(1 << 20 if remaining is None else min(remaining, 1 << 20))
-            if not block:
-                if remaining:
-                    raise OSError(f"{path} is shorter than {length} bytes")
-                return
-            hashes.update(block)
-            if remaining is not None:
-                remaining -= len(block)

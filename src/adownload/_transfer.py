@@ -35,13 +35,14 @@ from ._exceptions import (
     SizeLimitError,
     TotalTimeout,
 )
+from ._existing import Skipped
 from ._models import Outcome, Request, check_credentials
 from ._plan import Next, judge, plan_for
 from ._receive import Receiver, close_quietly, validators_of
 from ._retry import StartOver, with_retries
 from ._settings import Settings
 from ._stream import read_watchdog
-from ._target import Skipped, Target
+from ._target import Target
 from ._util import IdleTimeout, redact
 
 log = logging.getLogger("adownload")
