@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import stat
 from collections.abc import (
     AsyncIterable,
     Callable,
@@ -23,8 +22,6 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
-from dataclasses import dataclass
-from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import TypeAlias
 
@@ -39,10 +36,10 @@ from ._exceptions import (
     StorageError,
     UnsafePathError,
 )
-from ._files import RefusedPath, descend
 from ._mirror_list import Lister, Upstream
+from ._mirror_plan import Pending, is_regular_file, listed_current, plan, storage_error, target_path
 from ._mirror_report import ChangeKind, MirrorChange, MirrorReport
-from ._mirror_state import STATE_NAME, MirrorState, Record
+from ._mirror_state import MirrorState, Record
 from ._models import Outcome, Request, parse_url
 from ._sinks import MemorySink
 from ._util import redact
@@ -56,19 +53,6 @@ log = logging.getLogger("adownload")
 MirrorSource: TypeAlias = (
     "str | URL | Iterable[str | URL | Request] | AsyncIterable[str | URL | Request]"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """A file about to be asked for, and what was on disk and in the state for it."""
-
-    file: Upstream
-    url: str
-    target: Path
-    existed: bool
-    record: Record | None
-    size: int | None  # of the file on disk
-    conditions: dict[str, str]
 
 
 async def mirror(
@@ -217,7 +201,7 @@ class _Mirror:
     async def _fetch(self, files: list[Upstream], state: MirrorState, dl: Downloader) -> None:
         records = {record.path: record for record in await state.records()}
         # One pass over the disk in a thread: a stat per file, thousands of them.
-        jobs = await asyncio.to_thread(self._plan, files, records)
+        jobs = await asyncio.to_thread(plan, self.dest, files, records)
         for job in jobs:
             if isinstance(job, UnsafePathError | StorageError):
                 self._fail(job, path=job.path)
@@ -227,15 +211,15 @@ class _Mirror:
             await state.put_many(
                 Record(job.file.rel, job.url, owned=not job.existed)
                 for job in jobs
-                if isinstance(job, _Pending) and job.record is None
+                if isinstance(job, Pending) and job.record is None
             )
-        pending: dict[int, _Pending] = {}
+        pending: dict[int, Pending] = {}
 
         def requests() -> Iterator[Request]:
             for job in jobs:
-                if not isinstance(job, _Pending):
+                if not isinstance(job, Pending):
                     continue
-                if job.file.listed is not None and _listed_current(job):
+                if job.file.listed is not None and listed_current(job):
                     # The listing says it did not change: nothing to ask.
                     row = self._unchanged(job)
                     if row is not None:
@@ -271,40 +255,7 @@ class _Mirror:
             finally:
                 done.put_nowait(None)
 
-    def _plan(
-        self, files: list[Upstream], records: dict[str, Record]
-    ) -> list[_Pending | UnsafePathError | StorageError]:
-        """Where each file goes and what is there now. Runs in a worker thread."""
-        jobs: list[_Pending | UnsafePathError | StorageError] = []
-        for file in files:
-            url = str(file.request.parsed_url)
-            try:
-                target = self._target(file.parts, url)
-                info: os.stat_result | None = os.lstat(target)
-            except FileNotFoundError:
-                info = None
-            except UnsafePathError as exc:
-                jobs.append(exc)
-                continue
-            except OSError as exc:
-                jobs.append(_storage_error(exc, target, url))
-                continue
-            existed = info is not None and stat.S_ISREG(info.st_mode)
-            record = records.get(file.rel)
-            jobs.append(
-                _Pending(
-                    file,
-                    url,
-                    target,
-                    existed,
-                    record,
-                    info.st_size if info is not None and existed else None,
-                    _conditions(record, info if existed else None, url),
-                )
-            )
-        return jobs
-
-    def _request(self, job: _Pending) -> Request | None:
+    def _request(self, job: Pending) -> Request | None:
         """The request for a file, conditional when there is a file to keep; None when there
         is nothing to ask (a dry run's new file)."""
         headers = {**(job.file.request.headers or {}), **job.conditions}
@@ -327,7 +278,7 @@ class _Mirror:
             job.file.request, path=None, sink=MemorySink(), headers=headers, max_size=0
         )
 
-    def _settle(self, job: _Pending, outcome: Outcome) -> Record | None:
+    def _settle(self, job: Pending, outcome: Outcome) -> Record | None:
         """Tell what happened to a file; the row to record for it, if any."""
         url = job.url
         error = outcome.error
@@ -356,7 +307,7 @@ class _Mirror:
             self._tell(MirrorChange("failed", job.target, url, error=error, dry_run=dry))
         return row
 
-    def _unchanged(self, job: _Pending) -> Record | None:
+    def _unchanged(self, job: Pending) -> Record | None:
         """Tell that a file is current; the row to record for it, if it had no finished one."""
         record, url, dry = job.record, job.url, self.dry_run
         row = None
@@ -374,16 +325,6 @@ class _Mirror:
         self._tell(MirrorChange("unchanged", job.target, url, dry_run=dry))
         return row
 
-    def _target(self, parts: tuple[str, ...], url: str | None) -> Path:
-        """DEST joined with `parts`, one checked component at a time, through no link."""
-        try:
-            path = descend(self.dest, parts)
-        except RefusedPath as exc:
-            raise UnsafePathError(str(exc), url=url, path=exc.path) from None
-        if path.name == STATE_NAME and path.parent == self.dest:
-            raise UnsafePathError(f"{path} is the mirror's own state file", url=url, path=path)
-        return path
-
     # --- deleting ---------------------------------------------------------------------------
 
     async def _delete(self, upstream: set[str], state: MirrorState) -> None:
@@ -391,10 +332,10 @@ class _Mirror:
             if record.path in upstream or not self._in_scope(record):
                 continue
             try:
-                target = self._target(tuple(record.path.split("/")), record.url)
+                target = target_path(self.dest, tuple(record.path.split("/")), record.url)
             except UnsafePathError:
                 continue  # never ours to touch
-            ours = record.owned and await asyncio.to_thread(_is_regular_file, target)
+            ours = record.owned and await asyncio.to_thread(is_regular_file, target)
             if self.dry_run:
                 if ours:
                     self._tell(MirrorChange("deleted", target, record.url, dry_run=True))
@@ -405,60 +346,8 @@ class _Mirror:
                 except FileNotFoundError:
                     ours = False
                 except OSError as exc:
-                    self._fail(_storage_error(exc, target, record.url), path=target)
+                    self._fail(storage_error(exc, target, record.url), path=target)
                     continue
             await state.forget(record.path)
             if ours:
                 self._tell(MirrorChange("deleted", target, record.url))
-
-
-def _conditions(record: Record | None, info: os.stat_result | None, url: str) -> dict[str, str]:
-    """The conditional headers for a file on hand (`info`), given what the state says of it."""
-    if info is None:
-        return {}
-    if record is not None and record.done and record.url == redact(url):
-        if record.length is not None and record.length != info.st_size:
-            return {}  # not the file the mirror wrote: fetch it again
-        headers = {}
-        if record.etag:
-            headers["If-None-Match"] = record.etag
-        if record.last_modified:
-            headers["If-Modified-Since"] = record.last_modified
-        if headers:
-            return headers
-    # A file with no finished row (a run killed right after its commit, or a file put there by
-    # hand): newer than the upstream copy means current, as wget's --timestamping has it.
-    return {"If-Modified-Since": formatdate(info.st_mtime, usegmt=True)}
-
-
-def _listed_current(job: _Pending) -> bool:
-    """For a listed (FTP) file on disk: whether the listing shows the version on disk. With a
-    finished row: the same size and modification time as recorded; without one (a file put
-    there by hand, a run killed after the commit): the same size and not older upstream."""
-    assert job.file.listed is not None
-    size, modified = job.file.listed
-    record = job.record
-    if not job.existed or size is None or job.size != size:
-        return False
-    if record is not None and record.done and record.url == redact(job.url):
-        return record.length == size and modified is not None and record.last_modified == modified
-    if modified is None:
-        return False
-    try:
-        upstream = parsedate_to_datetime(modified).timestamp()
-        return os.lstat(job.target).st_mtime >= upstream
-    except (OSError, ValueError, TypeError):
-        return False
-
-
-def _is_regular_file(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _storage_error(exc: OSError, path: Path, url: str | None) -> StorageError:
-    return StorageError(
-        f"cannot use {path}: {exc.strerror or exc}", url=url, path=path, errno=exc.errno
-    )
