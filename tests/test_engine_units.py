@@ -1,5 +1,6 @@
 """Pure pieces of the engine, without a socket: planning, judging answers, the segment
-decision, the one retry loop, per-request options, and the FTP helpers."""
+decision, the one retry loop, per-request options, the FTP helpers, the existing-file policy
+and the mirror's per-file decisions."""
 
 from __future__ import annotations
 
@@ -239,3 +240,94 @@ def test_mdtm_dates_and_listing_names() -> None:
         assert not plain_name(name), name
     assert plain_name("docs-3.13 (final).zip")
     assert plain_name("ü.txt")
+
+
+# --- the existing-file policy and the mirror's per-file decisions ---------------------------
+
+
+def _resolve(path: Path, existing: Existing, **kw: object) -> tuple[Path, bool]:
+    from adownload._existing import resolve
+    from adownload._files import Ledger
+
+    args: dict[str, object] = {"saved": Ledger(), "wanted": None, "url": "http://h/f"}
+    args.update(kw)
+    return asyncio.run(resolve(path, existing, **args))  # type: ignore[arg-type]
+
+
+def test_the_existing_file_policy(tmp_path: Path) -> None:
+    from adownload import DestinationExistsError, UnsafePathError
+    from adownload._existing import Skipped
+    from adownload._files import Ledger
+
+    target = tmp_path / "f"
+    assert _resolve(target, Existing.ERROR) == (target, False)  # nothing there
+    target.write_bytes(b"old")
+    assert _resolve(target, Existing.OVERWRITE) == (target, True)
+    assert _resolve(target, Existing.RENAME) == (tmp_path / "f (1)", False)
+    with pytest.raises(Skipped):
+        _resolve(target, Existing.SKIP)
+    with pytest.raises(DestinationExistsError, match="exists"):
+        _resolve(target, Existing.ERROR)
+    # SKIP keeps a file only when it matches a known checksum; a wrong one is replaced.
+    md5_old = "149603e6c03516362a8da23f624db945"
+    with pytest.raises(Skipped):
+        _resolve(target, Existing.SKIP, wanted=("md5", md5_old))
+    assert _resolve(target, Existing.SKIP, wanted=("md5", "0" * 32)) == (target, True)
+    # A file this run saved from another URL is never passed off as this one's.
+    saved = Ledger()
+    saved.record(str(target), "http://h/other")
+    with pytest.raises(DestinationExistsError, match="earlier in this run"):
+        _resolve(target, Existing.SKIP, saved=saved)
+    assert _resolve(target, Existing.OVERWRITE, saved=saved) == (target, True)
+    # Links and directories are refused, never followed.
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        _resolve(link, Existing.OVERWRITE)
+    with pytest.raises(InvalidRequestError, match="is a directory"):
+        _resolve(tmp_path, Existing.OVERWRITE)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "link"]
+
+
+def test_the_mirror_asks_with_the_validators_it_recorded(tmp_path: Path) -> None:
+    from adownload._mirror_plan import conditions
+    from adownload._mirror_state import Record
+
+    url = "http://h/a.txt"
+    (tmp_path / "a.txt").write_bytes(b"12345")
+    info = (tmp_path / "a.txt").stat()
+    row = Record("a.txt", url, '"e"', "Mon, 02 Nov 2026 10:00:00 GMT", 5, owned=True, done=True)
+    assert conditions(None, None, url) == {}  # nothing on disk: a plain request
+    assert conditions(row, info, url) == {
+        "If-None-Match": '"e"',
+        "If-Modified-Since": "Mon, 02 Nov 2026 10:00:00 GMT",
+    }
+    # Another size than recorded: not the file the mirror wrote, so fetch it whole.
+    assert conditions(Record("a.txt", url, '"e"', None, 9, owned=True, done=True), info, url) == {}
+    # No finished row: the file's own time, as wget's --timestamping has it.
+    assert set(conditions(None, info, url)) == {"If-Modified-Since"}
+
+
+def test_a_listed_ftp_file_is_current_when_size_and_time_agree(tmp_path: Path) -> None:
+    from adownload._mirror_list import Upstream
+    from adownload._mirror_plan import Pending, listed_current
+    from adownload._mirror_state import Record
+
+    url = "ftp://h/a.txt"
+    target = tmp_path / "a.txt"
+    target.write_bytes(b"12345")
+    when = "Mon, 02 Nov 2026 10:00:00 GMT"
+
+    def pending(listed: tuple[int | None, str | None], record: Record | None) -> Pending:
+        file = Upstream(Request(url), ("a.txt",), listed=listed)
+        return Pending(file, url, target, True, record, 5, {})
+
+    row = Record("a.txt", url, None, when, 5, owned=True, done=True)
+    assert listed_current(pending((5, when), row))
+    assert not listed_current(pending((6, when), row))  # another size upstream
+    assert not listed_current(pending((5, "Tue, 03 Nov 2026 10:00:00 GMT"), row))
+    # No row: the same size and not older upstream than the file on disk.
+    assert listed_current(pending((5, when), None))
+    assert not listed_current(pending((5, "Fri, 01 Jan 2100 00:00:00 GMT"), None))
+    assert not listed_current(pending((None, when), None))
