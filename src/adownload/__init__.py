@@ -13,6 +13,7 @@ leaves a truncated file at a final name.
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
+from ._adaptive import HostLimit as HostLimit
 from ._config import Existing as Existing
 from ._config import Limits as Limits
 from ._config import Retry as Retry
@@ -22,6 +23,7 @@ from ._downloader import Downloader as Downloader
 from ._events import Event as Event
 from ._events import EventHook as EventHook
 from ._events import Finished as Finished
+from ._events import HostLimitChanged as HostLimitChanged
 from ._events import Progress as Progress
 from ._events import Queued as Queued
 from ._events import Retrying as Retrying
@@ -104,6 +106,8 @@ __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "Finished",
     "GeneratorSink",
     "HTTPStatusError",
+    "HostLimit",
+    "HostLimitChanged",
     "IncompleteBodyError",
     "InvalidRequestError",
     "Item",

@@ -151,7 +151,12 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             requests=tuple(requests),
             inputs=tuple(inputs),
             dest=dest,
-            limits=Limits(max_transfers=args.jobs, max_per_host=args.per_host, rate=args.rate),
+            limits=Limits(
+                max_transfers=args.jobs,
+                max_per_host=args.per_host,
+                rate=args.rate,
+                adaptive=args.adaptive,
+            ),
             timeout=Timeout(
                 connect=args.connect_timeout,
                 read=args.read_timeout,

@@ -195,6 +195,7 @@ def _connections(parser: argparse.ArgumentParser) -> None:
     network = parser.add_argument_group("connections, speed and time limits")
     add_shared_option(network, "jobs")
     add_shared_option(network, "per_host")
+    add_shared_option(network, "adaptive")
     network.add_argument(
         "-s",
         "--split",

@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in (
         "jobs",
         "per_host",
+        "adaptive",
         "connect_timeout",
         "read_timeout",
         "headers",
@@ -178,7 +179,7 @@ def parse_options(argv: Sequence[str]) -> MirrorOptions:
         dry_run=args.dry_run,
         depth=args.depth,
         quiet=args.quiet,
-        limits=Limits(max_transfers=args.jobs, max_per_host=args.per_host),
+        limits=Limits(max_transfers=args.jobs, max_per_host=args.per_host, adaptive=args.adaptive),
         timeout=Timeout(connect=args.connect_timeout, read=args.read_timeout),
         headers=unique_headers(args.headers),
         tls=tls_context(args.insecure, args.cafile),

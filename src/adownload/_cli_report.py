@@ -8,6 +8,7 @@ so a run in a pipe or a cron job starts without it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._events import Event, Finished, Progress, Queued, Retrying, Started
+from ._adaptive import HostLimit
+from ._events import Event, Finished, HostLimitChanged, Progress, Queued, Retrying, Started
 from ._exceptions import DownloadError
 from ._models import Outcome
 
@@ -104,6 +106,8 @@ class Tally:
     bytes: int = 0
     started: float = field(default_factory=time.monotonic)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: With --adaptive: what the downloader learnt of each host, told at the end.
+    hosts: dict[str, HostLimit] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
@@ -133,6 +137,11 @@ class Tally:
             f" {format_size(self.bytes)} in {format_seconds(elapsed)}"
             f" ({format_size(speed)}/s)"
         ]
+        for origin, host in self.hosts.items():
+            lines.append(
+                f"{origin}: {host.limit} connections at the end (between {host.lowest} and"
+                f" {host.highest}; cut {host.cuts} times, {host.throttled} answers 429 or 503)"
+            )
         if self.failed:
             lines.append("failed:")
             lines.extend(f"  {url}: {why}" for url, why in self.failures)
@@ -169,6 +178,8 @@ class Reporter:
                 self.progress(event)
             case Retrying():
                 self.retrying(event)
+            case HostLimitChanged():
+                self.host_limit(event)
             case Finished(outcome=outcome):
                 if outcome.request is not None:
                     self._targets.pop(id(outcome.request), None)
@@ -206,6 +217,9 @@ class Reporter:
             f" (attempt {event.attempt} failed: {describe_error(event.error, event.url)})"
         )
 
+    def host_limit(self, event: HostLimitChanged) -> None:
+        pass
+
     def finished(self, outcome: Outcome) -> None:
         if outcome.error is not None:
             self.err.line(f"failed {outcome.url}: {describe_error(outcome.error, outcome.url)}")
@@ -234,6 +248,13 @@ class LinesReporter(Reporter):
         if not self.quiet:
             super().warn(text)
 
+    def host_limit(self, event: HostLimitChanged) -> None:
+        if not self.quiet:
+            self.err.line(
+                f"{event.url}: {event.limit} connections at most now"
+                f" (was {event.previous}): {event.reason}"
+            )
+
     def finished(self, outcome: Outcome) -> None:
         super().finished(outcome)
         if self.quiet or outcome.error is not None:
@@ -256,12 +277,14 @@ class LinesReporter(Reporter):
 class JsonReporter(Reporter):
     """JSON Lines on standard output: one object per event, and a summary object at the end.
 
-        Every object has `type` (queued, started, progress, retrying, finished, summary). The
+        Every object has `type` (queued, started, progress, retrying, host_limit, finished,
+        summary). The
         events of a file have its `url`; byte counts are `bytes` (received or written so far) and
         `total` (announced size, or null); a failure has `error` (the message) and `error_type`
         (the adownload exception's name). A `finished` object's `bytes` is the file's size,
     `resumed_from` the part of it an earlier run had fetched; the summary's `bytes` counts what
-    this run fetched. An entry of an input file that cannot be downloaded has
+    this run fetched, its `hosts` what --adaptive learnt per host (empty without it). An entry
+    of an input file that cannot be downloaded has
         only a `finished` event.
     """
 
@@ -298,6 +321,17 @@ class JsonReporter(Reporter):
             }
         )
 
+    def host_limit(self, event: HostLimitChanged) -> None:
+        self._emit(
+            {
+                "type": "host_limit",
+                "url": event.url,
+                "previous": event.previous,
+                "limit": event.limit,
+                "reason": event.reason,
+            }
+        )
+
     def finished(self, outcome: Outcome) -> None:
         self._emit(
             {
@@ -327,6 +361,7 @@ class JsonReporter(Reporter):
                 "bytes": tally.bytes,
                 "elapsed": round(tally.elapsed(), 3),
                 "interrupted": interrupted,
+                "hosts": {origin: dataclasses.asdict(host) for origin, host in tally.hosts.items()},
             }
         )
 

@@ -234,6 +234,16 @@ _SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "help": "open at most N connections to one host (default: %(default)s)",
         },
     ),
+    "adaptive": (
+        ("--adaptive",),
+        {
+            "action": argparse.BooleanOptionalAction,
+            "default": _DEFAULT_LIMITS.adaptive,
+            "help": "find each host's connection limit by itself, up to -x: fewer connections "
+            "to a server that answers 429 or 503, times out or gains nothing from more, more "
+            "to one that caps each connection's speed (default: off)",
+        },
+    ),
     "connect_timeout": (
         ("--connect-timeout",),
         {

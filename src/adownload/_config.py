@@ -71,18 +71,26 @@ class Limits:
       long list of URLs on one mirror does not hammer it. Default 6, as browsers do.
     - `rate`: bytes per second for all transfers of the downloader together (a token bucket);
       None, the default, sets no limit.
+    - `adaptive`: find each host's limit by itself, within `[1, max_per_host]`: start at 2,
+      cut it when the host answers 429 or 503, refuses, resets or times out, pause the host for
+      a `Retry-After`, and raise it while another connection still brings more throughput
+      (see `Downloader.host_limits()` and the `HostLimitChanged` event). False by default:
+      `max_per_host` is then a fixed number.
 
     >>> Limits(max_transfers=16, max_per_host=16)
-    Limits(max_transfers=16, max_per_host=16, rate=None)
+    Limits(max_transfers=16, max_per_host=16, rate=None, adaptive=False)
     """
 
     max_transfers: int = 10
     max_per_host: int = 6
     rate: float | None = None
+    adaptive: bool = False
 
     def __post_init__(self) -> None:
         _check_count("Limits.max_transfers", self.max_transfers)
         _check_count("Limits.max_per_host", self.max_per_host)
+        if not isinstance(self.adaptive, bool):
+            raise TypeError(f"Limits.adaptive must be True or False, not {self.adaptive!r}")
         if self.rate is not None:
             if isinstance(self.rate, bool) or not isinstance(self.rate, int | float):
                 raise TypeError(f"Limits.rate must be bytes per second or None, not {self.rate!r}")

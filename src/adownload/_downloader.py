@@ -22,6 +22,7 @@ from typing import Self
 import aiohttp
 from yarl import URL
 
+from ._adaptive import HostLimit
 from ._batch import perform, run_all
 from ._config import Existing, Limits, Retry, Segments, Timeout
 from ._events import EventHook, emitter
@@ -158,6 +159,14 @@ class Downloader:
     def limits(self) -> Limits:
         return self._limits
 
+    def host_limits(self) -> dict[str, HostLimit]:
+        """With `Limits(adaptive=True)`: what this downloader learnt of each host it used, by
+        origin (`http://host:port`): the limit now, the highest and lowest it reached, its cuts,
+        throttling answers and pauses. Empty without adaptive limits or before it opens."""
+        if self._settings is None:
+            return {}
+        return self._settings.limiter.host_limits()
+
     # --- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -177,7 +186,7 @@ class Downloader:
             headers=self._headers,
             writer=self._writer,
             read_bufsize=_READ_BUFSIZE,
-            limiter=Limiter(self._limits),
+            limiter=Limiter(self._limits, max_pause=self._options.retry.max_delay, emit=self._emit),
             path_locks=KeyedPrimitives(asyncio.Lock),
             emit=self._emit,
         )

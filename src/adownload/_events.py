@@ -24,7 +24,16 @@ from typing import TypeAlias
 from ._exceptions import DownloadError
 from ._models import Outcome, Request
 
-__all__ = ["Event", "EventHook", "Finished", "Progress", "Queued", "Retrying", "Started"]
+__all__ = [
+    "Event",
+    "EventHook",
+    "Finished",
+    "HostLimitChanged",
+    "Progress",
+    "Queued",
+    "Retrying",
+    "Started",
+]
 
 log = logging.getLogger("adownload")
 
@@ -88,7 +97,19 @@ class Finished:
         return self.outcome.url
 
 
-Event: TypeAlias = Queued | Started | Progress | Retrying | Finished
+@dataclass(frozen=True, slots=True)
+class HostLimitChanged:
+    """With `Limits(adaptive=True)`: the connections allowed to one host went from `previous`
+    to `limit`, for `reason` ("HTTP 429", "timeout", "more throughput", ...). `url` is the
+    host's origin (`http://host:port`)."""
+
+    url: str
+    previous: int
+    limit: int
+    reason: str
+
+
+Event: TypeAlias = Queued | Started | Progress | Retrying | Finished | HostLimitChanged
 EventHook: TypeAlias = Callable[[Event], object]
 
 

@@ -4,15 +4,21 @@ how slow they may get (`SpeedFloor`, `Timeout.min_speed`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 from yarl import URL
 
+from ._adaptive import KEEP, HostGate, HostLimit
 from ._config import Limits
+from ._events import Event, HostLimitChanged
 from ._exceptions import StallError
+
+log = logging.getLogger("adownload")
 
 _K = TypeVar("_K")
 _P = TypeVar("_P", bound=AbstractAsyncContextManager[object])
@@ -75,7 +81,8 @@ class Limiter:
     """Admission of transfers and their connections, and the downloader's byte rate.
 
     A file takes one of `max_transfers` global permits and, for each connection it opens (one,
-    or one per segment), one of the `max_per_host` permits of the connection's host.
+    or one per segment), one of the permits of the connection's host: `max_per_host` of them,
+    or, with `Limits(adaptive=True)`, as many as the host's `HostGate` allows now.
 
     The host's permit is taken first, so a transfer waiting for a busy host does not hold one
     of the global permits that a transfer to another host could use.
@@ -84,25 +91,109 @@ class Limiter:
     test it once per chunk, so an unlimited downloader pays nothing for the feature.
     """
 
-    __slots__ = ("_hosts", "_transfers", "bucket")
+    __slots__ = ("_emit", "_gates", "_hosts", "_max_pause", "_per_host", "_transfers", "bucket")
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        max_pause: float = 60.0,
+        emit: Callable[[Event], None] | None = None,
+    ) -> None:
         self._transfers = asyncio.Semaphore(limits.max_transfers)
-        per_host = limits.max_per_host
-        self._hosts: KeyedPrimitives[tuple[str, str | None, int | None], asyncio.Semaphore] = (
-            KeyedPrimitives(lambda: asyncio.Semaphore(per_host))
+        per_host = self._per_host = limits.max_per_host
+        self._hosts: KeyedPrimitives[_Host, asyncio.Semaphore] = KeyedPrimitives(
+            lambda: asyncio.Semaphore(per_host)
         )
+        # Adaptive: one gate per host, kept (up to KEEP idle ones) with what it learnt.
+        self._gates: OrderedDict[_Host, HostGate] | None = (
+            OrderedDict() if limits.adaptive else None
+        )
+        self._max_pause = max_pause
+        self._emit = emit
         self.bucket = None if limits.rate is None else TokenBucket(limits.rate)
 
     @asynccontextmanager
     async def slot(self, url: URL) -> AsyncIterator[None]:
         """A transfer's first connection: a permit of `url`'s host, then a global one."""
-        async with self._hosts.hold((url.scheme, url.host, url.port)), self._transfers:
+        if self._gates is None:
+            async with self._hosts.hold((url.scheme, url.host, url.port)), self._transfers:
+                yield
+            return
+        async with self.connection(url), self._transfers:
             yield
 
-    def connection(self, url: URL) -> AbstractAsyncContextManager[None]:
+    @asynccontextmanager
+    async def connection(self, url: URL) -> AsyncIterator[None]:
         """A further connection of a transfer that holds a slot already: a host permit only."""
-        return self._hosts.hold((url.scheme, url.host, url.port))
+        key = (url.scheme, url.host, url.port)
+        if self._gates is None:
+            async with self._hosts.hold(key):
+                yield
+            return
+        gate = self._gate(key)
+        await gate.acquire()
+        started = gate.now()
+        error: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            gate.release(error, started)
+            self._keep(key, gate)
+
+    def gate(self, url: URL) -> HostGate | None:
+        """The adaptive gate of `url`'s host (None without `Limits(adaptive=True)`)."""
+        if self._gates is None:
+            return None
+        return self._gate((url.scheme, url.host, url.port))
+
+    def host_limits(self) -> dict[str, HostLimit]:
+        """What adaptive concurrency learnt per host, by origin (`http://host:port`)."""
+        if self._gates is None:
+            return {}
+        return {_origin(key): gate.report() for key, gate in self._gates.items()}
+
+    def _gate(self, key: _Host) -> HostGate:
+        gates = self._gates
+        assert gates is not None
+        gate = gates.get(key)
+        if gate is None:
+            gate = gates[key] = HostGate(
+                self._per_host, max_pause=self._max_pause, on_change=self._teller(key)
+            )
+        return gate
+
+    def _keep(self, key: _Host, gate: HostGate) -> None:
+        """A gate fell idle: keep it, and forget the longest-idle ones beyond KEEP."""
+        gates = self._gates
+        if gates is None or not gate.idle:
+            return
+        gates.move_to_end(key)
+        if len(gates) > KEEP:
+            for old in [k for k, g in gates.items() if g.idle][: len(gates) - KEEP]:
+                del gates[old]
+
+    def _teller(self, key: _Host) -> Callable[[int, int, str], None]:
+        origin = _origin(key)
+        emit = self._emit
+
+        def tell(previous: int, limit: int, reason: str) -> None:
+            log.info("%s: %d connections at most now (was %d): %s", origin, limit, previous, reason)
+            if emit is not None:
+                emit(HostLimitChanged(origin, previous, limit, reason))
+
+        return tell
+
+
+_Host: TypeAlias = tuple[str, str | None, int | None]
+
+
+def _origin(key: _Host) -> str:
+    scheme, host, port = key
+    return str(URL.build(scheme=scheme, host=host or "", port=port))
 
 
 class SpeedFloor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Protocol
 
+from ._adaptive import HostGate
 from ._answer import Answer, Body, Plan
 from ._config import Segments
 from ._events import Started
@@ -45,6 +46,7 @@ class Receiver:
         self.meter: Meter | None = None
         self.layout: Layout | None = None
         self.sink_size = 0  # bytes in a caller's sink
+        self._gauge: HostGate | None = None
         self._sink_touched = False  # whether a caller's sink has been written to
 
     def bytes_on_hand(self) -> int:
@@ -68,6 +70,8 @@ class Receiver:
         and verified (its commit is the caller's). `fresh`: a whole body, not a continuation."""
         owner = self._owner
         self.layout = None
+        # Adaptive concurrency learns from the bytes of the host whose permit the attempt holds.
+        self._gauge = self._settings.limiter.gate(plan.url)
         sink = owner.request.sink
         if sink is not None:
             if fresh and self._sink_touched:
@@ -105,7 +109,14 @@ class Receiver:
 
     # --- one stream -------------------------------------------------------------------------
 
-    def _new_meter(self, position: int, length: int | None, full: Hashes, partial: Hashes) -> Meter:
+    def _new_meter(
+        self,
+        position: int,
+        length: int | None,
+        full: Hashes,
+        partial: Hashes,
+        gauge: HostGate | None = None,
+    ) -> Meter:
         owner, settings, timeout = self._owner, self._settings, self._owner.timeout
         min_speed = timeout.min_speed
         return Meter(
@@ -120,6 +131,7 @@ class Receiver:
             max_size=self._options.max_size,
             min_speed=None if min_speed is None else (min_speed, timeout.min_speed_window),
             on_limit=owner.discard,
+            gauge=gauge,
         )
 
     async def _stream(
@@ -138,7 +150,7 @@ class Receiver:
             await self._hash_prefix(full, offset)
         if emit is not None:
             emit(Started(owner.url, owner.request, owner.target.path, length, offset))
-        meter = self.meter = self._new_meter(offset, length, full, partial)
+        meter = self.meter = self._new_meter(offset, length, full, partial, self._gauge)
         own_sink = owner.request.sink is None
         try:
             await stream_body(

@@ -162,12 +162,15 @@ class Segmented:
     async def _helper(self) -> None:
         """A further connection: takes a host permit, then segments until none are left."""
         async with self._limiter.connection(self._job.url):
-            await self._loop(None, None)
+            await self._loop(None, None, helper=True)
 
-    async def _loop(self, segment: Segment | None, body: Body | None) -> None:
+    async def _loop(self, segment: Segment | None, body: Body | None, helper: bool = False) -> None:
         layout = self._job.layout
         while True:
             if segment is None:
+                gate = self._limiter.gate(self._job.url) if helper else None
+                if gate is not None and gate.over:
+                    return  # the host's adaptive limit was cut: give this connection back
                 segment = layout.next()
                 if segment is None:
                     return
@@ -187,7 +190,14 @@ class Segmented:
             taken, first[0] = first[0], None
             if taken is None:
                 segment.restart()
-            await self._fetch(segment, taken)
+            gate = self._limiter.gate(job.url)
+            started = 0.0 if gate is None else gate.now()
+            try:
+                await self._fetch(segment, taken)
+            except DownloadError as exc:
+                if gate is not None:
+                    gate.failed(exc, started)  # adaptive concurrency learns of every failure
+                raise
 
         await with_retries(
             attempt,
@@ -216,7 +226,7 @@ class Segmented:
         sink = segment.sink
         meter = Meter(
             url=engine.url, request=engine.request, position=segment.position,
-            bucket=self._limiter.bucket,
+            bucket=self._limiter.bucket, gauge=self._limiter.gate(job.url),
         )  # fmt: skip
         grace = 0.0 if body else timeout.connect or 0.0
         try:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from . import _splice
+from ._adaptive import HostGate
 from ._answer import Answer, Body
 from ._events import PROGRESS_INTERVAL, Event, Progress
 from ._exceptions import (
@@ -64,6 +65,8 @@ class Meter:
         "_emit",
         "_floor",
         "_full",
+        "_gauge",
+        "_gauged",
         "_length",
         "_max_size",
         "_next_progress",
@@ -89,6 +92,7 @@ class Meter:
         max_size: int | None = None,
         min_speed: tuple[float, float] | None = None,
         on_limit: Callable[[], None] = lambda: None,
+        gauge: HostGate | None = None,
     ) -> None:
         self._url = url
         self._request = request
@@ -104,6 +108,9 @@ class Meter:
             self._floor = SpeedFloor(min_speed[0], min_speed[1], 0, redact(url))
         self._on_limit = on_limit
         self._next_progress = time.monotonic() + PROGRESS_INTERVAL
+        # Adaptive concurrency: the host's gate, told of the bytes as they arrive.
+        self._gauge = gauge
+        self._gauged = position
 
     @property
     def passive(self) -> bool:
@@ -123,6 +130,9 @@ class Meter:
     def reached(self, position: int, now: float | None = None) -> None:
         """The body is at `position`: check the size cap and the speed, and tell listeners."""
         self.position = position
+        if self._gauge is not None:
+            self._gauge.received(position - self._gauged)
+            self._gauged = position
         if self._max_size is not None and position > self._max_size:
             self._on_limit()
             raise SizeLimitError(
@@ -141,6 +151,9 @@ class Meter:
     def finished(self, position: int) -> None:
         """The last progress event of a body, whatever the interval."""
         self.position = position
+        if self._gauge is not None:
+            self._gauge.received(position - self._gauged)
+            self._gauged = position
         if self._emit is not None:
             self._emit(Progress(self._url, self._request, position, self._length))
 

@@ -181,6 +181,7 @@ async def _run(options: Options, readers: list[InputReader], reporter: Reporter)
             ):
                 async for _ in outcomes:
                     pass  # the reporter hears of each outcome through its Finished event
+            reporter.tally.hosts = dl.host_limits()
     except asyncio.CancelledError:
         interrupted = True  # Ctrl-C: asyncio.run turns SIGINT into a cancellation
         raise
