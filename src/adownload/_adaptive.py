@@ -42,7 +42,7 @@ from ._exceptions import (
 #: helps, and a server that serves one at a time is not met with six.
 INITIAL = 2
 #: Seconds of traffic over which a host's throughput is measured.
-WINDOW = 0.5
+WINDOW = 0.25
 #: How much more throughput (a factor) a raise must bring to be kept.
 GROWTH = 1.1
 #: The factor of a cut (TCP CUBIC's 0.7: a cut by half overshoots for a server whose limit
