@@ -26,7 +26,7 @@ from adownload import (
     Segments,
 )
 from adownload._adaptive import CUT, GROWTH, HOLD, INITIAL, WINDOW, HostGate, congestion
-from adownload._exceptions import ConnectError, IncompleteBodyError
+from adownload._exceptions import ConnectError, FTPReplyError, IncompleteBodyError
 
 from .cli_support import run_cli
 from .servers import parse_range
@@ -75,6 +75,10 @@ def test_what_counts_as_congestion() -> None:
     assert congestion(ConnectError("c", url="u")) == ("connection refused", None)
     assert congestion(IncompleteBodyError("i", url="u", expected=2, received=1)) is not None
     assert congestion(ValueError()) is None
+    too_many = FTPReplyError("421 too many", url="u", code=421, text="too many")
+    assert congestion(too_many) == ("FTP 421", None)
+    missing = FTPReplyError("550", url="u", code=550, text="no such file")
+    assert congestion(missing) is None
 
 
 async def test_a_burst_of_failures_is_one_cut_and_a_retry_after_pauses_the_host() -> None:

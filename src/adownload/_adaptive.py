@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from ._exceptions import (
     ConnectError,
     ConnectTimeout,
+    FTPReplyError,
     HTTPStatusError,
     IncompleteBodyError,
     ReadTimeout,
@@ -53,7 +54,7 @@ HOLD = 10.0
 #: Idle hosts whose learnt limits are kept.
 KEEP = 4096
 
-#: Statuses that say "fewer requests, please".
+#: HTTP statuses that say "fewer requests, please" (for FTP: the reply 421).
 THROTTLING = frozenset({429, 503})
 
 
@@ -81,6 +82,9 @@ def congestion(error: BaseException) -> tuple[str, float | None] | None:
         if error.status in THROTTLING:
             return f"HTTP {error.status}", error.retry_after
         return None
+    if isinstance(error, FTPReplyError):
+        # 421: too many users or connections, FTP's way of saying 503.
+        return ("FTP 421", None) if error.code == 421 else None
     if isinstance(error, ConnectTimeout | ReadTimeout | StallError):
         return "timeout", None
     if isinstance(error, ConnectError):
@@ -202,7 +206,7 @@ class HostGate:
         if signal is None:
             return False
         reason, retry_after = signal
-        if reason.startswith("HTTP"):
+        if reason.startswith(("HTTP", "FTP")):
             self.throttled += 1
         if retry_after is not None and retry_after > 0:
             self._pause(self._clock(), min(retry_after, self._max_pause))
