@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -395,6 +396,57 @@ class ProxyProcess:
             self.proc = None
 
 
+class ThrottleServer:
+    """benchmarks/throttle_server.py over the data: 429 above THROTTLE_LIMIT requests in hand."""
+
+    def __init__(self, docroot: Path, log_path: Path) -> None:
+        self.docroot = docroot
+        self.log_path = log_path
+        self.port = 0
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        argv = [
+            sys.executable,
+            str(HERE / "throttle_server.py"),
+            str(self.docroot),
+            "--limit",
+            str(THROTTLE_LIMIT),
+            "--service",
+            str(SERVICE_S),
+        ]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                preexec_fn=_parent_death_signal(),
+            )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "LISTENING":
+            self.stop()
+            raise RuntimeError(
+                "the throttling server did not start: " + self.log_path.read_text(errors="replace")
+            )
+        self.port = int(line[1])
+
+    def refused(self) -> int:
+        """429 answers the server has given so far."""
+        url = f"http://{LOOPBACK}:{self.port}/_stats"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(json.load(response)["refused"])
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self.proc = None
+
+
 # --------------------------------------------------------------------------- tools
 
 
@@ -407,8 +459,9 @@ class Job:
     dest: Path
     scratch: Path  # for URL lists and configs, outside ``dest``
     concurrency: int
-    segments: int  # ranged connections per file; 1 means one connection per file
+    segments: int  # ranged connections per file; 1 means one per file, 0 the tool's default
     python: str
+    retries: int = 0  # further tries per file for a server that refuses (429); 0: the default
 
 
 def _write_lines(path: Path, lines: Sequence[str]) -> Path:
@@ -424,7 +477,8 @@ def curl_command(job: Job) -> list[str]:
         config += [f'url = "{url}"', f'output = "{job.dest / data.basename}"']
     cfg = _write_lines(job.scratch / "curl.cfg", config)
     parallel = ["-Z", "--parallel-max", str(job.concurrency)]
-    return ["curl", "-sS", "--fail", *parallel, "-K", str(cfg)]
+    retry = ["--retry", str(job.retries)] if job.retries else []
+    return ["curl", "-sS", "--fail", *retry, *parallel, "-K", str(cfg)]
 
 
 def wget_command(job: Job) -> list[str]:
@@ -459,16 +513,23 @@ def aria2c_command(job: Job) -> list[str]:
     ]
     if job.segments > 1:
         split = [f"-x{job.segments}", f"-s{job.segments}", "-k1M"]
-    else:
+    elif job.segments == 1:
         split = ["-x1", "-s1"]
+    else:
+        split = []  # aria2c's defaults: -x1 (one connection per server), -s5
+    retry = [f"--max-tries={job.retries + 1}"] if job.retries else []
     where = ["-d", str(job.dest), "-i", str(input_file)]
-    return ["aria2c", *quiet, f"-j{job.concurrency}", *split, *where]
+    return ["aria2c", *quiet, f"-j{job.concurrency}", *split, *retry, *where]
 
 
 def parfive_command(job: Job) -> list[str]:
     url_list = _write_lines(job.scratch / "urls.txt", job.urls)
     driver = str(HERE / "run_parfive.py")
-    options = ["-j", str(job.concurrency), "--splits", str(job.segments)]
+    options = ["-j", str(job.concurrency)]
+    if job.segments:
+        options += ["--splits", str(job.segments)]
+    if job.retries:
+        options += ["--retries", str(job.retries)]
     return [job.python, driver, str(url_list), str(job.dest), *options]
 
 
@@ -476,9 +537,15 @@ def adownload_command(job: Job) -> list[str]:
     url_list = _write_lines(job.scratch / "urls.txt", job.urls)
     driver = str(HERE / "run_adownload.py")
     argv = [job.python, driver, str(url_list), str(job.dest), "-j", str(job.concurrency)]
-    if job.segments > 1:
+    if job.segments != 1:
         argv += ["--segments", str(job.segments)]
+    if job.retries:
+        argv += ["--retries", str(job.retries)]
     return argv
+
+
+def adownload_adaptive_command(job: Job) -> list[str]:
+    return [*adownload_command(job), "--adaptive"]
 
 
 @dataclass(frozen=True)
@@ -495,6 +562,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("wget2", wget2_command, "--max-threads=16; --chunk-size for segmented"),
     Tool("aria2c", aria2c_command),
     Tool("parfive", parfive_command),
+    Tool("adownload-adaptive", adownload_adaptive_command, "Limits(adaptive=True)"),
 )
 TOOL_NAMES = tuple(tool.name for tool in TOOLS)
 
@@ -604,6 +672,7 @@ class Run:
     exit_code: int | None = None
     error: str | None = None
     connections: int | None = None  # new connections through the delaying proxy
+    refused: int | None = None  # 429 answers of the throttling server
 
 
 def _kill_group(pgid: int) -> None:
@@ -711,6 +780,7 @@ class Scenario:
     files: tuple[DataFile, ...]
     concurrency: int
     segments: int
+    retries: int = 0
 
     @property
     def total_bytes(self) -> int:
@@ -726,10 +796,21 @@ SCENARIO_NAMES = (
     "ftp-large",
     "ftp-small",
     "ftp-throttled",
+    "adaptive-429",
+    "adaptive-capped",
 )
 #: Scenarios served by the FTP server; their peers are the tools that speak FTP.
 FTP_SCENARIOS = ("ftp-large", "ftp-small", "ftp-throttled")
 FTP_TOOLS = ("adownload", "curl", "wget", "aria2c")
+#: Scenarios of adaptive concurrency: adownload fixed and adaptive against the peers that
+#: run many requests at once. adownload-adaptive runs only here.
+ADAPTIVE_SCENARIOS = ("adaptive-429", "adaptive-capped")
+ADAPTIVE_TOOLS = ("adownload", "adownload-adaptive", "curl", "aria2c", "parfive")
+#: The throttling server: 429 above this many requests in hand, each taking SERVICE_S.
+THROTTLE_LIMIT = 4
+SERVICE_S = 0.02
+#: Further tries per file in adaptive-429, for every tool (each with its own backoff).
+THROTTLE_RETRIES = 20
 
 
 @dataclass(frozen=True)
@@ -834,6 +915,7 @@ class Bench:
     missing: dict[str, str]
     base_urls: dict[str, str]
     proxy: ProxyProcess | None = None
+    throttle: ThrottleServer | None = None
     out: TextIO = sys.stdout
 
     def say(self, text: str = "") -> None:
@@ -846,7 +928,12 @@ class Bench:
             why = self.missing.get(tool.name)
             if why is None and scenario.name in FTP_SCENARIOS and tool.name not in FTP_TOOLS:
                 why = "not compared: the FTP scenarios compare adownload, curl, wget and aria2c"
-            if why is None and tool.name == "adownload":
+            adaptive = scenario.name in ADAPTIVE_SCENARIOS
+            if why is None and adaptive and tool.name not in ADAPTIVE_TOOLS:
+                why = f"not compared: the adaptive scenarios compare {', '.join(ADAPTIVE_TOOLS)}"
+            if why is None and tool.name == "adownload-adaptive" and not adaptive:
+                why = "not compared: runs in the adaptive scenarios only"
+            if why is None and tool.name.startswith("adownload"):
                 why = adownload_support(self.python, scenario.segments)
             summaries[tool.name] = ToolSummary(tool.name, why or "ok")
             if why is None:
@@ -869,6 +956,7 @@ class Bench:
                 scenario.concurrency,
                 scenario.segments,
                 self.python,
+                scenario.retries,
             )
             jobs[tool.name] = job
             summaries[tool.name].command = tool.command(job)
@@ -880,7 +968,7 @@ class Bench:
                     continue  # e.g. found to be not available on its first run
                 run = self._one_run(scenario, tool, jobs[tool.name], summary.command, repetition)
                 summary.runs.append(run)
-                if run.exit_code == EXIT_NOT_AVAILABLE and tool.name == "adownload":
+                if run.exit_code == EXIT_NOT_AVAILABLE and tool.name.startswith("adownload"):
                     summary.status = f"not available yet: {run.error}"
         for summary in summaries.values():
             if summary.status == "ok" and summary.runs and not summary.ok_runs():
@@ -896,8 +984,11 @@ class Bench:
         os.sync()  # flush the previous run's writes so they do not land in this run's time
         counting = self.proxy is not None and scenario.server == "proxy"
         before = self.proxy.connections() if counting and self.proxy else 0
+        throttle = self.throttle if scenario.server == "throttling" else None
+        refused_before = throttle.refused() if throttle is not None else 0
         measured = measured_process(argv, log_path, self.timeout)
         connections = self.proxy.connections() - before if counting and self.proxy else None
+        refused = throttle.refused() - refused_before if throttle is not None else None
         run = Run(
             tool.name,
             repetition,
@@ -909,6 +1000,7 @@ class Bench:
             max_rss_kib=measured.max_rss_kib,
             exit_code=measured.exit_code,
             connections=connections,
+            refused=refused,
         )
         if measured.timed_out:
             run.error = f"timed out after {self.timeout:g} s"
@@ -924,11 +1016,13 @@ class Bench:
             detail = f"{wall:8.3f} s wall {cpu:8.3f} s CPU {rss:7.1f} MiB"
             if connections is not None:
                 rate_text = f"{rate:9.1f} MiB/s {connections:5d} connections"
+            elif refused is not None:
+                rate_text = f"{rate:9.1f} MiB/s {refused:5d} answers 429"
             else:
                 rate_text = f"{rate:9.1f} MiB/s"
-            self.say(f"  [{repetition}/{self.repeat}] {tool.name:<10} {detail} {rate_text}")
+            self.say(f"  [{repetition}/{self.repeat}] {tool.name:<18} {detail} {rate_text}")
         else:
-            self.say(f"  [{repetition}/{self.repeat}] {tool.name:<10} FAILED: {run.error}")
+            self.say(f"  [{repetition}/{self.repeat}] {tool.name:<18} FAILED: {run.error}")
             run.wall_s = run.cpu_s = run.user_s = run.sys_s = None
             run.max_rss_kib = None
         return run
@@ -956,13 +1050,13 @@ def format_table(
     my_wall = mine.median_wall() if mine else None
     my_cpu = mine.median_cpu() if mine else None
     header = (
-        f"{'tool':<10} {'ok runs':>7} {'wall s':>9} {'CPU s':>9} {'peak RSS':>12} "
+        f"{'tool':<18} {'ok runs':>7} {'wall s':>9} {'CPU s':>9} {'peak RSS':>12} "
         f"{'MiB/s':>9} {'adl/tool wall':>14} {'adl/tool CPU':>13}"
     )
     lines = [f"== {scenario.name}: {scenario.title} ==", header, "-" * len(header)]
     for summary in result.tools.values():
         if summary.status != "ok" and not summary.ok_runs():
-            lines.append(f"{summary.tool:<10} {summary.status}")
+            lines.append(f"{summary.tool:<18} {summary.status}")
             continue
         wall, cpu, rss = summary.median_wall(), summary.median_cpu(), summary.max_rss_kib()
         rate = scenario.total_bytes / MIB / wall if wall else None
@@ -972,7 +1066,7 @@ def format_table(
             wall_ratio = _fmt(_ratio(my_wall, wall), ".2f")
             cpu_ratio = _fmt(_ratio(my_cpu, cpu), ".2f")
         lines.append(
-            f"{summary.tool:<10} {len(summary.ok_runs()):>3}/{repeat:<3} {_fmt(wall, '9.3f')} "
+            f"{summary.tool:<18} {len(summary.ok_runs()):>3}/{repeat:<3} {_fmt(wall, '9.3f')} "
             f"{_fmt(cpu, '9.3f')} {_fmt_rss(rss, rss_floor_kib):>12} "
             f"{_fmt(rate, '9.1f')} {wall_ratio:>14} {cpu_ratio:>13}"
         )
@@ -990,6 +1084,17 @@ def format_table(
     if counts:
         shown = ", ".join(f"{tool} {count:g}" for tool, count in counts.items())
         lines.append(f"new connections per run through the proxy (median): {shown}")
+    # Every run's refusals, a failed one's too: a tool that gives up still loaded the server.
+    refusals = {
+        summary.tool: (statistics.median(runs), bool(summary.ok_runs()))
+        for summary in result.tools.values()
+        if (runs := [r.refused for r in summary.runs if r.refused is not None])
+    }
+    if refusals:
+        shown = ", ".join(
+            f"{tool} {count:g}{'' if ok else ' (failed)'}" for tool, (count, ok) in refusals.items()
+        )
+        lines.append(f"429 answers per run (median): {shown}")
     if startup_s is not None and my_wall is not None:
         # Informational only: the targets above use the full wall time.
         lines.append(
@@ -1027,7 +1132,7 @@ def machine_info() -> dict[str, Any]:
 def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int) -> list[Scenario]:
     scenarios: list[Scenario] = []
     small: tuple[DataFile, ...] = ()
-    if {"small", "latency", "ftp-small"} & set(names):
+    if {"small", "latency", "ftp-small", "adaptive-429"} & set(names):
         small = make_small_files(docroot, sizes.small_count, seed)
     throttled: tuple[DataFile, ...] = ()
     large: tuple[DataFile, ...] = ()
@@ -1065,6 +1170,23 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
                 f"({LIMIT_RATE_BYTES / 1e6:.1f} MB/s) per connection, {CONCURRENCY} segments"
             )
             scenarios.append(Scenario(name, title, "throttled", files, CONCURRENCY, CONCURRENCY))
+        elif name == "adaptive-429":
+            title = (
+                f"{count}, {CONCURRENCY} at a time, from a server that answers 429 above "
+                f"{THROTTLE_LIMIT} requests in hand ({SERVICE_S * 1000:g} ms each); "
+                f"{THROTTLE_RETRIES} retries per file for every tool"
+            )
+            scenarios.append(
+                Scenario(name, title, "throttling", small, CONCURRENCY, 1, THROTTLE_RETRIES)
+            )
+        elif name == "adaptive-capped":
+            files = throttled or make_one_file(docroot, "throttled.bin", sizes.throttled_size, seed)
+            throttled = files
+            title = (
+                f"one {_size(sizes.throttled_size)} file, nginx limit_rate {LIMIT_RATE} per "
+                f"connection, every tool with its own splitting defaults (no -s)"
+            )
+            scenarios.append(Scenario(name, title, "throttled", files, CONCURRENCY, 0))
         elif name == "latency":
             rtt_ms = 2 * ONE_WAY_DELAY * 1000
             title = f"{count}, {CONCURRENCY} at a time, behind a {rtt_ms:.0f} ms round-trip proxy"
@@ -1134,7 +1256,8 @@ def needed_disk(names: Sequence[str], sizes: Sizes) -> int:
         sizes.small_count * SMALL_FILE_SIZE if {"small", "latency", "ftp-small"} & set(names) else 0
     )
     large = sizes.large_size if {"large", "ftp-large"} & set(names) else 0
-    throttled = sizes.throttled_size if {"throttled", "ftp-throttled"} & set(names) else 0
+    throttled_names = {"throttled", "ftp-throttled", "adaptive-capped"}
+    throttled = sizes.throttled_size if throttled_names & set(names) else 0
     memory = 2 * max(sizes.memory_file_sizes) if "memory" in names else 0
     # sources, plus one tool's output at a time, plus some slack
     return small + large + throttled + max(small, large, throttled, memory) + 256 * MIB
@@ -1208,6 +1331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         nginx = Nginx(nginx_binary, work / "nginx", docroot)
         proxy: ProxyProcess | None = None
+        throttle: ThrottleServer | None = None
         ftp: FtpServer | None = None
         slow_ftp: FtpServer | None = None
         try:
@@ -1220,6 +1344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 proxy = ProxyProcess(nginx.plain_port, work / "proxy.log")
                 proxy.start()
                 base_urls["proxy"] = f"http://{LOOPBACK}:{proxy.port}/"
+            if "adaptive-429" in names:
+                throttle = ThrottleServer(docroot, work / "throttle.log")
+                throttle.start()
+                base_urls["throttling"] = f"http://{LOOPBACK}:{throttle.port}/"
             if set(FTP_SCENARIOS) & set(names):
                 ftp = FtpServer(work / "ftp", docroot, LOOPBACK, free_port(), 40000)
                 ftp.start(_parent_death_signal(), wait_for_port)
@@ -1233,8 +1361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 base_urls["ftp-throttled"] = f"ftp://{LOOPBACK}:{slow_ftp.port}/"
             print(f"servers: {', '.join(f'{k} {v}' for k, v in base_urls.items())}")
             bench = Bench(
-                work, args.python, args.repeat, args.timeout, tools, missing, base_urls, proxy
-            )
+                work, args.python, args.repeat, args.timeout, tools, missing, base_urls, proxy,
+                throttle,
+            )  # fmt: skip
             for scenario in scenarios:
                 print(f"\n-- {scenario.name}: {scenario.title}")
                 result = bench.run_scenario(scenario)
@@ -1263,6 +1392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if proxy is not None:
                 proxy.stop()
+            if throttle is not None:
+                throttle.stop()
             for server in (ftp, slow_ftp):
                 if server is not None and server.proc is not None:
                     stop_process(server.proc, signal.SIGTERM)
@@ -1274,7 +1405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for summary in result.tools.values():
                 if summary.command:
                     shown = " ".join(summary.command).replace(str(work), "WORK")
-                    print(f"  {summary.tool:<10} {shown}")
+                    print(f"  {summary.tool:<18} {shown}")
 
     if args.json:
         save_json(args.json, info, versions, missing, args, sizes, results)

@@ -1,6 +1,6 @@
 """Benchmark driver: download every URL of URLS_FILE into DEST with adownload.
 
-Usage: python run_adownload.py URLS_FILE DEST [-j N] [--segments N]
+Usage: python run_adownload.py URLS_FILE DEST [-j N] [--segments N] [--retries N] [--adaptive]
        python run_adownload.py --check [--segments N]
 
 URLS_FILE holds one URL a line.  The exit status tells the harness what happened:
@@ -12,7 +12,9 @@ importable.  ``--check`` only imports adownload and builds the ``Limits`` and
 ``--segments N`` (N > 1) splits each large file over up to N connections with
 ``Segments(count=N, min_size=1 MiB)`` (aria2c's ``-sN -k1M``), and lets N connections
 per host through.  Without it, one connection per file (``Segments(count=1)``), like the
-single-connection peers it is compared with.
+single-connection peers it is compared with; ``--segments 0`` keeps the library's default
+``Segments()``.  ``--retries N`` allows N further tries per file (``Retry(attempts=N+1)``, the
+default backoff), ``--adaptive`` sets ``Limits(adaptive=True)``.
 """
 
 from __future__ import annotations
@@ -32,16 +34,26 @@ EXIT_MISSING = 4
 MIN_SEGMENT = 1 << 20
 
 
-def build_config(adownload: Any, jobs: int, segments: int) -> tuple[Any, Any]:
+def build_config(
+    adownload: Any, jobs: int, segments: int, *, adaptive: bool = False
+) -> tuple[Any, Any]:
     """``Limits`` and ``Segments`` for the run: N connections per host when segmenting."""
     per_host = max(jobs, segments)
-    limits = adownload.Limits(max_transfers=jobs, max_per_host=per_host)
+    if adaptive:
+        limits = adownload.Limits(max_transfers=jobs, max_per_host=per_host, adaptive=True)
+    else:
+        limits = adownload.Limits(max_transfers=jobs, max_per_host=per_host)
+    if segments == 0:
+        return limits, adownload.Segments()
     split = adownload.Segments(count=max(1, segments), min_size=MIN_SEGMENT)
     return limits, split
 
 
-async def download(adownload: Any, limits: Any, segments: Any, urls: list[str], dest: Path) -> int:
-    async with adownload.Downloader(limits=limits, segments=segments) as dl:
+async def download(
+    adownload: Any, limits: Any, segments: Any, urls: list[str], dest: Path, retries: int
+) -> int:
+    keywords = {"retry": adownload.Retry(attempts=retries + 1)} if retries else {}
+    async with adownload.Downloader(limits=limits, segments=segments, **keywords) as dl:
         outcomes = await dl.download_many(urls, dest=dest)
     failed = [outcome for outcome in outcomes if not outcome.ok]
     for outcome in failed[:10]:
@@ -61,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dest", nargs="?", type=Path, help="directory to download into")
     parser.add_argument("-j", "--jobs", type=int, default=16, help="concurrent transfers")
     parser.add_argument("--segments", type=int, default=1, help="ranged segments per file")
+    parser.add_argument("--retries", type=int, default=0, help="further tries per file")
+    parser.add_argument("--adaptive", action="store_true", help="Limits(adaptive=True)")
     parser.add_argument("--check", action="store_true", help="only check availability")
     args = parser.parse_args(argv)
     if not args.check and (args.urls_file is None or args.dest is None):
@@ -72,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"MISSING: adownload is not importable: {exc}", file=sys.stderr)
         return EXIT_MISSING
     try:
-        limits, segments = build_config(adownload, args.jobs, args.segments)
+        limits, segments = build_config(adownload, args.jobs, args.segments, adaptive=args.adaptive)
     except (AttributeError, TypeError) as exc:
         print(f"NOT AVAILABLE: Segments(count=...) rejected: {exc}", file=sys.stderr)
         return EXIT_NOT_AVAILABLE
@@ -81,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     urls = [line.strip() for line in args.urls_file.read_text().splitlines() if line.strip()]
     args.dest.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(download(adownload, limits, segments, urls, args.dest))
+    return asyncio.run(download(adownload, limits, segments, urls, args.dest, args.retries))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
-"""The benchmark helpers that decide whether a run counts: quick, nothing timed, no servers."""
+"""The benchmark helpers that decide whether a run counts, and the commands it compares: quick,
+nothing timed; one loopback server (the throttling one, in-process)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+
+from .support import serve_app
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -70,3 +75,41 @@ def test_profile_summary_reads_py_spy_raw_stacks(tmp_path: Path) -> None:
     assert main_only.splitlines()[0] == "4 samples in MainThread"
     assert " 75.0  save (_state.py:9)" in main_only
     assert "_pwrite_all" not in main_only
+
+
+async def test_the_throttling_server_refuses_above_its_limit_and_counts(tmp_path: Path) -> None:
+    throttle = _module("throttle_server")
+    (tmp_path / "a.bin").write_bytes(b"a" * 100)
+    async with (
+        serve_app(throttle.make_app(tmp_path, limit=1, service=0.2)) as port,
+        aiohttp.ClientSession() as session,
+    ):
+        base = f"http://127.0.0.1:{port}"
+
+        async def get(path: str) -> tuple[int, bytes]:
+            async with session.get(base + path) as response:
+                return response.status, await response.read()
+
+        answers = await asyncio.gather(get("/a.bin"), get("/a.bin"), get("/a.bin"))
+        assert sorted(status for status, _ in answers) == [200, 429, 429]
+        assert (200, b"a" * 100) in answers
+        assert (await get("/missing.bin"))[0] == 404
+        assert (await get("/../etc/passwd"))[0] == 404
+        async with session.get(base + "/_stats") as response:
+            assert await response.json() == {"requests": 5, "refused": 2}
+
+
+def test_the_adaptive_scenarios_give_every_tool_retries_and_its_own_splitting(
+    tmp_path: Path,
+) -> None:
+    bench = _module("bench")
+    files = (bench.DataFile("a.bin", 1, "0" * 64),)
+    job = bench.Job(("http://127.0.0.1:1/a.bin",), files, tmp_path, tmp_path, 16, 0, "python", 20)
+    assert bench.curl_command(job)[:5] == ["curl", "-sS", "--fail", "-o", str(tmp_path / "a.bin")]
+    aria2c = bench.aria2c_command(job)
+    assert "--max-tries=21" in aria2c
+    assert not [arg for arg in aria2c if arg.startswith(("-x", "-s"))]  # its own defaults
+    assert bench.adownload_command(job)[-4:] == ["--segments", "0", "--retries", "20"]
+    assert bench.adownload_adaptive_command(job)[-1] == "--adaptive"
+    assert "--splits" not in bench.parfive_command(job)
+    assert bench.parfive_command(job)[-2:] == ["--retries", "20"]

@@ -3,7 +3,7 @@
 A `HostGate` is one host's permits. Its `limit` starts at `INITIAL` and moves within
 `[1, max_per_host]`, the way TCP moves its window:
 
-- **Cut** (multiplicatively, to `CUT` of it, at least 1): a 429 or 503, a refused or reset
+- **Cut** (multiplicatively, to `CUT` of it, rounded, at least 1): a 429 or 503, a refused or reset
   connection, a connect, read or speed timeout. Only a request that started after the last cut
   can cut again, so one burst of failures is one cut. A segment connection above a cut limit
   gives its permit back after its segment. A `Retry-After` also pauses the whole
@@ -106,6 +106,7 @@ class HostGate:
         "_clock",
         "_cut_at",
         "_held_until",
+        "_last_failure",
         "_level_before",
         "_max",
         "_max_pause",
@@ -149,6 +150,9 @@ class HostGate:
         self._cut_at = float("-inf")  # requests that started before the last cut cut no more
         self._slow_start = True
         self._held_until = 0.0  # no raise above `_level_before` until then
+        # A segment's failure reaches the gate twice when it ends the download: from the
+        # segment, then through the slot. It counts once.
+        self._last_failure: BaseException | None = None
         self._window_start = clock()
         self._bytes = 0
         self._pressed = False  # a request waited for a permit in this window
@@ -205,6 +209,9 @@ class HostGate:
         signal = congestion(error)
         if signal is None:
             return False
+        if error is self._last_failure:
+            return True
+        self._last_failure = error
         reason, retry_after = signal
         if reason.startswith(("HTTP", "FTP")):
             self.throttled += 1
@@ -256,7 +263,8 @@ class HostGate:
         self.cuts += 1
         self._slow_start = False
         self._rate_before = None  # the next raise is a fresh probe
-        self._set(max(1, int(self.limit * CUT)), reason)
+        # Rounded: 4 becomes 3 (not 2), so a limit one over the server's loses one step.
+        self._set(max(1, int(self.limit * CUT + 0.5)), reason)
 
     def _tick(self, now: float) -> None:
         elapsed = now - self._window_start

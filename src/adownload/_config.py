@@ -74,8 +74,9 @@ class Limits:
     - `adaptive`: find each host's limit by itself, within `[1, max_per_host]`: start at 2,
       cut it when the host answers 429 or 503, refuses, resets or times out, pause the host for
       a `Retry-After`, and raise it while another connection still brings more throughput
-      (see `Downloader.host_limits()` and the `HostLimitChanged` event). False by default:
-      `max_per_host` is then a fixed number.
+      (see `Downloader.host_limits()` and the `HostLimitChanged` event). A large file may then
+      be split over up to `max_per_host` connections, more than `Segments.count`. False by
+      default: `max_per_host` is then a fixed number.
 
     >>> Limits(max_transfers=16, max_per_host=16)
     Limits(max_transfers=16, max_per_host=16, rate=None, adaptive=False)

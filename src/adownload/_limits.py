@@ -144,6 +144,13 @@ class Limiter:
             gate.release(error, started)
             self._keep(key, gate)
 
+    def segment_count(self, count: int) -> int:
+        """How many connections one file may be split over: `count` (`Segments.count`), or,
+        with adaptive limits, up to `max_per_host` if that is more, the host's gate deciding
+        how many run at once. So a server that caps each connection gets more of them without
+        a hand-set `Segments.count`."""
+        return count if self._gates is None else max(count, self._per_host)
+
     def gate(self, url: URL) -> HostGate | None:
         """The adaptive gate of `url`'s host (None without `Limits(adaptive=True)`)."""
         if self._gates is None:

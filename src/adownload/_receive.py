@@ -10,6 +10,7 @@ discards the bytes on hand; any other failure keeps a resumable part (`Target.ke
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Protocol
 
 from ._adaptive import HostGate
@@ -213,10 +214,13 @@ class Receiver:
         segments: Segments,
         idle: IdleTimeout,
     ) -> None:
-        """Fetch the body over up to `segments.count` connections (see `_segmented.py`), then
-        check the digests of the whole file."""
+        """Fetch the body over up to `segments.count` connections (more with adaptive limits,
+        see `Limiter.segment_count`; the I/O is `_segmented.py`'s), then check the digests of
+        the whole file."""
         owner, settings = self._owner, self._settings
         validators = owner.target.state or validators_of(owner, answer, length)
+        count = settings.limiter.segment_count(segments.count)
+        segments = dataclasses.replace(segments, count=count)
         runner = Segmented.prepare(
             owner, answer, plan, offset, length, segments, validators=validators,
             limiter=settings.limiter, writer=settings.writer, retry=self._options.retry,
