@@ -14,6 +14,8 @@ leaves a truncated file at a final name.
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._adaptive import HostLimit as HostLimit
+from ._cache import Cache as Cache
+from ._cache import CacheEntry as CacheEntry
 from ._config import Existing as Existing
 from ._config import Limits as Limits
 from ._config import Retry as Retry
@@ -48,11 +50,14 @@ from ._exceptions import StorageError as StorageError
 from ._exceptions import TotalTimeout as TotalTimeout
 from ._exceptions import TransportError as TransportError
 from ._exceptions import UnsafePathError as UnsafePathError
+from ._fetch import StaleCacheWarning as StaleCacheWarning
 from ._files import safe_filename as safe_filename
 from ._models import Item as Item
 from ._models import Outcome as Outcome
 from ._models import Request as Request
 from ._options import USE_DEFAULT as USE_DEFAULT
+from ._registry import Registry as Registry
+from ._registry import RegistryEntry as RegistryEntry
 from ._sinks import AiofilesSink as AiofilesSink
 from ._sinks import FileSink as FileSink
 from ._sinks import GeneratorSink as GeneratorSink
@@ -62,6 +67,8 @@ from ._sinks import SinkOpener as SinkOpener
 from ._sinks import file_writer as file_writer
 from ._sync import download as download
 from ._sync import download_many as download_many
+from ._sync import fetch as fetch
+from ._sync import fetch_many as fetch_many
 from ._version import __version__ as __version__
 
 if _TYPE_CHECKING:
@@ -90,6 +97,8 @@ def __dir__() -> list[str]:
 
 __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "AiofilesSink",
+    "Cache",
+    "CacheEntry",
     "ChecksumMismatchError",
     "ConnectError",
     "ConnectTimeout",
@@ -120,6 +129,8 @@ __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "Queued",
     "ReadTimeout",
     "RedirectError",
+    "Registry",
+    "RegistryEntry",
     "RemoteProtocolError",
     "Request",
     "Retry",
@@ -128,6 +139,7 @@ __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "Sink",
     "SinkOpener",
     "SizeLimitError",
+    "StaleCacheWarning",
     "StallError",
     "Started",
     "StorageError",
@@ -139,6 +151,8 @@ __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "__version__",
     "download",
     "download_many",
+    "fetch",
+    "fetch_many",
     "file_writer",
     "mirror",
     "safe_filename",

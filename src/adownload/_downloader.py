@@ -22,8 +22,10 @@ from typing import Self
 import aiohttp
 from yarl import URL
 
+from . import _fetch
 from ._adaptive import HostLimit
 from ._batch import perform, run_all
+from ._cache import Cache
 from ._config import Existing, Limits, Retry, Segments, Timeout
 from ._events import EventHook, emitter
 from ._exceptions import InvalidRequestError
@@ -31,6 +33,7 @@ from ._http import ACCEPT_ENCODING, merge_headers
 from ._limits import KeyedPrimitives, Limiter
 from ._models import Item, Outcome, Request
 from ._options import Options
+from ._registry import Registry
 from ._session import open_session
 from ._settings import Settings
 from ._sinks import FileSink, Sink, SinkOpener
@@ -261,6 +264,38 @@ class Downloader:
         if outcome.error is not None:
             raise outcome.error
         return outcome
+
+    # --- the cache ----------------------------------------------------------------------------
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        checksum: str | None = None,
+        cache: Cache | str | os.PathLike[str] | None = None,
+    ) -> Path:
+        """The path of a verified local copy of `url` in the download cache, downloading it
+        only when the cache lacks it or it changed upstream.
+
+        With `checksum` ("sha256:<hex>", ...), a cached file with that digest is returned
+        without a request; without one, the cached file is revalidated with a conditional
+        request. `cache` is a `Cache` or its directory (default: `$ADOWNLOAD_CACHE`, else the
+        user cache directory). Several processes fetching one URL at once download it once.
+        With the server unreachable, a cached copy is returned with a `StaleCacheWarning`.
+        """
+        self._open_settings()
+        return await _fetch.fetch(self, url, checksum=checksum, cache=cache)
+
+    async def fetch_many(
+        self,
+        items: Iterable[str | tuple[str, str | None]] | Registry,
+        *,
+        cache: Cache | str | os.PathLike[str] | None = None,
+    ) -> list[Path]:
+        """`fetch` every item (a URL, a (URL, checksum) pair, or every file of a `Registry`)
+        at once, within this downloader's limits; the paths, in order."""
+        self._open_settings()
+        return await _fetch.fetch_many(self, items, cache=cache)
 
     # --- many files -------------------------------------------------------------------------
 

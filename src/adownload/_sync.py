@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
+from ._cache import Cache
 from ._config import Existing, Limits, Timeout
 from ._downloader import Downloader
 from ._models import Item, Outcome
+from ._registry import Registry
 
-__all__ = ["download", "download_many"]
+__all__ = ["download", "download_many", "fetch", "fetch_many"]
 
 
 def _refuse_inside_event_loop(name: str) -> None:
@@ -78,5 +81,43 @@ def download_many(
             content_disposition=content_disposition,
         ) as dl:
             return await dl.download_many(items, dest=dest)
+
+    return asyncio.run(main())
+
+
+def fetch(
+    url: str,
+    *,
+    checksum: str | None = None,
+    cache: Cache | str | os.PathLike[str] | None = None,
+    timeout: Timeout = Timeout(),  # noqa: B008  (frozen)
+) -> Path:
+    """The path of a verified local copy of `url` in the download cache; the blocking twin of
+    `Downloader.fetch`, for scripts and notebooks:
+
+    >>> adownload.fetch("https://example.org/iris.csv", checksum="sha256:...")  # doctest: +SKIP
+    """
+    _refuse_inside_event_loop("fetch")
+
+    async def main() -> Path:
+        async with Downloader(timeout=timeout) as dl:
+            return await dl.fetch(url, checksum=checksum, cache=cache)
+
+    return asyncio.run(main())
+
+
+def fetch_many(
+    items: Iterable[str | tuple[str, str | None]] | Registry,
+    *,
+    cache: Cache | str | os.PathLike[str] | None = None,
+    limits: Limits = Limits(),  # noqa: B008  (frozen)
+    timeout: Timeout = Timeout(),  # noqa: B008
+) -> list[Path]:
+    """`fetch` every item at once; the paths, in order (the blocking `Downloader.fetch_many`)."""
+    _refuse_inside_event_loop("fetch_many")
+
+    async def main() -> list[Path]:
+        async with Downloader(limits=limits, timeout=timeout) as dl:
+            return await dl.fetch_many(items, cache=cache)
 
     return asyncio.run(main())

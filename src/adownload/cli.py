@@ -54,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Subcommands dispatch here, before the download flags are parsed.
     if args and args[0] == "mirror":
         return mirror_main(args[1:])
+    if args and args[0] == "cache":
+        from ._cli_cache import main as cache_main
+
+        return cache_main(args[1:])
     return _download(args)
 
 

@@ -1,0 +1,265 @@
+"""The download cache's store on disk: files by content, what each URL gave, and the locks.
+
+```
+ROOT/objects/ab/abcdef.../data.csv   the file, in a directory named by its SHA-256
+ROOT/urls/<key>.json                 what a URL gave last: the digest, name, validators, size
+ROOT/incoming/<key>/                 a download under way (its .part resumes a killed run)
+ROOT/locks/<key>.lock                one fetch of a URL at a time, across processes
+```
+
+`<key>` is the SHA-256 of the URL without its userinfo and fragment. The same bytes reached
+by two URLs are stored once. Locks are `flock`s on open files, which the kernel releases when
+their process dies, so a killed fetch never leaves one held. A file's modification time is
+its last use (set on every fetch), which least-recently-used eviction goes by.
+
+The fetching itself, through a `Downloader`, is `_fetch.py`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from yarl import URL
+
+from . import _files
+from ._existing import read_into
+from ._verify import Hashes
+
+__all__ = ["Cache", "CacheEntry"]
+
+#: How often a fetch waiting for another one's lock looks again.
+_LOCK_POLL = 0.05
+
+
+def default_root() -> Path:
+    """`$ADOWNLOAD_CACHE`, else the platform's user cache directory for adownload."""
+    configured = os.environ.get("ADOWNLOAD_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs  # only when a cache is used
+
+    return Path(platformdirs.user_cache_dir("adownload", appauthor=False))
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What one URL gave when it was last fetched."""
+
+    url: str
+    sha256: str
+    name: str
+    size: int
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One file in the cache: where it is, its size and digest, when it was last used (a Unix
+    time), and the URLs known to give it."""
+
+    path: Path
+    size: int
+    sha256: str
+    last_used: float
+    urls: tuple[str, ...]
+
+
+class Cache:
+    """A download cache in the directory `root` (default: `$ADOWNLOAD_CACHE`, else the user
+    cache directory, such as `~/.cache/adownload`). With `max_size` (bytes), each fetch that
+    adds a file then removes the least recently used others until the cache fits.
+
+    Pass it as `fetch(url, cache=...)`; `entries()` and `prune()` inspect and trim it.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, max_size: int | None = None):
+        if max_size is not None and (
+            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0
+        ):
+            raise ValueError(f"max_size must be a number of bytes or None, not {max_size!r}")
+        self.root = Path(root).expanduser() if root is not None else default_root()
+        self.max_size = max_size
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.root)!r}, max_size={self.max_size!r})"
+
+    # --- what a URL gave ----------------------------------------------------------------------
+
+    @staticmethod
+    def key(url: URL) -> str:
+        plain = url.with_user(None).with_password(None).with_fragment(None)
+        return hashlib.sha256(str(plain).encode()).hexdigest()
+
+    def record(self, key: str) -> Record | None:
+        try:
+            data = json.loads((self.root / "urls" / f"{key}.json").read_text())
+            return Record(**data) if isinstance(data, dict) else None
+        except (OSError, ValueError, TypeError):
+            return None  # missing or damaged: as if never fetched
+
+    def save_record(self, key: str, record: Record) -> None:
+        directory = self._dir("urls")
+        _write_atomically(directory / f"{key}.json", json.dumps(asdict(record)))
+
+    def object_path(self, sha256: str, name: str) -> Path:
+        return self.root / "objects" / sha256[:2] / sha256 / name
+
+    def incoming(self, key: str) -> Path:
+        """The directory a download of the URL `key` goes to until it is complete."""
+        return self._dir("incoming", key)
+
+    def cached(self, record: Record | None, wanted: tuple[str, str] | None) -> Path | None:
+        """The file `record` names, if it is there whole: the size it had, and, with `wanted`
+        (algorithm, hex), that digest, read from the file. A damaged file is removed."""
+        if record is None:
+            return None
+        path = self.object_path(record.sha256, record.name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return None
+        if not (info.st_mode & 0o170000 == 0o100000 and info.st_size == record.size):
+            self._drop(path)
+            return None
+        if wanted is not None:
+            algorithm, digest = wanted
+            hashes = Hashes([algorithm, "sha256"] if algorithm != "sha256" else ["sha256"])
+            read_into(path, hashes, None)
+            if hashes.digest("sha256").hex() != record.sha256:
+                self._drop(path)  # damaged in place: fetched again
+                return None
+            if hashes.digest(algorithm).hex() != digest:
+                return None  # another file than the one asked for: fetched again
+        return path
+
+    def store(self, incoming: Path, sha256: str, name: str) -> Path:
+        """Move the complete, verified file `incoming` into the store; its path there (the one
+        that was there already, if the same bytes came before)."""
+        final = self.object_path(sha256, name)
+        existing = self._existing_object(sha256)
+        if existing is not None:
+            _files.remove_quietly(incoming)
+            return existing
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(incoming, final)
+        return final
+
+    def touch(self, path: Path) -> None:
+        """`path` was used now (for least-recently-used eviction)."""
+        with contextlib.suppress(OSError):
+            os.utime(path)
+
+    # --- locks --------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lock(self, key: str) -> AsyncIterator[None]:
+        """Hold the lock of `key` against every other fetch of it, in any process."""
+        fd = os.open(self._dir("locks") / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while not _try_lock(fd):  # noqa: ASYNC110 (another process holds it: no event)
+                await asyncio.sleep(_LOCK_POLL)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    # --- inspecting and trimming --------------------------------------------------------------
+
+    def entries(self) -> list[CacheEntry]:
+        """Every file in the cache, least recently used first."""
+        urls: dict[str, list[str]] = {}
+        for record_path in sorted((self.root / "urls").glob("*.json")):
+            record = self.record(record_path.stem)
+            if record is not None:
+                urls.setdefault(record.sha256, []).append(record.url)
+        entries = []
+        for path in self._objects():
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            sha = path.parent.name
+            entries.append(
+                CacheEntry(path, info.st_size, sha, info.st_mtime, tuple(urls.get(sha, ())))
+            )
+        entries.sort(key=lambda entry: entry.last_used)
+        return entries
+
+    def size(self) -> int:
+        return sum(entry.size for entry in self.entries())
+
+    def prune(self, max_size: int | None = None, *, keep: Path | None = None) -> list[Path]:
+        """Remove the least recently used files until the cache holds at most `max_size`
+        bytes (default: the cache's `max_size`; 0 empties it), never `keep`, and the records
+        of files that are gone. The files removed."""
+        limit = self.max_size if max_size is None else max_size
+        removed: list[Path] = []
+        if limit is not None:
+            entries = self.entries()
+            total = sum(entry.size for entry in entries)
+            for entry in entries:
+                if total <= limit:
+                    break
+                if keep is not None and entry.path == keep:
+                    continue
+                self._drop(entry.path)
+                removed.append(entry.path)
+                total -= entry.size
+        for record_path in (self.root / "urls").glob("*.json"):
+            record = self.record(record_path.stem)
+            if record is None or not self.object_path(record.sha256, record.name).exists():
+                _files.remove_quietly(record_path)
+        return removed
+
+    # --- inside -------------------------------------------------------------------------------
+
+    def _dir(self, *parts: str) -> Path:
+        directory = self.root.joinpath(*parts)
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def _objects(self) -> Iterator[Path]:
+        objects = self.root / "objects"
+        if not objects.is_dir():
+            return
+        for prefix in objects.iterdir():
+            for digest in prefix.iterdir() if prefix.is_dir() else ():
+                yield from digest.iterdir() if digest.is_dir() else ()
+
+    def _existing_object(self, sha256: str) -> Path | None:
+        directory = self.root / "objects" / sha256[:2] / sha256
+        with contextlib.suppress(OSError):
+            for path in directory.iterdir():
+                return path
+        return None
+
+    def _drop(self, path: Path) -> None:
+        _files.remove_quietly(path)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: one process at a time is the caller's
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
+    temporary.write_text(text)
+    os.replace(temporary, temporary.with_name(path.name))

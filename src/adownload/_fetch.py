@@ -1,0 +1,149 @@
+"""`fetch`: the path of a verified local copy of a URL, downloaded only when the cache lacks it.
+
+With a checksum, a cached file that has it is returned without a request. Without one, the
+cached file is revalidated with a conditional request (`If-None-Match`, `If-Modified-Since`):
+a 304 costs no body. A new or changed file goes through the `Downloader` like any download
+(`.part` in `incoming/`, so a killed fetch continues where it stopped; verified; committed),
+then into the store (`_cache.py`). One fetch of a URL runs at a time across processes; the
+others wait for its lock and then find the file. With the network unreachable, a cached copy
+is returned with a `StaleCacheWarning`, unless a checksum rules it out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import _files
+from ._cache import Cache, Record
+from ._config import Existing
+from ._exceptions import (
+    ConnectError,
+    ConnectTimeout,
+    DownloadError,
+    HTTPStatusError,
+)
+from ._existing import read_into
+from ._models import Request
+from ._util import redact
+from ._verify import Hashes
+
+if TYPE_CHECKING:
+    import os
+
+    from ._downloader import Downloader
+    from ._registry import Registry
+
+log = logging.getLogger("adownload")
+
+
+class StaleCacheWarning(UserWarning):
+    """The server could not be reached, and `fetch` returned the cached copy it had, which may
+    be out of date."""
+
+
+def as_cache(cache: Cache | str | os.PathLike[str] | None) -> Cache:
+    return cache if isinstance(cache, Cache) else Cache(cache)
+
+
+async def fetch(
+    dl: Downloader,
+    url: str,
+    *,
+    checksum: str | None = None,
+    cache: Cache | str | os.PathLike[str] | None = None,
+) -> Path:
+    """The path of a verified local copy of `url` in `cache` (see `Downloader.fetch`)."""
+    store = as_cache(cache)
+    request = Request(url, checksum=checksum)  # checks the URL and the checksum's form
+    shown = redact(str(request.parsed_url))
+    wanted = request.expected_digest
+    key = store.key(request.parsed_url)
+    async with store.lock(key):
+        record = store.record(key)
+        cached = await asyncio.to_thread(store.cached, record, wanted)
+        if cached is not None and wanted is not None:
+            store.touch(cached)
+            return cached  # the checksum vouches for it: no request at all
+        name = record.name if record is not None else _files.name_from_url(request.parsed_url)
+        target = store.incoming(key) / name
+        headers: dict[str, str] = {}
+        if cached is not None and record is not None:
+            if record.etag:
+                headers["If-None-Match"] = record.etag
+            if record.last_modified:
+                headers["If-Modified-Since"] = record.last_modified
+        try:
+            outcome = await dl.download(
+                Request(url, path=target, checksum=checksum, headers=headers or None),
+                existing=Existing.OVERWRITE,
+            )
+        except HTTPStatusError as exc:
+            if exc.status == 304 and cached is not None:
+                store.touch(cached)
+                return cached
+            raise
+        except (ConnectError, ConnectTimeout) as exc:
+            if cached is None:
+                raise DownloadError(
+                    f"no cached copy of {shown}, and the server cannot be reached: {exc}",
+                    url=shown,
+                ) from exc
+            warnings.warn(
+                f"{shown} cannot be reached ({exc}); using the cached copy {cached}",
+                StaleCacheWarning,
+                stacklevel=3,
+            )
+            return cached
+        path = outcome.path
+        assert path is not None
+        sha256 = await asyncio.to_thread(_sha256, path, wanted)
+        final = store.store(path, sha256, name)
+        store.save_record(
+            key,
+            Record(shown, sha256, name, outcome.size, outcome.etag, outcome.last_modified),
+        )
+        store.touch(final)
+    if store.max_size is not None:
+        async with store.lock("_evict"):
+            removed = await asyncio.to_thread(store.prune, keep=final)
+        if removed:
+            log.info("evicted %d files from the cache %s", len(removed), store.root)
+    return final
+
+
+async def fetch_many(
+    dl: Downloader,
+    items: Iterable[str | tuple[str, str | None]] | Registry,
+    *,
+    cache: Cache | str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Fetch every item at once (within the downloader's limits); the paths, in order. The
+    first failure is raised after the others finished."""
+    from ._registry import Registry
+
+    store = as_cache(cache)
+    if isinstance(items, Registry):
+        pairs = [(entry.url, entry.checksum) for entry in items.entries()]
+    else:
+        pairs = [(item, None) if isinstance(item, str) else item for item in items]
+    results = await asyncio.gather(
+        *(fetch(dl, url, checksum=checksum, cache=store) for url, checksum in pairs),
+        return_exceptions=True,
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [result for result in results if isinstance(result, Path)]
+
+
+def _sha256(path: Path, wanted: tuple[str, str] | None) -> str:
+    if wanted is not None and wanted[0] == "sha256":
+        return wanted[1]  # verified while it was downloaded
+    hashes = Hashes(["sha256"])
+    read_into(path, hashes, None)
+    return hashes.digest("sha256").hex()
