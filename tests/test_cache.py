@@ -5,6 +5,7 @@ what it is asked."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
@@ -361,3 +362,20 @@ def test_the_cache_command_lists_and_prunes(threaded_site: Site, tmp_path: Path)
     bad = run_cli("cache", "prune", "--max-size", "lots", "--cache", cache, cwd=tmp_path)
     assert bad.returncode == 2
     assert "max-size" in bad.stderr
+
+
+def test_several_threads_fetching_one_file_download_it_once(
+    threaded_site: Site, tmp_path: Path
+) -> None:
+    size = 4 * MIB
+    data = _data("threads.bin", 1, size)
+    url = threaded_site.url("threads.bin", size=size, pace=0.02)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [
+            pool.submit(adownload.fetch, url, checksum=_sha(data), cache=tmp_path / "cache")
+            for _ in range(4)
+        ]
+        paths = {future.result(timeout=60) for future in futures}
+    assert len(paths) == 1
+    assert paths.pop().read_bytes() == data
+    assert sum(1 for _, rng, _ in threaded_site.asked.gets("threads.bin") if rng is None) == 1

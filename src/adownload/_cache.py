@@ -1,9 +1,9 @@
 """The download cache's store on disk: files by content, what each URL gave, and the locks.
 
 ```
-ROOT/objects/ab/abcdef.../data.csv   the file, in a directory named by its SHA-256
+ROOT/objects/abcdef.../data.csv      the file, in a directory named by its SHA-256
 ROOT/urls/<key>.json                 what a URL gave last: the digest, name, validators, size
-ROOT/incoming/<key>/                 a download under way (its .part resumes a killed run)
+ROOT/incoming/<key>-<name>           a download under way (its .part resumes a killed run)
 ROOT/locks/<key>.lock                one fetch of a URL at a time, across processes
 ```
 
@@ -37,6 +37,10 @@ __all__ = ["Cache", "CacheEntry"]
 
 #: How often a fetch waiting for another one's lock looks again.
 _LOCK_POLL = 0.05
+#: A file's last use is written (its mtime) only when the one on record is older than this:
+#: least-recently-used eviction needs no finer clock, and a fetch from the cache then writes
+#: nothing.
+USE_GRANULARITY = 3600.0
 
 
 def default_root() -> Path:
@@ -88,6 +92,8 @@ class Cache:
             raise ValueError(f"max_size must be a number of bytes or None, not {max_size!r}")
         self.root = Path(root).expanduser() if root is not None else default_root()
         self.max_size = max_size
+        # Directories known to exist: a mkdir costs as much as the rest of a small fetch.
+        self._known: set[Path] = set()
 
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r}, max_size={self.max_size!r})"
@@ -107,19 +113,23 @@ class Cache:
             return None  # missing or damaged: as if never fetched
 
     def save_record(self, key: str, record: Record) -> None:
-        directory = self._dir("urls")
-        _write_atomically(directory / f"{key}.json", json.dumps(asdict(record)))
+        """Write the record of `key`, which the caller holds the lock of. Written in place, not
+        through a temporary file (a file created costs as much as a small fetch): a reader
+        without the lock (`entries`, `prune`) may see it half written, and skips it."""
+        path = self._dir("urls") / f"{key}.json"
+        path.write_text(json.dumps(asdict(record)))
 
     def object_path(self, sha256: str, name: str) -> Path:
-        return self.root / "objects" / sha256[:2] / sha256 / name
+        return self.root / "objects" / sha256 / name
 
-    def incoming(self, key: str) -> Path:
-        """The directory a download of the URL `key` goes to until it is complete."""
-        return self._dir("incoming", key)
+    def incoming(self, key: str, name: str) -> Path:
+        """Where a download of the URL `key` goes until it is complete and verified."""
+        return self._dir("incoming") / f"{key}-{name}"
 
     def cached(self, record: Record | None, wanted: tuple[str, str] | None) -> Path | None:
         """The file `record` names, if it is there whole: the size it had, and, with `wanted`
-        (algorithm, hex), that digest, read from the file. A damaged file is removed."""
+        (algorithm, hex), that digest, read from the file. A damaged file is removed. A file
+        returned counts as used now."""
         if record is None:
             return None
         path = self.object_path(record.sha256, record.name)
@@ -139,6 +149,8 @@ class Cache:
                 return None
             if hashes.digest(algorithm).hex() != digest:
                 return None  # another file than the one asked for: fetched again
+        if time.time() - info.st_mtime > USE_GRANULARITY:
+            self.touch(path)
         return path
 
     def store(self, incoming: Path, sha256: str, name: str) -> Path:
@@ -149,7 +161,7 @@ class Cache:
         if existing is not None:
             _files.remove_quietly(incoming)
             return existing
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(parents=True, exist_ok=True)  # one directory per stored file
         os.replace(incoming, final)
         return final
 
@@ -223,19 +235,20 @@ class Cache:
 
     def _dir(self, *parts: str) -> Path:
         directory = self.root.joinpath(*parts)
-        directory.mkdir(parents=True, exist_ok=True)
+        if directory not in self._known:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._known.add(directory)
         return directory
 
     def _objects(self) -> Iterator[Path]:
         objects = self.root / "objects"
         if not objects.is_dir():
             return
-        for prefix in objects.iterdir():
-            for digest in prefix.iterdir() if prefix.is_dir() else ():
-                yield from digest.iterdir() if digest.is_dir() else ()
+        for digest in objects.iterdir():
+            yield from digest.iterdir() if digest.is_dir() else ()
 
     def _existing_object(self, sha256: str) -> Path | None:
-        directory = self.root / "objects" / sha256[:2] / sha256
+        directory = self.root / "objects" / sha256
         with contextlib.suppress(OSError):
             for path in directory.iterdir():
                 return path
@@ -257,9 +270,3 @@ def _try_lock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}")
-    temporary.write_text(text)
-    os.replace(temporary, temporary.with_name(path.name))

@@ -63,14 +63,18 @@ async def fetch(
     shown = redact(str(request.parsed_url))
     wanted = request.expected_digest
     key = store.key(request.parsed_url)
+    if wanted is not None:
+        # A stored file never changes, so a checksum can vouch for it without the lock.
+        cached = await asyncio.to_thread(store.cached, store.record(key), wanted)
+        if cached is not None:
+            return cached  # no request at all
     async with store.lock(key):
         record = store.record(key)
         cached = await asyncio.to_thread(store.cached, record, wanted)
         if cached is not None and wanted is not None:
-            store.touch(cached)
-            return cached  # the checksum vouches for it: no request at all
+            return cached  # another process fetched it while we waited
         name = record.name if record is not None else _files.name_from_url(request.parsed_url)
-        target = store.incoming(key) / name
+        target = store.incoming(key, name)
         headers: dict[str, str] = {}
         if cached is not None and record is not None:
             if record.etag:
@@ -84,7 +88,6 @@ async def fetch(
             )
         except HTTPStatusError as exc:
             if exc.status == 304 and cached is not None:
-                store.touch(cached)
                 return cached
             raise
         except (ConnectError, ConnectTimeout) as exc:
