@@ -343,78 +343,16 @@ class Nginx:
             self.proc = None
 
 
-class ProxyProcess:
-    """benchmarks/delay_proxy.py in front of the plain nginx, as a child process."""
+class ListeningChild:
+    """A helper server of ours as a child process, which prints ``LISTENING PORT`` on stdout
+    once it accepts connections and stops on SIGTERM."""
 
-    def __init__(self, upstream_port: int, log_path: Path) -> None:
-        self.upstream_port = upstream_port
-        self.log_path = log_path
-        self.count_file = log_path.with_name("proxy-connections.txt")
-        self.port = 0
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(HERE / "delay_proxy.py"),
-                    "--upstream-port",
-                    str(self.upstream_port),
-                    "--one-way-delay",
-                    str(ONE_WAY_DELAY),
-                    "--count-file",
-                    str(self.count_file),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                preexec_fn=_parent_death_signal(),
-            )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().split()
-        if len(line) != 2 or line[0] != "LISTENING":
-            self.stop()
-            raise RuntimeError(
-                "the delaying proxy did not start: " + self.log_path.read_text(errors="replace")
-            )
-        self.port = int(line[1])
-
-    def connections(self) -> int:
-        """Connections the proxy has accepted so far."""
-        try:
-            return int(self.count_file.read_text().strip() or 0)
-        except (OSError, ValueError):
-            return 0
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, signal.SIGTERM)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            self.proc = None
-
-
-class ThrottleServer:
-    """benchmarks/throttle_server.py over the data: 429 above THROTTLE_LIMIT requests in hand."""
-
-    def __init__(self, docroot: Path, log_path: Path) -> None:
-        self.docroot = docroot
+    def __init__(self, log_path: Path) -> None:
         self.log_path = log_path
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
 
-    def start(self) -> None:
-        argv = [
-            sys.executable,
-            str(HERE / "throttle_server.py"),
-            str(self.docroot),
-            "--limit",
-            str(THROTTLE_LIMIT),
-            "--service",
-            str(SERVICE_S),
-        ]
+    def spawn(self, argv: list[str], what: str) -> None:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 argv,
@@ -428,16 +366,9 @@ class ThrottleServer:
         line = self.proc.stdout.readline().split()
         if len(line) != 2 or line[0] != "LISTENING":
             self.stop()
-            raise RuntimeError(
-                "the throttling server did not start: " + self.log_path.read_text(errors="replace")
-            )
+            log = self.log_path.read_text(errors="replace")
+            raise RuntimeError(f"{what} did not start: {log}")
         self.port = int(line[1])
-
-    def refused(self) -> int:
-        """429 answers the server has given so far."""
-        url = f"http://{LOOPBACK}:{self.port}/_stats"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(json.load(response)["refused"])
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -445,6 +376,61 @@ class ThrottleServer:
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
             self.proc = None
+
+
+class ProxyProcess(ListeningChild):
+    """benchmarks/delay_proxy.py in front of the plain nginx, as a child process."""
+
+    def __init__(self, upstream_port: int, log_path: Path) -> None:
+        super().__init__(log_path)
+        self.upstream_port = upstream_port
+        self.count_file = log_path.with_name("proxy-connections.txt")
+
+    def start(self) -> None:
+        argv = [
+            sys.executable,
+            str(HERE / "delay_proxy.py"),
+            "--upstream-port",
+            str(self.upstream_port),
+            "--one-way-delay",
+            str(ONE_WAY_DELAY),
+            "--count-file",
+            str(self.count_file),
+        ]
+        self.spawn(argv, "the delaying proxy")
+
+    def connections(self) -> int:
+        """Connections the proxy has accepted so far."""
+        try:
+            return int(self.count_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+
+class ThrottleServer(ListeningChild):
+    """benchmarks/throttle_server.py over the data: 429 above THROTTLE_LIMIT requests in hand."""
+
+    def __init__(self, docroot: Path, log_path: Path) -> None:
+        super().__init__(log_path)
+        self.docroot = docroot
+
+    def start(self) -> None:
+        argv = [
+            sys.executable,
+            str(HERE / "throttle_server.py"),
+            str(self.docroot),
+            "--limit",
+            str(THROTTLE_LIMIT),
+            "--service",
+            str(SERVICE_S),
+        ]
+        self.spawn(argv, "the throttling server")
+
+    def refused(self) -> int:
+        """429 answers the server has given so far."""
+        url = f"http://{LOOPBACK}:{self.port}/_stats"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(json.load(response)["refused"])
 
 
 # --------------------------------------------------------------------------- tools
