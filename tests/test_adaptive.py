@@ -439,3 +439,16 @@ def test_the_cli_shows_each_change_and_what_each_host_reached(tmp_path: Path) ->
         # Without --adaptive, nothing of it.
         plain = run_cli("--json", "-o", "two.bin", f"{site.base}/two.bin", cwd=tmp_path)
         assert json.loads(plain.stdout.splitlines()[-1])["hosts"] == {}
+
+
+def test_the_mirror_command_adapts_and_says_so(tmp_path: Path) -> None:
+    with serve_in_thread(lambda: _serve(_throttling(4, None))) as site:
+        listing = tmp_path / "urls.txt"
+        listing.write_text("".join(f"{site.base}/f{i:03d}.bin\n" for i in range(300)))
+        dest = tmp_path / "copy"
+        run = run_cli("mirror", "--adaptive", "-x", "16", "-j", "16", listing, dest, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        assert len([p for p in dest.iterdir() if p.name.endswith(".bin")]) == 300
+        assert f"{site.base}: 4 connections at most now (was 2): more throughput" in run.stderr
+        assert re.search(rf"^{site.base}: \d+ connections at the end", run.stderr, flags=re.M)
+        assert site.load.refused < 100

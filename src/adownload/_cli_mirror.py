@@ -18,8 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ._adaptive import HostLimit
 from ._cli_input import InputReader, _inside
-from ._cli_report import Stream, describe_error, format_seconds, format_size, standard_streams
+from ._cli_report import (
+    Stream,
+    describe_error,
+    format_seconds,
+    format_size,
+    host_change_line,
+    host_lines,
+    standard_streams,
+)
 from ._cli_shared import (
     PROG,
     STDIN,
@@ -32,6 +41,7 @@ from ._cli_shared import (
 )
 from ._config import Limits, Timeout
 from ._downloader import Downloader
+from ._events import Event, HostLimitChanged
 from ._exceptions import InvalidRequestError
 from ._files import name_from_url
 from ._mirror import MirrorChange, MirrorReport, mirror
@@ -242,9 +252,10 @@ async def _run(
             limits=options.limits,
             timeout=options.timeout,
             headers=options.headers,
+            on_event=printer.event,
         ) as dl,
     ):
-        return await mirror(
+        report = await mirror(
             source,
             options.dest,
             include=options.include,
@@ -255,6 +266,8 @@ async def _run(
             downloader=dl,
             on_change=printer,
         )
+        printer.hosts = dl.host_limits()
+        return report
 
 
 async def _read_list(reader: InputReader, printer: _Printer) -> list[Request]:
@@ -293,6 +306,12 @@ class _Printer:
         self.quiet = quiet
         self.rejected = 0
         self.started = time.monotonic()
+        self.hosts: dict[str, HostLimit] = {}  # with --adaptive: what each host reached
+
+    def event(self, event: Event) -> None:
+        """The downloader's events: with --adaptive, each change of a host's limit."""
+        if isinstance(event, HostLimitChanged) and not self.quiet:
+            self.err.line(host_change_line(event))
 
     def reject(self, why: str) -> None:
         self.rejected += 1
@@ -325,6 +344,8 @@ class _Printer:
             f" {report.deleted} deleted, {failed} failed:"
             f" {format_size(report.bytes)} transferred in {format_seconds(elapsed)}"
         )
+        for line in host_lines(self.hosts):
+            self.err.line(line)
 
 
 def _log_to(err: Stream) -> None:

@@ -137,11 +137,7 @@ class Tally:
             f" {format_size(self.bytes)} in {format_seconds(elapsed)}"
             f" ({format_size(speed)}/s)"
         ]
-        for origin, host in self.hosts.items():
-            lines.append(
-                f"{origin}: {host.limit} connections at the end (between {host.lowest} and"
-                f" {host.highest}; cut {host.cuts} times, {host.throttled} answers 429 or 503)"
-            )
+        lines.extend(host_lines(self.hosts))
         if self.failed:
             lines.append("failed:")
             lines.extend(f"  {url}: {why}" for url, why in self.failures)
@@ -250,10 +246,7 @@ class LinesReporter(Reporter):
 
     def host_limit(self, event: HostLimitChanged) -> None:
         if not self.quiet:
-            self.err.line(
-                f"{event.url}: {event.limit} connections at most now"
-                f" (was {event.previous}): {event.reason}"
-            )
+            self.err.line(host_change_line(event))
 
     def finished(self, outcome: Outcome) -> None:
         super().finished(outcome)
@@ -364,6 +357,22 @@ class JsonReporter(Reporter):
                 "hosts": {origin: dataclasses.asdict(host) for origin, host in tally.hosts.items()},
             }
         )
+
+
+def host_change_line(event: HostLimitChanged) -> str:
+    """The line for a change of a host's adaptive limit."""
+    return (
+        f"{event.url}: {event.limit} connections at most now (was {event.previous}): {event.reason}"
+    )
+
+
+def host_lines(hosts: dict[str, HostLimit]) -> list[str]:
+    """The summary's lines for what adaptive limits learnt, a host a line."""
+    return [
+        f"{origin}: {host.limit} connections at the end (between {host.lowest} and"
+        f" {host.highest}; cut {host.cuts} times, {host.throttled} answers 429 or 503)"
+        for origin, host in hosts.items()
+    ]
 
 
 def _path(path: os.PathLike[str] | None) -> str | None:
