@@ -159,6 +159,12 @@ async def test_the_same_bytes_from_two_urls_are_stored_once(site: Site, tmp_path
     assert first == second
     (entry,) = cache.entries()
     assert sorted(entry.urls) == sorted([site.url("same.bin"), mirror])
+    # A third URL with the file's SHA-256 needs no request at all.
+    digest = _sha(first.read_bytes())
+    async with Downloader() as dl:
+        third = await dl.fetch(site.url("same.bin") + "?copy=3", checksum=digest, cache=cache)
+    assert third == first
+    assert len(site.asked.gets("same.bin")) == 2
 
 
 async def test_a_damaged_cache_entry_is_detected_and_replaced(site: Site, tmp_path: Path) -> None:

@@ -153,6 +153,14 @@ class Cache:
             self.touch(path)
         return path
 
+    def by_digest(self, sha256: str) -> Path | None:
+        """A stored file with this SHA-256 (reached by any URL), read to confirm it."""
+        path = self._existing_object(sha256)
+        if path is None:
+            return None
+        size = os.lstat(path).st_size
+        return self.cached(Record("", sha256, path.name, size), ("sha256", sha256))
+
     def store(self, incoming: Path, sha256: str, name: str) -> Path:
         """Move the complete, verified file `incoming` into the store; its path there (the one
         that was there already, if the same bytes came before)."""
