@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import logging
 import os
@@ -20,7 +19,6 @@ from types import TracebackType
 from typing import Self
 
 import aiohttp
-from yarl import URL
 
 from . import _fetch
 from ._adaptive import HostLimit
@@ -28,10 +26,9 @@ from ._batch import perform, run_all
 from ._cache import Cache
 from ._config import Existing, Limits, Retry, Segments, Timeout
 from ._events import EventHook, emitter
-from ._exceptions import InvalidRequestError
 from ._http import ACCEPT_ENCODING, merge_headers
 from ._limits import KeyedPrimitives, Limiter
-from ._models import Item, Outcome, Request
+from ._models import Item, Outcome, request_for
 from ._options import Options
 from ._registry import Registry
 from ._session import open_session
@@ -250,7 +247,7 @@ class Downloader:
         override the downloader's settings for this file (see `Request`).
         """
         settings = self._open_settings()
-        request = _request_for(
+        request = request_for(
             item,
             dest=dest,
             headers=headers,
@@ -380,42 +377,3 @@ class Downloader:
 
 def _directory(dest: str | os.PathLike[str] | None) -> Path | None:
     return None if dest is None else Path(dest)
-
-
-def _request_for(
-    item: Item,
-    *,
-    dest: str | os.PathLike[str] | None,
-    headers: Mapping[str, str] | None,
-    existing: Existing | None,
-    timeout: Timeout | None,
-    sink: Sink | None,
-    checksum: str | None,
-    max_size: int | None,
-) -> Request:
-    overrides: dict[str, object] = {
-        key: value
-        for key, value in {
-            "headers": headers,
-            "existing": existing,
-            "timeout": timeout,
-            "sink": sink,
-            "checksum": checksum,
-            "max_size": max_size,
-        }.items()
-        if value is not None
-    }
-    if dest is not None:
-        text = os.fspath(dest)
-        if text.endswith(("/", os.sep)) or os.path.isdir(text):
-            overrides["dest"] = dest
-            overrides["path"] = None
-        else:
-            overrides["path"] = dest
-    if isinstance(item, Request):
-        return dataclasses.replace(item, **overrides)  # type: ignore[arg-type]
-    if not isinstance(item, str | URL):
-        raise InvalidRequestError(
-            f"download() takes a URL (str or yarl.URL) or a Request, not {item!r}", url=None
-        )
-    return Request(item, **overrides)  # type: ignore[arg-type]

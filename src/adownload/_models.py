@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
@@ -240,3 +241,45 @@ def check_credentials(request: Request, headers: Mapping[str, str], url: str) ->
 def _invalid(url: str) -> Callable[[str], InvalidRequestError]:
     """An error type for `check_kind`: bad Request fields are InvalidRequestErrors."""
     return lambda message: InvalidRequestError(message, url=url)
+
+
+def request_for(
+    item: Item,
+    *,
+    dest: str | os.PathLike[str] | None,
+    headers: Mapping[str, str] | None,
+    existing: Existing | None,
+    timeout: Timeout | None,
+    sink: Sink | None,
+    checksum: str | None,
+    max_size: int | None,
+) -> Request:
+    """The `Request` for `Downloader.download(item, ...)`: `item` (a URL or a `Request`) with
+    the keywords given, which override its own; `dest` is a directory when it exists as one or
+    ends with a separator, else the file's exact path."""
+    overrides: dict[str, object] = {
+        key: value
+        for key, value in {
+            "headers": headers,
+            "existing": existing,
+            "timeout": timeout,
+            "sink": sink,
+            "checksum": checksum,
+            "max_size": max_size,
+        }.items()
+        if value is not None
+    }
+    if dest is not None:
+        text = os.fspath(dest)
+        if text.endswith(("/", os.sep)) or os.path.isdir(text):
+            overrides["dest"] = dest
+            overrides["path"] = None
+        else:
+            overrides["path"] = dest
+    if isinstance(item, Request):
+        return dataclasses.replace(item, **overrides)  # type: ignore[arg-type]
+    if not isinstance(item, str | URL):
+        raise InvalidRequestError(
+            f"download() takes a URL (str or yarl.URL) or a Request, not {item!r}", url=None
+        )
+    return Request(item, **overrides)  # type: ignore[arg-type]
