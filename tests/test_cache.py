@@ -51,7 +51,7 @@ def _app(asked: Asked) -> web.Application:
         )
         version = asked.versions.get(name, 1)
         size = int(request.query.get("size", 4096))
-        body = _data(name, version, size)
+        body = _data(request.query.get("as", name), version, size)  # ?as=: another's bytes
         etag = f'"{name}-{version}"'
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
@@ -159,6 +159,15 @@ async def test_the_same_bytes_from_two_urls_are_stored_once(site: Site, tmp_path
     assert first == second
     (entry,) = cache.entries()
     assert sorted(entry.urls) == sorted([site.url("same.bin"), mirror])
+    # The same bytes under another name: stored once, and the second URL's record finds them
+    # (a revalidation, not a download, the next time).
+    other = site.url("other.bin", **{"as": "same.bin"})
+    async with Downloader() as dl:
+        renamed = await dl.fetch(other, cache=cache)
+        asked = len(site.asked.gets("other.bin"))
+        again = await dl.fetch(other, cache=cache)
+    assert renamed == again == first
+    assert site.asked.gets("other.bin")[asked:][0][2] is not None  # If-None-Match: a 304
     # A third URL with the file's SHA-256 needs no request at all.
     digest = _sha(first.read_bytes())
     async with Downloader() as dl:

@@ -10,7 +10,8 @@ ROOT/locks/<key>.lock                one fetch of a URL at a time, across proces
 `<key>` is the SHA-256 of the URL without its userinfo and fragment. The same bytes reached
 by two URLs are stored once. Locks are `flock`s on open files, which the kernel releases when
 their process dies, so a killed fetch never leaves one held. A file's modification time is
-its last use (set on every fetch), which least-recently-used eviction goes by.
+its last use (written at most once an hour, `USE_GRANULARITY`), which least-recently-used
+eviction goes by.
 
 The fetching itself, through a `Downloader`, is `_fetch.py`'s.
 """
@@ -22,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
@@ -137,7 +139,7 @@ class Cache:
             info = os.lstat(path)
         except OSError:
             return None
-        if not (info.st_mode & 0o170000 == 0o100000 and info.st_size == record.size):
+        if not (stat.S_ISREG(info.st_mode) and info.st_size == record.size):
             self._drop(path)
             return None
         if wanted is not None:
@@ -158,7 +160,10 @@ class Cache:
         path = self._existing_object(sha256)
         if path is None:
             return None
-        size = os.lstat(path).st_size
+        try:
+            size = os.lstat(path).st_size
+        except OSError:
+            return None  # evicted meanwhile by another process
         return self.cached(Record("", sha256, path.name, size), ("sha256", sha256))
 
     def store(self, incoming: Path, sha256: str, name: str) -> Path:

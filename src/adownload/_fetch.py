@@ -111,7 +111,8 @@ async def fetch(
         final = store.store(path, sha256, name)
         store.save_record(
             key,
-            Record(shown, sha256, name, outcome.size, outcome.etag, outcome.last_modified),
+            # The stored file's name: the same bytes may be there already under another one.
+            Record(shown, sha256, final.name, outcome.size, outcome.etag, outcome.last_modified),
         )
         store.touch(final)
     if store.max_size is not None:
