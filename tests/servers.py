@@ -277,6 +277,7 @@ class Hit:
     if_none_match: str | None
     headers: dict[str, str]
     step: str
+    peer: str = ""  # the client's address: a proxy's outgoing one, through a proxy
     status: int = 0
     body_sent: int = 0
     version: int = 0
@@ -433,6 +434,7 @@ class FaultServer:
             if_none_match=request.headers.get("If-None-Match"),
             headers=dict(request.headers),
             step=step,
+            peer=request.remote or "",
         )
         self.log.append(hit)
         size = int(request.query.get("size", "1024"))

@@ -14,6 +14,8 @@ leaves a truncated file at a final name.
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._adaptive import HostLimit as HostLimit
+from ._auth import BasicAuth as BasicAuth
+from ._auth import DigestAuth as DigestAuth
 from ._cache import Cache as Cache
 from ._cache import CacheEntry as CacheEntry
 from ._config import Existing as Existing
@@ -41,6 +43,7 @@ from ._exceptions import FTPReplyError as FTPReplyError
 from ._exceptions import HTTPStatusError as HTTPStatusError
 from ._exceptions import IncompleteBodyError as IncompleteBodyError
 from ._exceptions import InvalidRequestError as InvalidRequestError
+from ._exceptions import ProxyError as ProxyError
 from ._exceptions import ReadTimeout as ReadTimeout
 from ._exceptions import RedirectError as RedirectError
 from ._exceptions import RemoteProtocolError as RemoteProtocolError
@@ -97,6 +100,7 @@ def __dir__() -> list[str]:
 
 __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "AiofilesSink",
+    "BasicAuth",
     "Cache",
     "CacheEntry",
     "ChecksumMismatchError",
@@ -104,6 +108,7 @@ __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "ConnectTimeout",
     "ContentDecodingError",
     "DestinationExistsError",
+    "DigestAuth",
     "DownloadError",
     "DownloadTimeout",
     "Downloader",
@@ -126,6 +131,7 @@ __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "MirrorReport",
     "Outcome",
     "Progress",
+    "ProxyError",
     "Queued",
     "ReadTimeout",
     "RedirectError",

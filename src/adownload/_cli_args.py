@@ -13,9 +13,9 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
 
 from ._cli_flags import build_parser
+from ._cli_network import NetworkKeywords, NetworkOptions, network_options
 from ._cli_shared import (
     _DEFAULT_RETRY,
     UsageError,
@@ -51,12 +51,13 @@ class Options:
     quiet: bool
     json: bool
     bars: bool
-    #: For the command's TCP connector: True checks certificates against the system's
-    #: authorities, False checks nothing, a context checks against the authorities it holds.
+    #: True checks certificates against the system's authorities, False checks nothing, a
+    #: context checks against the authorities it holds.
     tls: ssl.SSLContext | bool = True
+    network: NetworkOptions = NetworkOptions()  # noqa: RUF009 (frozen)
 
 
-class DownloaderKeywords(TypedDict):
+class DownloaderKeywords(NetworkKeywords):
     dest: Path
     limits: Limits
     timeout: Timeout
@@ -69,6 +70,7 @@ class DownloaderKeywords(TypedDict):
     max_size: int | None
     max_redirects: int
     decode_content: bool
+    verify: ssl.SSLContext | bool
 
 
 def downloader_keywords(options: Options) -> DownloaderKeywords:
@@ -86,6 +88,8 @@ def downloader_keywords(options: Options) -> DownloaderKeywords:
         "max_size": options.max_size,
         "max_redirects": options.max_redirects,
         "decode_content": options.decode_content,
+        "verify": options.tls,
+        **options.network.keywords(),
     }
 
 
@@ -110,6 +114,9 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     pairs: list[tuple[str, str]] = args.headers
     if args.user_agent is not None:
         pairs = [*pairs, args.user_agent]
+    network = network_options(args)
+    if network.cookie_header is not None:
+        pairs = [*pairs, ("Cookie", network.cookie_header)]
     headers = unique_headers(pairs)
 
     single = len(urls) == 1 and not inputs
@@ -182,6 +189,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             json=args.json,
             bars=args.bars,
             tls=tls,
+            network=network,
         )
     except (TypeError, ValueError) as exc:  # a check of the library's that ours did not make
         raise UsageError(str(exc)) from None

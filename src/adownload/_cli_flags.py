@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from ._cli_network import add_network_flags
 from ._cli_shared import (
     _DEFAULT_MAX_REDIRECTS,
     _DEFAULT_RETRY,
@@ -64,8 +65,9 @@ again continues each .part where it stopped and skips the files already complete
 --continue, on by default; --no-continue discards .part files and starts them over. A file
 under its final name is always complete: it is skipped (see --overwrite to fetch it again).
 
-Sizes and rates take K, M, G suffixes (1K = 1024 bytes). Proxies come from http_proxy,
-https_proxy and no_proxy, and credentials from ~/.netrc, as for curl and wget.
+Sizes and rates take K, M, G suffixes (1K = 1024 bytes). Proxies come from --proxy, else
+http_proxy, https_proxy and all_proxy (socks5h://host:1080 works there too), with no_proxy or
+--noproxy; logins from --user, else ~/.netrc, as for curl and wget.
 """
 
 
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _what_and_where(parser)
     _existing_files(parser)
     _connections(parser)
+    add_network_flags(parser)
     _retries(parser)
     _output(parser)
     parser.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")

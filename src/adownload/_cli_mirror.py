@@ -20,6 +20,13 @@ from pathlib import Path, PurePosixPath
 
 from ._adaptive import HostLimit
 from ._cli_input import InputReader, _inside
+from ._cli_network import (
+    NetworkOptions,
+    add_network_flags,
+    load_cookies_into,
+    network_options,
+    save_cookies_of,
+)
 from ._cli_report import (
     Stream,
     describe_error,
@@ -46,7 +53,6 @@ from ._exceptions import InvalidRequestError
 from ._files import name_from_url
 from ._mirror import MirrorChange, MirrorReport, mirror
 from ._models import Request, parse_url
-from ._session import open_session
 from ._util import redact
 
 __all__ = ["main"]
@@ -87,6 +93,7 @@ class MirrorOptions:
     timeout: Timeout
     headers: dict[str, str]
     tls: ssl.SSLContext | bool = True
+    network: NetworkOptions = NetworkOptions()  # noqa: RUF009 (frozen)
 
 
 def _depth(text: str) -> int:
@@ -164,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         "cafile",
     ):
         add_shared_option(network, name)
+    add_network_flags(parser)
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="print nothing but errors (exit status says)"
     )
@@ -180,6 +188,10 @@ def parse_options(argv: Sequence[str]) -> MirrorOptions:
             raise UsageError(str(exc)) from None
     dest = Path(args.dest)
     check_directory(dest)
+    network = network_options(args)
+    pairs: list[tuple[str, str]] = args.headers
+    if network.cookie_header is not None:
+        pairs = [*pairs, ("Cookie", network.cookie_header)]
     return MirrorOptions(
         source=source,
         dest=dest,
@@ -191,8 +203,9 @@ def parse_options(argv: Sequence[str]) -> MirrorOptions:
         quiet=args.quiet,
         limits=Limits(max_transfers=args.jobs, max_per_host=args.per_host, adaptive=args.adaptive),
         timeout=Timeout(connect=args.connect_timeout, read=args.read_timeout),
-        headers=unique_headers(args.headers),
+        headers=unique_headers(pairs),
         tls=tls_context(args.insecure, args.cafile),
+        network=network,
     )
 
 
@@ -242,31 +255,31 @@ async def _run(
         if printer.rejected and delete:
             printer.err.line(f"{COMMAND}: not deleting anything: the list has errors")
             delete = False
-    # As the main command's: honours http_proxy, https_proxy, no_proxy, ~/.netrc, and the TLS
-    # flags (which this command ignored).
-    session = open_session(tls=options.tls, trust_env=True)
-    async with (
-        session,
-        Downloader(
-            session=session,
-            limits=options.limits,
-            timeout=options.timeout,
-            headers=options.headers,
-            on_event=printer.event,
-        ) as dl,
-    ):
-        report = await mirror(
-            source,
-            options.dest,
-            include=options.include,
-            exclude=options.exclude,
-            delete=delete,
-            dry_run=options.dry_run,
-            max_depth=options.depth,
-            downloader=dl,
-            on_change=printer,
-        )
-        printer.hosts = dl.host_limits()
+    # As the main command's: the proxy variables and ~/.netrc are read, as curl and wget do.
+    async with Downloader(
+        limits=options.limits,
+        timeout=options.timeout,
+        headers=options.headers,
+        on_event=printer.event,
+        verify=options.tls,
+        **options.network.keywords(),
+    ) as dl:
+        load_cookies_into(dl, options.network)
+        try:
+            report = await mirror(
+                source,
+                options.dest,
+                include=options.include,
+                exclude=options.exclude,
+                delete=delete,
+                dry_run=options.dry_run,
+                max_depth=options.depth,
+                downloader=dl,
+                on_change=printer,
+            )
+            printer.hosts = dl.host_limits()
+        finally:
+            save_cookies_of(dl, options.network, printer.err.line)
         return report
 
 

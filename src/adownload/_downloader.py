@@ -6,6 +6,7 @@ import asyncio
 import enum
 import logging
 import os
+import ssl
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -16,20 +17,25 @@ from collections.abc import (
 )
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 import aiohttp
+from aiohttp.abc import AbstractCookieJar
 
 from . import _fetch
 from ._adaptive import HostLimit
+from ._auth import Auth, Netrc, check_auth
 from ._batch import perform, run_all
 from ._cache import Cache
 from ._config import Existing, Limits, Retry, Segments, Timeout
+from ._cookies import Cookie, add_cookies, new_jar, read_cookies, save_cookies
 from ._events import EventHook, emitter
 from ._http import ACCEPT_ENCODING, merge_headers
 from ._limits import KeyedPrimitives, Limiter
 from ._models import Item, Outcome, request_for
-from ._options import Options
+from ._network import Network, environment_of
+from ._options import Options, check_proxy
+from ._proxy import NoProxy
 from ._registry import Registry
 from ._session import open_session
 from ._settings import Settings
@@ -97,6 +103,27 @@ class Downloader:
       file inside the kernel, with `splice(2)`, instead of through Python (True). It is used only
       when nothing needs to see the bytes: no checksum or digest to compute, no rate limit, no
       `min_speed`, the default `writer`. False: every body takes the read path.
+    - `proxy`: the proxy every request goes through, as a URL: `http://` or `https://` (TLS to
+      the proxy), with CONNECT for https targets; `socks4://`, `socks4a://`, `socks5://`, or
+      `socks5h://` (the proxy looks names up). Credentials go in the URL
+      (`socks5://user:pw@host:1080`) and are never shown. A `Request` may set its own.
+    - `no_proxy`: hosts reached directly whatever the proxy: "a.example, .b.example,
+      127.0.0.1, 10.0.0.0/8", or a list; `*` for all. A name covers its subdomains.
+    - `trust_env`: read the environment as curl does: `http_proxy`, `https_proxy`,
+      `all_proxy` and `no_proxy` (`HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` too, but not
+      `HTTP_PROXY`), and logins from `$NETRC` or `~/.netrc`. Off: the library reads no
+      environment unless asked. `proxy` and `no_proxy` win over the variables.
+    - `auth`: credentials for the servers: a (login, password) pair or `BasicAuth` for basic,
+      `DigestAuth` for digest; the login of ftp:// URLs too. Sent only to the origin of each
+      request's own URL, never past a redirect to another host nor to a mirror elsewhere.
+    - `netrc`: a `.netrc` file to take logins from, by host, for requests that bring none of
+      their own (no `auth`, no userinfo, no Authorization header); False: none, even with
+      `trust_env`.
+    - `cookies`: a Netscape `cookies.txt` file (as curl, wget and aria2c write) to start the
+      cookie jar with, or an aiohttp cookie jar to use. The jar keeps what servers set, for
+      hosts named by IP address too; `save_cookies` writes it back.
+    - `verify`: check servers' certificates (True), with this `ssl.SSLContext`, or not at
+      all (False); the SOCKS routes' too when a `session` is borrowed.
     """
 
     def __init__(
@@ -120,6 +147,13 @@ class Downloader:
         decode_content: bool = False,
         segments: Segments = Segments(),  # noqa: B008  (frozen)
         splice: bool = True,
+        proxy: str | None = None,
+        no_proxy: str | Iterable[str] | None = None,
+        trust_env: bool = False,
+        auth: Auth | None = None,
+        netrc: str | os.PathLike[str] | Literal[False] | None = None,
+        cookies: str | os.PathLike[str] | AbstractCookieJar | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be an adownload.Limits, not {limits!r}")
@@ -139,7 +173,30 @@ class Downloader:
             decode_content=decode_content,
             segments=segments,
             splice=splice,
+            proxy=check_proxy(proxy),
+            auth=check_auth(auth),
         )
+        if not isinstance(verify, ssl.SSLContext | bool):
+            raise TypeError(f"verify must be a bool or an ssl.SSLContext, not {verify!r}")
+        if cookies is not None and session is not None:
+            raise ValueError(
+                "cookies= is for the downloader's own session; a borrowed session keeps its"
+                " own cookie_jar (load it there)"
+            )
+        self._verify = verify
+        self._no_proxy = NoProxy.parse(no_proxy)
+        self._environment, self._netrc = environment_of(bool(trust_env))
+        if netrc is False:
+            self._netrc = None
+        elif netrc is not None:
+            self._netrc = Netrc(netrc)
+        self._jar: AbstractCookieJar | None = None
+        self._cookies: list[Cookie] = []
+        if isinstance(cookies, AbstractCookieJar):
+            self._jar = cookies
+        elif cookies is not None:
+            # Read now, for an early error; a jar can be made only with the event loop running.
+            self._cookies = read_cookies(cookies)
         self._dest = Path(dest)
         self._limits = limits
         # identity: the bytes on disk are the bytes of the resource; a .tar.gz stays gzipped.
@@ -167,6 +224,19 @@ class Downloader:
             return {}
         return self._settings.limiter.host_limits()
 
+    @property
+    def cookie_jar(self) -> AbstractCookieJar:
+        """The cookies this downloader sends and keeps (its session's jar); open it first."""
+        return self._open_settings().network.session.cookie_jar
+
+    def save_cookies(self, path: str | os.PathLike[str]) -> int:
+        """Write the cookie jar to `path` as a Netscape `cookies.txt` file (mode 0600, replaced
+        at once); the number of cookies written. `StorageError` if it cannot be written."""
+        jar = self.cookie_jar
+        if not isinstance(jar, aiohttp.CookieJar):
+            raise TypeError(f"cannot save the cookies of a {type(jar).__name__}")
+        return save_cookies(jar, path)
+
     # --- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -176,11 +246,22 @@ class Downloader:
             raise RuntimeError("a closed Downloader cannot be reopened; make a new one")
         session = self._session
         if session is None:
-            session = self._session = open_session()
+            jar = self._jar
+            if jar is None:
+                jar = new_jar()
+                add_cookies(jar, self._cookies)
+            session = self._session = open_session(tls=self._verify, cookie_jar=jar)
         elif session.closed:
             raise RuntimeError("the borrowed aiohttp.ClientSession is closed")
+        network = Network(
+            session,
+            tls=self._verify,
+            no_proxy=self._no_proxy,
+            environment=self._environment,
+            netrc=self._netrc,
+        )
         self._settings = Settings(
-            session=session,
+            network=network,
             dest=self._dest,
             options=self._options,
             headers=self._headers,
@@ -214,6 +295,7 @@ class Downloader:
             if self._settings is not None:
                 for pool in self._settings.pools.values():
                     await pool.close()
+                await self._settings.network.close()
             if self._owns_session and self._session is not None:
                 await self._session.close()
 

@@ -11,6 +11,7 @@ DownloadError                       every failure of a download; has .url
 ├── SizeLimitError                   the file is larger than the size limit; has .limit
 ├── TransportError                   the exchange with the server failed
 │   ├── ConnectError                 no connection could be made
+│   ├── ProxyError                   the proxy refused, failed its handshake, or wants credentials
 │   ├── RedirectError                too many redirects, or a redirect we refuse to follow
 │   └── RemoteProtocolError          the server broke HTTP (malformed or cut-short response)
 │       ├── ContentDecodingError     a Content-Encoding that cannot be decoded (final)
@@ -32,6 +33,7 @@ boundaries.
 from __future__ import annotations
 
 import errno as _errno
+import os as _os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,6 +55,7 @@ __all__ = [
     "HTTPStatusError",
     "IncompleteBodyError",
     "InvalidRequestError",
+    "ProxyError",
     "ReadTimeout",
     "RedirectError",
     "RemoteProtocolError",
@@ -225,6 +228,35 @@ class ConnectError(TransportError):
     """No connection to the server could be made (refused, DNS failure, TLS failure)."""
 
 
+class ProxyError(TransportError):
+    """The proxy failed the request before the server was reached: it could not be reached,
+    broke its handshake (CONNECT or SOCKS), refused the target, or wants credentials it was not
+    given or refused them.
+
+    `proxy` names it (scheme, host and port, never its credentials); `status` is an HTTP
+    proxy's answer (407, 502, ...), None for the others; `authentication` is True when the
+    proxy wants credentials or refused them, which no retry changes.
+    """
+
+    proxy: str
+    status: int | None
+    authentication: bool
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None,
+        proxy: str,
+        status: int | None = None,
+        authentication: bool = False,
+    ) -> None:
+        super().__init__(message, url=url)
+        self.proxy = redact(proxy)
+        self.status = status
+        self.authentication = authentication
+
+
 class RedirectError(TransportError):
     """Too many redirects, or a redirect to a location that is not followed (not http/https)."""
 
@@ -298,17 +330,28 @@ class StorageError(DownloadError, OSError):
 
 
 @contextmanager
-def translate_client_errors(url: str, *, read: float | None = None) -> Iterator[None]:
+def translate_client_errors(
+    url: str, *, read: float | None = None, proxy: str | None = None
+) -> Iterator[None]:
     """Re-raise aiohttp's exceptions as adownload's, the most specific match first.
 
     The one place in the package that knows aiohttp's exception tree. `url` goes on the error
-    without userinfo, as do the messages; `read` is the read timeout, for its message.
+    without userinfo, as do the messages; `read` is the read timeout, for its message. With
+    `proxy` (the proxy a request goes through, as shown), the proxy's failures are
+    `ProxyError`s, aiohttp-socks' among them, and a connect timeout names it.
     """
     shown = redact(url)
     try:
-        yield
+        if proxy is None:
+            yield
+        else:
+            with _proxy_errors(shown, url, proxy):
+                yield
     except aiohttp.ConnectionTimeoutError as exc:
-        raise ConnectTimeout(f"timed out connecting for {shown}", url=url, phase="connect") from exc
+        through = "" if proxy is None else f" through the proxy {proxy}"
+        raise ConnectTimeout(
+            f"timed out connecting for {shown}{through}", url=url, phase="connect"
+        ) from exc
     except aiohttp.ServerTimeoutError as exc:
         # aiohttp's sock_read, which bounds the wait for the response headers by Timeout.read.
         raise ReadTimeout(
@@ -337,3 +380,67 @@ def translate_client_errors(url: str, *, read: float | None = None) -> Iterator[
         raise RemoteProtocolError(f"server disconnected: {shown}", url=url) from exc
     except aiohttp.ClientError as exc:
         raise TransportError(f"transfer failed for {shown}: {exc!r}", url=url) from exc
+
+
+#: Words of a SOCKS proxy's refusal that mean the credentials (python-socks' messages).
+_SOCKS_AUTHENTICATION = ("authentication", "no acceptable auth", "user id")
+
+
+@contextmanager
+def _proxy_errors(shown: str, url: str, proxy: str) -> Iterator[None]:
+    """The proxy's own failures, as `ProxyError`s: aiohttp's for HTTP proxies, and for SOCKS
+    those of aiohttp-socks (its errors derive from no aiohttp class), or the stream error of a
+    proxy that closed during the handshake."""
+    try:
+        yield
+    except aiohttp.ClientHttpProxyError as exc:
+        status = exc.status
+        # The answer to a CONNECT is the proxy's own: a 401 there (tinyproxy's answer to
+        # wrong credentials) means the credentials too.
+        wants = status in (401, 407)
+        why = f"refused the credentials ({status})" if wants else f"answered {status} {exc.message}"
+        raise ProxyError(
+            f"the proxy {proxy} {why} for {shown}",
+            url=url,
+            proxy=proxy,
+            status=status,
+            authentication=wants,
+        ) from exc
+    except aiohttp.ClientProxyConnectionError as exc:
+        raise ProxyError(
+            f"cannot connect to the proxy {proxy} for {shown}: {exc.os_error}", url=url, proxy=proxy
+        ) from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        # Before any answer: the proxy hung up on the request (an origin's failure would
+        # come back from the proxy as a status, 502 or 504).
+        raise ProxyError(
+            f"the proxy {proxy} closed the connection before answering for {shown}",
+            url=url,
+            proxy=proxy,
+        ) from exc
+    except aiohttp.ClientError:
+        raise
+    except (Exception, TimeoutError) as exc:
+        kind = type(exc)
+        if kind.__module__.startswith(("aiohttp_socks", "python_socks")):
+            cause = exc.__cause__
+            text = str(exc)
+            if kind.__name__ == "ProxyConnectionError":
+                errno = cause.errno if isinstance(cause, OSError) else None
+                reason = _os.strerror(errno) if errno else text
+                message = f"cannot connect to the proxy {proxy} for {shown}: {reason}"
+            else:
+                message = f"the proxy {proxy} failed for {shown}: {text}"
+            raise ProxyError(
+                message,
+                url=url,
+                proxy=proxy,
+                authentication=any(word in text.lower() for word in _SOCKS_AUTHENTICATION),
+            ) from exc
+        if isinstance(exc, EOFError | ConnectionError):
+            raise ProxyError(
+                f"the proxy {proxy} closed the connection during its handshake for {shown}",
+                url=url,
+                proxy=proxy,
+            ) from exc
+        raise

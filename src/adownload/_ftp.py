@@ -41,6 +41,7 @@ from ._ftp_client import (
     translate_ftp_errors,
     went_away,
 )
+from ._network import Network, check_ftp_route
 from ._options import Options
 from ._util import IdleTimeout, redact
 
@@ -50,10 +51,11 @@ log = logging.getLogger("adownload")
 class FtpExchange:
     """The RETR requests of one download."""
 
-    __slots__ = ("_options", "_pool", "_timeout")
+    __slots__ = ("_network", "_options", "_pool", "_timeout")
 
-    def __init__(self, pool: FtpPool, options: Options) -> None:
+    def __init__(self, pool: FtpPool, network: Network, options: Options) -> None:
         self._pool = pool
+        self._network = network
         self._options = options
         self._timeout = options.timeout
 
@@ -68,9 +70,14 @@ class FtpExchange:
             raise InvalidRequestError(f"{redact(url)} names a directory, not a file", url=url)
         if any(ord(c) < 32 or ord(c) == 127 for c in path):
             raise InvalidRequestError(f"{redact(url)}: a control character in the path", url=url)
+        check_ftp_route(self._network, plan.url, self._options.proxy, redact(url))
+        # The auth option is the URL's: a mirror on another host logs in without it.
+        login = None if plan.foreign else self._options.auth
         with translate_ftp_errors(url, read=self._timeout.read):
             while True:
-                control, reused = await self._pool.acquire(plan.url, self._timeout, url)
+                control, reused = await self._pool.acquire(
+                    plan.url, self._timeout, url, login=login
+                )
                 idle.touch()
                 try:
                     return await self._retrieve(control, plan, path, idle, url)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import netrc
-import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,10 +18,12 @@ from email.utils import format_datetime
 import aioftp
 from yarl import URL
 
+from ._auth import BasicAuth, DigestAuth, Netrc
 from ._config import Timeout
 from ._exceptions import (
     ConnectError,
     ConnectTimeout,
+    DownloadError,
     FTPReplyError,
     InvalidRequestError,
     ReadTimeout,
@@ -129,14 +129,17 @@ class Control:
 class FtpPool:
     """Idle, logged-in control connections of one downloader, per (host, port, user)."""
 
-    def __init__(self, *, netrc: bool = False) -> None:
-        self._netrc = netrc  # look up logins in ~/.netrc, as aiohttp does with trust_env
+    def __init__(self, *, netrc: Netrc | None = None) -> None:
+        self._netrc = netrc  # logins by host, for URLs that bring none
         self._idle: dict[_Key, list[Control]] = {}
         self._closed = False
 
-    async def acquire(self, url: URL, timeout: Timeout, shown: str) -> tuple[Control, bool]:
-        """A control connection for `url`, and whether it was reused from the pool."""
-        user, password = _credentials(url, netrc=self._netrc)
+    async def acquire(
+        self, url: URL, timeout: Timeout, shown: str, *, login: BasicAuth | DigestAuth | None
+    ) -> tuple[Control, bool]:
+        """A control connection for `url` (logged in as `login` when given), and whether it
+        was reused from the pool."""
+        user, password = _credentials(url, login, self._netrc)
         key = (url.host or "", url.port or 21, user)
         idle = self._idle.get(key)
         while idle:
@@ -224,7 +227,7 @@ def pool_of(settings: Settings) -> FtpPool:
     """The downloader's FTP pool, made with its first ftp URL."""
     pool = settings.pools.get("ftp")
     if pool is None:
-        pool = settings.pools["ftp"] = FtpPool(netrc=settings.session.trust_env)
+        pool = settings.pools["ftp"] = FtpPool(netrc=settings.network.netrc)
     assert isinstance(pool, FtpPool)
     return pool
 
@@ -236,6 +239,8 @@ def translate_ftp_errors(url: str, *, read: float | None = None) -> Iterator[Non
     shown = redact(url)
     try:
         yield
+    except DownloadError:
+        raise  # ours already (a ValueError too, when it is an InvalidRequestError)
     except aioftp.StatusCodeError as exc:
         code, text = reply(exc)
         raise FTPReplyError(
@@ -281,27 +286,18 @@ def mdtm_date(value: str) -> str | None:
     return format_datetime(when, usegmt=True)
 
 
-def _credentials(url: URL, *, netrc: bool) -> tuple[str, str]:
-    """The login of `url`: its userinfo, else (with `netrc`) ~/.netrc or $NETRC for its host,
-    else anonymous."""
+def _credentials(
+    url: URL, login: BasicAuth | DigestAuth | None, netrc: Netrc | None
+) -> tuple[str, str]:
+    """The login of `url`: its userinfo, else `login` (the auth option), else the netrc
+    file's for its host, else anonymous."""
     if url.user is not None:
         return url.user, url.password or ""
-    found = _from_netrc(url.host or "") if netrc else None
-    if found is not None:
-        return found
+    if login is None and netrc is not None:
+        login = netrc.login(url.host)
+    if login is not None:
+        return login.login, login.password
     return "anonymous", "anonymous@"
-
-
-def _from_netrc(host: str) -> tuple[str, str] | None:
-    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
-    try:
-        entry = netrc.netrc(path).authenticators(host)
-    except (OSError, netrc.NetrcParseError):
-        return None
-    if entry is None:
-        return None
-    login, _, password = entry
-    return login, password or ""
 
 
 def reply(exc: aioftp.StatusCodeError) -> tuple[int, str]:

@@ -19,6 +19,7 @@ from yarl import URL
 
 from ._exceptions import RemoteProtocolError
 from ._ftp_client import Client, mdtm_date, pool_of, translate_ftp_errors
+from ._network import check_ftp_route
 from ._settings import Settings
 from ._stream import read_watchdog
 from ._util import redact
@@ -42,6 +43,7 @@ async def list_directory(settings: Settings, url: URL) -> list[Entry]:
     shown = redact(str(url))
     timeout = settings.options.timeout
     pool = pool_of(settings)
+    check_ftp_route(settings.network, url, settings.options.proxy, shown)
     path = url.path or "/"
     async with (
         settings.limiter.slot(url),
@@ -49,7 +51,7 @@ async def list_directory(settings: Settings, url: URL) -> list[Entry]:
         read_watchdog(timeout.read, grace=timeout.connect or 0.0, url=shown) as idle,
     ):
         with translate_ftp_errors(shown, read=timeout.read):
-            control, _ = await pool.acquire(url, timeout, shown)
+            control, _ = await pool.acquire(url, timeout, shown, login=settings.options.auth)
             idle.touch()
             try:
                 entries = await _list(control.client, path, shown, idle.touch)

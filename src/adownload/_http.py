@@ -10,6 +10,7 @@ raised here as `DownloadError`s; what to do with the bytes on hand is the engine
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import warnings
@@ -22,15 +23,18 @@ from yarl import URL
 
 from . import _files, _splice
 from ._answer import Answer, Plan, Verdict, range_answer, retry_after
+from ._auth import BasicAuth, DigestAuth
 from ._exceptions import (
     ContentDecodingError,
     HTTPStatusError,
+    ProxyError,
     RedirectError,
     RemoteProtocolError,
     translate_client_errors,
 )
+from ._network import Network
 from ._options import Options
-from ._util import IdleTimeout, redact
+from ._util import IdleTimeout, redact, same_origin
 from ._verify import Expected, parse_digest_fields, parse_legacy_digest
 
 log = logging.getLogger("adownload")
@@ -66,20 +70,22 @@ _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 class HttpExchange:
     """GET requests of one download."""
 
-    __slots__ = ("_headers", "_options", "_read_bufsize", "_session")
+    __slots__ = ("_digest", "_headers", "_network", "_options", "_read_bufsize")
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        network: Network,
         headers: CIMultiDict[str],
         options: Options,
         *,
         read_bufsize: int,
     ) -> None:
-        self._session = session
+        self._network = network
         self._headers = headers  # the downloader's and the request's, merged
         self._options = options
         self._read_bufsize = read_bufsize
+        # One per download: it keeps the server's nonce from one request to the next.
+        self._digest: aiohttp.DigestAuthMiddleware | None = None
 
     def errors(self, url: str, *, read: float | None = None) -> AbstractContextManager[None]:
         return translate_client_errors(url, read=read)
@@ -117,18 +123,52 @@ class HttpExchange:
         )
         current = plan.url
         seen = {current}
+        # The credentials given for the URL go to its origin only: not to a mirror elsewhere,
+        # nor past a redirect that leaves it (not even when a later one comes back).
+        trusted = not plan.foreign
         for hop in range(options.max_redirects + 1):
-            response = await self._session.get(
-                current,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=False,
-                auto_decompress=options.decode_content,
-                raise_for_status=False,
-                read_bufsize=self._read_bufsize,
-            )
+            route = self._network.route(current, options.proxy)
+            extra: dict[str, object] = {}
+            hop_headers = self._authorize(current, headers, extra, trusted=trusted)
+            proxy = route.proxy
+            if proxy is not None and proxy.kind == "http":
+                extra["proxy"] = proxy.url
+                credential = proxy.authorization()
+                if credential is None:
+                    pass
+                elif current.scheme == "https":  # for the CONNECT, which aiohttp sends
+                    extra["proxy_headers"] = {"Proxy-Authorization": credential}
+                else:  # the request itself goes to the proxy, which takes the header off
+                    hop_headers = hop_headers.copy()
+                    hop_headers["Proxy-Authorization"] = credential
+            with (
+                contextlib.nullcontext()
+                if proxy is None
+                else translate_client_errors(url, read=options.timeout.read, proxy=proxy.shown)
+            ):
+                response = await route.session.get(
+                    current,
+                    headers=hop_headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    auto_decompress=options.decode_content,
+                    raise_for_status=False,
+                    read_bufsize=self._read_bufsize,
+                    **extra,  # type: ignore[arg-type]
+                )
             _end_header_timeout(response)
             idle.touch()
+            if proxy is not None and response.status == 407:
+                # A plain-http request's answer from the proxy itself (an https one's comes
+                # to the CONNECT, and aiohttp raises it).
+                response.close()
+                raise ProxyError(
+                    f"the proxy {proxy.shown} wants credentials (407) for {redact(url)}",
+                    url=url,
+                    proxy=proxy.shown,
+                    status=407,
+                    authentication=True,
+                )
             location = response.headers.get("Location")
             if response.status not in _REDIRECTS or location is None:
                 return response
@@ -140,12 +180,37 @@ class HttpExchange:
                     f"malformed redirect {location!r} from {redact(current)}", url=url
                 ) from None
             self._check_redirect(current, target, hop, seen, url)
-            if _origin(target) != _origin(current):
+            if not same_origin(target, current):
                 headers = _without_credentials(headers)
+                trusted = False
             seen.add(target)
             log.debug("redirect %s -> %s", redact(current), redact(target))
             current = target
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _authorize(
+        self, url: URL, headers: CIMultiDict[str], extra: dict[str, object], *, trusted: bool
+    ) -> CIMultiDict[str]:
+        """The headers of one request with its credentials: the `auth` option where `trusted`,
+        else the `.netrc` login of its host when the request brings no credential of its own
+        (userinfo in the URL, which aiohttp sends, or an Authorization header)."""
+        login = self._options.auth if trusted else None
+        netrc = self._network.netrc
+        if (
+            login is None
+            and netrc is not None
+            and url.raw_user is None
+            and "Authorization" not in headers
+        ):
+            login = netrc.login(url.host)
+        if isinstance(login, BasicAuth):
+            headers = headers.copy()
+            headers["Authorization"] = login.header()
+        elif isinstance(login, DigestAuth):
+            if self._digest is None:
+                self._digest = aiohttp.DigestAuthMiddleware(login.login, login.password)
+            extra["middlewares"] = (self._digest,)
+        return headers
 
     def _check_redirect(
         self, current: URL, target: URL, hop: int, seen: set[URL], url: str
@@ -349,10 +414,6 @@ def _without_credentials(headers: CIMultiDict[str]) -> CIMultiDict[str]:
     for name in _CREDENTIALS:
         headers.pop(name, None)
     return headers
-
-
-def _origin(url: URL) -> tuple[str, str | None, int | None]:
-    return url.scheme, url.host, url.port
 
 
 def _end_header_timeout(response: aiohttp.ClientResponse) -> None:

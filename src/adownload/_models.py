@@ -11,9 +11,10 @@ from typing import TypeAlias
 
 from yarl import URL
 
+from ._auth import Auth, check_auth
 from ._config import Existing, Segments, Timeout
 from ._exceptions import DownloadError, InvalidRequestError
-from ._options import USE_DEFAULT, UseDefault, check_kind, check_max_size
+from ._options import USE_DEFAULT, UseDefault, check_kind, check_max_size, check_proxy
 from ._sinks import Sink
 from ._util import redact
 from ._verify import parse_checksum
@@ -85,6 +86,12 @@ class Request:
       `url`.
     - `max_size`: the largest file accepted, in bytes; None: no limit for this file.
     - `segments`: how this file may be split over several connections (see `Segments`).
+    - `proxy`: the proxy for this file (a URL: http, https, socks4, socks4a, socks5, socks5h);
+      None: none but the environment's, when the downloader has `trust_env`.
+    - `auth`: credentials for this file's server (a (login, password) pair for basic, a
+      `BasicAuth` or a `DigestAuth`), sent to its origin only; None: none.
+
+    `proxy` and `auth` left at `USE_DEFAULT` take the downloader's.
 
     >>> Request("https://user:pw@example.org/a.zip", path="archives/a-2024.zip")
     Request(url='https://example.org/a.zip', path='archives/a-2024.zip')
@@ -102,6 +109,8 @@ class Request:
     mirrors: Sequence[str | URL] = ()
     max_size: int | UseDefault | None = USE_DEFAULT
     segments: Segments | UseDefault | None = USE_DEFAULT
+    proxy: str | UseDefault | None = USE_DEFAULT
+    auth: Auth | UseDefault | None = USE_DEFAULT
     parsed_url: URL = field(init=False, repr=False, compare=False)
     parsed_mirrors: tuple[URL, ...] = field(init=False, repr=False, compare=False)
     expected_digest: tuple[str, str] | None = field(init=False, repr=False, compare=False)
@@ -129,6 +138,13 @@ class Request:
                 check_kind(name, value, kind, _invalid(url))
         if self.max_size is not USE_DEFAULT:
             check_max_size(self.max_size, _invalid(url))
+        try:
+            if self.proxy is not USE_DEFAULT:
+                check_proxy(self.proxy)
+            if self.auth is not USE_DEFAULT:
+                check_auth(self.auth)
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(str(exc), url=url) from None
         if self.sink is not None and self.path is not None:
             raise InvalidRequestError("give a path or a sink, not both", url=str(self.url))
 
@@ -149,6 +165,10 @@ class Request:
             fields.append(f"mirrors={[redact(m) for m in self.mirrors]!r}")
         if self.segments is not USE_DEFAULT:
             fields.append(f"segments={self.segments!r}")
+        if self.proxy is not USE_DEFAULT:
+            fields.append(f"proxy={None if self.proxy is None else redact(self.proxy)!r}")
+        if self.auth is not USE_DEFAULT:
+            fields.append(f"auth={check_auth(self.auth)!r}")  # its repr hides the password
         return f"Request({', '.join(fields)})"
 
 
@@ -221,21 +241,28 @@ class Outcome:
         return f"<Outcome {state} url={self.url!r} path={self.path!s} size={self.size}>"
 
 
-def check_credentials(request: Request, headers: Mapping[str, str], url: str) -> None:
-    """A URL's userinfo and an Authorization header (the downloader's `headers` or the
-    request's) are two credentials for one request: refuse the pair before anything is sent,
-    rather than guess which one counts."""
-    if "Authorization" not in headers and not (
+def check_credentials(
+    request: Request, headers: Mapping[str, str], url: str, *, auth: object = None
+) -> None:
+    """A URL's userinfo, an Authorization header (the downloader's `headers` or the
+    request's) and an `auth` option are each a credential for one request: refuse two of them
+    before anything is sent, rather than guess which one counts."""
+    given = []
+    if "Authorization" in headers or (
         request.headers and "authorization" in (k.lower() for k in request.headers)
     ):
-        return
+        given.append("an Authorization header")
+    if auth is not None:
+        given.append("auth=")
     for candidate in (request.parsed_url, *request.parsed_mirrors):
         if candidate.raw_user is not None or candidate.raw_password is not None:
-            raise InvalidRequestError(
-                f"{redact(candidate)} has a user name or password in the URL and an "
-                "Authorization header: give one of them",
-                url=url,
-            )
+            given.append(f"a user name or password in the URL {redact(candidate)}")
+            break
+    if len(given) > 1:
+        raise InvalidRequestError(
+            f"{' and '.join(given)} are two credentials for {redact(url)}: give one of them",
+            url=url,
+        )
 
 
 def _invalid(url: str) -> Callable[[str], InvalidRequestError]:

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
+from ._auth import BasicAuth, DigestAuth, check_auth
 from ._config import Existing, Retry, Segments, Timeout
+from ._proxy import Proxy, parse_proxy
 
 
 class _UseDefault(enum.Enum):
@@ -31,7 +33,7 @@ USE_DEFAULT: Final = _UseDefault.USE_DEFAULT
 UseDefault: TypeAlias = Literal[_UseDefault.USE_DEFAULT]
 
 #: The options a `Request` may set for its own file.
-PER_REQUEST: Final = ("timeout", "existing", "max_size", "segments")
+PER_REQUEST: Final = ("timeout", "existing", "max_size", "segments", "proxy", "auth")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,8 +52,14 @@ class Options:
     decode_content: bool = False
     segments: Segments = Segments()  # noqa: RUF009 (frozen)
     splice: bool = True
+    #: Given as a URL string; kept parsed (see `check_proxy`).
+    proxy: Proxy | None = None
+    #: Given as a (login, password) pair or an auth object; kept as the object.
+    auth: BasicAuth | DigestAuth | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "proxy", check_proxy(self.proxy))
+        object.__setattr__(self, "auth", check_auth(self.auth))
         for name, kind in (
             ("timeout", Timeout),
             ("existing", Existing),
@@ -78,6 +86,14 @@ class Options:
 def check_kind(name: str, value: object, kind: type, error: Callable[[str], Exception]) -> None:
     if not isinstance(value, kind):
         raise error(f"{name} must be an adownload.{kind.__name__}, not {value!r}")
+
+
+def check_proxy(value: object) -> Proxy | None:
+    """A proxy option (None, a URL string, or a `Proxy`) as a `Proxy`; `InvalidRequestError`
+    for a malformed one."""
+    if value is None or isinstance(value, Proxy):
+        return value
+    return parse_proxy(value)
 
 
 def check_max_size(value: object, error: Callable[[str], Exception]) -> None:

@@ -23,8 +23,8 @@ def exchange(kind: str, settings: Settings, request: Request, options: Options) 
         from ._ftp import FtpExchange
         from ._ftp_client import pool_of
 
-        return FtpExchange(pool_of(settings), options)
+        return FtpExchange(pool_of(settings), settings.network, options)
     headers = settings.headers
     if request.headers:
         headers = merge_headers(headers, request.headers)
-    return HttpExchange(settings.session, headers, options, read_bufsize=settings.read_bufsize)
+    return HttpExchange(settings.network, headers, options, read_bufsize=settings.read_bufsize)

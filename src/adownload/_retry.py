@@ -17,6 +17,7 @@ from ._exceptions import (
     FTPReplyError,
     HTTPStatusError,
     InvalidRequestError,
+    ProxyError,
     RedirectError,
     SizeLimitError,
     StorageError,
@@ -47,6 +48,8 @@ def retryable(error: DownloadError, policy: Retry) -> bool:
         return error.transient
     if isinstance(error, ChecksumMismatchError | RedirectError | ContentDecodingError):
         return False
+    if isinstance(error, ProxyError) and error.authentication:
+        return False  # the next try would bring the same credentials
     return isinstance(error, TransportError | DownloadTimeout)
 
 

@@ -35,7 +35,7 @@ from ._sinks import FileSink, SinkOpener
 from ._state import PartState
 from ._stream import Meter, pump
 from ._target import Target
-from ._util import IdleTimeout, redact
+from ._util import IdleTimeout, redact, same_origin
 
 log = logging.getLogger("adownload")
 
@@ -273,7 +273,7 @@ class Segmented:
             segment.position,
             stop=segment.end - 1,
             if_range=job.validators.if_range(),
-            foreign=_origin(job.url) != _origin(job.origin),
+            foreign=not same_origin(job.url, job.origin),
             length=job.length,
         )
         try:
@@ -344,10 +344,6 @@ class Segmented:
                 with contextlib.suppress(StorageError):
                     target.save_state()
                 last_save = now
-
-
-def _origin(url: URL) -> tuple[str, str | None, int | None]:
-    return url.scheme, url.host, url.port
 
 
 def _most_telling(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from multidict import CIMultiDict
 
 from ._events import Event
 from ._files import Ledger
 from ._limits import KeyedPrimitives, Limiter
+from ._network import Network
 from ._options import Options
 from ._sinks import SinkOpener
 
@@ -22,7 +22,8 @@ from ._sinks import SinkOpener
 class Settings:
     """A downloader's defaults and shared machinery, handed to each of its transfers."""
 
-    session: aiohttp.ClientSession
+    #: The sessions, and the route (direct, or through which proxy) of each request.
+    network: Network
     dest: Path
     #: The per-download options (each transfer applies its request's overrides).
     options: Options

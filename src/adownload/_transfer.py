@@ -43,7 +43,7 @@ from ._retry import StartOver, with_retries
 from ._settings import Settings
 from ._stream import read_watchdog
 from ._target import Target
-from ._util import IdleTimeout, redact
+from ._util import IdleTimeout, redact, same_origin
 
 log = logging.getLogger("adownload")
 
@@ -144,7 +144,7 @@ class Transfer:
     async def run(self) -> Outcome:
         """Download the file; raise a `DownloadError` when it fails for good."""
         request = self.request
-        check_credentials(request, self._settings.headers, self.url)
+        check_credentials(request, self._settings.headers, self.url, auth=self.options.auth)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 self._stack = stack
@@ -215,6 +215,8 @@ class Transfer:
 
     async def _attempt(self, url: URL) -> None:
         plan = self._plan(url)
+        # A mirror on another origin gets none of the credentials given for the URL's.
+        plan.foreign = plan.foreign or not same_origin(url, self.request.parsed_url)
         exchange = self.exchange_for(url)
         timeout = self.timeout
         async with (

@@ -46,6 +46,11 @@ def redact(text: str | URL) -> str:
     return _USERINFO.sub("//", text)
 
 
+def same_origin(a: URL, b: URL) -> bool:
+    """Whether two URLs have one origin (scheme, host, port): the scope of a credential."""
+    return a.scheme == b.scheme and a.host == b.host and a.port == b.port
+
+
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     """Cancel `task` and wait for it to end, re-raising only a cancellation of our own."""
     task.cancel()

@@ -20,11 +20,10 @@ import sys
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from pathlib import Path
 
-import aiohttp
-
 from ._cli_args import Options, downloader_keywords, parse_options
 from ._cli_input import KNOWN_KEYS, InputReader, RejectedEntry, request_for
 from ._cli_mirror import main as mirror_main
+from ._cli_network import load_cookies_into, save_cookies_of
 from ._cli_report import JsonReporter, LinesReporter, Reporter, Stream, standard_streams
 from ._cli_shared import PROG, STDIN, UsageError
 from ._config import Existing
@@ -33,7 +32,6 @@ from ._events import Finished, Queued
 from ._exceptions import InvalidRequestError
 from ._files import part_path
 from ._models import Outcome, Request
-from ._session import open_session
 from ._util import redact
 
 __all__ = ["main"]
@@ -175,30 +173,27 @@ async def _run(options: Options, readers: list[InputReader], reporter: Reporter)
     try:
         async with (
             reporter.showing(),
-            _session(options) as session,
-            Downloader(**downloader_keywords(options), session=session, on_event=reporter) as dl,
+            Downloader(**downloader_keywords(options), on_event=reporter) as dl,
         ):
-            items = _items(options, readers, reporter)
-            async with (
-                contextlib.aclosing(items),
-                contextlib.aclosing(dl.as_completed(items)) as outcomes,
-            ):
-                async for _ in outcomes:
-                    pass  # the reporter hears of each outcome through its Finished event
-            reporter.tally.hosts = dl.host_limits()
+            load_cookies_into(dl, options.network)
+            try:
+                items = _items(options, readers, reporter)
+                async with (
+                    contextlib.aclosing(items),
+                    contextlib.aclosing(dl.as_completed(items)) as outcomes,
+                ):
+                    async for _ in outcomes:
+                        pass  # the reporter hears of each outcome through its Finished event
+                reporter.tally.hosts = dl.host_limits()
+            finally:
+                # Also after Ctrl-C: the cookies the servers set are as good then.
+                save_cookies_of(dl, options.network, reporter.warn)
     except asyncio.CancelledError:
         interrupted = True  # Ctrl-C: asyncio.run turns SIGINT into a cancellation
         raise
     finally:
         # The display is down by now, and the tally is final.
         reporter.finish(interrupted=interrupted)
-
-
-def _session(options: Options) -> aiohttp.ClientSession:
-    """The command's HTTP session: like the library's own, but it honours the environment
-    (http_proxy, https_proxy, no_proxy, ~/.netrc), as curl and wget do, and the TLS flags; the
-    library itself reads no environment variables."""
-    return open_session(tls=options.tls, trust_env=True)
 
 
 async def _items(
