@@ -86,9 +86,10 @@ class Netrc:
         except FileNotFoundError:
             raise InvalidRequestError(f"no netrc file at {self.path}", url=None) from None
         except _netrc.NetrcParseError as exc:
-            # The message names the file and line, never a password.
+            # The file and line only: the parser's message quotes the token it stumbled on,
+            # which may be a password.
             raise InvalidRequestError(
-                f"cannot read the netrc file {self.path}: {exc.msg} (line {exc.lineno})",
+                f"cannot read the netrc file {self.path}: malformed at line {exc.lineno}",
                 url=None,
             ) from None
         except OSError as exc:
