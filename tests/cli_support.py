@@ -26,6 +26,7 @@ def run_cli(
     cwd: Path,
     stdin: str | None = None,
     timeout: float = 30,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `adownload ARGS` to its end; check it printed no traceback and no warning."""
     result = subprocess.run(
@@ -35,7 +36,7 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=cli_env(),
+        env=cli_env(**(env or {})),
     )
     assert "Traceback" not in result.stderr, result.stderr
     assert "Warning" not in result.stderr, result.stderr

@@ -11,6 +11,7 @@ takes any such file and names the line of a bad one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import time
@@ -23,6 +24,8 @@ import aiohttp
 from yarl import URL
 
 from ._exceptions import InvalidRequestError, StorageError
+
+log = logging.getLogger("adownload")
 
 _HTTP_ONLY = "#HttpOnly_"
 
@@ -85,6 +88,12 @@ def read_cookies(path: str | os.PathLike[str]) -> list[Cookie]:
         if 0 < expiry <= now:
             continue
         morsel: Morsel[str] = Morsel()
+        if morsel.isReservedKey(name):
+            # "path", "secure", ...: http.cookies (and so aiohttp) cannot hold such a cookie.
+            log.warning(
+                "%s:%d: skipped the cookie %r, a name aiohttp cannot keep", shown, number, name
+            )
+            continue
         try:
             morsel.set(name, value, value)
         except CookieError:

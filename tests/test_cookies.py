@@ -1,0 +1,146 @@
+"""Cookies: the jar (also for hosts named by IP address), and `cookies.txt` files in and out."""
+
+from __future__ import annotations
+
+import stat
+import time
+from collections.abc import AsyncIterator
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from adownload import Downloader, InvalidRequestError, StorageError
+
+from .servers import FaultServer
+from .support import listing, serve_app
+
+NOW = int(time.time())
+
+COOKIES_TXT = f"""\
+# HTTP cookie file.
+# (a header as wget writes it, which the standard library's reader refuses)
+127.0.0.1\tFALSE\t/\tFALSE\t{NOW + 3600}\tsid\tabc123
+.127.0.0.1\tTRUE\t/f\tFALSE\t0\tsession\tyes
+#HttpOnly_127.0.0.1\tFALSE\t/\tFALSE\t{NOW + 3600}\thidden\th1
+127.0.0.1\tFALSE\t/\tFALSE\t{NOW - 3600}\told\tgone
+127.0.0.1\tFALSE\t/\tTRUE\t{NOW + 3600}\thttps_only\tyes
+127.0.0.1\tFALSE\t/\tFALSE\t{NOW + 3600}\tpath\treserved
+127.0.0.2\tFALSE\t/\tFALSE\t{NOW + 3600}\tother\thost
+"""
+
+
+def _sent(header: str | None) -> dict[str, str]:
+    cookie: SimpleCookie = SimpleCookie()
+    cookie.load(header or "")
+    return {name: morsel.value for name, morsel in cookie.items()}
+
+
+async def test_a_cookies_txt_file_is_sent_to_the_hosts_and_paths_it_names(
+    faults: FaultServer, dest: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "cookies.txt"
+    path.write_text(COOKIES_TXT)
+    async with Downloader(dest=dest, cookies=path) as dl:
+        await dl.download(faults.url("/f/a.bin"))
+        await dl.download(faults.url("/r/x", to="/f/b.bin"), dest=dest / "b.bin")
+        await dl.download(faults.alt_url("/f/c.bin"))
+    assert _sent(faults.hits("/f/a.bin")[0].headers.get("Cookie")) == {
+        "sid": "abc123",
+        "session": "yes",
+        "hidden": "h1",
+    }
+    # /r/ is outside the session cookie's path /f.
+    assert _sent(faults.hits("/r/x")[0].headers.get("Cookie")) == {"sid": "abc123", "hidden": "h1"}
+    assert _sent(faults.hits("/f/c.bin")[0].headers.get("Cookie")) == {"other": "host"}
+    assert listing(dest) == ["a.bin", "b.bin", "c.bin"]
+
+
+@pytest.fixture
+async def cookie_server() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
+    seen: list[dict[str, str]] = []
+
+    async def login(request: web.Request) -> web.Response:
+        seen.append(_sent(request.headers.get("Cookie")))
+        response = web.Response(body=b"welcome")
+        response.set_cookie("token", "t0k", max_age=600, httponly=True)
+        response.set_cookie("pref", "dark")
+        return response
+
+    async def file(request: web.Request) -> web.Response:
+        seen.append(_sent(request.headers.get("Cookie")))
+        if request.cookies.get("token") != "t0k":
+            return web.Response(status=403)
+        return web.Response(body=b"members only")
+
+    app = web.Application()
+    app.router.add_get("/login", login)
+    app.router.add_get("/files/{name}", file)
+    async with serve_app(app) as port:
+        yield f"http://127.0.0.1:{port}", seen
+
+
+async def test_cookies_set_by_a_server_on_an_ip_host_are_kept_and_saved(
+    cookie_server: tuple[str, list[dict[str, str]]], dest: Path, tmp_path: Path
+) -> None:
+    base, seen = cookie_server
+    saved = tmp_path / "jar.txt"
+    async with Downloader(dest=dest) as dl:
+        await dl.download(f"{base}/login", dest=dest / "login.html")
+        await dl.download(f"{base}/files/report.pdf")
+        assert dl.save_cookies(saved) == 2
+    assert (dest / "report.pdf").read_bytes() == b"members only"
+    assert seen == [{}, {"token": "t0k", "pref": "dark"}]
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    lines = [line.split("\t") for line in saved.read_text().splitlines() if "\t" in line]
+    by_name = {fields[5]: fields for fields in lines}
+    assert by_name["token"][0] == "#HttpOnly_127.0.0.1"
+    assert by_name["token"][1] == "FALSE"  # host-only, as it was set
+    assert NOW + 500 < int(by_name["token"][4]) <= NOW + 700
+    assert by_name["pref"][4] == "0"  # a session cookie
+    # Read back by a new downloader, as by curl -b or wget --load-cookies.
+    async with Downloader(dest=dest / "again", cookies=saved) as dl:
+        await dl.download(f"{base}/files/report.pdf")
+    assert seen[-1] == {"token": "t0k", "pref": "dark"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("127.0.0.1\tFALSE\t/\n", r"cookies.txt:1: not a cookies.txt line"),
+        ("# ok\n127.0.0.1\tFALSE\t/\tFALSE\tsoon\ta\tb\n", r"cookies.txt:2: .*numeric expiry"),
+        ("127.0.0.1\tFALSE\t/\tFALSE\t0\tbad name\tb\n", r"cookies.txt:1: .*not a valid cookie"),
+    ],
+)
+def test_a_malformed_cookie_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "cookies.txt"
+    path.write_text(text)
+    with pytest.raises(InvalidRequestError, match=message):
+        Downloader(cookies=path)
+    with pytest.raises(InvalidRequestError, match="cannot read the cookie file"):
+        Downloader(cookies=tmp_path / "missing.txt")
+    assert path.read_text() == text  # untouched
+
+
+async def test_saving_cookies_where_it_cannot_be_written_is_a_storage_error_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "no-such-dir" / "jar.txt"
+    async with Downloader(dest=tmp_path) as dl:
+        with pytest.raises(StorageError, match="cannot save cookies"):
+            dl.save_cookies(target)
+    assert listing(tmp_path) == []
+
+
+def test_cookies_go_with_the_downloaders_own_session_only() -> None:
+    import aiohttp
+
+    async def run() -> None:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(ValueError, match="borrowed session"):
+                Downloader(session=session, cookies="cookies.txt")
+
+    import asyncio
+
+    asyncio.run(run())
