@@ -407,6 +407,49 @@ class ProxyProcess(ListeningChild):
             return 0
 
 
+#: The Debian package (and command) of each kind of proxy the proxy scenarios run.
+PROXY_PACKAGES = {"http": "tinyproxy", "socks5": "microsocks"}
+
+
+class RealProxy:
+    """tinyproxy (HTTP) or microsocks (SOCKS5) from Debian, as a child process on loopback."""
+
+    def __init__(self, kind: str, work: Path) -> None:
+        self.kind = kind
+        self.work = work
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.kind}://{LOOPBACK}:{self.port}"
+
+    def start(self) -> None:
+        self.port = free_port()
+        if self.kind == "http":
+            conf = self.work / "tinyproxy.conf"
+            conf.write_text(
+                f"Port {self.port}\nListen {LOOPBACK}\nTimeout 600\nMaxClients 64\n"
+                f'LogFile "{self.work / "tinyproxy.log"}"\nLogLevel Warning\n'
+            )
+            argv = ["tinyproxy", "-d", "-c", str(conf)]
+        else:
+            argv = ["microsocks", "-i", LOOPBACK, "-p", str(self.port)]
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_parent_death_signal(),
+        )
+        wait_for_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM)
+            self.proc = None
+
+
 class ThrottleServer(ListeningChild):
     """benchmarks/throttle_server.py over the data: 429 above THROTTLE_LIMIT requests in hand."""
 
@@ -448,6 +491,7 @@ class Job:
     segments: int  # ranged connections per file; 1 means one per file, 0 the tool's default
     python: str
     retries: int = 0  # further tries per file for a server that refuses (429); 0: the default
+    proxy: str | None = None  # every request through this proxy (a URL)
 
 
 def _write_lines(path: Path, lines: Sequence[str]) -> Path:
@@ -456,15 +500,17 @@ def _write_lines(path: Path, lines: Sequence[str]) -> Path:
 
 
 def curl_command(job: Job) -> list[str]:
+    proxy = ["--proxy", job.proxy] if job.proxy else []
     if len(job.urls) == 1:
-        return ["curl", "-sS", "--fail", "-o", str(job.dest / job.files[0].basename), job.urls[0]]
+        out = ["-o", str(job.dest / job.files[0].basename)]
+        return ["curl", "-sS", "--fail", *proxy, *out, job.urls[0]]
     config = []
     for url, data in zip(job.urls, job.files, strict=True):
         config += [f'url = "{url}"', f'output = "{job.dest / data.basename}"']
     cfg = _write_lines(job.scratch / "curl.cfg", config)
     parallel = ["-Z", "--parallel-max", str(job.concurrency)]
     retry = ["--retry", str(job.retries)] if job.retries else []
-    return ["curl", "-sS", "--fail", *retry, *parallel, "-K", str(cfg)]
+    return ["curl", "-sS", "--fail", *proxy, *retry, *parallel, "-K", str(cfg)]
 
 
 def wget_command(job: Job) -> list[str]:
@@ -527,6 +573,8 @@ def adownload_command(job: Job) -> list[str]:
         argv += ["--segments", str(job.segments)]
     if job.retries:
         argv += ["--retries", str(job.retries)]
+    if job.proxy:
+        argv += ["--proxy", job.proxy]
     return argv
 
 
@@ -767,6 +815,7 @@ class Scenario:
     concurrency: int
     segments: int
     retries: int = 0
+    proxy: str = ""  # "http" or "socks5": through that kind of proxy (PROXIES)
 
     @property
     def total_bytes(self) -> int:
@@ -784,6 +833,8 @@ SCENARIO_NAMES = (
     "ftp-throttled",
     "adaptive-429",
     "adaptive-capped",
+    "proxy-http",
+    "proxy-socks5",
 )
 #: Scenarios served by the FTP server; their peers are the tools that speak FTP.
 FTP_SCENARIOS = ("ftp-large", "ftp-small", "ftp-throttled")
@@ -792,6 +843,9 @@ FTP_TOOLS = ("adownload", "curl", "wget", "aria2c")
 #: run many requests at once. adownload-adaptive runs only here.
 ADAPTIVE_SCENARIOS = ("adaptive-429", "adaptive-capped")
 ADAPTIVE_TOOLS = ("adownload", "adownload-adaptive", "curl", "aria2c", "parfive")
+#: Scenarios through a real proxy (tinyproxy, microsocks), and the tools that take one there.
+PROXY_SCENARIOS = ("proxy-http", "proxy-socks5")
+PROXY_TOOLS = ("adownload", "curl")
 #: The throttling server: 429 above this many requests in hand, each taking SERVICE_S.
 THROTTLE_LIMIT = 4
 SERVICE_S = 0.02
@@ -902,6 +956,8 @@ class Bench:
     base_urls: dict[str, str]
     proxy: ProxyProcess | None = None
     throttle: ThrottleServer | None = None
+    #: The proxies by kind ("http", "socks5"), as URLs.
+    proxies: dict[str, str] = field(default_factory=dict)
     out: TextIO = sys.stdout
 
     def say(self, text: str = "") -> None:
@@ -917,6 +973,8 @@ class Bench:
             adaptive = scenario.name in ADAPTIVE_SCENARIOS
             if why is None and adaptive and tool.name not in ADAPTIVE_TOOLS:
                 why = f"not compared: the adaptive scenarios compare {', '.join(ADAPTIVE_TOOLS)}"
+            if why is None and scenario.proxy and tool.name not in PROXY_TOOLS:
+                why = f"not compared: the proxy scenarios compare {', '.join(PROXY_TOOLS)}"
             if why is None and tool.name == "adownload-adaptive" and not adaptive:
                 why = "not compared: runs in the adaptive scenarios only"
             if why is None and tool.name.startswith("adownload"):
@@ -943,6 +1001,7 @@ class Bench:
                 scenario.segments,
                 self.python,
                 scenario.retries,
+                self.proxies.get(scenario.proxy) if scenario.proxy else None,
             )
             jobs[tool.name] = job
             summaries[tool.name].command = tool.command(job)
@@ -1122,7 +1181,7 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
         small = make_small_files(docroot, sizes.small_count, seed)
     throttled: tuple[DataFile, ...] = ()
     large: tuple[DataFile, ...] = ()
-    if {"large", "ftp-large"} & set(names):
+    if {"large", "ftp-large", *PROXY_SCENARIOS} & set(names):
         large = make_one_file(docroot, "large.bin", sizes.large_size, seed)
     count = f"{sizes.small_count} x {SMALL_FILE_SIZE // KIB} KiB"
     for name in names:
@@ -1173,6 +1232,11 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
                 f"connection, every tool with its own splitting defaults (no -s)"
             )
             scenarios.append(Scenario(name, title, "throttled", files, CONCURRENCY, 0))
+        elif name in PROXY_SCENARIOS:
+            kind = name.removeprefix("proxy-")
+            peer = {"http": "tinyproxy", "socks5": "microsocks"}[kind]
+            title = f"one {_size(sizes.large_size)} file, one connection, through {peer}"
+            scenarios.append(Scenario(name, title, "plain", large, CONCURRENCY, 1, proxy=kind))
         elif name == "latency":
             rtt_ms = 2 * ONE_WAY_DELAY * 1000
             title = f"{count}, {CONCURRENCY} at a time, behind a {rtt_ms:.0f} ms round-trip proxy"
@@ -1320,6 +1384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         throttle: ThrottleServer | None = None
         ftp: FtpServer | None = None
         slow_ftp: FtpServer | None = None
+        real_proxies: list[RealProxy] = []
         try:
             nginx.start()
             base_urls = {
@@ -1345,10 +1410,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 slow_ftp.start(_parent_death_signal(), wait_for_port)
                 base_urls["ftp-throttled"] = f"ftp://{LOOPBACK}:{slow_ftp.port}/"
+            proxies: dict[str, str] = {}
+            for name in PROXY_SCENARIOS:
+                kind = name.removeprefix("proxy-")
+                if name in names and shutil.which(PROXY_PACKAGES[kind]):
+                    real = RealProxy(kind, work)
+                    real.start()
+                    real_proxies.append(real)
+                    proxies[kind] = real.url
+                elif name in names:
+                    print(f"{name}: {PROXY_PACKAGES[kind]} is not installed (apt-get it)")
+                    scenarios = [s for s in scenarios if s.name != name]
             print(f"servers: {', '.join(f'{k} {v}' for k, v in base_urls.items())}")
+            if proxies:
+                print(f"proxies: {', '.join(proxies.values())}")
             bench = Bench(
                 work, args.python, args.repeat, args.timeout, tools, missing, base_urls, proxy,
-                throttle,
+                throttle, proxies,
             )  # fmt: skip
             for scenario in scenarios:
                 print(f"\n-- {scenario.name}: {scenario.title}")
@@ -1376,6 +1454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     info["memory"] = asdict(memory_report)
         finally:
+            for real in real_proxies:
+                real.stop()
             if proxy is not None:
                 proxy.stop()
             if throttle is not None:

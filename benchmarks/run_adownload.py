@@ -1,6 +1,7 @@
 """Benchmark driver: download every URL of URLS_FILE into DEST with adownload.
 
 Usage: python run_adownload.py URLS_FILE DEST [-j N] [--segments N] [--retries N] [--adaptive]
+                              [--proxy URL]
        python run_adownload.py --check [--segments N]
 
 URLS_FILE holds one URL a line.  The exit status tells the harness what happened:
@@ -14,7 +15,8 @@ importable.  ``--check`` only imports adownload and builds the ``Limits`` and
 per host through.  Without it, one connection per file (``Segments(count=1)``), like the
 single-connection peers it is compared with; ``--segments 0`` keeps the library's default
 ``Segments()``.  ``--retries N`` allows N further tries per file (``Retry(attempts=N+1)``, the
-default backoff), ``--adaptive`` sets ``Limits(adaptive=True)``.
+default backoff), ``--adaptive`` sets ``Limits(adaptive=True)``, ``--proxy URL`` sends every
+request through that proxy (``Downloader(proxy=URL)``).
 """
 
 from __future__ import annotations
@@ -50,9 +52,17 @@ def build_config(
 
 
 async def download(
-    adownload: Any, limits: Any, segments: Any, urls: list[str], dest: Path, retries: int
+    adownload: Any,
+    limits: Any,
+    segments: Any,
+    urls: list[str],
+    dest: Path,
+    retries: int,
+    proxy: str | None = None,
 ) -> int:
-    keywords = {"retry": adownload.Retry(attempts=retries + 1)} if retries else {}
+    keywords: dict[str, Any] = {"retry": adownload.Retry(attempts=retries + 1)} if retries else {}
+    if proxy:
+        keywords["proxy"] = proxy
     async with adownload.Downloader(limits=limits, segments=segments, **keywords) as dl:
         outcomes = await dl.download_many(urls, dest=dest)
     failed = [outcome for outcome in outcomes if not outcome.ok]
@@ -75,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segments", type=int, default=1, help="ranged segments per file")
     parser.add_argument("--retries", type=int, default=0, help="further tries per file")
     parser.add_argument("--adaptive", action="store_true", help="Limits(adaptive=True)")
+    parser.add_argument("--proxy", help="Downloader(proxy=URL)")
     parser.add_argument("--check", action="store_true", help="only check availability")
     args = parser.parse_args(argv)
     if not args.check and (args.urls_file is None or args.dest is None):
@@ -95,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
     urls = [line.strip() for line in args.urls_file.read_text().splitlines() if line.strip()]
     args.dest.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(download(adownload, limits, segments, urls, args.dest, args.retries))
+    return asyncio.run(
+        download(adownload, limits, segments, urls, args.dest, args.retries, args.proxy)
+    )
 
 
 if __name__ == "__main__":
