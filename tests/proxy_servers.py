@@ -23,7 +23,7 @@ import ssl
 import struct
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,8 +159,9 @@ async def _relay(
 
 @dataclass
 class SocksServer:
-    """See the module docstring. `mode`: "ok", "refuse" (the target is refused in the reply)
-    or "close" (closed after the client's request, before any reply)."""
+    """See the module docstring. `mode`: "ok", "refuse" (the target is refused in the reply),
+    "close" (closed after the client's request, before any reply) or "hang" (no reply, until
+    the client leaves)."""
 
     mode: str = "ok"
     port: int = 0
@@ -170,7 +171,7 @@ class SocksServer:
     def url(self, scheme: str) -> str:
         return f"{scheme}://127.0.0.1:{self.port}"
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             version = (await reader.readexactly(1))[0]
             if version == 4:
@@ -196,6 +197,10 @@ class SocksServer:
         except OSError:
             return None
 
+    async def _stall(self) -> None:
+        if self.mode == "hang":
+            await asyncio.sleep(3600)  # cancelled when the server stops
+
     async def _socks4(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         command, port = struct.unpack("!BH", await reader.readexactly(3))
         ip = socket.inet_ntoa(await reader.readexactly(4))
@@ -204,6 +209,7 @@ class SocksServer:
         if ip.startswith("0.0.0.") and ip != "0.0.0.0":  # SOCKS4a: the name follows
             host = (await reader.readuntil(b"\0"))[:-1].decode()
         self.asked.append((4, host, port))
+        await self._stall()
         if self.mode == "close" or command != 1:
             return
         out = await self._connect(host, port)
@@ -231,6 +237,7 @@ class SocksServer:
             host = socket.inet_ntop(socket.AF_INET6, await reader.readexactly(16))
         (port,) = struct.unpack("!H", await reader.readexactly(2))
         self.asked.append((5, host, port))
+        await self._stall()
         if self.mode == "close" or command != 1:
             return
         out = await self._connect(host, port)
@@ -242,51 +249,24 @@ class SocksServer:
 
 
 @contextlib.asynccontextmanager
-async def serve_socks(mode: str = "ok") -> AsyncIterator[SocksServer]:
-    socks = SocksServer(mode)
+async def _listening(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    tls: ssl.SSLContext | None = None,
+) -> AsyncIterator[int]:
+    """Serve `handle` on 127.0.0.1 until the block ends, then cancel the connections still
+    open; yields the port."""
     tasks: set[asyncio.Task[None]] = set()
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         tasks.add(task)
         try:
-            await socks._handle(reader, writer)
+            await handle(reader, writer)
         finally:
             tasks.discard(task)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    socks.port = server.sockets[0].getsockname()[1]
-    try:
-        yield socks
-    finally:
-        server.close()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
-
-
-@contextlib.asynccontextmanager
-async def tls_front(target_port: int, certificate: tuple[Path, Path]) -> AsyncIterator[int]:
-    """TLS on a port of its own, relayed in the clear to `target_port`: yields the port."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*certificate)
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            out = await asyncio.open_connection("127.0.0.1", target_port)
-            await _relay(reader, writer, *out)
-        except OSError:
-            writer.close()
-        finally:
-            tasks.discard(task)
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0, ssl=tls)
     port: int = server.sockets[0].getsockname()[1]
     try:
         yield port
@@ -296,6 +276,32 @@ async def tls_front(target_port: int, certificate: tuple[Path, Path]) -> AsyncIt
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def serve_socks(mode: str = "ok") -> AsyncIterator[SocksServer]:
+    socks = SocksServer(mode)
+    async with _listening(socks.handle) as port:
+        socks.port = port
+        yield socks
+
+
+@contextlib.asynccontextmanager
+async def tls_front(target_port: int, certificate: tuple[Path, Path]) -> AsyncIterator[int]:
+    """TLS on a port of its own, relayed in the clear to `target_port`: yields the port."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            out = await asyncio.open_connection("127.0.0.1", target_port)
+        except OSError:
+            writer.close()
+            return
+        await _relay(reader, writer, *out)
+
+    async with _listening(handle, context) as port:
+        yield port
 
 
 @contextlib.asynccontextmanager

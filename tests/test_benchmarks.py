@@ -113,3 +113,23 @@ def test_the_adaptive_scenarios_give_every_tool_retries_and_its_own_splitting(
     assert bench.adownload_adaptive_command(job)[-1] == "--adaptive"
     assert "--splits" not in bench.parfive_command(job)
     assert bench.parfive_command(job)[-2:] == ["--retries", "20"]
+
+
+def test_the_proxy_scenarios_send_adownload_and_curl_through_the_same_proxy(
+    tmp_path: Path,
+) -> None:
+    bench = _module("bench")
+    scenarios = bench.build_scenarios(
+        ["proxy-http", "proxy-socks5"], tmp_path, bench.Sizes(1, 1024, 1024, (), ()), 1
+    )
+    assert [(s.name, s.proxy, s.segments) for s in scenarios] == [
+        ("proxy-http", "http", 1),
+        ("proxy-socks5", "socks5", 1),
+    ]
+    files = scenarios[0].files
+    proxy = "socks5://127.0.0.1:1080"
+    url = "http://127.0.0.1:1/large.bin"
+    job = bench.Job((url,), files, tmp_path, tmp_path, 16, 1, "python", proxy=proxy)
+    curl = bench.curl_command(job)
+    assert curl[curl.index("--proxy") + 1] == proxy
+    assert bench.adownload_command(job)[-2:] == ["--proxy", proxy]

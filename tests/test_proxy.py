@@ -17,11 +17,13 @@ from aiohttp import web
 
 from adownload import (
     ConnectError,
+    ConnectTimeout,
     Downloader,
     InvalidRequestError,
     ProxyError,
     Request,
     Segments,
+    Timeout,
 )
 from adownload._proxy import EnvironmentProxies, NoProxy, parse_proxy
 
@@ -349,6 +351,23 @@ async def test_a_socks_proxy_that_closes_during_the_handshake_is_a_proxy_error(
     assert socks.url(scheme) in str(outcome.error)
     assert outcome.attempts == 3  # a broken handshake may be a passing fault: retried
     assert faults.hits("/f/a.bin") == []
+    assert listing(dest) == []
+
+
+@pytest.mark.parametrize("scheme", ["socks4a", "socks5h"])
+async def test_a_socks_handshake_that_never_ends_is_a_connect_timeout(
+    faults: FaultServer, dest: Path, scheme: str
+) -> None:
+    async with (
+        serve_socks("hang") as socks,
+        Downloader(
+            dest=dest, proxy=socks.url(scheme), retry=ONCE, timeout=Timeout(connect=0.3)
+        ) as dl,
+    ):
+        [outcome] = await dl.download_many([faults.url("/f/a.bin")])
+    assert isinstance(outcome.error, ConnectTimeout), outcome.error
+    assert f"through the proxy {socks.url(scheme)}" in str(outcome.error)
+    assert len(socks.asked) == 1
     assert listing(dest) == []
 
 

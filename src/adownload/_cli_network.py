@@ -152,8 +152,9 @@ class NetworkOptions:
 def network_options(args: argparse.Namespace) -> NetworkOptions:
     """Check the flags above; a `UsageError` for a bad one, before anything is sent."""
     try:
-        # The variables are checked here too, so that a malformed one is a usage error.
-        environment_of(True)
+        # The variables (and ~/.netrc, when it is the one) are checked here too, so that a
+        # malformed one is a usage error.
+        environment_of(True, netrc=args.netrc and args.netrc_file is None)
         proxy: str | None = args.proxy
         if proxy is not None:
             check_proxy(proxy)

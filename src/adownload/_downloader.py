@@ -185,10 +185,8 @@ class Downloader:
             )
         self._verify = verify
         self._no_proxy = NoProxy.parse(no_proxy)
-        self._environment, self._netrc = environment_of(bool(trust_env))
-        if netrc is False:
-            self._netrc = None
-        elif netrc is not None:
+        self._environment, self._netrc = environment_of(bool(trust_env), netrc=netrc is None)
+        if netrc is not None and netrc is not False:
             self._netrc = Netrc(netrc)
         self._jar: AbstractCookieJar | None = None
         self._cookies: list[Cookie] = []

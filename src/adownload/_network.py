@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -113,12 +112,13 @@ class Network:
 
 
 def environment_of(
-    trust_env: bool, environ: Mapping[str, str] | None = None
+    trust_env: bool, *, netrc: bool = True
 ) -> tuple[EnvironmentProxies | None, Netrc | None]:
-    """With `trust_env`: the proxies of the environment and the default `.netrc` file."""
+    """With `trust_env`: the proxies of the environment, and (unless `netrc` is False, for a
+    caller with a file of its own) the default `.netrc` file."""
     if not trust_env:
         return None, None
-    return EnvironmentProxies.read(os.environ if environ is None else environ), Netrc.default()
+    return EnvironmentProxies.read(os.environ), Netrc.default() if netrc else None
 
 
 def check_ftp_route(network: Network, url: URL, proxy: Proxy | None, shown: str) -> None:
