@@ -34,6 +34,7 @@ from ._exceptions import (
 )
 from ._network import Network
 from ._options import Options
+from ._proxy import Proxy
 from ._util import IdleTimeout, redact, same_origin
 from ._verify import Expected, parse_digest_fields, parse_legacy_digest
 
@@ -131,16 +132,11 @@ class HttpExchange:
             extra: dict[str, object] = {}
             hop_headers = self._authorize(current, headers, extra, trusted=trusted)
             proxy = route.proxy
-            if proxy is not None and proxy.kind == "http":
+            # Spoken to in HTTP: aiohttp's proxy=; a SOCKS proxy is its session's connector.
+            http_proxy = proxy is not None and proxy.kind == "http"
+            if proxy is not None and http_proxy:
                 extra["proxy"] = proxy.url
-                credential = proxy.authorization()
-                if credential is None:
-                    pass
-                elif current.scheme == "https":  # for the CONNECT, which aiohttp sends
-                    extra["proxy_headers"] = {"Proxy-Authorization": credential}
-                else:  # the request itself goes to the proxy, which takes the header off
-                    hop_headers = hop_headers.copy()
-                    hop_headers["Proxy-Authorization"] = credential
+                hop_headers = _proxy_credentials(proxy, current, hop_headers, extra)
             with (
                 contextlib.nullcontext()
                 if proxy is None
@@ -158,7 +154,7 @@ class HttpExchange:
                 )
             _end_header_timeout(response)
             idle.touch()
-            if proxy is not None and response.status == 407:
+            if proxy is not None and http_proxy and response.status == 407:
                 # A plain-http request's answer from the proxy itself (an https one's comes
                 # to the CONNECT, and aiohttp raises it).
                 response.close()
@@ -407,6 +403,22 @@ def _digests(headers: Mapping[str, str], *, partial: bool) -> list[Expected]:
         if digests:
             expected.append((name, digests, scope))
     return expected
+
+
+def _proxy_credentials(
+    proxy: Proxy, url: URL, headers: CIMultiDict[str], extra: dict[str, object]
+) -> CIMultiDict[str]:
+    """An HTTP proxy's credentials: on the CONNECT (which aiohttp sends) for an https URL; on
+    the request itself, which goes to the proxy and which the proxy takes off, for plain http."""
+    credential = proxy.authorization()
+    if credential is None:
+        return headers
+    if url.scheme == "https":
+        extra["proxy_headers"] = {"Proxy-Authorization": credential}
+        return headers
+    headers = headers.copy()
+    headers["Proxy-Authorization"] = credential
+    return headers
 
 
 def _without_credentials(headers: CIMultiDict[str]) -> CIMultiDict[str]:

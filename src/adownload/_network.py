@@ -39,7 +39,16 @@ class Route:
 class Network:
     """The sessions of one downloader, and the route of each request."""
 
-    __slots__ = ("_environment", "_jar", "_no_proxy", "_session", "_socks", "_tls", "netrc")
+    __slots__ = (
+        "_direct",
+        "_environment",
+        "_jar",
+        "_no_proxy",
+        "_session",
+        "_socks",
+        "_tls",
+        "netrc",
+    )
 
     def __init__(
         self,
@@ -51,6 +60,7 @@ class Network:
         netrc: Netrc | None,
     ) -> None:
         self._session = session
+        self._direct = Route(session)  # the common case, made once
         self._tls = tls
         self._jar = session.cookie_jar
         # An explicit no_proxy list replaces the environment's, as curl's --noproxy does.
@@ -79,7 +89,9 @@ class Network:
 
     def route(self, url: URL, proxy: Proxy | None) -> Route:
         chosen = self.proxy_for(url, proxy)
-        if chosen is None or chosen.kind == "http":
+        if chosen is None:
+            return self._direct
+        if chosen.kind == "http":
             return Route(self._session, chosen)
         session = self._socks.get(chosen)
         if session is None:
