@@ -192,6 +192,22 @@ async def test_an_https_download_tunnels_through_an_http_proxy_with_connect(
 
 
 @tinyproxy_only
+async def test_an_untrusted_server_certificate_through_a_proxy_is_the_servers_fault(
+    http_proxy: RunningProxy, tls_certificate: tuple[Path, Path], dest: Path
+) -> None:
+    app = web.Application()
+    async with (
+        serve_tls(app, tls_certificate) as (base, _),
+        Downloader(dest=dest, proxy=http_proxy.url(), retry=ONCE) as dl,
+    ):
+        [outcome] = await dl.download_many([f"{base}/a.bin"])
+    assert isinstance(outcome.error, ConnectError), outcome.error
+    assert not isinstance(outcome.error, ProxyError)
+    assert "certificate" in str(outcome.error).lower()
+    assert listing(dest) == []
+
+
+@tinyproxy_only
 async def test_an_https_proxy_is_spoken_to_over_tls(
     faults: FaultServer,
     http_proxy_auth: RunningProxy,

@@ -398,7 +398,11 @@ def _proxy_errors(shown: str, url: str, proxy: str) -> Iterator[None]:
         # The answer to a CONNECT is the proxy's own: a 401 there (tinyproxy's answer to
         # wrong credentials) means the credentials too.
         wants = status in (401, 407)
-        why = f"refused the credentials ({status})" if wants else f"answered {status} {exc.message}"
+        why = (
+            f"answered {status}: credentials missing or refused"
+            if wants
+            else f"answered {status} {exc.message}"
+        )
         raise ProxyError(
             f"the proxy {proxy} {why} for {shown}",
             url=url,
@@ -410,6 +414,8 @@ def _proxy_errors(shown: str, url: str, proxy: str) -> Iterator[None]:
         raise ProxyError(
             f"cannot connect to the proxy {proxy} for {shown}: {exc.os_error}", url=url, proxy=proxy
         ) from exc
+    except aiohttp.ClientConnectorError:
+        raise  # the origin's, through the proxy: a TLS failure of the server's, say
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         # Before any answer: the proxy hung up on the request (an origin's failure would
         # come back from the proxy as a status, 502 or 504).
@@ -420,7 +426,7 @@ def _proxy_errors(shown: str, url: str, proxy: str) -> Iterator[None]:
         ) from exc
     except aiohttp.ClientError:
         raise
-    except (Exception, TimeoutError) as exc:
+    except Exception as exc:
         kind = type(exc)
         if kind.__module__.startswith(("aiohttp_socks", "python_socks")):
             cause = exc.__cause__
