@@ -23,7 +23,6 @@ from yarl import URL
 
 from . import _files, _splice
 from ._answer import Answer, Plan, Verdict, range_answer, retry_after
-from ._auth import BasicAuth, DigestAuth
 from ._exceptions import (
     ContentDecodingError,
     HTTPStatusError,
@@ -32,9 +31,9 @@ from ._exceptions import (
     RemoteProtocolError,
     translate_client_errors,
 )
+from ._http_auth import Credentials, without_credentials
 from ._network import Network
 from ._options import Options
-from ._proxy import Proxy
 from ._util import IdleTimeout, redact, same_origin
 from ._verify import Expected, parse_digest_fields, parse_legacy_digest
 
@@ -63,15 +62,13 @@ ACCEPT_ENCODING = ", ".join(c for c in ("gzip", "deflate", "br", "zstd") if c in
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: Statuses whose body is the whole file (a 203 is a 200 from a transforming proxy).
 _WHOLE = frozenset({200, 203})
-# Request headers that carry credentials: not sent on to another origin after a redirect.
-_CREDENTIALS = ("Authorization", "Proxy-Authorization", "Cookie")
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
 
 
 class HttpExchange:
     """GET requests of one download."""
 
-    __slots__ = ("_digest", "_headers", "_network", "_options", "_read_bufsize")
+    __slots__ = ("_credentials", "_headers", "_network", "_options", "_read_bufsize")
 
     def __init__(
         self,
@@ -85,8 +82,7 @@ class HttpExchange:
         self._headers = headers  # the downloader's and the request's, merged
         self._options = options
         self._read_bufsize = read_bufsize
-        # One per download: it keeps the server's nonce from one request to the next.
-        self._digest: aiohttp.DigestAuthMiddleware | None = None
+        self._credentials = Credentials(options.auth, network.netrc)
 
     def errors(self, url: str, *, read: float | None = None) -> AbstractContextManager[None]:
         return translate_client_errors(url, read=read)
@@ -115,7 +111,7 @@ class HttpExchange:
             if plan.if_range:
                 headers["If-Range"] = plan.if_range
         if plan.foreign:
-            headers = _without_credentials(headers)
+            headers = without_credentials(headers)
         # sock_read bounds the wait for the response's headers (from the moment the request is
         # sent) by Timeout.read, as documented; it is switched off once they are here, and the
         # engine's IdleTimeout watches the body for less CPU per chunk.
@@ -129,14 +125,8 @@ class HttpExchange:
         trusted = not plan.foreign
         for hop in range(options.max_redirects + 1):
             route = self._network.route(current, options.proxy)
-            extra: dict[str, object] = {}
-            hop_headers = self._authorize(current, headers, extra, trusted=trusted)
             proxy = route.proxy
-            # Spoken to in HTTP: aiohttp's proxy=; a SOCKS proxy is its session's connector.
-            http_proxy = proxy is not None and proxy.kind == "http"
-            if proxy is not None and http_proxy:
-                extra["proxy"] = proxy.url
-                hop_headers = _proxy_credentials(proxy, current, hop_headers, extra)
+            hop_headers, extra = self._credentials.apply(current, headers, proxy, trusted=trusted)
             with (
                 contextlib.nullcontext()
                 if proxy is None
@@ -154,7 +144,7 @@ class HttpExchange:
                 )
             _end_header_timeout(response)
             idle.touch()
-            if proxy is not None and http_proxy and response.status == 407:
+            if proxy is not None and proxy.kind == "http" and response.status == 407:
                 # A plain-http request's answer from the proxy itself (an https one's comes
                 # to the CONNECT, and aiohttp raises it).
                 response.close()
@@ -177,36 +167,12 @@ class HttpExchange:
                 ) from None
             self._check_redirect(current, target, hop, seen, url)
             if not same_origin(target, current):
-                headers = _without_credentials(headers)
+                headers = without_credentials(headers)
                 trusted = False
             seen.add(target)
             log.debug("redirect %s -> %s", redact(current), redact(target))
             current = target
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _authorize(
-        self, url: URL, headers: CIMultiDict[str], extra: dict[str, object], *, trusted: bool
-    ) -> CIMultiDict[str]:
-        """The headers of one request with its credentials: the `auth` option where `trusted`,
-        else the `.netrc` login of its host when the request brings no credential of its own
-        (userinfo in the URL, which aiohttp sends, or an Authorization header)."""
-        login = self._options.auth if trusted else None
-        netrc = self._network.netrc
-        if (
-            login is None
-            and netrc is not None
-            and url.raw_user is None
-            and "Authorization" not in headers
-        ):
-            login = netrc.login(url.host)
-        if isinstance(login, BasicAuth):
-            headers = headers.copy()
-            headers["Authorization"] = login.header()
-        elif isinstance(login, DigestAuth):
-            if self._digest is None:
-                self._digest = aiohttp.DigestAuthMiddleware(login.login, login.password)
-            extra["middlewares"] = (self._digest,)
-        return headers
 
     def _check_redirect(
         self, current: URL, target: URL, hop: int, seen: set[URL], url: str
@@ -403,29 +369,6 @@ def _digests(headers: Mapping[str, str], *, partial: bool) -> list[Expected]:
         if digests:
             expected.append((name, digests, scope))
     return expected
-
-
-def _proxy_credentials(
-    proxy: Proxy, url: URL, headers: CIMultiDict[str], extra: dict[str, object]
-) -> CIMultiDict[str]:
-    """An HTTP proxy's credentials: on the CONNECT (which aiohttp sends) for an https URL; on
-    the request itself, which goes to the proxy and which the proxy takes off, for plain http."""
-    credential = proxy.authorization()
-    if credential is None:
-        return headers
-    if url.scheme == "https":
-        extra["proxy_headers"] = {"Proxy-Authorization": credential}
-        return headers
-    headers = headers.copy()
-    headers["Proxy-Authorization"] = credential
-    return headers
-
-
-def _without_credentials(headers: CIMultiDict[str]) -> CIMultiDict[str]:
-    headers = headers.copy()
-    for name in _CREDENTIALS:
-        headers.pop(name, None)
-    return headers
 
 
 def _end_header_timeout(response: aiohttp.ClientResponse) -> None:
