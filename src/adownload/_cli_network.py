@@ -167,10 +167,10 @@ def network_options(args: argparse.Namespace) -> NetworkOptions:
         elif not args.netrc:
             netrc = False
         auth = _login(args.user, args.password, digest=args.digest)
-        cookies: list[Cookie] = []
+        cookies = [cookie for path in args.load_cookies for cookie in read_cookies(path)]
         header: list[str] = []
-        for value in [*args.load_cookies, *args.cookie]:
-            if value in args.cookie and "=" in value and not os.path.exists(value):
+        for value in args.cookie:  # curl's -b: a file, or cookies as they are sent
+            if "=" in value and not os.path.exists(value):
                 header.append(value.strip().rstrip(";"))
             else:
                 cookies.extend(read_cookies(value))

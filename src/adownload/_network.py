@@ -31,10 +31,6 @@ class Route:
     session: aiohttp.ClientSession
     proxy: Proxy | None = None
 
-    @property
-    def shown(self) -> str | None:
-        return None if self.proxy is None else self.proxy.shown
-
 
 class Network:
     """The sessions of one downloader, and the route of each request."""
