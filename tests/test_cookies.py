@@ -16,18 +16,19 @@ from adownload import Downloader, InvalidRequestError, StorageError
 from .servers import FaultServer
 from .support import listing, serve_app
 
-NOW = int(time.time())
 
-COOKIES_TXT = f"""\
+def _cookies_txt(now: int) -> str:
+    """A cookies.txt whose expiries are an hour from `now` (and one an hour before)."""
+    return f"""\
 # HTTP cookie file.
 # (a header as wget writes it, which the standard library's reader refuses)
-127.0.0.1\tFALSE\t/\tFALSE\t{NOW + 3600}\tsid\tabc123
+127.0.0.1\tFALSE\t/\tFALSE\t{now + 3600}\tsid\tabc123
 .127.0.0.1\tTRUE\t/f\tFALSE\t0\tsession\tyes
-#HttpOnly_127.0.0.1\tFALSE\t/\tFALSE\t{NOW + 3600}\thidden\th1
-127.0.0.1\tFALSE\t/\tFALSE\t{NOW - 3600}\told\tgone
-127.0.0.1\tFALSE\t/\tTRUE\t{NOW + 3600}\thttps_only\tyes
-127.0.0.1\tFALSE\t/\tFALSE\t{NOW + 3600}\tpath\treserved
-127.0.0.2\tFALSE\t/\tFALSE\t{NOW + 3600}\tother\thost
+#HttpOnly_127.0.0.1\tFALSE\t/\tFALSE\t{now + 3600}\thidden\th1
+127.0.0.1\tFALSE\t/\tFALSE\t{now - 3600}\told\tgone
+127.0.0.1\tFALSE\t/\tTRUE\t{now + 3600}\thttps_only\tyes
+127.0.0.1\tFALSE\t/\tFALSE\t{now + 3600}\tpath\treserved
+127.0.0.2\tFALSE\t/\tFALSE\t{now + 3600}\tother\thost
 """
 
 
@@ -41,7 +42,7 @@ async def test_a_cookies_txt_file_is_sent_to_the_hosts_and_paths_it_names(
     faults: FaultServer, dest: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "cookies.txt"
-    path.write_text(COOKIES_TXT)
+    path.write_text(_cookies_txt(int(time.time())))
     async with Downloader(dest=dest, cookies=path) as dl:
         await dl.download(faults.url("/f/a.bin"))
         await dl.download(faults.url("/r/x", to="/f/b.bin"), dest=dest / "b.bin")
@@ -86,6 +87,7 @@ async def test_cookies_set_by_a_server_on_an_ip_host_are_kept_and_saved(
 ) -> None:
     base, seen = cookie_server
     saved = tmp_path / "jar.txt"
+    now = int(time.time())  # the test's own clock: the suite may have run for minutes
     async with Downloader(dest=dest) as dl:
         await dl.download(f"{base}/login", dest=dest / "login.html")
         await dl.download(f"{base}/files/report.pdf")
@@ -97,7 +99,7 @@ async def test_cookies_set_by_a_server_on_an_ip_host_are_kept_and_saved(
     by_name = {fields[5]: fields for fields in lines}
     assert by_name["token"][0] == "#HttpOnly_127.0.0.1"
     assert by_name["token"][1] == "FALSE"  # host-only, as it was set
-    assert NOW + 500 < int(by_name["token"][4]) <= NOW + 700
+    assert now + 500 < int(by_name["token"][4]) <= now + 700
     assert by_name["pref"][4] == "0"  # a session cookie
     # Read back by a new downloader, as by curl -b or wget --load-cookies.
     async with Downloader(dest=dest / "again", cookies=saved) as dl:
