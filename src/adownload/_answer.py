@@ -38,6 +38,8 @@ class Plan:
     if_range: str | None = None  # the validator that guards the range
     foreign: bool = False  # a segment sent to another origin than the URL's: no credentials
     length: int | None = None  # the file's length as far as it is known, to check answers by
+    #: `Existing.NEWER`: the local file's time (an HTTP date); the whole file only if newer.
+    if_modified_since: str | None = None
 
     @property
     def ranged(self) -> bool:

@@ -184,6 +184,16 @@ class Existing(enum.Enum):
     - `OVERWRITE`: replace it, atomically, once the new file is complete.
     - `RENAME`: keep it and save the new file under a free name, ``name (1).ext``.
     - `ERROR`: fail with `DestinationExistsError`.
+    - `NEWER`: download it only when the server's copy is newer (wget's `-N`): the request
+      carries `If-Modified-Since` with the file's modification time; an unchanged file (304) is
+      skipped, a newer one replaces it once complete. A file saved this way takes the server's
+      Last-Modified as its modification time, so the next run compares like with like.
+    - `CONTINUE`: continue it from its end, as wget's `-c` does with a file another tool left
+      short: the file is copied to its `.part` and the rest asked for with a range. It is
+      continued only when the server sends that range and the request's `checksum` vouches
+      for the result (nothing else shows that the bytes there are the start of this file); a
+      file of the server's length is skipped; anything else fails with
+      `DestinationExistsError`, saying why, and leaves the file as it was.
 
     A file that appears while a download runs is never overwritten unless the policy is OVERWRITE.
     """
@@ -192,3 +202,5 @@ class Existing(enum.Enum):
     OVERWRITE = "overwrite"
     RENAME = "rename"
     ERROR = "error"
+    NEWER = "newer"
+    CONTINUE = "continue"

@@ -7,11 +7,14 @@ single path component, inside the destination directory, with no way back out of
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import errno
 import hashlib
 import os
 import re
+import shutil
 import stat
+import time
 import unicodedata
 from pathlib import Path
 
@@ -201,6 +204,39 @@ def commit(part: Path, target: Path, *, overwrite: bool) -> None:
         os.replace(part, target)
         return
     os.unlink(part)
+
+
+def set_modified(path: Path, http_date: str) -> None:
+    """Give `path` the modification time of an HTTP date; a date that does not parse, or a
+    file system that refuses, changes nothing (the file is complete either way)."""
+    try:
+        when = email.utils.parsedate_to_datetime(http_date).timestamp()
+        os.utime(path, (time.time(), when), follow_symlinks=False)
+    except (TypeError, ValueError, OverflowError, OSError):
+        pass
+
+
+def copy_to_part(source: Path, part: Path) -> None:
+    """Copy the regular file `source` to `part`, created exclusively (never through a link);
+    blocking, for a worker thread. A failure leaves no `part` behind."""
+    with os.fdopen(open_regular(source, os.O_RDONLY), "rb") as reader:
+        fd = os.open(part, _EXCLUSIVE, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as writer:
+                shutil.copyfileobj(reader, writer, 1 << 20)
+        except BaseException:
+            remove_quietly(part)
+            raise
+
+
+_EXCLUSIVE = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
 
 
 # --- what adownload made ---------------------------------------------------------------------

@@ -110,6 +110,9 @@ class HttpExchange:
             headers["Range"] = f"bytes={plan.offset}-{end}"
             if plan.if_range:
                 headers["If-Range"] = plan.if_range
+        elif plan.if_modified_since:
+            headers = headers.copy()
+            headers["If-Modified-Since"] = plan.if_modified_since
         if plan.foreign:
             headers = without_credentials(headers)
         # sock_read bounds the wait for the response's headers (from the moment the request is

@@ -79,6 +79,10 @@ class Request:
     `segments`, means the same, except for `max_size`, where None means no limit).
 
     - `sink`: send the bytes to this sink (e.g. a `MemorySink`) instead of a file.
+    - `check_only`: check that the file exists and download nothing (as wget's `--spider`):
+      the request is sent and its answer's status read; the outcome has the `status`, the
+      `final_url` and, as its `size`, the length the server announced (0 when it gave none);
+      no file is written or looked at. A 404 fails it, as it would the download.
     - `checksum`: the expected digest, `"sha256:<hex>"` (any algorithm hashlib has); computed
       while the bytes stream, and a mismatch fails the download and keeps nothing.
     - `mirrors`: further URLs of the same file, tried in turn when one fails; a download moves
@@ -111,6 +115,7 @@ class Request:
     segments: Segments | UseDefault | None = USE_DEFAULT
     proxy: str | UseDefault | None = USE_DEFAULT
     auth: Auth | UseDefault | None = USE_DEFAULT
+    check_only: bool = False
     parsed_url: URL = field(init=False, repr=False, compare=False)
     parsed_mirrors: tuple[URL, ...] = field(init=False, repr=False, compare=False)
     expected_digest: tuple[str, str] | None = field(init=False, repr=False, compare=False)
@@ -147,6 +152,8 @@ class Request:
             raise InvalidRequestError(str(exc), url=url) from None
         if self.sink is not None and self.path is not None:
             raise InvalidRequestError("give a path or a sink, not both", url=str(self.url))
+        if self.check_only and self.sink is not None:
+            raise InvalidRequestError("check_only downloads nothing: give no sink", url=url)
 
     def __repr__(self) -> str:
         # Shown in logs and tracebacks: no userinfo, and no value of a header that carries a
@@ -169,6 +176,8 @@ class Request:
             fields.append(f"proxy={None if self.proxy is None else redact(self.proxy)!r}")
         if self.auth is not USE_DEFAULT:
             fields.append(f"auth={check_auth(self.auth)!r}")  # its repr hides the password
+        if self.check_only:
+            fields.append("check_only=True")
         return f"Request({', '.join(fields)})"
 
 

@@ -107,7 +107,9 @@ class Meter:
         if min_speed is not None:
             self._floor = SpeedFloor(min_speed[0], min_speed[1], 0, redact(url))
         self._on_limit = on_limit
-        self._next_progress = time.monotonic() + PROGRESS_INTERVAL
+        # The first bytes are told at once: a body that stalls right after them must not
+        # look as if nothing came.
+        self._next_progress = 0.0
         # Adaptive concurrency: the host's gate, told of the bytes as they arrive.
         self._gauge = gauge
         self._gauged = position

@@ -16,6 +16,7 @@ import logging
 import os
 import stat
 from contextlib import AbstractAsyncContextManager
+from email.utils import formatdate
 from pathlib import Path
 from typing import NoReturn
 
@@ -72,6 +73,10 @@ class Target:
         # with its state, or carrying our mark. Nothing else there is ever deleted.
         self.part_ours = False
         self.replaced = False  # the download replaces a file that was at the target
+        #: `Existing.NEWER`: the replaced file's modification time, as an HTTP date.
+        self.since: str | None = None
+        #: `Existing.CONTINUE`: the size of the file at the final name being continued.
+        self.continued: int | None = None
 
     # --- the target and its part ------------------------------------------------------------
 
@@ -90,6 +95,8 @@ class Target:
             url=self._url,
         )
         self.path = target
+        if self.replaced and self.existing is Existing.NEWER:
+            self.since = self._modified(target)
         self.part = part = _files.part_path(target)
         self.state_file = _state.state_path(part)
         self.state_absent = False
@@ -125,6 +132,50 @@ class Target:
             log.debug("found %s to resume", part)
         else:
             self.discard()
+
+    def _modified(self, target: Path) -> str:
+        try:
+            return formatdate(os.lstat(target).st_mtime, usegmt=True)
+        except OSError as exc:
+            raise self.storage_error(exc, target) from exc
+
+    async def continue_final(self) -> None:
+        """`Existing.CONTINUE` with a file at the final name: copy it to the `.part`, whose end
+        the next request asks for. The file itself is left alone until the commit replaces
+        it; a part of ours from an earlier run gives way, as the file is what is continued."""
+        target, part = self.path, self.part
+        if (
+            not self.replaced
+            or target is None
+            or part is None
+            or self.existing is not (Existing.CONTINUE)
+        ):
+            return
+        try:
+            size = os.lstat(target).st_size
+        except OSError as exc:
+            raise self.storage_error(exc, target) from exc
+        if size == 0:
+            return  # nothing to continue: a whole download replaces it
+        self.discard()
+        try:
+            await asyncio.to_thread(_files.copy_to_part, target, part)
+        except FileExistsError:
+            raise DestinationExistsError(
+                f"{part} is in the way of continuing {target}, and adownload did not make it",
+                url=self._url,
+                path=part,
+            ) from None
+        except OSError as exc:
+            raise self.storage_error(exc, part) from exc
+        self.part_ours = True
+        _files.mark_part(part)
+        state = PartState.of(self._request.parsed_url, None, None, None)
+        state.ranges, state.vouched = [(0, size)], True
+        self.state, self.continued = state, size
+        # Written (without validators, so never resumed) to mark the copy ours on file
+        # systems without user attributes: a later run then clears it away.
+        self.save_state()
 
     async def open_part(self, fresh: bool) -> Sink:
         """The sink on the `.part`: continued, or (for a fresh body) created and marked ours."""

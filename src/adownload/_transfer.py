@@ -26,8 +26,10 @@ from yarl import URL
 
 from . import _files, _protocols
 from ._answer import Answer, Body, Exchange, Plan, Verdict
+from ._config import Existing
 from ._events import Retrying
 from ._exceptions import (
+    DestinationExistsError,
     DownloadError,
     FTPReplyError,
     HTTPStatusError,
@@ -37,7 +39,7 @@ from ._exceptions import (
 )
 from ._existing import Skipped
 from ._models import Outcome, Request, check_credentials
-from ._plan import Next, judge, plan_for
+from ._plan import Judgement, Next, judge, plan_for
 from ._receive import Receiver, close_quietly, validators_of
 from ._retry import StartOver, with_retries
 from ._settings import Settings
@@ -148,7 +150,9 @@ class Transfer:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 self._stack = stack
-                if request.sink is None:
+                if request.check_only:
+                    pass  # no file is written, or looked at
+                elif request.sink is None:
                     if request.path is not None:
                         target = Path(request.path)
                         self.target.ensure_directory(target.parent)
@@ -158,6 +162,7 @@ class Transfer:
                         directory = self.target.directory(self._dest)
                         await self.target.claim(stack, self.target.join(directory, name))
                     # else: the name comes with the first answer, see _receive.
+                    await self.target.continue_final()
                 await self._with_total_timeout()
         except Skipped as skip:
             self.target.path = skip.path
@@ -228,16 +233,42 @@ class Transfer:
                     answer, body = await exchange.open(plan, idle, url=self.url)
                 except HTTPStatusError as exc:
                     self.status = exc.status
+                    if exc.status == 304:
+                        self._not_modified(plan)
                     raise
                 except FTPReplyError as exc:
                     self.status = exc.code
                     raise
+                if self.request.check_only:
+                    self._checked(answer)
+                    await body.close(reuse=False)
+                    return
                 try:
                     await self._receive(answer, body, plan, idle)
                 except BaseException:
                     await body.close(reuse=False)
                     raise
                 await body.close(reuse=body.at_eof())
+
+    def _commit(self) -> None:
+        path = self.target.commit()
+        if self.existing is Existing.NEWER and self.last_modified:
+            # As wget -N: the file takes the server's time, which the next run sends back.
+            _files.set_modified(path, self.last_modified)
+
+    def _not_modified(self, plan: Plan) -> None:
+        """A 304: the file here is current, so a `.part` of ours is stale; with
+        `Existing.NEWER` (which asked for it) the download is skipped."""
+        self.target.discard()
+        if plan.if_modified_since is not None and self.target.path is not None:
+            raise Skipped(self.target.path)
+
+    def _checked(self, answer: Answer) -> None:
+        """`check_only`: the answer is all the outcome needs; the body is never read."""
+        self.status = answer.status
+        self.final_url = redact(str(answer.final_url))
+        self.etag, self.last_modified = answer.etag, answer.last_modified
+        self.size = answer.length or 0
 
     def _plan(self, url: URL) -> Plan:
         state = self.target.state
@@ -248,7 +279,10 @@ class Transfer:
             start = self.target.to_prefix()  # now a prefix, continued in one stream
             log.info("%s: continuing from byte %d in one stream", self.url, start)
         have = self.receiver.bytes_on_hand() if ranges and state is not None else 0
-        return plan_for(url, state, have=have, ranges=ranges)
+        plan = plan_for(url, state, have=have, ranges=ranges)
+        if not plan.ranged:
+            plan.if_modified_since = self.target.since
+        return plan
 
     async def _receive(self, answer: Answer, body: Body, plan: Plan, idle: IdleTimeout) -> None:
         self.status = answer.status
@@ -278,18 +312,24 @@ class Transfer:
             # A fresh body starts: remember its validators when it can be resumed later.
             state = validators_of(self, answer, length)
             self.receiver.sink_size = 0
-            self.target.start_fresh(state if self._resume and state.resumable else None, length)
+            # Kept for later only when a later request could continue it: validators for
+            # If-Range, and a server that says it serves ranges (one that does not, as
+            # `python -m http.server`, would send the whole file again).
+            resumable = self._resume and state.resumable and answer.ranges
+            self.target.start_fresh(state if resumable else None, length)
         # A probe re-reads the last byte of a part that is already whole.
         self.resumed_from = offset + 1 if plan.probe else offset
         await self.receiver.receive(answer, body, plan, offset, length, fresh=fresh, idle=idle)
         if self.request.sink is None:
-            self.target.commit()
+            self._commit()
             log.debug("saved %s (%d bytes)", self.target.path, self.size)
 
     def _judge(self, answer: Answer, plan: Plan) -> tuple[int | None, int | None]:
         """Carry out `_plan.judge`: (where the body goes, the whole file's length); offset
         None when the bytes on hand are the whole, current file."""
         judgement = judge(answer, plan, self.target.state)
+        if self.target.continued is not None:
+            self._judge_continued(answer, judgement)
         match judgement.next:
             case Next.REFUSE:
                 self.no_ranges.add(plan.url)
@@ -304,9 +344,36 @@ class Transfer:
             self.discard()
         return judgement.offset, judgement.length
 
+    def _judge_continued(self, answer: Answer, judgement: Judgement) -> None:
+        """`Existing.CONTINUE`: a file at the final name is continued only from its end, by a
+        range the server sends, under a checksum; anything else leaves it as it was."""
+        size, path = self.target.continued, self.target.path
+        assert size is not None
+        assert path is not None
+        if judgement.next is Next.COMPLETE:
+            self.discard()
+            raise Skipped(path)  # already the server's length
+        if judgement.next is Next.CONTINUE and not judgement.discard:
+            if self.request.expected_digest is not None:
+                return
+            why = (
+                f"nothing shows that its {size} bytes are the start of this file: give its"
+                " checksum to continue it, or replace it"
+            )
+        elif answer.verdict is Verdict.WHOLE:
+            why = "the server does not send ranges of it, so only a whole new copy could replace it"
+        elif answer.length is not None and answer.length < size:
+            why = f"it is {size} bytes, longer than the server's {answer.length}"
+        else:
+            why = "the server's answer to the range does not fit it"
+        self.discard()
+        raise DestinationExistsError(
+            f"{path} exists and is not continued: {why}", url=self.url, path=path
+        )
+
     async def _finish_complete(self) -> None:
         """The bytes on hand are the whole current file: verify the checksum and commit."""
         self.size = self.resumed_from = self.receiver.bytes_on_hand()
         await self.receiver.verify_on_hand(self.size)
         if self.request.sink is None:
-            self.target.commit()
+            self._commit()
