@@ -24,6 +24,7 @@ from ._config import Retry as Retry
 from ._config import Segments as Segments
 from ._config import Timeout as Timeout
 from ._downloader import Downloader as Downloader
+from ._downloader import DownloaderOptions as DownloaderOptions
 from ._events import Event as Event
 from ._events import EventHook as EventHook
 from ._events import Finished as Finished
@@ -112,6 +113,7 @@ __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "DownloadError",
     "DownloadTimeout",
     "Downloader",
+    "DownloaderOptions",
     "Event",
     "EventHook",
     "Existing",

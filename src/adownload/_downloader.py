@@ -17,7 +17,7 @@ from collections.abc import (
 )
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Self, TypedDict
 
 import aiohttp
 from aiohttp.abc import AbstractCookieJar
@@ -43,7 +43,7 @@ from ._sinks import FileSink, Sink, SinkOpener
 from ._util import cancel_and_wait
 from ._version import USER_AGENT
 
-__all__ = ["Downloader"]
+__all__ = ["Downloader", "DownloaderOptions"]
 
 log = logging.getLogger("adownload")
 
@@ -55,6 +55,38 @@ log = logging.getLogger("adownload")
 #: bytes. 4 MiB gains nothing more and holds more memory per connection; 64 KiB costs 20 %
 #: more CPU.
 _READ_BUFSIZE = 1 << 20
+
+
+class DownloaderOptions(TypedDict, total=False):
+    """The keywords of `Downloader` but `session` and `dest`, for the blocking functions
+    (`adownload.download(url, retry=..., proxy=...)`), which open a downloader of their own
+    on an event loop of their own: a borrowed session belongs to another loop, and `dest` is
+    the call's. `test_api` holds this to the `Downloader`'s signature, name by name and type
+    by type, so an option added there cannot be missed here."""
+
+    limits: Limits
+    timeout: Timeout
+    existing: Existing
+    headers: Mapping[str, str] | None
+    content_disposition: bool
+    writer: SinkOpener
+    max_redirects: int
+    on_event: EventHook | None
+    retry: Retry
+    resume: bool
+    max_size: int | None
+    verify_digests: bool
+    allow_downgrade: bool
+    decode_content: bool
+    segments: Segments
+    splice: bool
+    proxy: str | None
+    no_proxy: str | Iterable[str] | None
+    trust_env: bool
+    auth: Auth | None
+    netrc: str | os.PathLike[str] | Literal[False] | None
+    cookies: str | os.PathLike[str] | AbstractCookieJar | None
+    verify: ssl.SSLContext | bool
 
 
 class _State(enum.Enum):

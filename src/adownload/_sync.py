@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Unpack
 
 from ._cache import Cache
-from ._config import Existing, Limits, Timeout
-from ._downloader import Downloader
+from ._downloader import Downloader, DownloaderOptions
 from ._models import Item, Outcome
 from ._registry import Registry
 
@@ -31,26 +31,19 @@ def download(
     item: Item,
     *,
     dest: str | os.PathLike[str] | None = None,
-    timeout: Timeout = Timeout(),  # noqa: B008  (frozen)
-    existing: Existing = Existing.SKIP,
-    headers: Mapping[str, str] | None = None,
-    content_disposition: bool = False,
+    **options: Unpack[DownloaderOptions],
 ) -> Outcome:
     """Download one file and return its `Outcome`; raise a `DownloadError` if it fails.
 
-    The blocking twin of `Downloader.download`, for scripts:
+    The blocking twin of `Downloader.download`, for scripts; it takes every keyword of
+    `Downloader` (but `session`):
 
-    >>> adownload.download("https://example.org/a.zip", dest="downloads/")  # doctest: +SKIP
+    >>> adownload.download(url, dest="dl/", retry=adownload.Retry(attempts=8))  # doctest: +SKIP
     """
     _refuse_inside_event_loop("download")
 
     async def main() -> Outcome:
-        async with Downloader(
-            timeout=timeout,
-            existing=existing,
-            headers=headers,
-            content_disposition=content_disposition,
-        ) as dl:
+        async with Downloader(**options) as dl:
             return await dl.download(item, dest=dest)
 
     return asyncio.run(main())
@@ -60,26 +53,17 @@ def download_many(
     items: Iterable[Item],
     *,
     dest: str | os.PathLike[str] | None = None,
-    limits: Limits = Limits(),  # noqa: B008  (frozen)
-    timeout: Timeout = Timeout(),  # noqa: B008
-    existing: Existing = Existing.SKIP,
-    headers: Mapping[str, str] | None = None,
-    content_disposition: bool = False,
+    **options: Unpack[DownloaderOptions],
 ) -> list[Outcome]:
     """Download every item concurrently; return one `Outcome` per item, in order.
 
-    The blocking twin of `Downloader.download_many`; failures are outcomes, not exceptions.
+    The blocking twin of `Downloader.download_many`, with every keyword of `Downloader` (but
+    `session`); failures are outcomes, not exceptions.
     """
     _refuse_inside_event_loop("download_many")
 
     async def main() -> list[Outcome]:
-        async with Downloader(
-            limits=limits,
-            timeout=timeout,
-            existing=existing,
-            headers=headers,
-            content_disposition=content_disposition,
-        ) as dl:
+        async with Downloader(**options) as dl:
             return await dl.download_many(items, dest=dest)
 
     return asyncio.run(main())
@@ -90,17 +74,18 @@ def fetch(
     *,
     checksum: str | None = None,
     cache: Cache | str | os.PathLike[str] | None = None,
-    timeout: Timeout = Timeout(),  # noqa: B008  (frozen)
+    **options: Unpack[DownloaderOptions],
 ) -> Path:
     """The path of a verified local copy of `url` in the download cache; the blocking twin of
-    `Downloader.fetch`, for scripts and notebooks:
+    `Downloader.fetch`, for scripts and notebooks (with every keyword of `Downloader` but
+    `session`):
 
     >>> adownload.fetch("https://example.org/iris.csv", checksum="sha256:...")  # doctest: +SKIP
     """
     _refuse_inside_event_loop("fetch")
 
     async def main() -> Path:
-        async with Downloader(timeout=timeout) as dl:
+        async with Downloader(**options) as dl:
             return await dl.fetch(url, checksum=checksum, cache=cache)
 
     return asyncio.run(main())
@@ -110,14 +95,13 @@ def fetch_many(
     items: Iterable[str | tuple[str, str | None]] | Registry,
     *,
     cache: Cache | str | os.PathLike[str] | None = None,
-    limits: Limits = Limits(),  # noqa: B008  (frozen)
-    timeout: Timeout = Timeout(),  # noqa: B008
+    **options: Unpack[DownloaderOptions],
 ) -> list[Path]:
     """`fetch` every item at once; the paths, in order (the blocking `Downloader.fetch_many`)."""
     _refuse_inside_event_loop("fetch_many")
 
     async def main() -> list[Path]:
-        async with Downloader(limits=limits, timeout=timeout) as dl:
+        async with Downloader(**options) as dl:
             return await dl.fetch_many(items, cache=cache)
 
     return asyncio.run(main())
