@@ -328,6 +328,7 @@ class _Mirror:
     # --- deleting ---------------------------------------------------------------------------
 
     async def _delete(self, upstream: set[str], state: MirrorState) -> None:
+        emptied: set[Path] = set()
         for record in await state.records():
             if record.path in upstream or not self._in_scope(record):
                 continue
@@ -351,3 +352,20 @@ class _Mirror:
             await state.forget(record.path)
             if ours:
                 self._tell(MirrorChange("deleted", target, record.url))
+                emptied.add(target.parent)
+        await asyncio.to_thread(remove_empty_directories, emptied, self.dest)
+
+
+def remove_empty_directories(directories: set[Path], dest: Path) -> None:
+    """Remove each of `directories` that a deletion left empty, and each parent it leaves
+    empty in turn, up to `dest` (kept). `rmdir` removes only an empty directory, so nothing a
+    user put there is lost; a link is never followed (`rmdir` of a link fails)."""
+    top = os.path.abspath(dest)
+    for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+        current = os.path.abspath(directory)
+        while current != top and current.startswith(top + os.sep):
+            try:
+                os.rmdir(current)
+            except OSError:
+                break  # not empty (or not ours to remove): neither are its parents
+            current = os.path.dirname(current)
