@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from .cli_support import COMMAND, cli_env
 from .servers import FaultServer
 from .support import listing, payload
@@ -195,11 +197,57 @@ def test_ctrl_c_on_a_terminal_takes_the_bars_down_and_says_how_to_continue(
     assert status == 130
     final = screens[-1]
     assert not any("━" in line for line in final)
-    assert final[0].startswith("0 downloaded, 0 skipped, 0 failed: ")
+    assert re.match(r"0 downloaded, 0 skipped, 0 failed, 1 cut short: 100\.0 kB in ", final[0])
     assert final[1] == (
-        "adownload: interrupted. Kept 1 partial download (big.bin.part)."
-        " Run the same command again to continue: files already complete are skipped."
+        "adownload: interrupted. Kept 1 partial download (big.bin.part; 100.0 kB)."
+        " Run the same command again to continue it: files already complete are skipped."
     )
     assert len(final) == 2
     assert listing(tmp_path) == ["big.bin.part", "big.bin.part.state"]  # bytes, validators
     assert not (tmp_path / "big.bin").exists()
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 200])
+def test_a_mixed_batch_fits_every_width_shows_bytes_and_a_stall(
+    threaded_faults: FaultServer, tmp_path: Path, width: int
+) -> None:
+    # One large file (about 1.5 s), a few small ones, one failure, one that stalls for good.
+    threaded_faults.plan("/f/large.bin", ["drip:100000:0.05"])
+    threaded_faults.plan("/f/stalled.bin", ["pause_after:30000"])
+    threaded_faults.plan("/f/missing.bin", ["status:404"])
+    large = threaded_faults.url("/f/large.bin", size=3_000_000)
+    stalled = threaded_faults.url("/f/stalled.bin", size=100_000)
+    missing = threaded_faults.url("/f/missing.bin")
+    small = [threaded_faults.url(f"/f/small{i}.bin", size=20_000) for i in range(5)]
+    status, screens = run_in_terminal(
+        ["--tries", "1", "-T", "4.5", large, stalled, missing, *small], tmp_path, width=width
+    )
+
+    assert status == 1
+    small_files = [f"small{i}.bin" for i in range(5)]
+    # The stalled file failed with its bytes kept, to be continued.
+    assert listing(tmp_path) == [
+        "large.bin",
+        *small_files,
+        "stalled.bin.part",
+        "stalled.bin.part.state",
+    ]
+    assert (tmp_path / "large.bin").read_bytes() == payload("large.bin", 3_000_000)
+    # No line of the live display is wider than the terminal: a wider one would wrap, and the
+    # display would leave torn copies of itself behind.
+    for screen in screens:
+        for line in screen:
+            if "━" in line:
+                assert len(line) <= width, (width, line)
+    # Once every file has started, the overall line counts bytes, with a percentage.
+    overall = [line for screen in screens for line in screen if re.match(r"\d/8 files ", line)]
+    assert any(re.search(r"\d+%\s+[\d.]+ [kM]B/3\.\d MB", line) for line in overall), overall
+    # The stalled transfer says so while it waits (Progress events stop coming).
+    assert any(
+        line.startswith("  stall") and re.search(r"%.*\bstalled\b", line)
+        for screen in screens
+        for line in screen
+    )
+    final = screens[-1]
+    assert f"failed {missing}: HTTP 404 Not Found" in final
+    assert any(line.startswith("6 downloaded, 0 skipped, 2 failed: 3.1 MB in ") for line in final)
