@@ -219,7 +219,17 @@ BAD_INPUT = [
     (["--limit-rate", "10Q", GOOD], "expected a size"),
     (["--max-filesize=-1", GOOD], "expected a size"),
     (["-H", "no colon", GOOD], "expected 'Name: value'"),
-    (["--frobnicate", GOOD], "unrecognized arguments: --frobnicate"),
+    (["--frobnicate", GOOD], "unknown option --frobnicate (see --help)"),
+    (["--tmestamping", GOOD], "unknown option --tmestamping; did you mean --timestamping?"),
+    (["--limitrate=1M", GOOD], "unknown option --limitrate; did you mean --limit-rate?"),
+    (["-C", "100", GOOD], "only '-C -' is supported"),
+    (["-A", "*.zip", GOOD], "-A is the User-Agent here, as in curl"),
+    (["-A", "zip,pdf", GOOD], "to keep only some files, use --include"),
+    (["-O", "-", "--json", GOOD], "--json cannot go there too"),
+    (["-N", "--overwrite", GOOD], "--overwrite and -N/--timestamping say different things"),
+    (["-c", "--rename", GOOD], "--rename and -c/--continue say different things"),
+    (["example.org/a.zip"], "; did you mean http://example.org/a.zip?"),
+    (["localhost:8000/a.zip"], "; did you mean http://localhost:8000/a.zip?"),
     ([], "no URLs given"),
 ]
 #: One case of each kind the issue names, run as a subprocess; main() runs them all in-process
@@ -397,8 +407,11 @@ def test_sigint_leaves_a_resumable_part_and_a_rerun_fetches_only_the_rest(
     url = threaded_faults.url("/f/big.bin", size=size)
     _, err = interrupt(threaded_faults, "/f/big.bin", [url], tmp_path)
 
-    assert err.startswith("adownload: interrupted. Kept 1 partial download (big.bin.part).")
-    assert "Run the same command again to continue" in err
+    assert re.match(
+        r"adownload: interrupted\. Kept 1 partial download \(big\.bin\.part; 1\d\d\.\d kB\)\."
+        r" Run the same command again to continue it: files already complete are skipped\.$",
+        err.splitlines()[-1],
+    ), err
     assert listing(tmp_path) == ["big.bin.part", "big.bin.part.state"]
     kept = (tmp_path / "big.bin.part").read_bytes()
     assert 0 < len(kept) <= 150_000
@@ -423,9 +436,27 @@ def test_sigint_with_no_continue_keeps_nothing(
     url = threaded_faults.url("/f/big.bin", size=200_000)
     _, err = interrupt(threaded_faults, "/f/big.bin", ["--no-continue", url], tmp_path)
 
-    assert err.startswith("adownload: interrupted. Run the same command again")
-    assert "without --no-continue" in err
+    assert err.startswith(
+        "adownload: interrupted. 1 download cut short kept nothing (--no-continue)."
+    )
+    assert "Without --no-continue, partial downloads are kept and continued." in err
     assert os.listdir(tmp_path) == []
+
+
+def test_sigint_against_a_server_without_ranges_promises_no_continuation(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    # As python -m http.server: a Last-Modified, but no Accept-Ranges and no ranges served.
+    threaded_faults.plan("/f/big.bin", ["pause_after:50000"])
+    url = threaded_faults.url("/f/big.bin", size=200_000, ranges="none", validators="lm")
+    _, err = interrupt(threaded_faults, "/f/big.bin", [url], tmp_path)
+
+    assert err.startswith(
+        "adownload: interrupted. 1 download cut short kept nothing: its server does not allow"
+        " resuming (no ranges, or no ETag or Last-Modified), so the next run starts it over."
+    ), err
+    assert "to continue" not in err
+    assert os.listdir(tmp_path) == []  # no .part that a rerun would only overwrite
 
 
 # --- the README -----------------------------------------------------------------------------

@@ -412,7 +412,9 @@ async def test_cli_exit_status_1_when_a_file_fails(served: Running, tmp_path: Pa
         (["http://127.0.0.1:9/", "file.txt"], "is not a directory"),
         (["http://127.0.0.1:9/"], "required"),
         (["no-such-list.txt", "d"], "cannot read the list of URLs"),
-        (["http://127.0.0.1:9/", "d", "--bogus"], "unrecognized arguments"),
+        (["http://127.0.0.1:9/", "d", "--bogus"], "unknown option --bogus (see --help)"),
+        (["http://127.0.0.1:9/", "d", "--exlude", "x"], "did you mean --exclude?"),
+        (["http://127.0.0.1:9/", "d", "-A", "*.zip"], "use --include PATTERN"),
     ],
 )
 async def test_cli_bad_usage_is_one_line_and_status_2(

@@ -8,6 +8,7 @@ option is one flag in `_cli_flags` and one line there.
 
 from __future__ import annotations
 
+import argparse
 import os
 import ssl
 from collections.abc import Sequence
@@ -18,8 +19,10 @@ from ._cli_flags import build_parser
 from ._cli_network import NetworkKeywords, NetworkOptions, network_options
 from ._cli_shared import (
     _DEFAULT_RETRY,
+    STDOUT,
     UsageError,
     check_directory,
+    scheme_hint,
     tls_context,
     unique_headers,
 )
@@ -51,6 +54,10 @@ class Options:
     quiet: bool
     json: bool
     bars: bool
+    #: `-O -`: the one URL's body goes to standard output, every message to standard error.
+    stdout: bool = False
+    #: `--spider`: check that the URLs exist, download nothing.
+    spider: bool = False
     #: True checks certificates against the system's authorities, False checks nothing, a
     #: context checks against the authorities it holds.
     tls: ssl.SSLContext | bool = True
@@ -127,8 +134,13 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
                 f"{flag} is for one file, so it takes exactly one URL"
                 f" (in an input file, use '{where}' under each URL)"
             )
+    stdout = args.output == STDOUT
+    if stdout and args.json:
+        raise UsageError("-O - writes the file to standard output, so --json cannot go there too")
+    if stdout and args.spider:
+        raise UsageError("--spider downloads nothing, so -O - has nothing to write")
     path = None
-    if args.output is not None:
+    if args.output is not None and not stdout:
         output: str = args.output
         if not output or output.endswith(("/", os.sep)):
             raise UsageError(
@@ -142,9 +154,9 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     requests = []
     for url in urls:
         try:
-            requests.append(Request(url, path, checksum=args.checksum))
+            requests.append(Request(url, path, checksum=args.checksum, check_only=args.spider))
         except InvalidRequestError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(f"{exc}{scheme_hint(url)}") from None
 
     tls = tls_context(args.insecure, args.cafile)
     tries: int = _DEFAULT_RETRY.attempts
@@ -178,18 +190,45 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
                 budget=args.retry_budget,
             ),
             segments=Segments(count=args.split, min_size=args.min_split_size),
-            existing=Existing(args.existing or Existing.SKIP.value),
+            existing=_existing(args),
             headers=headers,
             content_disposition=args.content_disposition,
-            resume=args.resume,
+            resume=args.resume is not False,
             max_size=args.max_filesize,
             max_redirects=args.max_redirects,
             decode_content=args.compressed,
             quiet=args.quiet,
             json=args.json,
             bars=args.bars,
+            stdout=stdout,
+            spider=args.spider,
             tls=tls,
             network=network,
         )
     except (TypeError, ValueError) as exc:  # a check of the library's that ours did not make
         raise UsageError(str(exc)) from None
+
+
+def _existing(args: argparse.Namespace) -> Existing:
+    """The existing-file policy: one of its flags, `-N`, or `-c`/`-C -` given explicitly
+    (which continues a shorter file at the final name, as wget -c does); else SKIP."""
+    chosen = [
+        flag
+        for flag, given in (
+            (f"--{args.existing}", args.existing is not None),
+            ("-N/--timestamping", args.timestamping),
+            ("-c/--continue", args.resume is True or args.continue_at is not None),
+        )
+        if given
+    ]
+    if len(chosen) > 1:
+        names = {"--skip": "--skip-existing", "--error": "--fail-if-exists"}
+        shown = [names.get(flag, flag) for flag in chosen]
+        raise UsageError(f"{' and '.join(shown)} say different things about files that exist")
+    if args.resume is False and args.continue_at is not None:
+        raise UsageError("-C - and --no-continue contradict each other")
+    if args.timestamping:
+        return Existing.NEWER
+    if args.resume is True or args.continue_at is not None:
+        return Existing.CONTINUE
+    return Existing(args.existing or Existing.SKIP.value)

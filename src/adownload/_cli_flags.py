@@ -2,9 +2,11 @@
 
 Flag names follow the tools people already know: aria2c for `-j -x -s -k -c`, `--max-tries`,
 `--retry-wait`, `--lowest-speed-limit`; wget for `-P -t -T -U --no-clobber --tries`; curl for
-`-H -m -A --max-filesize --max-redirs --retry --compressed`. Where two tools give one letter
-different meanings (curl's `-s` is "silent", aria2c's is "split"), aria2c wins: it is the tool
-adownload most resembles.
+`-H -m -A -L -C - --max-filesize --max-redirs --retry --compressed`; wget for `-N` and
+`--spider` too. `-A` is the User-Agent in both commands (curl's meaning; wget's accept list
+is `--include`), and a value that looks like a file pattern is refused with that hint. Where
+two tools give one letter different meanings (curl's `-s` is "silent", aria2c's is "split"),
+aria2c wins: it is the tool adownload most resembles.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from ._cli_shared import (
     _segment_size,
     _size,
     _tries,
-    _user_agent,
     add_shared_option,
 )
 from ._config import Existing
@@ -119,7 +120,8 @@ def _what_and_where(parser: argparse.ArgumentParser) -> None:
         "--output-document",
         dest="output",
         metavar="NAME",
-        help="save the one URL given as NAME (inside DIR) instead of the name in the URL",
+        help="save the one URL given as NAME (inside DIR) instead of the name in the URL;"
+        " '-' writes it to standard output",
     )
     where.add_argument(
         "--content-disposition",
@@ -144,10 +146,39 @@ def _what_and_where(parser: argparse.ArgumentParser) -> None:
         "--continue",
         dest="resume",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="continue the .part files of interrupted or failed downloads where they stopped"
-        " (on by default; --no-continue discards them and starts over)",
+        " (on by default), and a shorter file already at the final name when the server allows"
+        " ranges and --checksum vouches for it; --no-continue discards .part files",
     )
+    where.add_argument(
+        "-C",
+        "--continue-at",
+        dest="continue_at",
+        type=_continue_at,
+        metavar="-",
+        help="as curl's '-C -': the same as --continue",
+    )
+    where.add_argument(
+        "-N",
+        "--timestamping",
+        action="store_true",
+        help="download a file only when the server's copy is newer than the one here (a"
+        " conditional request); saved files take the server's modification time",
+    )
+    where.add_argument(
+        "--spider",
+        action="store_true",
+        help="check that the URLs exist (status, size, type) and download nothing",
+    )
+
+
+def _continue_at(text: str) -> str:
+    if text != "-":
+        raise argparse.ArgumentTypeError(
+            f"only '-C -' is supported (continue where the file stops), not a byte offset {text!r}"
+        )
+    return text
 
 
 def _existing_files(parser: argparse.ArgumentParser) -> None:
@@ -255,15 +286,7 @@ def _connections(parser: argparse.ArgumentParser) -> None:
         help="the seconds over which --lowest-speed-limit is measured (default: %(default)s)",
     )
     add_shared_option(network, "headers")
-    network.add_argument(
-        "-U",
-        "-A",
-        "--user-agent",
-        dest="user_agent",
-        type=_user_agent,
-        metavar="AGENT",
-        help="send AGENT as the User-Agent header",
-    )
+    add_shared_option(network, "user_agent")
     network.add_argument(
         "--max-redirs",
         "--max-redirect",
@@ -272,6 +295,12 @@ def _connections(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULT_MAX_REDIRECTS,
         metavar="N",
         help="follow at most N redirects per request (default: %(default)s)",
+    )
+    network.add_argument(
+        "-L",
+        "--location",
+        action="store_true",
+        help="follow redirects, as curl's -L (adownload always does; see --max-redirs)",
     )
     add_shared_option(network, "insecure")
     add_shared_option(network, "cafile")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from ._cli_shared import scheme_hint
 from ._config import Segments
 from ._exceptions import InvalidRequestError
 from ._files import descend
@@ -188,10 +189,15 @@ def parse_lines(lines: Iterable[bytes]) -> Iterator[Entry]:
 
 
 def request_for(
-    entry: Entry, dest: Path, *, source: str, segments: Segments | None = None
+    entry: Entry,
+    dest: Path,
+    *,
+    source: str,
+    segments: Segments | None = None,
+    check_only: bool = False,
 ) -> Request:
     """The `Request` an entry stands for, with `out=` and `dir=` inside `dest`; `segments` is
-    the command line's, which `split=` changes for this file.
+    the command line's, which `split=` changes for this file; `check_only` is `--spider`.
 
     Raise `RejectedEntry` saying `source:line: why` when the entry cannot be downloaded.
     """
@@ -216,8 +222,11 @@ def request_for(
             checksum=entry.checksum,
             headers=dict(entry.headers) or None,
             segments=split,
+            check_only=check_only,
         )
-    except (ValueError, InvalidRequestError) as exc:
+    except InvalidRequestError as exc:
+        raise RejectedEntry(f"{where}: {exc}{scheme_hint(url)}") from None
+    except ValueError as exc:
         raise RejectedEntry(f"{where}: {exc}") from None
 
 

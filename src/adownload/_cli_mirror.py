@@ -123,7 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     what = parser.add_argument_group("what to mirror")
     what.add_argument(
         "--include",
-        "-A",
         "--accept",
         action="append",
         default=[],
@@ -166,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "adaptive",
         "connect_timeout",
         "read_timeout",
+        "user_agent",
         "headers",
         "insecure",
         "cafile",
@@ -190,6 +190,8 @@ def parse_options(argv: Sequence[str]) -> MirrorOptions:
     check_directory(dest)
     network = network_options(args)
     pairs: list[tuple[str, str]] = args.headers
+    if args.user_agent is not None:
+        pairs = [*pairs, args.user_agent]
     if network.cookie_header is not None:
         pairs = [*pairs, ("Cookie", network.cookie_header)]
     return MirrorOptions(

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from ._adaptive import HostLimit
 from ._events import Event, Finished, HostLimitChanged, Progress, Queued, Retrying, Started
 from ._exceptions import DownloadError
+from ._files import part_path
 from ._models import Outcome
 
 __all__ = ["JsonReporter", "LinesReporter", "Reporter", "Stream", "Tally", "visible"]
@@ -87,12 +88,15 @@ def format_seconds(seconds: float) -> str:
 
 
 def describe_error(error: BaseException | None, url: str | None = None) -> str:
-    """The error's message; without a closing "for URL" or "from URL" when the line it goes
-    in starts with that `url` already."""
+    """The error's message, for a line that names `url` already: the URL is not said again
+    ("cannot connect for URL: refused" reads "cannot connect: refused")."""
     text = str(error) or type(error).__name__
     if url:
-        for tail in (f" for {url}", f" from {url}"):
-            text = text.removesuffix(tail)
+        for joint in (" for ", " from ", " of "):
+            text = text.replace(f"{joint}{url}", "")
+        if text.startswith(f"{url} "):
+            text = "the file " + text[len(url) + 1 :]
+        text = text.replace(f": {url}", "")
     return text
 
 
@@ -108,6 +112,11 @@ class Tally:
     failures: list[tuple[str, str]] = field(default_factory=list)
     #: With --adaptive: what the downloader learnt of each host, told at the end.
     hosts: dict[str, HostLimit] = field(default_factory=dict)
+    #: --spider: files are checked, not downloaded.
+    spider: bool = False
+    #: Downloads cut short by an interruption, and the bytes they had fetched in this run.
+    cut_short: int = 0
+    cut_short_bytes: int = 0
 
     @property
     def done(self) -> int:
@@ -115,7 +124,8 @@ class Tally:
 
     def add(self, outcome: Outcome) -> None:
         # What this run fetched: a continued file's earlier bytes would inflate the speed.
-        self.bytes += max(0, outcome.size - outcome.resumed_from)
+        if not self.spider:
+            self.bytes += max(0, outcome.size - outcome.resumed_from)
         if outcome.error is not None:
             self.failed += 1
             if len(self.failures) < MAX_LISTED_FAILURES:
@@ -131,12 +141,20 @@ class Tally:
     def summary(self) -> list[str]:
         """The closing lines: counts, bytes, time and speed, then which files failed and why."""
         elapsed = self.elapsed()
-        speed = self.bytes / elapsed if elapsed > 0 else 0.0
-        lines = [
-            f"{self.downloaded} downloaded, {self.skipped} skipped, {self.failed} failed:"
-            f" {format_size(self.bytes)} in {format_seconds(elapsed)}"
-            f" ({format_size(speed)}/s)"
-        ]
+        if self.spider:
+            lines = [
+                f"{self.downloaded} found, {self.failed} failed (checked, nothing downloaded)"
+                f" in {format_seconds(elapsed)}"
+            ]
+        else:
+            fetched = self.bytes + self.cut_short_bytes
+            speed = fetched / elapsed if elapsed > 0 else 0.0
+            short = f", {self.cut_short} cut short" if self.cut_short else ""
+            lines = [
+                f"{self.downloaded} downloaded, {self.skipped} skipped, {self.failed} failed"
+                f"{short}: {format_size(fetched)} in {format_seconds(elapsed)}"
+                f" ({format_size(speed)}/s)"
+            ]
         lines.extend(host_lines(self.hosts))
         if self.failed:
             lines.append("failed:")
@@ -161,16 +179,22 @@ class Reporter:
         # The target of each download under way, to say which .part files an interrupted run
         # leaves behind; keyed by the Request, as every event of a download carries it.
         self._targets: dict[int, Path] = {}
+        # Bytes each download under way fetched in this run: (its offset, received so far).
+        self._fetching: dict[int, tuple[int, int]] = {}
 
     def __call__(self, event: Event) -> None:
         match event:
             case Queued():
                 self.queued(event)
-            case Started(request=request, path=path):
+            case Started(request=request, path=path, offset=offset):
                 if path is not None:
                     self._targets[id(request)] = path
+                self._fetching[id(request)] = (offset, offset)
                 self.started(event)
-            case Progress():
+            case Progress(request=request, received=received):
+                key = id(request)
+                if key in self._fetching:
+                    self._fetching[key] = (self._fetching[key][0], received)
                 self.progress(event)
             case Retrying():
                 self.retrying(event)
@@ -179,6 +203,7 @@ class Reporter:
             case Finished(outcome=outcome):
                 if outcome.request is not None:
                     self._targets.pop(id(outcome.request), None)
+                    self._fetching.pop(id(outcome.request), None)
                 self.tally.add(outcome)
                 self.finished(outcome)
 
@@ -188,6 +213,17 @@ class Reporter:
     def unfinished(self) -> list[Path]:
         """The targets of the downloads that started and never finished (an interrupted run)."""
         return list(self._targets.values())
+
+    def count_cut_short(self) -> None:
+        """An interruption: the downloads under way count in the summary, with the bytes they
+        fetched in this run (what their `.part` holds past its start, once it is closed)."""
+        fetched = 0
+        for key, (offset, received) in self._fetching.items():
+            target = self._targets.get(key)
+            kept = _size(part_path(target)) if target is not None else 0
+            fetched += max(0, max(kept, received) - offset)
+        self.tally.cut_short = len(self._fetching)
+        self.tally.cut_short_bytes = fetched
 
     def warn(self, text: str) -> None:
         """A problem that does not stop a download (an option ignored in an input file)."""
@@ -252,8 +288,16 @@ class LinesReporter(Reporter):
         super().finished(outcome)
         if self.quiet or outcome.error is not None:
             return
-        if outcome.skipped:
-            self.out.line(f"skipped {outcome.path} (already there)")
+        if self.tally.spider:
+            self.out.line(f"found {outcome.url} ({found(outcome)})")
+        elif outcome.skipped:
+            why = "not modified" if outcome.status == 304 else "already there"
+            self.out.line(f"skipped {outcome.path} ({why})")
+        elif outcome.path is None:
+            self.out.line(
+                f"wrote {outcome.url} to standard output ({format_size(outcome.size)}"
+                f" in {format_seconds(outcome.elapsed)})"
+            )
         else:
             self.out.line(
                 f"saved {outcome.path} ({format_size(outcome.size)}"
@@ -357,6 +401,21 @@ class JsonReporter(Reporter):
                 "hosts": {origin: dataclasses.asdict(host) for origin, host in tally.hosts.items()},
             }
         )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def found(outcome: Outcome) -> str:
+    """What --spider says of a file that exists: its status, and its size when announced."""
+    said = [f"HTTP {outcome.status}" if outcome.status is not None else "exists"]
+    if outcome.size:
+        said.append(format_size(outcome.size))
+    return ", ".join(said)
 
 
 def host_change_line(event: HostLimitChanged) -> str:

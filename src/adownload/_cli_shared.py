@@ -7,9 +7,11 @@ TLS flags.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import re
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,6 +24,10 @@ PROG = "adownload"
 
 #: What `-i` takes to read the input from standard input.
 STDIN = "-"
+
+
+#: What `-O` takes to write the file to standard output.
+STDOUT = "-"
 
 
 _DEFAULT_LIMITS = Limits()
@@ -55,6 +61,27 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
+    """argparse's parser with one-line errors, and "did you mean" for an unknown flag."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        for extra in extras:
+            if extra.startswith("-") and extra != "-":
+                raise UsageError(self._unknown_flag(extra))
+        return parsed, extras
+
+    def _unknown_flag(self, given: str) -> str:
+        flag = given.split("=", 1)[0]
+        known = [s for action in self._actions for s in action.option_strings]
+        close = difflib.get_close_matches(flag, known, n=3, cutoff=0.75)
+        if not close and not flag.startswith("--"):
+            # "-timestamping" for "--timestamping", as wget users sometimes type it.
+            close = difflib.get_close_matches("-" + flag, known, n=3, cutoff=0.8)
+        hint = f"; did you mean {' or '.join(close)}?" if close else " (see --help)"
+        return f"unknown option {flag}{hint}"
+
     def error(self, message: str) -> NoReturn:
         # argparse prints the whole usage block; one line saying what is wrong reads better.
         raise UsageError(message)
@@ -168,8 +195,33 @@ def _header(text: str) -> tuple[str, str]:
     return name, value.strip()
 
 
+# What a wget user means by -A (an accept list: "*.zip", "zip,pdf"), never a User-Agent.
+_ACCEPT_LIST = re.compile(r"[*?\[]|\A\.?\w{1,8}(,\.?\w{1,8})+\Z")
+
+
 def _user_agent(text: str) -> tuple[str, str]:
+    if _ACCEPT_LIST.search(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} looks like a file pattern, but -A is the User-Agent here, as in curl;"
+            " to keep only some files, use --include PATTERN"
+        )
     return _header(f"User-Agent: {text}")
+
+
+def scheme_hint(url: str) -> str:
+    """What to add to the error for a URL the library refused: for `example.org/a.zip` or
+    `host:8000/a` (no scheme, as people type them) "; did you mean http://...?", for the name
+    of a file that exists "; to read URLs from it, use -i NAME"; else nothing."""
+    if "://" in url:
+        return ""
+    if Path(url).is_file():
+        return f"; to read URLs from the file {url}, use -i {url}"
+    if _HOST_AND_PATH.fullmatch(url):
+        return f"; did you mean http://{url}?"
+    return ""
+
+
+_HOST_AND_PATH = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d+)?(?:/\S*)?")
 
 
 def tls_context(insecure: bool, cafile: str | None) -> ssl.SSLContext | bool:
@@ -278,6 +330,15 @@ _SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "dest": "cafile",
             "metavar": "FILE",
             "help": "trust the certificate authorities in FILE (PEM) instead of the system's",
+        },
+    ),
+    "user_agent": (
+        ("-U", "-A", "--user-agent"),
+        {
+            "dest": "user_agent",
+            "type": _user_agent,
+            "metavar": "AGENT",
+            "help": "send AGENT as the User-Agent header (-A as in curl, -U as in wget)",
         },
     ),
     "headers": (

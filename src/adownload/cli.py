@@ -14,17 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import errno
 import logging
 import os
 import sys
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from ._cli_args import Options, downloader_keywords, parse_options
 from ._cli_input import KNOWN_KEYS, InputReader, RejectedEntry, request_for
 from ._cli_mirror import main as mirror_main
 from ._cli_network import load_cookies_into, save_cookies_of
-from ._cli_report import JsonReporter, LinesReporter, Reporter, Stream, standard_streams
+from ._cli_report import (
+    JsonReporter,
+    LinesReporter,
+    Reporter,
+    Stream,
+    format_size,
+    standard_streams,
+)
 from ._cli_shared import PROG, STDIN, UsageError
 from ._config import Existing
 from ._downloader import Downloader
@@ -71,7 +81,8 @@ def _download(argv: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    reporter = _reporter(options, out, err)
+    # With -O -, standard output carries the file: every message goes to standard error.
+    reporter = _reporter(options, err if options.stdout else out, err)
     with _library_log_to(err):
         try:
             asyncio.run(_run(options, readers, reporter))
@@ -104,6 +115,12 @@ def _open_inputs(names: Sequence[str]) -> list[InputReader]:
 
 
 def _reporter(options: Options, out: Stream, err: Stream) -> Reporter:
+    reporter = _display(options, out, err)
+    reporter.tally.spider = options.spider
+    return reporter
+
+
+def _display(options: Options, out: Stream, err: Stream) -> Reporter:
     if options.json:
         return JsonReporter(out, err)
     if options.bars and not options.quiet and _is_terminal(err):
@@ -143,29 +160,89 @@ def _library_log_to(err: Stream) -> Iterator[None]:
 
 
 def _how_to_continue(options: Options, unfinished: list[Path]) -> str:
-    """What an interrupted run left behind, and the command that picks it up."""
+    """What an interrupted run left behind, and what running it again does: a promise to
+    continue only for the `.part` files kept (the library keeps one only when its server
+    gave validators and ranges), and "starts over" for the rest."""
     kept = [part for part in map(part_path, unfinished) if part.is_file()]
+    lost = len(unfinished) - len(kept)
+    said = []
     if kept:
         names = ", ".join(str(p) for p in kept[:3]) + (" ..." if len(kept) > 3 else "")
-        left = f"Kept {len(kept)} partial download{'s' if len(kept) > 1 else ''} ({names}). "
-    else:
-        left = ""
+        size = format_size(sum(_size_of(part) for part in kept))
+        said.append(f"Kept {_count(len(kept), 'partial download')} ({names}; {size}).")
+    if lost and not options.resume:
+        said.append(f"{_count(lost, 'download')} cut short kept nothing (--no-continue).")
+    elif lost:
+        said.append(
+            f"{_count(lost, 'download')} cut short kept nothing: "
+            f"{'its server does' if lost == 1 else 'their servers do'} not allow resuming"
+            " (no ranges, or no ETag or Last-Modified), so the next run starts "
+            f"{'it' if lost == 1 else 'them'} over."
+        )
     existing = options.existing
-    if existing is Existing.SKIP:
-        again = "Run the same command again to continue: files already complete are skipped"
-    else:
+    if existing in (Existing.OVERWRITE, Existing.RENAME, Existing.ERROR):
         flag = {
             Existing.OVERWRITE: "--overwrite",
             Existing.RENAME: "--rename",
             Existing.ERROR: "--fail-if-exists",
         }[existing]
-        again = (
-            f"To continue, run the same command with --skip-existing in place of {flag}:"
+        said.append(
+            f"To go on, run the same command with --skip-existing in place of {flag}:"
             " files already complete are then skipped"
+            + (", and the partial downloads continued." if kept else ".")
         )
+    elif kept:
+        said.append(
+            f"Run the same command again to continue {'it' if len(kept) == 1 else 'them'}:"
+            " files already complete are skipped."
+        )
+    else:
+        said.append("Run the same command again to go on: files already complete are skipped.")
     if not options.resume:
-        again += " (without --no-continue, partial downloads are kept and continued)"
-    return f"{left}{again}."
+        said.append("Without --no-continue, partial downloads are kept and continued.")
+    return " ".join(said)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+class StdoutSink:
+    """`-O -`: the body, in order, to standard output (the sink of the one request)."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._position = 0
+
+    async def write_at(self, offset: int, data: bytes) -> None:
+        if offset != self._position:
+            raise OSError(errno.ESPIPE, "standard output cannot go back to rewrite a byte")
+        await asyncio.to_thread(self._write, data)
+        self._position += len(data)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._write, b"")
+
+    def _write(self, data: bytes) -> None:
+        try:
+            if data:
+                self._file.write(data)
+            self._file.flush()
+        except BrokenPipeError:
+            # `adownload -O - URL | head`: nothing more goes there, the interpreter's flush
+            # at exit included.
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self._file.fileno())
+                os.close(devnull)
+            raise
 
 
 async def _run(options: Options, readers: list[InputReader], reporter: Reporter) -> None:
@@ -190,6 +267,7 @@ async def _run(options: Options, readers: list[InputReader], reporter: Reporter)
                 save_cookies_of(dl, options.network, reporter.warn)
     except asyncio.CancelledError:
         interrupted = True  # Ctrl-C: asyncio.run turns SIGINT into a cancellation
+        reporter.count_cut_short()
         raise
     finally:
         # The display is down by now, and the tally is final.
@@ -208,6 +286,8 @@ async def _items(
     if not readers:
         reporter.set_total(count)
     for request in options.requests:
+        if options.stdout:
+            request = dataclasses.replace(request, sink=StdoutSink(sys.stdout.buffer))
         yield request
     for reader in readers:
         warned: set[str] = set()
@@ -223,7 +303,11 @@ async def _items(
                         )
                 try:
                     request = request_for(
-                        entry, options.dest, source=reader.name, segments=options.segments
+                        entry,
+                        options.dest,
+                        source=reader.name,
+                        segments=options.segments,
+                        check_only=options.spider,
                     )
                 except RejectedEntry as exc:
                     url = redact(entry.urls[0]) if entry.urls else ""
