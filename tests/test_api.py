@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import types
 from pathlib import Path
@@ -217,3 +218,18 @@ def test_errors_survive_pickling_with_their_attributes(error: DownloadError) -> 
     if isinstance(error, OSError):
         assert isinstance(clone, OSError)
         assert (clone.errno, clone.filename) == (error.errno, error.filename)
+
+
+async def test_check_only_reads_the_answer_and_writes_nothing(
+    server: Server, tmp_path: Path
+) -> None:
+    async with adownload.Downloader(dest=tmp_path) as dl:
+        outcome = await dl.download(adownload.Request(server("/files/one.bin"), check_only=True))
+        with pytest.raises(adownload.HTTPStatusError) as failed:
+            await dl.download(adownload.Request(server("/status/404/x.bin"), check_only=True))
+    assert outcome.ok
+    assert outcome.status == 200
+    assert outcome.size > 0
+    assert outcome.path is None
+    assert failed.value.status == 404
+    assert os.listdir(tmp_path) == []

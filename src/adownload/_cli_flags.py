@@ -40,6 +40,9 @@ examples:
   {PROG} https://www.python.org/ftp/python/doc/3.13.2/python-3.13.2-docs-html.zip
   {PROG} -d docs/ URL1 URL2 URL3            three files into docs/, in parallel
   {PROG} -o docs.zip URL                    one file under a name of your choice
+  {PROG} -O - URL | tar -tz                 the file to standard output
+  {PROG} -N URL                             only if the server's copy is newer
+  {PROG} --spider -i urls.txt               check that the URLs exist; download nothing
   {PROG} --checksum sha256:HEX URL          fail (and keep nothing) unless the digest matches
   {PROG} -i urls.txt -j 16 -x 4             a list of URLs, 16 at a time, 4 per host
   {PROG} -s 8 --limit-rate 10M URL          8 connections for one big file, 10 MiB/s in all
