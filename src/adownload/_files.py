@@ -220,7 +220,7 @@ def copy_to_part(source: Path, part: Path) -> None:
     """Copy the regular file `source` to `part`, created exclusively (never through a link);
     blocking, for a worker thread. A failure leaves no `part` behind."""
     with os.fdopen(open_regular(source, os.O_RDONLY), "rb") as reader:
-        fd = os.open(part, _EXCLUSIVE, 0o666)
+        fd = os.open(part, CREATE_FLAGS, 0o666)
         try:
             with os.fdopen(fd, "wb") as writer:
                 shutil.copyfileobj(reader, writer, 1 << 20)
@@ -229,7 +229,10 @@ def copy_to_part(source: Path, part: Path) -> None:
             raise
 
 
-_EXCLUSIVE = (
+# O_NOFOLLOW: a symbolic link planted at the .part path makes the open fail instead of writing
+# into the link's target. O_EXCL on creation does the same for a link planted between our check
+# and the open. O_CLOEXEC: child processes of the embedding application do not inherit the fd.
+CREATE_FLAGS = (
     os.O_WRONLY
     | os.O_CREAT
     | os.O_EXCL

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ._files import open_regular
+from ._files import CREATE_FLAGS, open_regular
 from ._util import wait_through_cancellation
 
 __all__ = [
@@ -53,17 +53,6 @@ class Sink(Protocol):
 #: Opens a sink on a path; `existing=True` continues an existing file instead of creating one.
 SinkOpener = Callable[..., Awaitable[Sink]]
 
-# O_NOFOLLOW: a symbolic link planted at the .part path makes the open fail instead of writing
-# into the link's target. O_EXCL on creation does the same for a link planted between our check
-# and the open. O_CLOEXEC: child processes of the embedding application do not inherit the fd.
-_CREATE_FLAGS = (
-    os.O_WRONLY
-    | os.O_CREAT
-    | os.O_EXCL
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_BINARY", 0)
-)
 _CONTINUE_FLAGS = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -73,7 +62,7 @@ def open_fd(path: Path, *, existing: bool = False) -> int:
     bytes: `_files.SpecialFileError`)."""
     if existing:
         return open_regular(path, _CONTINUE_FLAGS)
-    return os.open(path, _CREATE_FLAGS, 0o666)
+    return os.open(path, CREATE_FLAGS, 0o666)  # exclusive, through no link: see _files
 
 
 # At most this many buffers go to one pwritev() call (POSIX guarantees 16; Linux takes 1024).
