@@ -476,7 +476,7 @@ def test_readme_command_line_examples_run_as_pasted(
     threaded_server: Server, tmp_path: Path
 ) -> None:
     blocks = command_line_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "adownload").exists(), "the console script is not installed"
     env = cli_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -514,7 +514,17 @@ def test_readme_command_line_examples_run_as_pasted(
     assert json.loads(summary)["skipped"] == 1
     assert failed == "exit status 1"
     assert "404" in outputs[1].stderr
-    assert outputs[2].stdout.count("saved") == 2
+    # -O - to a pipe, --spider, -N: the bytes of the file saved first, nothing new on disk.
+    digest, found, there, timestamped = outputs[2].stdout.splitlines()
+    assert (
+        digest.split()[0]
+        == hashlib.sha256((tmp_path / "python-3.13.2-docs-html.zip").read_bytes()).hexdigest()
+    )
+    assert found.startswith("found http://127.0.0.1:")
+    assert found.endswith("/docs/3.12.7/python-3.12.7-docs-html.zip (HTTP 200, 50.0 kB)")
+    assert there == "it is there"
+    assert timestamped.startswith(("saved python-docs/", "skipped python-docs/"))
+    assert outputs[3].stdout.count("saved") == 2
 
 
 def test_no_print_in_the_library() -> None:
