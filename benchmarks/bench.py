@@ -75,6 +75,7 @@ class Sizes:
     throttled_size: int
     memory_file_sizes: tuple[int, ...]  # the memory scenario: one file of each size
     memory_url_counts: tuple[int, ...]  # the memory scenario: as_completed over N URLs
+    dask_count: int = 10_000  # the dask scenarios: files of SMALL_FILE_SIZE
 
 
 FULL_SIZES = Sizes(
@@ -90,6 +91,7 @@ QUICK_SIZES = Sizes(
     throttled_size=32 * MIB,
     memory_file_sizes=(16 * MIB, 64 * MIB),
     memory_url_counts=(1_000, 10_000),
+    dask_count=1_000,
 )
 
 
@@ -378,6 +380,55 @@ class ListeningChild:
             self.proc = None
 
 
+class DaskCluster:
+    """A Dask scheduler and `workers` worker processes (one thread each) on 127.0.0.1, as
+    `dask scheduler` and `dask worker` start them, up before a dask scenario's clock starts."""
+
+    def __init__(self, python: str, workers: int, work: Path) -> None:
+        self.python = python
+        self.workers = workers
+        self.work = work
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[str]:
+        port = free_port()
+        address = f"tcp://127.0.0.1:{port}"
+        logs = self.work / "dask"
+        logs.mkdir(parents=True, exist_ok=True)
+        dashboard = ["--dashboard-address", "127.0.0.1:0"]
+        children = []
+        try:
+            for argv, name in (
+                (["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                  *dashboard], "scheduler"),
+                (["distributed.cli.dask_worker", address, "--nworkers", str(self.workers),
+                  "--nthreads", "1", "--host", "127.0.0.1", *dashboard], "workers"),
+            ):  # fmt: skip
+                with (logs / f"{name}.log").open("wb") as log:
+                    children.append(
+                        subprocess.Popen(
+                            [self.python, "-m", *argv],
+                            stdin=subprocess.DEVNULL,
+                            stdout=log,
+                            stderr=log,
+                            preexec_fn=_parent_death_signal(),
+                        )
+                    )
+                if name == "scheduler":
+                    wait_for_port(port, children[0])
+            wait = (
+                "import sys; from distributed import Client\n"
+                "with Client(sys.argv[1], timeout=30) as c: c.wait_for_workers(int(sys.argv[2]))"
+            )
+            subprocess.run(
+                [self.python, "-c", wait, address, str(self.workers)], check=True, timeout=60
+            )
+            yield address
+        finally:
+            for child in reversed(children):
+                stop_process(child, signal.SIGTERM)
+
+
 class ProxyProcess(ListeningChild):
     """benchmarks/delay_proxy.py in front of the plain nginx, as a child process."""
 
@@ -492,6 +543,7 @@ class Job:
     python: str
     retries: int = 0  # further tries per file for a server that refuses (429); 0: the default
     proxy: str | None = None  # every request through this proxy (a URL)
+    scheduler: str | None = None  # the Dask scheduler of a dask scenario's cluster
 
 
 def _write_lines(path: Path, lines: Sequence[str]) -> Path:
@@ -582,6 +634,11 @@ def adownload_adaptive_command(job: Job) -> list[str]:
     return [*adownload_command(job), "--adaptive"]
 
 
+def adownload_dask_command(job: Job) -> list[str]:
+    assert job.scheduler is not None
+    return [*adownload_command(job), "--scheduler", job.scheduler]
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str
@@ -597,6 +654,11 @@ TOOLS: tuple[Tool, ...] = (
     Tool("aria2c", aria2c_command),
     Tool("parfive", parfive_command),
     Tool("adownload-adaptive", adownload_adaptive_command, "Limits(adaptive=True)"),
+    Tool(
+        "adownload-dask",
+        adownload_dask_command,
+        "DaskRunner on a local dask scheduler and worker processes, started before the clock",
+    ),
 )
 TOOL_NAMES = tuple(tool.name for tool in TOOLS)
 
@@ -835,6 +897,8 @@ SCENARIO_NAMES = (
     "adaptive-capped",
     "proxy-http",
     "proxy-socks5",
+    "dask-1",
+    "dask-2",
 )
 #: Scenarios served by the FTP server; their peers are the tools that speak FTP.
 FTP_SCENARIOS = ("ftp-large", "ftp-small", "ftp-throttled")
@@ -846,6 +910,10 @@ ADAPTIVE_TOOLS = ("adownload", "adownload-adaptive", "curl", "aria2c", "parfive"
 #: Scenarios through a real proxy (tinyproxy, microsocks), and the tools that take one there.
 PROXY_SCENARIOS = ("proxy-http", "proxy-socks5")
 PROXY_TOOLS = ("adownload", "curl")
+#: Scenarios on a Dask cluster of that many worker processes; adownload-dask runs only here,
+#: next to adownload in one process.
+DASK_SCENARIOS = {"dask-1": 1, "dask-2": 2}
+DASK_TOOLS = ("adownload", "adownload-dask")
 #: The throttling server: 429 above this many requests in hand, each taking SERVICE_S.
 THROTTLE_LIMIT = 4
 SERVICE_S = 0.02
@@ -977,6 +1045,11 @@ class Bench:
                 why = f"not compared: the proxy scenarios compare {', '.join(PROXY_TOOLS)}"
             if why is None and tool.name == "adownload-adaptive" and not adaptive:
                 why = "not compared: runs in the adaptive scenarios only"
+            dask = scenario.name in DASK_SCENARIOS
+            if why is None and dask and tool.name not in DASK_TOOLS:
+                why = f"not compared: the dask scenarios compare {', '.join(DASK_TOOLS)}"
+            if why is None and tool.name == "adownload-dask" and not dask:
+                why = "not compared: runs in the dask scenarios only"
             if why is None and tool.name.startswith("adownload"):
                 why = adownload_support(self.python, scenario.segments)
             summaries[tool.name] = ToolSummary(tool.name, why or "ok")
@@ -985,6 +1058,20 @@ class Bench:
             else:
                 self.say(f"  {tool.name}: {why}")
 
+        with contextlib.ExitStack() as stack:
+            scheduler = None
+            if scenario.name in DASK_SCENARIOS and runnable:
+                cluster = DaskCluster(self.python, DASK_SCENARIOS[scenario.name], self.work)
+                scheduler = stack.enter_context(cluster.running())
+            return self._run_tools(scenario, runnable, summaries, scheduler)
+
+    def _run_tools(
+        self,
+        scenario: Scenario,
+        runnable: list[Tool],
+        summaries: dict[str, ToolSummary],
+        scheduler: str | None,
+    ) -> ScenarioResult:
         base = self.base_urls[scenario.server]
         urls = tuple(base + data.name for data in scenario.files)
         jobs: dict[str, Job] = {}
@@ -1002,6 +1089,7 @@ class Bench:
                 self.python,
                 scenario.retries,
                 self.proxies.get(scenario.proxy) if scenario.proxy else None,
+                scheduler,
             )
             jobs[tool.name] = job
             summaries[tool.name].command = tool.command(job)
@@ -1237,6 +1325,15 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
             peer = {"http": "tinyproxy", "socks5": "microsocks"}[kind]
             title = f"one {_size(sizes.large_size)} file, one connection, through {peer}"
             scenarios.append(Scenario(name, title, "plain", large, CONCURRENCY, 1, proxy=kind))
+        elif name in DASK_SCENARIOS:
+            dask_files = make_small_files(docroot, sizes.dask_count, seed)
+            workers = DASK_SCENARIOS[name]
+            title = (
+                f"{sizes.dask_count} x {SMALL_FILE_SIZE // KIB} KiB, {CONCURRENCY} at a time,"
+                f" plain nginx; adownload-dask on {workers} worker process"
+                f"{'es' if workers > 1 else ''}"
+            )
+            scenarios.append(Scenario(name, title, "plain", dask_files, CONCURRENCY, 1))
         elif name == "latency":
             rtt_ms = 2 * ONE_WAY_DELAY * 1000
             title = f"{count}, {CONCURRENCY} at a time, behind a {rtt_ms:.0f} ms round-trip proxy"
@@ -1309,6 +1406,8 @@ def needed_disk(names: Sequence[str], sizes: Sizes) -> int:
     throttled_names = {"throttled", "ftp-throttled", "adaptive-capped"}
     throttled = sizes.throttled_size if throttled_names & set(names) else 0
     memory = 2 * max(sizes.memory_file_sizes) if "memory" in names else 0
+    dask = sizes.dask_count * SMALL_FILE_SIZE if set(DASK_SCENARIOS) & set(names) else 0
+    small = max(small, dask)  # the dask scenarios' files include the small ones
     # sources, plus one tool's output at a time, plus some slack
     return small + large + throttled + max(small, large, throttled, memory) + 256 * MIB
 

@@ -1,7 +1,7 @@
 """Benchmark driver: download every URL of URLS_FILE into DEST with adownload.
 
 Usage: python run_adownload.py URLS_FILE DEST [-j N] [--segments N] [--retries N] [--adaptive]
-                              [--proxy URL]
+                              [--proxy URL] [--scheduler ADDRESS]
        python run_adownload.py --check [--segments N]
 
 URLS_FILE holds one URL a line.  The exit status tells the harness what happened:
@@ -16,7 +16,9 @@ per host through.  Without it, one connection per file (``Segments(count=1)``), 
 single-connection peers it is compared with; ``--segments 0`` keeps the library's default
 ``Segments()``.  ``--retries N`` allows N further tries per file (``Retry(attempts=N+1)``, the
 default backoff), ``--adaptive`` sets ``Limits(adaptive=True)``, ``--proxy URL`` sends every
-request through that proxy (``Downloader(proxy=URL)``).
+request through that proxy (``Downloader(proxy=URL)``), ``--scheduler ADDRESS`` runs the
+downloads on that Dask cluster (``adownload.distributed.DaskRunner``): this process is then
+the caller, whose time and memory the harness measures.
 """
 
 from __future__ import annotations
@@ -77,6 +79,27 @@ async def download(
     return 0
 
 
+async def download_on_cluster(
+    adownload: Any, limits: Any, segments: Any, urls: list[str], dest: Path, scheduler: str
+) -> int:
+    from distributed import Client
+
+    from adownload.distributed import DaskRunner
+
+    async with Client(scheduler, asynchronous=True) as client:
+        runner = DaskRunner(client, dest=dest, limits=limits, segments=segments)
+        failed = 0
+        async for outcome in runner.as_completed(urls):
+            if not outcome.ok:
+                failed += 1
+                if failed <= 10:
+                    print(f"FAILED {outcome.url}: {outcome.error!r}", file=sys.stderr)
+    if failed:
+        print(f"{failed} of {len(urls)} downloads failed", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="adownload benchmark driver")
     parser.add_argument("urls_file", nargs="?", type=Path, help="one URL a line")
@@ -86,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retries", type=int, default=0, help="further tries per file")
     parser.add_argument("--adaptive", action="store_true", help="Limits(adaptive=True)")
     parser.add_argument("--proxy", help="Downloader(proxy=URL)")
+    parser.add_argument("--scheduler", help="run on this Dask cluster (DaskRunner)")
     parser.add_argument("--check", action="store_true", help="only check availability")
     args = parser.parse_args(argv)
     if not args.check and (args.urls_file is None or args.dest is None):
@@ -106,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
     urls = [line.strip() for line in args.urls_file.read_text().splitlines() if line.strip()]
     args.dest.mkdir(parents=True, exist_ok=True)
+    if args.scheduler:
+        return asyncio.run(
+            download_on_cluster(adownload, limits, segments, urls, args.dest, args.scheduler)
+        )
     return asyncio.run(
         download(adownload, limits, segments, urls, args.dest, args.retries, args.proxy)
     )

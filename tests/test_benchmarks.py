@@ -133,3 +133,18 @@ def test_the_proxy_scenarios_send_adownload_and_curl_through_the_same_proxy(
     curl = bench.curl_command(job)
     assert curl[curl.index("--proxy") + 1] == proxy
     assert bench.adownload_command(job)[-2:] == ["--proxy", proxy]
+
+
+def test_the_dask_scenarios_run_adownload_alone_and_on_a_cluster(tmp_path: Path) -> None:
+    bench = _module("bench")
+    sizes = bench.Sizes(1, 1024, 1024, (), (), dask_count=3)
+    scenarios = bench.build_scenarios(["dask-1", "dask-2"], tmp_path, sizes, 1)
+    assert [(s.name, len(s.files)) for s in scenarios] == [("dask-1", 3), ("dask-2", 3)]
+    assert bench.DASK_SCENARIOS == {"dask-1": 1, "dask-2": 2}
+    files = scenarios[0].files
+    job = bench.Job(
+        ("http://127.0.0.1:1/a",), files, tmp_path, tmp_path, 16, 1, "python",
+        scheduler="tcp://127.0.0.1:8786",
+    )  # fmt: skip
+    assert bench.adownload_dask_command(job)[-2:] == ["--scheduler", "tcp://127.0.0.1:8786"]
+    assert "adownload-dask" in bench.TOOL_NAMES

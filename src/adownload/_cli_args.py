@@ -58,6 +58,8 @@ class Options:
     stdout: bool = False
     #: `--spider`: check that the URLs exist, download nothing.
     spider: bool = False
+    #: `--scheduler`: the address of the Dask scheduler to run the downloads on.
+    scheduler: str | None = None
     #: True checks certificates against the system's authorities, False checks nothing, a
     #: context checks against the authorities it holds.
     tls: ssl.SSLContext | bool = True
@@ -159,6 +161,13 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             raise UsageError(f"{exc}{scheme_hint(url)}") from None
 
     tls = tls_context(args.insecure, args.cafile)
+    scheduler: str | None = args.scheduler
+    if scheduler is not None:
+        if stdout:
+            raise UsageError("-O - writes here, so it cannot run on a cluster (--scheduler)")
+        from ._cli_dask import check_cluster_options
+
+        check_cluster_options(tls, network)
     tries: int = _DEFAULT_RETRY.attempts
     if args.tries is not None:
         tries = args.tries
@@ -202,6 +211,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             bars=args.bars,
             stdout=stdout,
             spider=args.spider,
+            scheduler=scheduler,
             tls=tls,
             network=network,
         )

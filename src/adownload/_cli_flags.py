@@ -49,6 +49,8 @@ examples:
   {PROG} --tries 10 --retry-wait 2 URL      10 attempts, waiting 2 s, 4 s, 8 s... in between
   producer | {PROG} -i -                    URLs from standard input, as they come
   {PROG} --json -i urls.txt | jq .          one JSON object per event
+  {PROG} --scheduler tcp://HOST:8786 -i manifest.txt -d /shared/dest
+                                            on a Dask cluster (pip install 'adownload[dask]')
   {PROG} mirror URL DIR --include '*.zip'   keep DIR a copy of a directory index (see
                                             '{PROG} mirror --help')
 
@@ -232,6 +234,7 @@ def _connections(parser: argparse.ArgumentParser) -> None:
     network = parser.add_argument_group("connections, speed and time limits")
     add_shared_option(network, "jobs")
     add_shared_option(network, "per_host")
+    add_shared_option(network, "scheduler")
     add_shared_option(network, "adaptive")
     network.add_argument(
         "-s",

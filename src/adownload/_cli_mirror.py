@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import ssl
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ._adaptive import HostLimit
+from ._cli_dask import ClusterError
 from ._cli_input import InputReader, _inside
 from ._cli_network import (
     NetworkOptions,
@@ -94,6 +97,8 @@ class MirrorOptions:
     headers: dict[str, str]
     tls: ssl.SSLContext | bool = True
     network: NetworkOptions = NetworkOptions()  # noqa: RUF009 (frozen)
+    #: `--scheduler`: fetch the files on this Dask cluster (the listing stays here).
+    scheduler: str | None = None
 
 
 def _depth(text: str) -> int:
@@ -163,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "jobs",
         "per_host",
         "adaptive",
+        "scheduler",
         "connect_timeout",
         "read_timeout",
         "user_agent",
@@ -194,6 +200,11 @@ def parse_options(argv: Sequence[str]) -> MirrorOptions:
         pairs = [*pairs, args.user_agent]
     if network.cookie_header is not None:
         pairs = [*pairs, ("Cookie", network.cookie_header)]
+    tls = tls_context(args.insecure, args.cafile)
+    if args.scheduler is not None:
+        from ._cli_dask import check_cluster_options
+
+        check_cluster_options(tls, network)
     return MirrorOptions(
         source=source,
         dest=dest,
@@ -206,8 +217,9 @@ def parse_options(argv: Sequence[str]) -> MirrorOptions:
         limits=Limits(max_transfers=args.jobs, max_per_host=args.per_host, adaptive=args.adaptive),
         timeout=Timeout(connect=args.connect_timeout, read=args.read_timeout),
         headers=unique_headers(pairs),
-        tls=tls_context(args.insecure, args.cafile),
+        tls=tls,
         network=network,
+        scheduler=args.scheduler,
     )
 
 
@@ -232,6 +244,9 @@ def main(argv: Sequence[str]) -> int:
     except UsageError as exc:
         err.line(f"{COMMAND}: error: {exc}")
         return EXIT_USAGE
+    except ClusterError as exc:
+        err.line(f"{COMMAND}: error: {exc}")
+        return EXIT_FAILED
     printer.summary(report)
     return EXIT_FAILED if report.failed or printer.rejected else EXIT_OK
 
@@ -258,14 +273,17 @@ async def _run(
             printer.err.line(f"{COMMAND}: not deleting anything: the list has errors")
             delete = False
     # As the main command's: the proxy variables and ~/.netrc are read, as curl and wget do.
-    async with Downloader(
-        limits=options.limits,
-        timeout=options.timeout,
-        headers=options.headers,
-        on_event=printer.event,
-        verify=options.tls,
+    keywords: dict[str, Any] = {
+        "limits": options.limits,
+        "timeout": options.timeout,
+        "headers": options.headers,
+        "verify": options.tls,
         **options.network.keywords(),
-    ) as dl:
+    }
+    async with (
+        Downloader(on_event=printer.event, **keywords) as dl,
+        _runner(options, keywords, printer) as runner,
+    ):
         load_cookies_into(dl, options.network)
         try:
             report = await mirror(
@@ -278,11 +296,26 @@ async def _run(
                 max_depth=options.depth,
                 downloader=dl,
                 on_change=printer,
+                runner=runner,
             )
             printer.hosts = dl.host_limits()
         finally:
             save_cookies_of(dl, options.network, printer.err.line)
         return report
+
+
+@contextlib.asynccontextmanager
+async def _runner(
+    options: MirrorOptions, keywords: dict[str, Any], printer: _Printer
+) -> AsyncIterator[Any]:
+    """With --scheduler, the cluster that fetches the files; else None (the downloader)."""
+    if options.scheduler is None:
+        yield None
+        return
+    from ._cli_dask import cluster_runner
+
+    async with cluster_runner(options.scheduler, on_event=printer.event, **keywords) as runner:
+        yield runner
 
 
 async def _read_list(reader: InputReader, printer: _Printer) -> list[Request]:

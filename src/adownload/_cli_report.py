@@ -319,7 +319,8 @@ class JsonReporter(Reporter):
         events of a file have its `url`; byte counts are `bytes` (received or written so far) and
         `total` (announced size, or null); a failure has `error` (the message) and `error_type`
         (the adownload exception's name). A `finished` object's `bytes` is the file's size,
-    `resumed_from` the part of it an earlier run had fetched; the summary's `bytes` counts what
+    `resumed_from` the part of it an earlier run had fetched, `worker` the Dask worker that
+    wrote it (with --scheduler; else null); the summary's `bytes` counts what
     this run fetched, its `hosts` what --adaptive learnt per host (empty without it). An entry
     of an input file that cannot be downloaded has
         only a `finished` event.
@@ -383,6 +384,7 @@ class JsonReporter(Reporter):
                 "elapsed": round(outcome.elapsed, 3),
                 "attempts": outcome.attempts,
                 "resumed_from": outcome.resumed_from,
+                "worker": outcome.worker,
                 **_error(outcome.error),
             }
         )

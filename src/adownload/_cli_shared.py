@@ -332,6 +332,16 @@ _SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "help": "trust the certificate authorities in FILE (PEM) instead of the system's",
         },
     ),
+    "scheduler": (
+        ("--scheduler",),
+        {
+            "dest": "scheduler",
+            "metavar": "ADDRESS",
+            "help": "run the downloads on the Dask cluster of this scheduler (tcp://HOST:8786;"
+            " needs adownload[dask]); the destination must be a directory that every worker"
+            " sees at the same path",
+        },
+    ),
     "user_agent": (
         ("-U", "-A", "--user-agent"),
         {

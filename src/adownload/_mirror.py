@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     Callable,
     Iterable,
@@ -23,7 +24,7 @@ from collections.abc import (
     Sequence,
 )
 from pathlib import Path
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 from yarl import URL
 
@@ -66,6 +67,7 @@ async def mirror(
     max_depth: int | None = 10,
     downloader: Downloader | None = None,
     on_change: Callable[[MirrorChange], None] | None = None,
+    runner: Runner | None = None,
 ) -> MirrorReport:
     """Bring the directory `dest` up to date with `source`; return what changed.
 
@@ -86,6 +88,9 @@ async def mirror(
     - `downloader`: an open `Downloader` whose session, limits, timeouts and retries to use
       (its `dest` and `existing` do not apply); by default one with the default settings.
     - `on_change`: called with each `MirrorChange` as it happens (a 304 is "unchanged").
+    - `runner`: what fetches the files instead of the downloader, such as an
+      `adownload.distributed.DaskRunner` (anything with the `as_completed` of a `Downloader`);
+      the listing and the state stay here.
 
     State lives in `dest/.adownload-mirror.sqlite`. Killing a run at any moment and starting it
     again finishes the job without fetching completed files again. Raises `InvalidRequestError`
@@ -109,11 +114,18 @@ async def mirror(
         dry_run=dry_run,
         max_depth=max_depth,
         on_change=on_change,
+        runner=runner,
     )
     if downloader is not None:
         return await run.run(source, downloader)
     async with Downloader() as dl:
         return await run.run(source, dl)
+
+
+class Runner(Protocol):
+    """What fetches a mirror's files: a `Downloader`, or a `DaskRunner`."""
+
+    def as_completed(self, items: Iterable[Request]) -> AsyncGenerator[Outcome, None]: ...
 
 
 class _Mirror:
@@ -127,8 +139,10 @@ class _Mirror:
         dry_run: bool,
         max_depth: int | None,
         on_change: Callable[[MirrorChange], None] | None,
+        runner: Runner | None = None,
     ) -> None:
         self.dest = dest
+        self.runner = runner
         self.include = include
         self.exclude = exclude
         self.delete = delete
@@ -246,7 +260,8 @@ class _Mirror:
         async with asyncio.TaskGroup() as group:
             group.create_task(write())
             try:
-                async with contextlib.aclosing(dl.as_completed(requests())) as outcomes:
+                fetcher = dl if self.runner is None else self.runner
+                async with contextlib.aclosing(fetcher.as_completed(requests())) as outcomes:
                     async for outcome in outcomes:
                         assert outcome.request is not None
                         row = self._settle(pending.pop(id(outcome.request)), outcome)

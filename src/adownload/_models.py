@@ -216,6 +216,8 @@ class Outcome:
       and Last-Modified headers), for a later conditional request; None when absent.
     - `replaced`: the download replaced a file that was at `path` (under `Existing.OVERWRITE`,
       or under `SKIP` when that file did not match the `checksum`).
+    - `worker`: the address of the Dask worker that wrote the file (`adownload.distributed`);
+      None for a download in this process.
 
     `url` and `final_url` never hold the URL's user name or password; `request.url` is the URL
     as the caller gave it.
@@ -235,6 +237,7 @@ class Outcome:
     etag: str | None = None
     last_modified: str | None = None
     replaced: bool = False
+    worker: str | None = None
 
     @property
     def ok(self) -> bool:

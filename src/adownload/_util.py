@@ -46,6 +46,11 @@ def redact(text: str | URL) -> str:
     return _USERINFO.sub("//", text)
 
 
+def origin_of(url: URL) -> str:
+    """`scheme://host:port`, the key of per-host limits and of a cluster's shards."""
+    return f"{url.scheme}://{url.host}:{url.port}"
+
+
 def same_origin(a: URL, b: URL) -> bool:
     """Whether two URLs have one origin (scheme, host, port): the scope of a credential."""
     return a.scheme == b.scheme and a.host == b.host and a.port == b.port

@@ -19,11 +19,12 @@ import errno
 import logging
 import os
 import sys
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from ._cli_args import Options, downloader_keywords, parse_options
+from ._cli_dask import ClusterError
 from ._cli_input import KNOWN_KEYS, InputReader, RejectedEntry, request_for
 from ._cli_mirror import main as mirror_main
 from ._cli_network import load_cookies_into, save_cookies_of
@@ -92,6 +93,9 @@ def _download(argv: list[str]) -> int:
         except InputError as exc:
             err.line(f"{PROG}: error: {exc}")
             return EXIT_USAGE
+        except ClusterError as exc:
+            err.line(f"{PROG}: error: {exc}")
+            return EXIT_FAILED
     return EXIT_FAILED if reporter.tally.failed else EXIT_OK
 
 
@@ -246,32 +250,49 @@ class StdoutSink:
 
 
 async def _run(options: Options, readers: list[InputReader], reporter: Reporter) -> None:
-    interrupted = False
+    interrupted = started = False
     try:
-        async with (
-            reporter.showing(),
-            Downloader(**downloader_keywords(options), on_event=reporter) as dl,
-        ):
-            load_cookies_into(dl, options.network)
-            try:
-                items = _items(options, readers, reporter)
-                async with (
-                    contextlib.aclosing(items),
-                    contextlib.aclosing(dl.as_completed(items)) as outcomes,
-                ):
-                    async for _ in outcomes:
-                        pass  # the reporter hears of each outcome through its Finished event
-                reporter.tally.hosts = dl.host_limits()
-            finally:
-                # Also after Ctrl-C: the cookies the servers set are as good then.
-                save_cookies_of(dl, options.network, reporter.warn)
+        # The engine first: a cluster that cannot be reached is an error, with no summary.
+        async with _engine(options, reporter) as as_completed, reporter.showing():
+            started = True
+            items = _items(options, readers, reporter)
+            async with (
+                contextlib.aclosing(items),
+                contextlib.aclosing(as_completed(items)) as outcomes,
+            ):
+                async for _ in outcomes:
+                    pass  # the reporter hears of each outcome through its Finished event
     except asyncio.CancelledError:
         interrupted = True  # Ctrl-C: asyncio.run turns SIGINT into a cancellation
         reporter.count_cut_short()
         raise
     finally:
         # The display is down by now, and the tally is final.
-        reporter.finish(interrupted=interrupted)
+        if started:
+            reporter.finish(interrupted=interrupted)
+
+
+AsCompleted = Callable[[AsyncIterator[Request]], AsyncGenerator[Outcome, None]]
+
+
+@contextlib.asynccontextmanager
+async def _engine(options: Options, reporter: Reporter) -> AsyncGenerator[AsCompleted, None]:
+    """What runs the downloads: a `Downloader` here, or a `DaskRunner` with --scheduler."""
+    keywords = downloader_keywords(options)
+    if options.scheduler is not None:
+        from ._cli_dask import cluster_runner
+
+        async with cluster_runner(options.scheduler, on_event=reporter, **keywords) as runner:
+            yield runner.as_completed
+        return
+    async with Downloader(**keywords, on_event=reporter) as dl:
+        load_cookies_into(dl, options.network)
+        try:
+            yield dl.as_completed
+            reporter.tally.hosts = dl.host_limits()
+        finally:
+            # Also after Ctrl-C: the cookies the servers set are as good then.
+            save_cookies_of(dl, options.network, reporter.warn)
 
 
 async def _items(
