@@ -19,6 +19,11 @@ __all__ = ["ClusterError", "check_cluster_options", "cluster_runner"]
 #: Seconds to reach the scheduler before giving up.
 CONNECT_TIMEOUT = 10
 
+#: The messages a Dask client keeps of what it sent, for debugging (Dask's default is 1000):
+#: each shard is one (some 66 KiB for 1,000 requests), so the default holds some 66 MiB once
+#: a long manifest has sent a thousand shards.
+MESSAGE_LOG = 20
+
 
 class ClusterError(Exception):
     """The scheduler cannot be reached; the message is the one line to show."""
@@ -43,13 +48,15 @@ def check_cluster_options(tls: ssl.SSLContext | bool, network: NetworkOptions) -
 @contextlib.asynccontextmanager
 async def cluster_runner(address: str, **keywords: Any) -> AsyncIterator[Any]:
     """A `DaskRunner` on the cluster at `address`, with the runner's `keywords`."""
+    import dask.config
     from distributed import Client
 
     from .distributed import DaskRunner
 
     try:
         connect: Any = Client  # untyped
-        client: Any = await connect(address, asynchronous=True, timeout=CONNECT_TIMEOUT)
+        with dask.config.set({"distributed.admin.low-level-log-length": MESSAGE_LOG}):
+            client: Any = await connect(address, asynchronous=True, timeout=CONNECT_TIMEOUT)
     except Exception as exc:  # OSError, TimeoutError, a bad address: all say the same
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     async with client:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
@@ -21,6 +21,7 @@ from ._exceptions import DownloadError, InvalidRequestError, UnsafePathError
 from ._files import INDEX_NAME, safe_filename
 from ._models import Outcome, Request
 from ._sinks import MemorySink
+from ._util import each
 
 #: An index page larger than this is not an index page.
 _MAX_INDEX_BYTES = 32 << 20
@@ -74,17 +75,6 @@ def _list_parts(request: Request) -> tuple[str, ...]:
     if found is None:
         raise UnsafePathError(f"no safe local path for {url}", url=url)
     return found
-
-
-async def _aiter(
-    items: Iterable[str | URL | Request] | AsyncIterable[str | URL | Request],
-) -> AsyncIterator[str | URL | Request]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
 
 
 class Lister:
@@ -200,7 +190,7 @@ class Lister:
     ) -> list[Upstream]:
         files: list[Upstream] = []
         seen: set[str] = set()
-        async for item in _aiter(source):
+        async for item in each(source):
             try:
                 request = item if isinstance(item, Request) else Request(item)
                 parts = _list_parts(request)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from yarl import URL
 
@@ -124,3 +125,18 @@ class IdleTimeout:
             self._timeout.reschedule(self._loop.time())
         else:
             self._handle = self._loop.call_at(deadline, self._check)
+
+
+T = TypeVar("T")
+
+
+async def each(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    """The items of a sync or an async iterable; a sync one yields to the loop between items,
+    so that a long list does not hold it."""
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+            await asyncio.sleep(0)

@@ -58,7 +58,7 @@ from ._events import Finished, Progress, Queued, Retrying, Started, emitter
 from ._exceptions import DownloadError, InvalidRequestError
 from ._models import Item, Outcome, Request, request_for
 from ._shards import Shard, Shards, share_of
-from ._util import redact
+from ._util import each, redact
 
 __all__ = ["DaskRunner", "Report"]
 
@@ -111,6 +111,13 @@ class DaskRunner:
       to the downloader of each shard; they must pickle (an `ssl.SSLContext` does not:
       install the authority on the workers instead). `limits.max_per_host` is the limit of
       the whole cluster; `limits.max_transfers` that of each shard.
+
+    Memory: besides `buffer` requests, a Dask client keeps its last
+    `distributed.admin.low-level-log-length` messages to the scheduler (1000 by default), and
+    each shard is one: about 66 KiB for 1,000 requests, so some 66 MiB once a thousand
+    shards have gone out, whatever the manifest's length. Lower it for the client
+    (`dask.config.set({"distributed.admin.low-level-log-length": 20})` around `Client(...)`),
+    as `adownload --scheduler` does.
     """
 
     def __init__(
@@ -260,7 +267,7 @@ class _Run:
     async def _read(self, items: Iterable[Item] | AsyncIterable[Item]) -> None:
         index = 0
         try:
-            async for item in _each(items):
+            async for item in each(items):
                 await self._room.acquire()
                 try:
                     # The caller's own Request object: outcomes carry it back.
@@ -438,13 +445,3 @@ def _absolute(request: Request) -> Request:
         if (value := getattr(request, name)) is not None and not os.path.isabs(value)
     }
     return dataclasses.replace(request, **changes) if changes else request
-
-
-async def _each(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncGenerator[Item, None]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
-            await asyncio.sleep(0)
