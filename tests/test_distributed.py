@@ -153,7 +153,7 @@ async def test_a_shard_that_fails_for_good_reports_its_files_as_failed(
     urls = [faults.url(f"/f/{i}.bin") for i in range(5)]
     runner = DaskRunner(client, dest=tmp_path, cookies=tmp_path / "missing" / "cookies.txt")
 
-    outcomes = await asyncio.wait_for(runner.download_many(urls), 30)
+    outcomes = await asyncio.wait_for(runner.download_many(urls), 90)
 
     assert [o.ok for o in outcomes] == [False] * 5
     assert all("the cluster could not run this download" in str(o.error) for o in outcomes)
@@ -176,12 +176,12 @@ async def test_cancelling_the_caller_cancels_the_clusters_tasks(
 
     runner = DaskRunner(client, dest=tmp_path, shard_size=3, on_event=on_event)
     consumer = asyncio.create_task(runner.download_many(urls))
-    await asyncio.wait_for(started.wait(), 30)
+    await asyncio.wait_for(started.wait(), 90)
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await consumer
 
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while faults.active or any((await _processing(client)).values()):
         assert time.monotonic() < deadline, "the cluster kept downloading after the cancel"
         await asyncio.sleep(0.1)
