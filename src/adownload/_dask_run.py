@@ -37,6 +37,8 @@ __all__ = ["Run"]
 _FLUSH_AFTER = 0.5
 #: Messages the scheduler holds for the caller at most; the shards wait when it is full.
 _QUEUE_SIZE = 256
+#: Seconds between two looks at an empty queue.
+_POLL_INTERVAL = 0.1
 
 
 class Run:
@@ -228,15 +230,18 @@ class Run:
     # --- messages from the workers ----------------------------------------------------------
 
     async def _listen(self, queue: Any) -> None:
-        """Move the workers' messages from the scheduler's queue to the inbox."""
+        """Move the workers' messages from the scheduler's queue to the inbox.
+
+        A short poll, not a waiting get: a get left waiting when the run ends would leave
+        the scheduler a request that times out for nobody (and, with the scheduler in this
+        process, a task whose exception nobody retrieves).
+        """
         while True:
-            try:
-                first = await queue.get(timeout=1)
-            except TimeoutError:
-                continue
-            self._inbox.put_nowait(("message", first))
-            for message in await queue.get(batch=True):
+            messages = await queue.get(batch=True)
+            for message in messages:
                 self._inbox.put_nowait(("message", message))
+            if not messages:
+                await asyncio.sleep(_POLL_INTERVAL)
 
     def _message(self, message: dict[str, Any]) -> list[tuple[int, Outcome]]:
         shard = self._running.get(message["shard"])
