@@ -78,6 +78,9 @@ class Run:
         self._running: dict[int, Shard] = {}
         self._futures: dict[int, distributed.Future[Any]] = {}
         self._waiters: set[asyncio.Task[None]] = set()
+        self._queue: Any = None  # the run's distributed.Queue, once made
+        #: Held while messages move from the queue to the inbox (see `_wait`).
+        self._moving = asyncio.Lock()
         self.shards = 0
         self.lost = 0
 
@@ -85,7 +88,7 @@ class Run:
         self, items: Iterable[Item] | AsyncIterable[Item]
     ) -> AsyncGenerator[tuple[int, Outcome], None]:
         queues: Any = distributed.Queue  # untyped
-        queue = await queues(self._name, client=self._client, maxsize=_QUEUE_SIZE)
+        queue = self._queue = await queues(self._name, client=self._client, maxsize=_QUEUE_SIZE)
         listener = asyncio.create_task(self._listen(queue))
         reader = asyncio.create_task(self._read(items))
         reading = True
@@ -186,8 +189,12 @@ class Run:
             raise
         except BaseException as exc:  # KilledWorker, or the task failed: the shard is lost
             self._inbox.put_nowait(("shard", (shard, None, exc)))
-        else:
-            self._inbox.put_nowait(("shard", (shard, result, None)))
+            return
+        # The shard sent its last events before it returned: they go to the inbox before its
+        # result, or they would come after the shard is settled and be dropped as late.
+        with contextlib.suppress(Exception):  # without them, the result is still whole
+            await self._move(self._queue)
+        self._inbox.put_nowait(("shard", (shard, result, None)))
 
     def _shard_ended(
         self, shard: Shard, result: list[tuple[int, bytes]] | None, error: BaseException | None
@@ -237,11 +244,16 @@ class Run:
         process, a task whose exception nobody retrieves).
         """
         while True:
+            if not await self._move(queue):
+                await asyncio.sleep(_POLL_INTERVAL)
+
+    async def _move(self, queue: Any) -> int:
+        """Move what the queue holds now to the inbox, in order; how many messages it held."""
+        async with self._moving:
             messages = await queue.get(batch=True)
             for message in messages:
                 self._inbox.put_nowait(("message", message))
-            if not messages:
-                await asyncio.sleep(_POLL_INTERVAL)
+        return len(messages)
 
     def _message(self, message: dict[str, Any]) -> list[tuple[int, Outcome]]:
         shard = self._running.get(message["shard"])
