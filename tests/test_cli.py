@@ -476,7 +476,7 @@ def test_readme_command_line_examples_run_as_pasted(
     threaded_server: Server, tmp_path: Path
 ) -> None:
     blocks = command_line_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "adownload").exists(), "the console script is not installed"
     env = cli_env(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -497,10 +497,13 @@ def test_readme_command_line_examples_run_as_pasted(
         outputs.append(result)
 
     assert sorted(listing(tmp_path)) == [
+        "docs.meta4",
         "python-3.13.2-docs-html.zip",
         "python-docs",
         "python-docs/3.12",
         "python-docs/3.12/python-3.12.7-docs-html.zip",
+        "python-docs/3.13",
+        "python-docs/3.13/python-3.13.2-docs-html.zip",
         "python-docs/latest-docs-html.zip",
         "python-docs/python-3.12.7-docs-html.zip",
         "python-docs/python-3.13.2-docs-html.zip",
@@ -525,6 +528,8 @@ def test_readme_command_line_examples_run_as_pasted(
     assert there == "it is there"
     assert timestamped.startswith(("saved python-docs/", "skipped python-docs/"))
     assert outputs[3].stdout.count("saved") == 2
+    # -M: the file the Metalink names, where it names it.
+    assert outputs[4].stdout.startswith("saved python-docs/3.13/python-3.13.2-docs-html.zip (")
 
 
 def test_no_print_in_the_library() -> None:

@@ -12,9 +12,9 @@ import pytest
 
 import adownload
 from adownload._cli_progress import Line, format_left, layout
-from adownload._cli_report import describe_error
 from adownload._cli_shared import scheme_hint
 from adownload._exceptions import ConnectError, SizeLimitError
+from adownload._util import describe_error
 
 LINES = [
     Line("9/33 files", 0.34, "1.5 MB", "2.4 MB/s", "8 s left"),

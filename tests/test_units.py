@@ -74,12 +74,17 @@ def test_a_layout_hands_out_pieces_then_the_second_half_of_the_slowest() -> None
     assert stolen is not None
     middle = 4 * MIB + 1 + (4 * MIB - 1) // 2
     assert (stolen.start, stolen.end, second.end) == (middle, 8 * MIB, middle)
-    # Only `stolen` still has two min_size halves; it has no speed yet, so it is the slowest.
+    # Only `stolen` still has two min_size halves; with no speed yet, it is not cut blind.
+    assert layout.next() is None
+    assert layout.young()
+    stolen.since_position -= 1
+    stolen.since -= 100.0  # as if 1 byte in 100 s: the slowest, and far from its end
     again = layout.next()
     assert again is not None
     half = middle + (8 * MIB - middle) // 2
     assert (again.start, again.end, stolen.end) == (half, 8 * MIB, half)
     assert layout.next() is None  # nothing left with room for two halves
+    assert not layout.young()
     # Ranges record what is written, never what is only claimed.
     first.written = 2 * MIB
     assert layout.ranges() == [(0, 2 * MIB)]

@@ -32,6 +32,7 @@ from ._events import HostLimitChanged as HostLimitChanged
 from ._events import Progress as Progress
 from ._events import Queued as Queued
 from ._events import Retrying as Retrying
+from ._events import SourceDropped as SourceDropped
 from ._events import Started as Started
 from ._exceptions import ChecksumMismatchError as ChecksumMismatchError
 from ._exceptions import ConnectError as ConnectError
@@ -60,6 +61,7 @@ from ._models import Item as Item
 from ._models import Outcome as Outcome
 from ._models import Request as Request
 from ._options import USE_DEFAULT as USE_DEFAULT
+from ._pieces import Pieces as Pieces
 from ._registry import Registry as Registry
 from ._registry import RegistryEntry as RegistryEntry
 from ._sinks import AiofilesSink as AiofilesSink
@@ -86,6 +88,10 @@ _LAZY = frozenset({"MirrorChange", "MirrorReport", "mirror"})
 
 
 def __getattr__(name: str) -> object:
+    if name == "metalink":  # the module, with defusedxml: only for those who read Metalinks
+        import importlib
+
+        return importlib.import_module(".metalink", __name__)
     if name in _LAZY:
         from . import _mirror
 
@@ -96,7 +102,7 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return sorted(set(globals()) | _LAZY | {"metalink"})
 
 
 __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
@@ -132,6 +138,7 @@ __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "MirrorChange",
     "MirrorReport",
     "Outcome",
+    "Pieces",
     "Progress",
     "ProxyError",
     "Queued",
@@ -147,6 +154,7 @@ __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "Sink",
     "SinkOpener",
     "SizeLimitError",
+    "SourceDropped",
     "StaleCacheWarning",
     "StallError",
     "Started",

@@ -75,6 +75,8 @@ class Answer:
     digests: list[Expected] = field(default_factory=list)  # digests the server announces
     ranges: bool = False  # whether the server serves byte ranges of this file
     problem: str = ""  # for BAD_RANGE: what did not fit
+    #: Mirrors the server names for this file (RFC 6249 `Link: rel=duplicate`), best first.
+    duplicates: tuple[URL, ...] = ()
 
 
 class Body(Protocol):

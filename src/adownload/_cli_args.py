@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import metalink
 from ._cli_flags import build_parser
 from ._cli_network import NetworkKeywords, NetworkOptions, network_options
 from ._cli_shared import (
@@ -29,6 +30,7 @@ from ._cli_shared import (
 from ._config import Existing, Limits, Retry, Segments, Timeout
 from ._exceptions import InvalidRequestError
 from ._models import Request
+from .metalink import is_metalink_url
 
 __all__ = ["Options", "downloader_keywords", "parse_options"]
 
@@ -39,6 +41,8 @@ class Options:
 
     requests: tuple[Request, ...]
     inputs: tuple[str, ...]
+    #: URLs of Metalink documents, fetched and read when the run starts.
+    metalink_urls: tuple[str, ...]
     dest: Path
     limits: Limits
     timeout: Timeout
@@ -116,10 +120,14 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     args = build_parser().parse_args(argv)
     urls: list[str] = args.urls
     inputs: list[str] = args.inputs
-    if not urls and not inputs:
+    metalinks: list[str] = args.metalinks
+    if not urls and not inputs and not metalinks:
         raise UsageError("no URLs given: pass URLs, or a file of URLs with -i (see --help)")
     dest = Path(args.dest)
     check_directory(dest)
+    metalink_urls = [url for url in urls if is_metalink_url(url)]
+    urls = [url for url in urls if not is_metalink_url(url)]
+    linked = _metalink_requests(metalinks, dest, check_only=args.spider)
     pairs: list[tuple[str, str]] = args.headers
     if args.user_agent is not None:
         pairs = [*pairs, args.user_agent]
@@ -128,7 +136,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         pairs = [*pairs, ("Cookie", network.cookie_header)]
     headers = unique_headers(pairs)
 
-    single = len(urls) == 1 and not inputs
+    single = len(urls) == 1 and not inputs and not linked and not metalink_urls
     for flag, value in (("-o/--output", args.output), ("--checksum", args.checksum)):
         if value is not None and not single:
             where = "out=NAME" if flag.startswith("-o") else "checksum=ALGO:HEX"
@@ -159,6 +167,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             requests.append(Request(url, path, checksum=args.checksum, check_only=args.spider))
         except InvalidRequestError as exc:
             raise UsageError(f"{exc}{scheme_hint(url)}") from None
+    requests.extend(linked)
 
     tls = tls_context(args.insecure, args.cafile)
     scheduler: str | None = args.scheduler
@@ -178,6 +187,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         return Options(
             requests=tuple(requests),
             inputs=tuple(inputs),
+            metalink_urls=tuple(metalink_urls),
             dest=dest,
             limits=Limits(
                 max_transfers=args.jobs,
@@ -217,6 +227,19 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         )
     except (TypeError, ValueError) as exc:  # a check of the library's that ours did not make
         raise UsageError(str(exc)) from None
+
+
+def _metalink_requests(names: list[str], dest: Path, *, check_only: bool) -> list[Request]:
+    """The requests of the Metalink files given with -M, read now: a bad one is a usage error
+    before anything is downloaded."""
+    requests: list[Request] = []
+    for name in names:
+        try:
+            files = metalink.parse(name)
+        except metalink.MetalinkError as exc:
+            raise UsageError(f"-M {name}: {exc}") from None
+        requests.extend(file.request(dest, check_only=check_only) for file in files)
+    return requests
 
 
 def _existing(args: argparse.Namespace) -> Existing:

@@ -108,6 +108,17 @@ def _what_and_where(parser: argparse.ArgumentParser) -> None:
         help="read URLs from FILE, one a line ('-' for standard input); may be repeated",
     )
     where.add_argument(
+        "-M",
+        "--metalink",
+        dest="metalinks",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="download the files a Metalink (.meta4, .metalink) lists, each from its mirrors"
+        " at once, checking every piece; may be repeated. A URL ending in .meta4 or .metalink"
+        " is read as one too",
+    )
+    where.add_argument(
         "-d",
         "-P",
         "--dir",

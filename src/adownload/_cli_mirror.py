@@ -32,7 +32,6 @@ from ._cli_network import (
 )
 from ._cli_report import (
     Stream,
-    describe_error,
     format_seconds,
     format_size,
     host_change_line,
@@ -56,7 +55,7 @@ from ._exceptions import InvalidRequestError
 from ._files import name_from_url
 from ._mirror import MirrorChange, MirrorReport, mirror
 from ._models import Request, parse_url
-from ._util import redact
+from ._util import describe_error, redact
 
 __all__ = ["main"]
 

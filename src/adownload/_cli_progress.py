@@ -40,11 +40,11 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from ._cli_report import Reporter, Stream, describe_error, format_size, visible
+from ._cli_report import Reporter, Stream, format_size, visible
 from ._events import Progress as ProgressEvent
 from ._events import Retrying, Started
 from ._models import Outcome
-from ._util import cancel_and_wait
+from ._util import cancel_and_wait, describe_error
 
 __all__ = ["BarsReporter", "Line", "format_left", "layout"]
 

@@ -19,10 +19,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._adaptive import HostLimit
-from ._events import Event, Finished, HostLimitChanged, Progress, Queued, Retrying, Started
+from ._events import (
+    Event,
+    Finished,
+    HostLimitChanged,
+    Progress,
+    Queued,
+    Retrying,
+    SourceDropped,
+    Started,
+)
 from ._exceptions import DownloadError
 from ._files import part_path
 from ._models import Outcome
+from ._util import describe_error
 
 __all__ = ["JsonReporter", "LinesReporter", "Reporter", "Stream", "Tally", "visible"]
 
@@ -85,19 +95,6 @@ def format_seconds(seconds: float) -> str:
         return f"{minutes} min {secs} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
-
-
-def describe_error(error: BaseException | None, url: str | None = None) -> str:
-    """The error's message, for a line that names `url` already: the URL is not said again
-    ("cannot connect for URL: refused" reads "cannot connect: refused")."""
-    text = str(error) or type(error).__name__
-    if url:
-        for joint in (" for ", " from ", " of "):
-            text = text.replace(f"{joint}{url}", "")
-        if text.startswith(f"{url} "):
-            text = "the file " + text[len(url) + 1 :]
-        text = text.replace(f": {url}", "")
-    return text
 
 
 @dataclass
@@ -200,6 +197,8 @@ class Reporter:
                 self.retrying(event)
             case HostLimitChanged():
                 self.host_limit(event)
+            case SourceDropped():
+                self.source_dropped(event)
             case Finished(outcome=outcome):
                 if outcome.request is not None:
                     self._targets.pop(id(outcome.request), None)
@@ -252,6 +251,9 @@ class Reporter:
     def host_limit(self, event: HostLimitChanged) -> None:
         pass
 
+    def source_dropped(self, event: SourceDropped) -> None:
+        self.err.line(f"not using {event.source} for {event.url} any more: {event.reason}")
+
     def finished(self, outcome: Outcome) -> None:
         if outcome.error is not None:
             self.err.line(f"failed {outcome.url}: {describe_error(outcome.error, outcome.url)}")
@@ -284,6 +286,10 @@ class LinesReporter(Reporter):
         if not self.quiet:
             self.err.line(host_change_line(event))
 
+    def source_dropped(self, event: SourceDropped) -> None:
+        if not self.quiet:
+            super().source_dropped(event)
+
     def finished(self, outcome: Outcome) -> None:
         super().finished(outcome)
         if self.quiet or outcome.error is not None:
@@ -301,7 +307,7 @@ class LinesReporter(Reporter):
         else:
             self.out.line(
                 f"saved {outcome.path} ({format_size(outcome.size)}"
-                f" in {format_seconds(outcome.elapsed)})"
+                f" in {format_seconds(outcome.elapsed)}{_from_sources(outcome)})"
             )
 
     def finish(self, *, interrupted: bool) -> None:
@@ -320,7 +326,9 @@ class JsonReporter(Reporter):
         `total` (announced size, or null); a failure has `error` (the message) and `error_type`
         (the adownload exception's name). A `finished` object's `bytes` is the file's size,
     `resumed_from` the part of it an earlier run had fetched, `worker` the Dask worker that
-    wrote it (with --scheduler; else null); the summary's `bytes` counts what
+    wrote it (with --scheduler; else null), `sources` the URLs that sent its bytes in this run,
+    each with its `bytes` (a `source_dropped` object, with `source` and `reason`, tells of a
+    mirror that serves the file no more); the summary's `bytes` counts what
     this run fetched, its `hosts` what --adaptive learnt per host (empty without it). An entry
     of an input file that cannot be downloaded has
         only a `finished` event.
@@ -370,6 +378,16 @@ class JsonReporter(Reporter):
             }
         )
 
+    def source_dropped(self, event: SourceDropped) -> None:
+        self._emit(
+            {
+                "type": "source_dropped",
+                "url": event.url,
+                "source": event.source,
+                "reason": event.reason,
+            }
+        )
+
     def finished(self, outcome: Outcome) -> None:
         self._emit(
             {
@@ -385,6 +403,7 @@ class JsonReporter(Reporter):
                 "attempts": outcome.attempts,
                 "resumed_from": outcome.resumed_from,
                 "worker": outcome.worker,
+                "sources": [{"url": url, "bytes": count} for url, count in outcome.sources],
                 **_error(outcome.error),
             }
         )
@@ -403,6 +422,12 @@ class JsonReporter(Reporter):
                 "hosts": {origin: dataclasses.asdict(host) for origin, host in tally.hosts.items()},
             }
         )
+
+
+def _from_sources(outcome: Outcome) -> str:
+    """ ", from 3 mirrors" for a file that came from several URLs at once, else nothing."""
+    count = len(outcome.sources)
+    return f", from {count} mirrors" if count > 1 else ""
 
 
 def _size(path: Path) -> int:

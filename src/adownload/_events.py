@@ -32,6 +32,7 @@ __all__ = [
     "Progress",
     "Queued",
     "Retrying",
+    "SourceDropped",
     "Started",
 ]
 
@@ -87,6 +88,18 @@ class Retrying:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceDropped:
+    """A download from several sources at once stopped using one of them (`source`, the URL
+    or a mirror, without its userinfo) for this file, for `reason` ("cannot connect: ...",
+    "it sent two bad pieces", "it says the file is 10 bytes, not 20"). The others go on."""
+
+    url: str
+    request: Request
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     """The download ended: downloaded, skipped, or failed, as `outcome` says."""
 
@@ -109,7 +122,9 @@ class HostLimitChanged:
     reason: str
 
 
-Event: TypeAlias = Queued | Started | Progress | Retrying | Finished | HostLimitChanged
+Event: TypeAlias = (
+    Queued | Started | Progress | Retrying | SourceDropped | Finished | HostLimitChanged
+)
 EventHook: TypeAlias = Callable[[Event], object]
 
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 
 import aiohttp
@@ -259,6 +259,7 @@ class HttpExchange:
             raise status_error(response, url, "no file" if 200 <= status < 300 else "")
         if options.verify_digests and not options.decode_content:
             answer.digests = _digests(headers, partial=status == 206)
+            answer.duplicates = duplicates(response.links.getall("duplicate", ()))
         if options.content_disposition:
             answer.name = _name_from_response(response)
         return answer
@@ -357,6 +358,28 @@ def status_error(response: aiohttp.ClientResponse, url: str, why: str = "") -> H
         reason=response.reason or "",
         retry_after=retry_after(response.headers.get("Retry-After")),
     )
+
+
+#: Mirrors taken from one answer's `Link: rel=duplicate` headers at most.
+MAX_DUPLICATES = 16
+
+
+def duplicates(links: Iterable[Mapping[str, str | URL]]) -> tuple[URL, ...]:
+    """The mirrors of RFC 6249's `Link: <url>; rel=duplicate; pri=N` headers (as aiohttp
+    parses them, absolute), by priority (1 first; none is 999999), http, https or ftp only,
+    without userinfo, at most `MAX_DUPLICATES`."""
+    ranked = []
+    for position, link in enumerate(links):
+        url = link.get("url")
+        if not isinstance(url, URL) or url.scheme not in ("http", "https", "ftp") or not url.host:
+            continue
+        if url.raw_user is not None or url.raw_password is not None:
+            continue  # a server does not hand out logins for its mirrors
+        pri = str(link.get("pri", ""))
+        priority = int(pri) if pri.isdigit() and 0 < int(pri) < 1_000_000 else 999_999
+        ranked.append((priority, position, url.with_fragment(None)))
+    ranked.sort(key=lambda entry: entry[:2])
+    return tuple(url for _, _, url in ranked[:MAX_DUPLICATES])
 
 
 def _digests(headers: Mapping[str, str], *, partial: bool) -> list[Expected]:

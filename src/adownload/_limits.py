@@ -144,6 +144,11 @@ class Limiter:
             gate.release(error, started)
             self._keep(key, gate)
 
+    @property
+    def per_host(self) -> int:
+        """Connections to one host at most (`Limits.max_per_host`)."""
+        return self._per_host
+
     def segment_count(self, count: int) -> int:
         """How many connections one file may be split over: `count` (`Segments.count`), or,
         with adaptive limits, up to `max_per_host` if that is more, the host's gate deciding

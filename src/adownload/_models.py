@@ -15,6 +15,7 @@ from ._auth import Auth, check_auth
 from ._config import Existing, Segments, Timeout
 from ._exceptions import DownloadError, InvalidRequestError
 from ._options import USE_DEFAULT, UseDefault, check_kind, check_max_size, check_proxy
+from ._pieces import Pieces
 from ._sinks import Sink
 from ._util import redact
 from ._verify import parse_checksum
@@ -87,7 +88,13 @@ class Request:
       while the bytes stream, and a mismatch fails the download and keeps nothing.
     - `mirrors`: further URLs of the same file, tried in turn when one fails; a download moves
       on from the bytes already written when the validators allow it. The file is named after
-      `url`.
+      `url`. With a `checksum` or `pieces` to prove the bytes, the segments of a large file
+      are fetched from the URL and its mirrors at once, the faster ones taking more of them.
+    - `size`: the file's length when it is known beforehand (a Metalink's `<size>`): a
+      server that announces another length fails, or a mirror that does is not used.
+    - `pieces`: the hashes of the file's pieces (`Pieces`, as a Metalink lists them): each
+      piece is checked as it lands, and a bad one is fetched again, from another mirror when
+      there is one.
     - `max_size`: the largest file accepted, in bytes; None: no limit for this file.
     - `segments`: how this file may be split over several connections (see `Segments`).
     - `proxy`: the proxy for this file (a URL: http, https, socks4, socks4a, socks5, socks5h);
@@ -111,6 +118,8 @@ class Request:
     sink: Sink | None = None
     checksum: str | None = None
     mirrors: Sequence[str | URL] = ()
+    size: int | None = None
+    pieces: Pieces | None = None
     max_size: int | UseDefault | None = USE_DEFAULT
     segments: Segments | UseDefault | None = USE_DEFAULT
     proxy: str | UseDefault | None = USE_DEFAULT
@@ -143,6 +152,18 @@ class Request:
                 check_kind(name, value, kind, _invalid(url))
         if self.max_size is not USE_DEFAULT:
             check_max_size(self.max_size, _invalid(url))
+        if self.size is not None and (
+            isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0
+        ):
+            raise InvalidRequestError(f"size must be a number of bytes, not {self.size!r}", url=url)
+        if self.pieces is not None:
+            if not isinstance(self.pieces, Pieces):
+                raise InvalidRequestError(
+                    f"pieces must be a Pieces, not {type(self.pieces).__name__}", url=url
+                )
+            problem = None if self.size is None else self.pieces.problem_with(self.size)
+            if problem is not None:
+                raise InvalidRequestError(problem, url=url)
         try:
             if self.proxy is not USE_DEFAULT:
                 check_proxy(self.proxy)
@@ -159,7 +180,7 @@ class Request:
         # Shown in logs and tracebacks: no userinfo, and no value of a header that carries a
         # credential. The fields themselves are as the caller gave them.
         fields = [f"url={redact(self.url)!r}"]
-        for name in ("path", "dest", "existing", "timeout", "sink", "checksum"):
+        for name in ("path", "dest", "existing", "timeout", "sink", "checksum", "size"):
             value = getattr(self, name)
             if value is not None and value is not USE_DEFAULT:
                 fields.append(f"{name}={value!r}")
@@ -170,6 +191,8 @@ class Request:
             fields.append(f"headers={shown!r}")
         if self.mirrors:
             fields.append(f"mirrors={[redact(m) for m in self.mirrors]!r}")
+        if self.pieces is not None:
+            fields.append(f"pieces=<{len(self.pieces.hashes)} {self.pieces.algorithm} hashes>")
         if self.segments is not USE_DEFAULT:
             fields.append(f"segments={self.segments!r}")
         if self.proxy is not USE_DEFAULT:
@@ -216,6 +239,8 @@ class Outcome:
       and Last-Modified headers), for a later conditional request; None when absent.
     - `replaced`: the download replaced a file that was at `path` (under `Existing.OVERWRITE`,
       or under `SKIP` when that file did not match the `checksum`).
+    - `sources`: (URL, bytes) of each URL that delivered bytes of the file in this download:
+      the URL and the mirrors it used, with the userinfo cut, in the request's order.
     - `worker`: the address of the Dask worker that wrote the file (`adownload.distributed`);
       None for a download in this process.
 
@@ -237,6 +262,7 @@ class Outcome:
     etag: str | None = None
     last_modified: str | None = None
     replaced: bool = False
+    sources: tuple[tuple[str, int], ...] = ()
     worker: str | None = None
 
     @property

@@ -13,12 +13,15 @@ import contextlib
 import dataclasses
 from typing import Protocol
 
+from yarl import URL
+
 from ._adaptive import HostGate
 from ._answer import Answer, Body, Plan
 from ._config import Segments
 from ._events import Started
 from ._exceptions import ChecksumMismatchError, DownloadError, RemoteProtocolError
 from ._options import Options
+from ._pieces import PieceCheck
 from ._plan import segments_for
 from ._segmented import Engine, Segmented
 from ._segments import Layout
@@ -47,6 +50,8 @@ class Receiver:
         self.meter: Meter | None = None
         self.layout: Layout | None = None
         self.sink_size = 0  # bytes in a caller's sink
+        #: Bytes each URL delivered in this download (the outcome's `sources`).
+        self.served: dict[str, int] = {}
         self._gauge: HostGate | None = None
         self._sink_touched = False  # whether a caller's sink has been written to
 
@@ -78,7 +83,7 @@ class Receiver:
             if fresh and self._sink_touched:
                 await _truncate(sink, owner.url)
             self._sink_touched = True
-            await self._stream(answer, body, sink, offset, length, idle)
+            await self._stream(answer, body, sink, plan, offset, length, idle)
             return
         segments = self._segmenting(answer, plan, offset, length, fresh)
         target = owner.target
@@ -88,12 +93,14 @@ class Receiver:
                 assert isinstance(file_sink, FileSink)
                 await self._segmented(answer, body, file_sink, plan, offset, length, segments, idle)
             else:
-                await self._stream(answer, body, file_sink, offset, length, idle)
+                await self._stream(answer, body, file_sink, plan, offset, length, idle)
         except BaseException as exc:
             await close_quietly(file_sink)
             target.keep_or_discard(exc, None if self.layout is None else self.layout.ranges())
             raise
         await self.close(file_sink)
+        if segments is None and owner.request.pieces is not None and length is not None:
+            await self._check_every_piece(length)
 
     async def verify_on_hand(self, size: int) -> None:
         """The bytes on hand are the whole file: check the caller's checksum against them."""
@@ -140,6 +147,7 @@ class Receiver:
         answer: Answer,
         body: Body,
         sink: Sink,
+        plan: Plan,
         offset: int,
         length: int | None,
         idle: IdleTimeout,
@@ -162,7 +170,29 @@ class Receiver:
         finally:
             if not own_sink:
                 self.sink_size = meter.position
+            shown = redact(str(plan.url))
+            self.served[shown] = self.served.get(shown, 0) + meter.position - offset
         self._verify(expected, full, partial)
+
+    async def _check_every_piece(self, length: int) -> None:
+        """A file that came in one stream: its piece hashes must hold too."""
+        owner = self._owner
+        pieces, part = owner.request.pieces, owner.target.part
+        assert pieces is not None
+        assert part is not None
+        checks = PieceCheck(pieces, length)
+        try:
+            bad = await checks.check(part, list(range(len(pieces.hashes))))
+        except OSError as exc:
+            raise owner.target.storage_error(exc, part) from exc
+        if bad:
+            owner.discard()
+            raise ChecksumMismatchError(
+                f"{redact(owner.url)}: {len(bad)} of {len(pieces.hashes)} pieces failed their"
+                f" hashes, piece {bad[0]} first",
+                url=owner.url, algorithm=pieces.algorithm, expected=pieces.hashes[bad[0]],
+                actual="", source="pieces",
+            )  # fmt: skip
 
     def _verify(self, expected: list[Expected], full: Hashes, partial: Hashes = NO_HASHES) -> None:
         """Check every expected digest; a mismatch discards the bytes on hand, so nothing of a
@@ -221,18 +251,23 @@ class Receiver:
         validators = owner.target.state or validators_of(owner, answer, length)
         count = settings.limiter.segment_count(segments.count)
         segments = dataclasses.replace(segments, count=count)
+        full, _, expected = expected_digests(owner.request.expected_digest, answer.digests)
         runner = Segmented.prepare(
             owner, answer, plan, offset, length, segments, validators=validators,
-            limiter=settings.limiter, writer=settings.writer, retry=self._options.retry,
+            mirrors=self._mirrors(answer, expected), settings=settings,
+            retry=self._options.retry,
         )  # fmt: skip
         self.layout = runner.layout
         owner.resumed_from = done_before = runner.done_before
         idle.disarm()  # from here on each connection watches its own silence
-        full, _, expected = expected_digests(owner.request.expected_digest, answer.digests)
         if settings.emit is not None:
             settings.emit(Started(owner.url, owner.request, owner.target.path, length, done_before))
         self.meter = runner.meter = self._new_meter(done_before, length, NO_HASHES, NO_HASHES)
-        await runner.run(body, sink, offset, segments.count)
+        try:
+            await runner.run(body, sink, offset, segments.count)
+        finally:
+            for url, count in runner.shares():
+                self.served[url] = self.served.get(url, 0) + count
         # Bytes arrived out of order, so a digest of the whole file cannot be computed while
         # streaming: read the finished part once. A Content-Digest of one partial answer
         # covers only its own part and is not checked here.
@@ -240,6 +275,18 @@ class Receiver:
         if checks:
             await self._hash_prefix(full, length)
             self._verify(checks, full)
+
+    def _mirrors(self, answer: Answer, expected: list[Expected]) -> list[URL]:
+        """The URLs that may serve segments beside the answer's: the request's mirrors and
+        the server's `Link: rel=duplicate` ones, only when something proves the bytes of the
+        whole file (piece hashes, a checksum, a digest the first server announced): copies
+        that differ would otherwise be spliced into one file nobody could tell is wrong."""
+        request = self._owner.request
+        proven = request.pieces is not None or any(scope == "full" for *_, scope in expected)
+        if not proven:
+            return []
+        urls = [request.parsed_url, *request.parsed_mirrors]
+        return list(dict.fromkeys([*urls, *(u for u in answer.duplicates if u not in urls)]))
 
 
 def validators_of(owner: Engine, answer: Answer, length: int | None) -> PartState:

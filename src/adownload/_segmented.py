@@ -1,8 +1,9 @@
 """A segmented download while its connections run: the first body, the helpers that take the
 other segments, and the monitor (progress, the resume state saved now and then, the minimum
-speed). `_segments.Layout` decides which bytes each connection fetches; this module does the
-I/O, through the protocol seam (`Exchange`, `Answer`, `Body`), so it serves every protocol that
-serves ranges.
+speed, the piece hashes). `_segments.Layout` decides which bytes each connection fetches and
+`_sources.Sources` from which URL (the file's and its mirrors, at once, when a checksum or
+piece hashes can prove the result); this module does the I/O, through the protocol seam
+(`Exchange`, `Answer`, `Body`), so it serves every protocol that serves ranges.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from yarl import URL
 
 from ._answer import Answer, Body, Exchange, Plan, Verdict
 from ._config import Retry, Segments, Timeout
-from ._events import PROGRESS_INTERVAL
+from ._events import PROGRESS_INTERVAL, SourceDropped
 from ._exceptions import (
+    ChecksumMismatchError,
     DownloadError,
     HTTPStatusError,
     IncompleteBodyError,
@@ -28,16 +30,22 @@ from ._exceptions import (
 )
 from ._limits import Limiter
 from ._models import Request
+from ._pieces import PieceCheck
 from ._plan import layout_for
-from ._retry import StartOver, with_retries
+from ._retry import FATAL, StartOver, with_retries
 from ._segments import Layout, Segment
+from ._settings import Settings
 from ._sinks import FileSink, SinkOpener
+from ._sources import Source, Sources
 from ._state import PartState
 from ._stream import Meter, pump
 from ._target import Target
-from ._util import IdleTimeout, redact, same_origin
+from ._util import IdleTimeout, describe_error, redact, same_origin
 
 log = logging.getLogger("adownload")
+
+#: Seconds an idle connection waits before it asks again for a segment to take over.
+_YOUNG_WAIT = 0.05
 
 
 class Engine(Protocol):
@@ -64,13 +72,28 @@ class Engine(Protocol):
 class Job:
     """A segmented download while its connections run."""
 
-    url: URL  # where segments go: the final URL of the first answer
+    url: URL  # where the first answer's segments go: its final URL
     origin: URL  # the URL the attempt started from, resolved again if `url` expires
     validators: PartState
     layout: Layout
     length: int
     done_before: int  # bytes done by an earlier attempt or run
+    #: Where segments come from: the attempt's URL first, then the mirrors that may serve
+    #: segments at once (none without a checksum or piece hashes to prove their bytes).
+    sources: Sources
+    pieces: PieceCheck | None = None
+    #: (start, end, source) of each request that ended: who sent which bytes.
+    served: list[tuple[int, int, Source]] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    pieces_checked: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def primary(self) -> Source:
+        return self.sources.all[0]
+
+    @property
+    def several(self) -> bool:
+        return len(self.sources.all) > 1
 
 
 class Segmented:
@@ -88,14 +111,14 @@ class Segmented:
         engine: Engine,
         job: Job,
         *,
-        limiter: Limiter,
-        writer: SinkOpener,
+        settings: Settings,
         retry: Retry,
     ) -> None:
         self._engine = engine
         self._job = job
-        self._limiter = limiter
-        self._writer = writer
+        self._limiter: Limiter = settings.limiter
+        self._writer: SinkOpener = settings.writer
+        self._emit = settings.emit
         self._retry = retry
         #: Progress, minimum speed: the engine's meter for the whole file.
         self.meter = Meter(url=engine.url, request=engine.request, position=job.done_before)
@@ -111,17 +134,19 @@ class Segmented:
         segments: Segments,
         *,
         validators: PartState,
-        limiter: Limiter,
-        writer: SinkOpener,
+        mirrors: list[URL],
+        settings: Settings,
         retry: Retry,
     ) -> Segmented:
         """Lay out the segments of a body at `offset` of a file of `length` bytes: the holes of
         a resumed segmented part, else everything from `offset`; the part's state says so
-        from now on."""
+        from now on. `mirrors`: further URLs that serve segments beside the answer's."""
         state = engine.target.state
         resumed = state is not None and state.sparse and answer.verdict is Verdict.PARTIAL
         missing, done_before = layout_for(state, resumed, offset, length, segments)
-        layout = Layout(missing, segments.count, segments.min_size)
+        pieces = engine.request.pieces
+        align = 1 if pieces is None else pieces.length
+        layout = Layout(missing, segments.count, segments.min_size, align)
         if resumed and state is not None:
             layout.done.extend(state.ranges)
         if state is not None:
@@ -129,8 +154,13 @@ class Segmented:
             state.ranges = layout.ranges()
             engine.target.save_state()
         log.debug("%s: %d bytes in up to %d segments", redact(engine.url), length, segments.count)
-        job = Job(answer.final_url, plan.url, validators, layout, length, done_before)
-        return cls(engine, job, limiter=limiter, writer=writer, retry=retry)
+        sources = Sources([plan.url, *(url for url in mirrors if url != plan.url)])
+        sources.all[0].url = answer.final_url
+        job = Job(
+            answer.final_url, plan.url, validators, layout, length, done_before, sources,
+            None if pieces is None else PieceCheck(pieces, length),
+        )  # fmt: skip
+        return cls(engine, job, settings=settings, retry=retry)
 
     @property
     def layout(self) -> Layout:
@@ -139,6 +169,12 @@ class Segmented:
     @property
     def done_before(self) -> int:
         return self._job.done_before
+
+    def shares(self) -> list[tuple[str, int]]:
+        """(URL, bytes) of each source that delivered bytes."""
+        for segment in self._job.layout.active:
+            self._credit(segment)
+        return self._job.sources.shares()
 
     async def run(self, first: Body, sink: FileSink, offset: int, count: int) -> None:
         job = self._job
@@ -149,7 +185,7 @@ class Segmented:
                 helpers = [group.create_task(self._helper()) for _ in range(count - 1)]
                 monitor = group.create_task(self._monitor())
                 # The first connection runs here, in the permit the attempt holds.
-                await self._loop(segment, first)
+                await self._loop(segment, first, held=job.primary)
                 await job.finished.wait()
                 # Helpers still waiting for a host permit have nothing left to do.
                 for task in helpers:
@@ -160,49 +196,86 @@ class Segmented:
         self.meter.finished(job.length)
 
     async def _helper(self) -> None:
-        """A further connection: takes a host permit, then segments until none are left."""
-        async with self._limiter.connection(self._job.url):
-            await self._loop(None, None, helper=True)
+        """A further connection: segments until none are left. With one source it holds a
+        permit of its host throughout; with several, each request takes one of its source's."""
+        job = self._job
+        if job.several:
+            await self._loop(None, None, held=None, helper=True)
+            return
+        async with self._limiter.connection(job.url):
+            await self._loop(None, None, held=job.primary, helper=True)
 
-    async def _loop(self, segment: Segment | None, body: Body | None, helper: bool = False) -> None:
+    async def _loop(
+        self,
+        segment: Segment | None,
+        body: Body | None,
+        *,
+        held: Source | None,
+        helper: bool = False,
+    ) -> None:
+        """Segments for one connection; `held`: the source whose host permit it holds."""
         layout = self._job.layout
         while True:
             if segment is None:
-                gate = self._limiter.gate(self._job.url) if helper else None
+                gate = self._limiter.gate(self._job.url) if helper and held else None
                 if gate is not None and gate.over:
                     return  # the host's adaptive limit was cut: give this connection back
-                segment = layout.next()
+                segment = layout.next(self._next_rate())
                 if segment is None:
+                    if layout.young():
+                        await asyncio.sleep(_YOUNG_WAIT)  # its speed is known soon
+                        continue
                     return
-            await self._with_retries(segment, body)
+            await self._with_retries(segment, body, held)
             body = None
             layout.finish(segment)
             if layout.finished:
-                self._job.finished.set()
+                await self._check_pieces()  # a bad piece is pending again
+                if layout.finished:
+                    self._job.finished.set()
             segment = None
 
-    async def _with_retries(self, segment: Segment, body: Body | None) -> None:
-        """Fetch `segment`; a retryable failure continues it from its last written byte."""
+    async def _with_retries(self, segment: Segment, body: Body | None, held: Source | None) -> None:
+        """Fetch `segment`; a retryable failure continues it from its last written byte, on
+        another source when there are several."""
         engine, job = self._engine, self._job
         first = [body]
+        failed: list[DownloadError] = []
 
         async def attempt(_: int) -> None:
             taken, first[0] = first[0], None
             if taken is None:
                 segment.restart()
-            gate = self._limiter.gate(job.url)
+            source = job.primary if taken is not None else job.sources.pick(self._room())
+            if source is None:
+                raise failed[-1]  # every source is dropped: the last error says why
+            permit = (
+                contextlib.nullcontext() if source is held else self._limiter.connection(source.url)
+            )
+            source.active += 1  # from the pick on, so that the next pick knows of it
+            try:
+                async with permit:
+                    await on(source, taken)
+            finally:
+                source.active -= 1
+
+        async def on(source: Source, taken: Body | None) -> None:
+            gate = self._limiter.gate(source.url)
             started = 0.0 if gate is None else gate.now()
             try:
-                await self._fetch(segment, taken)
+                await self._fetch(segment, taken, source)
             except DownloadError as exc:
                 if gate is not None:
                     gate.failed(exc, started)  # adaptive concurrency learns of every failure
+                failed.append(exc)
+                if job.several and not isinstance(exc, FATAL):
+                    self._drop(source, describe_error(exc, redact(str(source.url))))
                 raise
 
         await with_retries(
             attempt,
             policy=self._retry,
-            sources=1,
+            sources=len(job.sources.all),
             started=engine.started,
             final=lambda _: job.origin in engine.no_ranges or job.origin in engine.no_segments,
             on_retry=lambda error, delay: engine.note_retry(
@@ -210,7 +283,31 @@ class Segmented:
             ),
         )
 
-    async def _fetch(self, segment: Segment, body: Body | None) -> None:
+    def _next_rate(self) -> float | None:
+        """With several sources: the speed per connection of the one the next request will
+        likely go to, so that a split gives a fast mirror its share of a slow one's rest."""
+        job = self._job
+        if not job.several:
+            return None  # one server: every connection alike, halves
+        source = job.sources.pick(self._room())
+        return None if source is None else source.speed()
+
+    def _room(self) -> int:
+        """Requests of this file one source may have at once: the host's connections."""
+        return self._limiter.per_host
+
+    def _drop(self, source: Source, why: str) -> None:
+        """Use `source` no more for this file, unless it is the last one left."""
+        job = self._job
+        if source.dropped is not None or len(job.sources.usable) < 2:
+            return
+        job.sources.drop(source, why)
+        shown = redact(str(source.origin))
+        log.info("%s: not using %s any more: %s", redact(self._engine.url), shown, why)
+        if self._emit is not None:
+            self._emit(SourceDropped(self._engine.url, self._engine.request, shown, why))
+
+    async def _fetch(self, segment: Segment, body: Body | None, source: Source) -> None:
         engine, job = self._engine, self._job
         timeout = engine.timeout
         target = engine.target
@@ -226,14 +323,17 @@ class Segmented:
         sink = segment.sink
         meter = Meter(
             url=engine.url, request=engine.request, position=segment.position,
-            bucket=self._limiter.bucket, gauge=self._limiter.gate(job.url),
+            bucket=self._limiter.bucket, gauge=self._limiter.gate(source.url),
         )  # fmt: skip
         grace = 0.0 if body else timeout.connect or 0.0
+        segment.source, segment.credited, segment.credited_at = (
+            source, segment.position, time.monotonic()
+        )  # fmt: skip
         try:
             async with engine.watchdog(grace=grace) as idle:
-                with engine.exchange_for(job.url).errors(engine.url, read=timeout.read):
+                with engine.exchange_for(source.url).errors(engine.url, read=timeout.read):
                     if body is None:
-                        body = await self._request(segment, idle)
+                        body = await self._request(segment, idle, source)
                     try:
                         stopped = await pump(
                             body, sink, segment, meter, idle.touch, target.storage_error
@@ -264,37 +364,60 @@ class Segmented:
         finally:
             segment.written = segment.durable()
             segment.sink = None
+            self._credit(segment)
+            segment.source = None
+            job.served.append((segment.since_position, segment.position, source))
 
-    async def _request(self, segment: Segment, idle: IdleTimeout) -> Body:
+    def _credit(self, segment: Segment) -> None:
+        """Give the source of `segment`'s request the bytes that arrived since last time."""
+        source = segment.source
+        if source is None:
+            return
+        now = time.monotonic()
+        self._job.sources.credit(
+            source, segment.position - segment.credited, now - segment.credited_at
+        )
+        segment.credited, segment.credited_at = segment.position, now
+
+    async def _request(self, segment: Segment, idle: IdleTimeout, source: Source) -> Body:
         """A ranged request for the rest of `segment`, checked before a byte of it is used."""
         engine, job = self._engine, self._job
+        primary = source is job.primary
+        theirs = job.validators if primary else source.validators
         plan = Plan(
-            job.url,
+            source.url,
             segment.position,
             stop=segment.end - 1,
-            if_range=job.validators.if_range(),
-            foreign=not same_origin(job.url, job.origin),
-            length=job.length,
+            if_range=None if theirs is None else theirs.if_range(),
+            foreign=not same_origin(source.url, job.origin),
+            # A mirror's answer is checked against the file's length here, by `_check_mirror`.
+            length=job.length if primary else None,
         )
         try:
             answer, body = await engine.exchange_for(plan.url).open(plan, idle, url=engine.url)
         except HTTPStatusError as exc:
-            if exc.status not in (403, 410) or job.url == job.origin:
+            if exc.status not in (403, 410) or source.url == source.origin:
                 raise
             # A redirect target that stopped working is often an expired signed URL: ask the
             # URL we were given for a fresh one.
             log.info(
                 "%s: %d from %s; resolving %s again",
-                redact(engine.url), exc.status, redact(job.url), redact(job.origin),
+                redact(engine.url), exc.status, redact(source.url), redact(source.origin),
             )  # fmt: skip
-            plan.url, plan.foreign = job.origin, False
+            plan.url = source.origin
+            plan.foreign = not same_origin(source.origin, job.origin)
             answer, body = await engine.exchange_for(plan.url).open(plan, idle, url=engine.url)
         try:
-            self._check(answer, plan)
+            if primary:
+                self._check(answer, plan)
+            else:
+                self._check_mirror(answer, plan, source)
         except BaseException:
             await body.close(reuse=False)
             raise
-        job.url = answer.final_url
+        source.url = answer.final_url
+        if primary:
+            job.url = answer.final_url
         return body
 
     def _check(self, answer: Answer, plan: Plan) -> None:
@@ -330,6 +453,76 @@ class Segmented:
             url=engine.url,
         )
 
+    def _check_mirror(self, answer: Answer, plan: Plan, source: Source) -> None:
+        """A mirror's answer to a segment: the range asked for, of a file of the same length,
+        and of the same version as its earlier answers; otherwise it is dropped for this file
+        (the file's own URL and validators are not in question)."""
+        job = self._job
+        if answer.verdict is Verdict.PARTIAL and answer.length == job.length:
+            if source.validators is None:
+                mine = PartState.of(source.origin, job.length, answer.etag, answer.last_modified)
+                source.validators = mine if mine.resumable else None
+                return
+            if source.validators.matches(answer.etag, answer.last_modified):
+                return
+            why = "its copy changed during the download"
+        elif answer.verdict is Verdict.WHOLE:
+            why = "it answers a range with the whole file"
+        elif answer.length is not None and answer.length != job.length:
+            why = f"it says the file is {answer.length} bytes, not {job.length}"
+        else:
+            why = answer.problem or f"its answer does not fit bytes={plan.offset}-{plan.stop}"
+        self._drop(source, why)
+        raise RemoteProtocolError(f"mirror {redact(plan.url)}: {why}", url=self._engine.url)
+
+    async def _check_pieces(self) -> None:
+        """Hash the pieces the file now holds whole; a bad one is fetched again, first, and
+        the source that sent it (when one source did) gets a strike."""
+        job, engine = self._job, self._engine
+        checks, pieces = job.pieces, engine.request.pieces
+        part = engine.target.part
+        if checks is None or pieces is None or part is None:
+            return
+        async with job.pieces_checked:
+            try:
+                bad = await checks.check(part, checks.ready(job.layout.ranges()))
+            except OSError as exc:
+                raise engine.target.storage_error(exc, part) from exc
+            for index in bad:
+                start, end = checks.span(index)
+                senders = self._senders(start, end)
+                log.info(
+                    "%s: piece %d (bytes %d-%d) is bad; fetching it again",
+                    redact(engine.url), index, start, end - 1,
+                )  # fmt: skip
+                if len(senders) == 1:
+                    (sender,) = senders
+                    sender.strikes += 1
+                    if sender.strikes >= 2:
+                        self._drop(sender, "it sent two bad pieces")
+                if checks.failures > 3 + 2 * len(job.sources.all):
+                    raise ChecksumMismatchError(
+                        f"{redact(engine.url)}: {checks.failures} pieces failed their hashes,"
+                        f" piece {index} last",
+                        url=engine.url, algorithm=pieces.algorithm,
+                        expected=pieces.hashes[index], actual="", source="pieces",
+                    )  # fmt: skip
+                checks.invalidate(start, end)
+                job.layout.redo(start, end)
+
+    def _senders(self, start: int, end: int) -> set[Source]:
+        """The sources whose requests delivered bytes of `[start, end)`."""
+        job = self._job
+        senders = {source for a, b, source in job.served if a < end and start < b}
+        for segment in job.layout.active:
+            if (
+                segment.source is not None
+                and segment.since_position < end
+                and start < segment.position
+            ):
+                senders.add(segment.source)
+        return senders
+
     async def _monitor(self) -> None:
         """Progress events, the resume state saved now and then, and the minimum speed."""
         job, meter, target = self._job, self.meter, self._engine.target
@@ -337,7 +530,10 @@ class Segmented:
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
             now = time.monotonic()
+            for segment in job.layout.active:
+                self._credit(segment)
             meter.reached(job.done_before + job.layout.received(), now)
+            await self._check_pieces()
             if target.state is not None and now - last_save >= 1.0:
                 # A killed process resumes from what was written by then.
                 target.state.ranges = job.layout.ranges()

@@ -111,6 +111,7 @@ class Transfer:
             etag=self.etag,
             last_modified=self.last_modified,
             replaced=self.target.replaced and error is None and not skipped,
+            sources=tuple(self.receiver.served.items()),
         )
 
     # --- what the segments and the protocols use --------------------------------------------

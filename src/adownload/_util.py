@@ -140,3 +140,16 @@ async def each(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
         for item in items:
             yield item
             await asyncio.sleep(0)
+
+
+def describe_error(error: BaseException | None, url: str | None = None) -> str:
+    """The error's message, for a line that names `url` already: the URL is not said again
+    ("cannot connect for URL: refused" reads "cannot connect: refused")."""
+    text = str(error) or type(error).__name__
+    if url:
+        for joint in (" for ", " from ", " of "):
+            text = text.replace(f"{joint}{url}", "")
+        if text.startswith(f"{url} "):
+            text = "the file " + text[len(url) + 1 :]
+        text = text.replace(f": {url}", "")
+    return text

@@ -16,6 +16,14 @@ _HTTP_ALGORITHMS = {"sha-256": "sha256", "sha-512": "sha512"}
 _SFV_MEMBER = re.compile(r"^\s*([a-z0-9_*.-]+)\s*=\s*:([A-Za-z0-9+/=]*):\s*$")
 
 
+def hash_name(algorithm: str) -> str | None:
+    """hashlib's name for `algorithm` (`sha-256`, `SHA256`, `sha_256` are `sha256`), or None
+    when hashlib has no such algorithm."""
+    name = algorithm.strip().lower().replace("-", "").replace("_", "")
+    name = {"sha3256": "sha3_256", "sha3512": "sha3_512"}.get(name, name)
+    return name if name in hashlib.algorithms_available else None
+
+
 def parse_checksum(text: str, *, url: str | None = None) -> tuple[str, str]:
     """Split `"sha256:<hex>"` into hashlib's algorithm name and the lower-case hex digest.
 
@@ -31,9 +39,8 @@ def parse_checksum(text: str, *, url: str | None = None) -> tuple[str, str]:
         raise InvalidRequestError(
             f"checksum must look like 'sha256:<hex digest>', not {text!r}", url=url
         )
-    name = algorithm.strip().lower().replace("-", "").replace("_", "")
-    name = {"sha3256": "sha3_256", "sha3512": "sha3_512"}.get(name, name)
-    if name not in hashlib.algorithms_available:
+    name = hash_name(algorithm)
+    if name is None:
         raise InvalidRequestError(f"unknown checksum algorithm {algorithm!r} in {text!r}", url=url)
     digest = digest.strip().lower()
     size = hashlib.new(name).digest_size

@@ -23,6 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, S
 from pathlib import Path
 from typing import BinaryIO
 
+from . import metalink
 from ._cli_args import Options, downloader_keywords, parse_options
 from ._cli_dask import ClusterError
 from ._cli_input import KNOWN_KEYS, InputReader, RejectedEntry, request_for
@@ -40,7 +41,7 @@ from ._cli_shared import PROG, STDIN, UsageError
 from ._config import Existing
 from ._downloader import Downloader
 from ._events import Finished, Queued
-from ._exceptions import InvalidRequestError
+from ._exceptions import DownloadError, InvalidRequestError
 from ._files import part_path
 from ._models import Outcome, Request
 from ._util import redact
@@ -295,6 +296,13 @@ async def _engine(options: Options, reporter: Reporter) -> AsyncGenerator[AsComp
             save_cookies_of(dl, options.network, reporter.warn)
 
 
+async def _fetch_metalink(options: Options, url: str) -> list[metalink.MetalinkFile]:
+    """The files of the Metalink at `url`, fetched with the command's own settings."""
+    async with Downloader(**downloader_keywords(options)) as dl:
+        load_cookies_into(dl, options.network)
+        return await metalink.fetch(url, dl)
+
+
 async def _items(
     options: Options, readers: list[InputReader], reporter: Reporter
 ) -> AsyncGenerator[Request, None]:
@@ -304,12 +312,24 @@ async def _items(
     the total is told to the reporter once the last input ends.
     """
     count = len(options.requests)
-    if not readers:
+    if not readers and not options.metalink_urls:
         reporter.set_total(count)
     for request in options.requests:
         if options.stdout:
             request = dataclasses.replace(request, sink=StdoutSink(sys.stdout.buffer))
         yield request
+    for url in options.metalink_urls:
+        try:
+            files = await _fetch_metalink(options, url)
+        except DownloadError as exc:
+            count += 1
+            shown = redact(url)
+            reporter(Queued(shown, None))
+            reporter(Finished(Outcome(url=shown, request=None, error=exc)))
+            continue
+        count += len(files)
+        for file in files:
+            yield file.request(options.dest, check_only=options.spider)
     for reader in readers:
         warned: set[str] = set()
         try:
