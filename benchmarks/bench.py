@@ -76,6 +76,7 @@ class Sizes:
     memory_file_sizes: tuple[int, ...]  # the memory scenario: one file of each size
     memory_url_counts: tuple[int, ...]  # the memory scenario: as_completed over N URLs
     dask_count: int = 10_000  # the dask scenarios: files of SMALL_FILE_SIZE
+    metalink_size: int = 200 * MIB  # the metalink scenarios' one file
 
 
 FULL_SIZES = Sizes(
@@ -92,6 +93,7 @@ QUICK_SIZES = Sizes(
     memory_file_sizes=(16 * MIB, 64 * MIB),
     memory_url_counts=(1_000, 10_000),
     dask_count=1_000,
+    metalink_size=32 * MIB,
 )
 
 
@@ -137,6 +139,47 @@ def make_small_files(docroot: Path, count: int, seed: int) -> tuple[DataFile, ..
 def make_one_file(docroot: Path, name: str, size: int, seed: int) -> tuple[DataFile, ...]:
     rng = random.Random(f"{seed}:{name}")
     return (DataFile(name, size, write_random_file(docroot / name, size, rng)),)
+
+
+def make_metalink_file(docroot: Path, size: int, seed: int) -> tuple[DataFile, ...]:
+    """The metalink scenarios' file, and its copy with one byte wrong in the middle of every
+    piece under ``docroot/corrupt``, for the corrupting mirror: whichever piece a tool asks
+    it for comes back bad."""
+    files = make_one_file(docroot, "metalink.bin", size, seed)
+    corrupt = docroot / "corrupt"
+    corrupt.mkdir(exist_ok=True)
+    shutil.copyfile(docroot / "metalink.bin", corrupt / "metalink.bin")
+    with (corrupt / "metalink.bin").open("r+b") as fh:
+        for start in range(0, size, METALINK_PIECE):
+            offset = start + min(METALINK_PIECE, size - start) // 2
+            fh.seek(offset)
+            byte = fh.read(1)
+            fh.seek(offset)
+            fh.write(bytes([byte[0] ^ 0xFF]))
+    return files
+
+
+def write_metalink(path: Path, docroot: Path, data: DataFile, urls: Sequence[str]) -> Path:
+    """A Metalink 4 document for ``data`` at ``urls`` (priority in order), with its SHA-256
+    and SHA-256 hashes of its METALINK_PIECE pieces."""
+    pieces = []
+    with (docroot / data.name).open("rb") as fh:
+        while block := fh.read(METALINK_PIECE):
+            pieces.append(hashlib.sha256(block).hexdigest())
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<metalink xmlns="urn:ietf:params:xml:ns:metalink">',
+        f'  <file name="{data.basename}">',
+        f"    <size>{data.size}</size>",
+        f'    <hash type="sha-256">{data.sha256}</hash>',
+        f'    <pieces length="{METALINK_PIECE}" type="sha-256">',
+        *(f"      <hash>{digest}</hash>" for digest in pieces),
+        "    </pieces>",
+        *(f'    <url priority="{rank}">{url}</url>' for rank, url in enumerate(urls, 1)),
+        "  </file>",
+        "</metalink>",
+    ]
+    return _write_lines(path, lines)
 
 
 def verify_download(dest: Path, files: Sequence[DataFile]) -> str | None:
@@ -287,8 +330,26 @@ http {{
         root {docroot};
         limit_rate {limit_rate};
     }}
+
+    # (c) the mirrors of the metalink scenarios, each at its own rate per connection; the
+    # last one serves a copy with one byte wrong (the "corrupt" folder).
+{mirrors}
 }}
 """
+
+MIRROR_CONF = """\
+    server {{
+        listen {host}:{port} reuseport backlog=1024;
+        root {root};
+        limit_rate {rate};
+    }}
+"""
+#: The metalink scenarios' mirrors: (name, nginx limit_rate per connection, corrupt copy).
+MIRRORS = (("fast", "8m", False), ("medium", "4m", False), ("slow", "2m", False),
+           ("corrupting", "4m", True))  # fmt: skip
+#: Connections for the one file of a metalink scenario, for every tool.
+METALINK_CONNECTIONS = 6
+METALINK_PIECE = 1 * MIB
 
 
 class Nginx:
@@ -300,6 +361,7 @@ class Nginx:
         self.docroot = docroot
         self.plain_port = free_port()
         self.throttled_port = free_port()
+        self.mirror_ports = {name: free_port() for name, _, _ in MIRRORS}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def config_text(self) -> str:
@@ -315,6 +377,15 @@ class Nginx:
             throttled_port=self.throttled_port,
             docroot=self.docroot,
             limit_rate=LIMIT_RATE,
+            mirrors="".join(
+                MIRROR_CONF.format(
+                    host=LOOPBACK,
+                    port=self.mirror_ports[name],
+                    root=self.docroot / "corrupt" if corrupt else self.docroot,
+                    rate=rate,
+                )
+                for name, rate, corrupt in MIRRORS
+            ),
         )
 
     def start(self) -> None:
@@ -544,6 +615,7 @@ class Job:
     retries: int = 0  # further tries per file for a server that refuses (429); 0: the default
     proxy: str | None = None  # every request through this proxy (a URL)
     scheduler: str | None = None  # the Dask scheduler of a dask scenario's cluster
+    metalink: Path | None = None  # the Metalink document of a metalink scenario
 
 
 def _write_lines(path: Path, lines: Sequence[str]) -> Path:
@@ -603,6 +675,9 @@ def aria2c_command(job: Job) -> list[str]:
         split = []  # aria2c's defaults: -x1 (one connection per server), -s5
     retry = [f"--max-tries={job.retries + 1}"] if job.retries else []
     where = ["-d", str(job.dest), "-i", str(input_file)]
+    if job.metalink is not None:
+        # Its adaptive selector ranks the mirrors by speed, as adownload's does.
+        where = ["-d", str(job.dest), "--uri-selector=adaptive", "-M", str(job.metalink)]
     return ["aria2c", *quiet, f"-j{job.concurrency}", *split, *retry, *where]
 
 
@@ -627,6 +702,8 @@ def adownload_command(job: Job) -> list[str]:
         argv += ["--retries", str(job.retries)]
     if job.proxy:
         argv += ["--proxy", job.proxy]
+    if job.metalink is not None:
+        argv += ["--metalink", str(job.metalink)]
     return argv
 
 
@@ -878,6 +955,7 @@ class Scenario:
     segments: int
     retries: int = 0
     proxy: str = ""  # "http" or "socks5": through that kind of proxy (PROXIES)
+    mirrors: tuple[str, ...] = ()  # a metalink scenario's mirrors (MIRRORS names), best first
 
     @property
     def total_bytes(self) -> int:
@@ -899,6 +977,8 @@ SCENARIO_NAMES = (
     "proxy-socks5",
     "dask-1",
     "dask-2",
+    "metalink",
+    "metalink-corrupt",
 )
 #: Scenarios served by the FTP server; their peers are the tools that speak FTP.
 FTP_SCENARIOS = ("ftp-large", "ftp-small", "ftp-throttled")
@@ -914,6 +994,12 @@ PROXY_TOOLS = ("adownload", "curl")
 #: next to adownload in one process.
 DASK_SCENARIOS = {"dask-1": 1, "dask-2": 2}
 DASK_TOOLS = ("adownload", "adownload-dask")
+#: Scenarios of one file from a Metalink of three mirrors, and the tools that read one.
+METALINK_SCENARIOS = {
+    "metalink": ("slow", "medium", "fast"),
+    "metalink-corrupt": ("slow", "corrupting", "fast"),
+}
+METALINK_TOOLS = ("adownload", "aria2c")
 #: The throttling server: 429 above this many requests in hand, each taking SERVICE_S.
 THROTTLE_LIMIT = 4
 SERVICE_S = 0.02
@@ -945,6 +1031,8 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     "ftp-large": (Target("wall", "curl", 1.0),),
     "ftp-small": (Target("wall", "curl", 1.0),),
     "ftp-throttled": (Target("wall", "aria2c", 1.0),),
+    "metalink": (Target("wall", "aria2c", 1.0),),
+    "metalink-corrupt": (Target("wall", "aria2c", 1.0),),
 }
 
 
@@ -1050,6 +1138,8 @@ class Bench:
                 why = f"not compared: the dask scenarios compare {', '.join(DASK_TOOLS)}"
             if why is None and tool.name == "adownload-dask" and not dask:
                 why = "not compared: runs in the dask scenarios only"
+            if why is None and scenario.mirrors and tool.name not in METALINK_TOOLS:
+                why = f"not compared: the metalink scenarios compare {', '.join(METALINK_TOOLS)}"
             if why is None and tool.name.startswith("adownload"):
                 why = adownload_support(self.python, scenario.segments)
             summaries[tool.name] = ToolSummary(tool.name, why or "ok")
@@ -1079,6 +1169,13 @@ class Bench:
             scratch = self.work / "scratch" / scenario.name / tool.name
             scratch.mkdir(parents=True, exist_ok=True)
             dest = self.work / "out" / f"{scenario.name}-{tool.name}"
+            document = None
+            if scenario.mirrors:
+                mirror_urls = [self.base_urls[f"mirror-{name}"] + scenario.files[0].name
+                               for name in scenario.mirrors]  # fmt: skip
+                document = write_metalink(
+                    scratch / "file.meta4", self.work / "data", scenario.files[0], mirror_urls
+                )
             job = Job(
                 urls,
                 scenario.files,
@@ -1090,6 +1187,7 @@ class Bench:
                 scenario.retries,
                 self.proxies.get(scenario.proxy) if scenario.proxy else None,
                 scheduler,
+                document,
             )
             jobs[tool.name] = job
             summaries[tool.name].command = tool.command(job)
@@ -1272,6 +1370,7 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
     if {"large", "ftp-large", *PROXY_SCENARIOS} & set(names):
         large = make_one_file(docroot, "large.bin", sizes.large_size, seed)
     count = f"{sizes.small_count} x {SMALL_FILE_SIZE // KIB} KiB"
+    metalink_file: tuple[DataFile, ...] = ()
     for name in names:
         if name == "small":
             title = f"{count}, {CONCURRENCY} at a time, plain nginx"
@@ -1334,6 +1433,27 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
                 f"{'es' if workers > 1 else ''}"
             )
             scenarios.append(Scenario(name, title, "plain", dask_files, CONCURRENCY, 1))
+        elif name in METALINK_SCENARIOS:
+            if not metalink_file:
+                metalink_file = make_metalink_file(docroot, sizes.metalink_size, seed)
+            mirrors = METALINK_SCENARIOS[name]
+            rates = ", ".join(
+                f"{rate}{' (one byte wrong in every piece)' if corrupt else ''}"
+                for mirror in mirrors
+                for other, rate, corrupt in MIRRORS
+                if other == mirror
+            )
+            title = (
+                f"one {_size(sizes.metalink_size)} file from a Metalink of 3 nginx mirrors"
+                f" (limit_rate {rates} per connection; {METALINK_PIECE // MIB} MiB piece"
+                f" hashes), {METALINK_CONNECTIONS} connections"
+            )
+            scenarios.append(
+                Scenario(
+                    name, title, "plain", metalink_file, CONCURRENCY, METALINK_CONNECTIONS,
+                    mirrors=mirrors,
+                )
+            )  # fmt: skip
         elif name == "latency":
             rtt_ms = 2 * ONE_WAY_DELAY * 1000
             title = f"{count}, {CONCURRENCY} at a time, behind a {rtt_ms:.0f} ms round-trip proxy"
@@ -1408,8 +1528,10 @@ def needed_disk(names: Sequence[str], sizes: Sizes) -> int:
     memory = 2 * max(sizes.memory_file_sizes) if "memory" in names else 0
     dask = sizes.dask_count * SMALL_FILE_SIZE if set(DASK_SCENARIOS) & set(names) else 0
     small = max(small, dask)  # the dask scenarios' files include the small ones
+    metalink = 2 * sizes.metalink_size if set(METALINK_SCENARIOS) & set(names) else 0
     # sources, plus one tool's output at a time, plus some slack
-    return small + large + throttled + max(small, large, throttled, memory) + 256 * MIB
+    biggest = max(small, large, throttled, memory, metalink)
+    return small + large + throttled + metalink + biggest + 256 * MIB
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1489,6 +1611,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             base_urls = {
                 "plain": f"http://{LOOPBACK}:{nginx.plain_port}/",
                 "throttled": f"http://{LOOPBACK}:{nginx.throttled_port}/",
+                **{
+                    f"mirror-{name}": f"http://{LOOPBACK}:{port}/"
+                    for name, port in nginx.mirror_ports.items()
+                },
             }
             if "latency" in names:
                 proxy = ProxyProcess(nginx.plain_port, work / "proxy.log")

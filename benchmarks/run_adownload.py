@@ -1,7 +1,7 @@
 """Benchmark driver: download every URL of URLS_FILE into DEST with adownload.
 
 Usage: python run_adownload.py URLS_FILE DEST [-j N] [--segments N] [--retries N] [--adaptive]
-                              [--proxy URL] [--scheduler ADDRESS]
+                              [--proxy URL] [--scheduler ADDRESS] [--metalink FILE]
        python run_adownload.py --check [--segments N]
 
 URLS_FILE holds one URL a line.  The exit status tells the harness what happened:
@@ -18,7 +18,9 @@ single-connection peers it is compared with; ``--segments 0`` keeps the library'
 default backoff), ``--adaptive`` sets ``Limits(adaptive=True)``, ``--proxy URL`` sends every
 request through that proxy (``Downloader(proxy=URL)``), ``--scheduler ADDRESS`` runs the
 downloads on that Dask cluster (``adownload.distributed.DaskRunner``): this process is then
-the caller, whose time and memory the harness measures.
+the caller, whose time and memory the harness measures. ``--metalink FILE`` downloads the
+files that Metalink lists instead (each ``MetalinkFile.request(DEST)``: its mirrors, size,
+checksum and piece hashes), and URLS_FILE is then not read for them.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adaptive", action="store_true", help="Limits(adaptive=True)")
     parser.add_argument("--proxy", help="Downloader(proxy=URL)")
     parser.add_argument("--scheduler", help="run on this Dask cluster (DaskRunner)")
+    parser.add_argument("--metalink", type=Path, help="download the files of this Metalink")
     parser.add_argument("--check", action="store_true", help="only check availability")
     args = parser.parse_args(argv)
     if not args.check and (args.urls_file is None or args.dest is None):
@@ -128,8 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return 0
 
-    urls = [line.strip() for line in args.urls_file.read_text().splitlines() if line.strip()]
+    urls: list[Any] = [
+        line.strip() for line in args.urls_file.read_text().splitlines() if line.strip()
+    ]
     args.dest.mkdir(parents=True, exist_ok=True)
+    if args.metalink is not None:
+        try:
+            from adownload import metalink
+        except ImportError as exc:
+            print(f"NOT AVAILABLE: adownload.metalink: {exc}", file=sys.stderr)
+            return EXIT_NOT_AVAILABLE
+        urls = [file.request(args.dest) for file in metalink.parse(args.metalink)]
     if args.scheduler:
         return asyncio.run(
             download_on_cluster(adownload, limits, segments, urls, args.dest, args.scheduler)

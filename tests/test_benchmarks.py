@@ -148,3 +148,39 @@ def test_the_dask_scenarios_run_adownload_alone_and_on_a_cluster(tmp_path: Path)
     )  # fmt: skip
     assert bench.adownload_dask_command(job)[-2:] == ["--scheduler", "tcp://127.0.0.1:8786"]
     assert "adownload-dask" in bench.TOOL_NAMES
+
+
+def test_the_metalink_scenarios_data_and_commands(tmp_path: Path) -> None:
+    """The Metalink the harness writes reads back as one file with its pieces; the corrupting
+    mirror's copy differs in every piece; both tools get the same connections."""
+    from adownload import metalink
+
+    bench = _module("bench")
+    docroot = tmp_path / "data"
+    docroot.mkdir()
+    piece = bench.METALINK_PIECE
+    (data,) = bench.make_metalink_file(docroot, 3 * piece + 10, seed=1)
+    urls = ["http://127.0.0.1:9/metalink.bin", "http://127.0.0.1:10/metalink.bin"]
+    document = bench.write_metalink(tmp_path / "f.meta4", docroot, data, urls)
+
+    (file,) = metalink.parse(document)
+    assert (file.name, file.urls, file.size) == ("metalink.bin", tuple(urls), data.size)
+    assert file.checksum == f"sha256:{data.sha256}"
+    assert file.pieces is not None
+    assert len(file.pieces.hashes) == 4
+    good, bad = (
+        (docroot / "metalink.bin").read_bytes(),
+        (docroot / "corrupt/metalink.bin").read_bytes(),
+    )
+    assert len(good) == len(bad)
+    for start in range(0, len(good), piece):
+        assert good[start : start + piece] != bad[start : start + piece]
+
+    job = bench.Job((urls[0],), (data,), tmp_path / "out", tmp_path, 16, 6, sys.executable,
+                    metalink=document)  # fmt: skip
+    aria2c = bench.aria2c_command(job)
+    assert aria2c[aria2c.index("-x6") : aria2c.index("-x6") + 3] == ["-x6", "-s6", "-k1M"]
+    assert aria2c[-2:] == ["-M", str(document)]
+    ours = bench.adownload_command(job)
+    assert ours[-2:] == ["--metalink", str(document)]
+    assert ours[ours.index("--segments") + 1] == "6"
