@@ -46,6 +46,8 @@ log = logging.getLogger("adownload")
 
 #: Seconds an idle connection waits before it asks again for a segment to take over.
 _YOUNG_WAIT = 0.05
+#: With several sources, the pieces of the layout at first: this many `min_size` each.
+_SHARE = 4
 
 
 class Engine(Protocol):
@@ -146,7 +148,15 @@ class Segmented:
         missing, done_before = layout_for(state, resumed, offset, length, segments)
         pieces = engine.request.pieces
         align = 1 if pieces is None else pieces.length
-        layout = Layout(missing, segments.count, segments.min_size, align)
+        sources = Sources([plan.url, *(url for url in mirrors if url != plan.url)])
+        sources.all[0].url = answer.final_url
+        cuts = segments.count
+        if len(sources.all) > 1:
+            # Pieces of a few min_size each: every connection picks its source again soon, so
+            # connections move to the fast mirrors within seconds, not after a 1/count share.
+            total = sum(end - start for start, end in missing)
+            cuts = max(cuts, -(-total // (_SHARE * segments.min_size)))
+        layout = Layout(missing, cuts, segments.min_size, align)
         if resumed and state is not None:
             layout.done.extend(state.ranges)
         if state is not None:
@@ -154,8 +164,6 @@ class Segmented:
             state.ranges = layout.ranges()
             engine.target.save_state()
         log.debug("%s: %d bytes in up to %d segments", redact(engine.url), length, segments.count)
-        sources = Sources([plan.url, *(url for url in mirrors if url != plan.url)])
-        sources.all[0].url = answer.final_url
         job = Job(
             answer.final_url, plan.url, validators, layout, length, done_before, sources,
             None if pieces is None else PieceCheck(pieces, length),
