@@ -133,6 +133,24 @@ def microsocks(*, auth: bool = False) -> Iterator[RunningProxy]:
         _stop(process)
 
 
+#: Seconds a closing connection of these servers may take (a TLS close waits for the peer's).
+_CLOSE_WAIT = 2.0
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close `writer` and wait until its transport is gone: a TLS connection only starts
+    its close here, and one left closing when the test's loop ends is an unclosed transport
+    (a ResourceWarning in a later test). A peer that never answers the close is cut off."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), _CLOSE_WAIT)
+    except (TimeoutError, OSError, ssl.SSLError):
+        writer.transport.abort()
+    except asyncio.CancelledError:
+        writer.transport.abort()
+        raise
+
+
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while data := await reader.read(1 << 16):
@@ -153,8 +171,7 @@ async def _relay(
     try:
         await asyncio.gather(_pipe(reader, out_writer), _pipe(out_reader, writer))
     finally:
-        writer.close()
-        out_writer.close()
+        await asyncio.gather(_close(writer), _close(out_writer), return_exceptions=True)
 
 
 @dataclass
@@ -181,7 +198,7 @@ class SocksServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            writer.close()
+            await _close(writer)
 
     async def _connect(self, host: str, port: int) -> Streams | None:
         if self.mode == "refuse":
@@ -296,7 +313,7 @@ async def tls_front(target_port: int, certificate: tuple[Path, Path]) -> AsyncIt
         try:
             out = await asyncio.open_connection("127.0.0.1", target_port)
         except OSError:
-            writer.close()
+            await _close(writer)
             return
         await _relay(reader, writer, *out)
 
