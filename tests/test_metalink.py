@@ -636,3 +636,23 @@ async def test_a_bad_metalink_file_is_a_usage_error_before_anything_runs(
     assert expected in err
     assert listing(tmp_path / "out") == ["keep.txt"]
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+async def test_a_server_with_another_length_than_expected_does_not_serve_the_file(
+    tmp_path: Path,
+) -> None:
+    data = data_of(300_000)
+    wrong, right = Mirror(data + b"x"), Mirror(data)
+    async with serve_mirrors(wrong, right), Downloader(retry=RETRY) as dl:
+        with pytest.raises(adownload.FileMismatchError) as caught:
+            await dl.download(Request(wrong.file_url(), tmp_path / "f.bin", size=len(data)))
+        assert f"it is {len(data) + 1} bytes, not the {len(data)} expected" in str(caught.value)
+        assert listing(tmp_path) == []
+        # With a mirror, the mirror serves it.
+        request = Request(
+            wrong.file_url(), tmp_path / "f.bin", size=len(data), mirrors=[right.file_url()]
+        )
+        outcome = await dl.download(request)
+    assert (tmp_path / "f.bin").read_bytes() == data
+    assert outcome.sources == ((right.file_url(), len(data)),)
+    assert wrong.requests == 2  # one a download: another file is never asked for again

@@ -41,6 +41,7 @@ from ._exceptions import ContentDecodingError as ContentDecodingError
 from ._exceptions import DestinationExistsError as DestinationExistsError
 from ._exceptions import DownloadError as DownloadError
 from ._exceptions import DownloadTimeout as DownloadTimeout
+from ._exceptions import FileMismatchError as FileMismatchError
 from ._exceptions import FTPReplyError as FTPReplyError
 from ._exceptions import HTTPStatusError as HTTPStatusError
 from ._exceptions import IncompleteBodyError as IncompleteBodyError
@@ -124,6 +125,7 @@ __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "EventHook",
     "Existing",
     "FTPReplyError",
+    "FileMismatchError",
     "FileSink",
     "Finished",
     "GeneratorSink",

@@ -270,6 +270,12 @@ class ContentDecodingError(RemoteProtocolError):
     decoded here, or corrupt compressed data. Final: asking again brings the same bytes."""
 
 
+class FileMismatchError(RemoteProtocolError):
+    """The server's file is not the one asked for: another length than the request's `size`
+    or `pieces` say, or (a mirror) another length or version than the file's first answer.
+    Final for that URL: asking it again brings the same file; the next mirror may serve it."""
+
+
 class IncompleteBodyError(RemoteProtocolError):
     """The body ended before the length the server announced.
 

@@ -14,6 +14,7 @@ from ._exceptions import (
     DestinationExistsError,
     DownloadError,
     DownloadTimeout,
+    FileMismatchError,
     FTPReplyError,
     HTTPStatusError,
     InvalidRequestError,
@@ -46,7 +47,9 @@ def retryable(error: DownloadError, policy: Retry) -> bool:
         return error.status in policy.statuses
     if isinstance(error, FTPReplyError):
         return error.transient
-    if isinstance(error, ChecksumMismatchError | RedirectError | ContentDecodingError):
+    if isinstance(
+        error, ChecksumMismatchError | RedirectError | ContentDecodingError | FileMismatchError
+    ):
         return False
     if isinstance(error, ProxyError) and error.authentication:
         return False  # the next try would bring the same credentials

@@ -23,6 +23,7 @@ from ._events import PROGRESS_INTERVAL, SourceDropped
 from ._exceptions import (
     ChecksumMismatchError,
     DownloadError,
+    FileMismatchError,
     HTTPStatusError,
     IncompleteBodyError,
     RemoteProtocolError,
@@ -481,7 +482,7 @@ class Segmented:
         else:
             why = answer.problem or f"its answer does not fit bytes={plan.offset}-{plan.stop}"
         self._drop(source, why)
-        raise RemoteProtocolError(f"mirror {redact(plan.url)}: {why}", url=self._engine.url)
+        raise FileMismatchError(f"mirror {redact(plan.url)}: {why}", url=self._engine.url)
 
     async def _check_pieces(self) -> None:
         """Hash the pieces the file now holds whole; a bad one is fetched again, first, and

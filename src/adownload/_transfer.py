@@ -31,6 +31,7 @@ from ._events import Retrying
 from ._exceptions import (
     DestinationExistsError,
     DownloadError,
+    FileMismatchError,
     FTPReplyError,
     HTTPStatusError,
     RemoteProtocolError,
@@ -290,6 +291,7 @@ class Transfer:
         self.final_url = redact(str(answer.final_url))
         self.etag, self.last_modified = answer.etag, answer.last_modified
         offset, length = self._judge(answer, plan)
+        self._check_length(answer, length)
         if offset is None:
             await self._finish_complete()
             return
@@ -344,6 +346,23 @@ class Transfer:
             log.info("%s: the server sent the whole file; starting over", self.url)
             self.discard()
         return judgement.offset, judgement.length
+
+    def _check_length(self, answer: Answer, length: int | None) -> None:
+        """The file's length as the answer says it, against what the request knows of it
+        (`size`, the pieces): another length is another file, and this URL does not serve
+        it (the next mirror may). Nothing on hand is touched."""
+        request = self.request
+        if length is None:
+            return
+        if request.size is not None and length != request.size:
+            problem = f"it is {length} bytes, not the {request.size} expected"
+        elif request.pieces is not None:
+            problem = request.pieces.problem_with(length) or ""
+        else:
+            return
+        if problem:
+            shown = redact(str(answer.final_url))
+            raise FileMismatchError(f"{shown} does not serve this file: {problem}", url=self.url)
 
     def _judge_continued(self, answer: Answer, judgement: Judgement) -> None:
         """`Existing.CONTINUE`: a file at the final name is continued only from its end, by a
