@@ -256,8 +256,15 @@ class Segmented:
             if taken is None:
                 segment.restart()
             source = job.primary if taken is not None else job.sources.pick(self._room())
-            if source is None:
-                raise failed[-1]  # every source is dropped: the last error says why
+            if source is None:  # every source is dropped: the last error says why
+                if failed:
+                    raise failed[-1]
+                reasons = "; ".join(
+                    f"{redact(str(s.origin))}: {s.dropped}" for s in job.sources.all
+                )
+                raise FileMismatchError(
+                    f"no source of the file is left ({reasons})", url=engine.url
+                )
             permit = (
                 contextlib.nullcontext() if source is held else self._limiter.connection(source.url)
             )
