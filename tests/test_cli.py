@@ -555,3 +555,16 @@ def test_control_characters_from_a_url_are_printed_escaped(tmp_path: Path) -> No
     assert not has_control_characters(result.stdout + result.stderr)
     assert "failed http://127.0.0.1:9/a\\x1b[2J.bin: " in result.stderr
     assert listing(tmp_path) == []
+
+
+def test_the_download_command_imports_neither_the_mirror_nor_metalink_parsing() -> None:
+    """Start-up: a download run pays for no module it does not use."""
+    code = (
+        "import sys, adownload.cli; "
+        "print(sorted(m for m in sys.modules if m.startswith(('adownload._mirror', "
+        "'adownload._cli_mirror', 'sqlite3', 'defusedxml', 'distributed'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -27,7 +27,6 @@ from . import metalink
 from ._cli_args import Options, downloader_keywords, parse_options
 from ._cli_dask import ClusterError
 from ._cli_input import KNOWN_KEYS, InputReader, RejectedEntry, request_for
-from ._cli_mirror import main as mirror_main
 from ._cli_network import load_cookies_into, save_cookies_of
 from ._cli_report import (
     JsonReporter,
@@ -63,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # Subcommands dispatch here, before the download flags are parsed.
     if args and args[0] == "mirror":
+        # Imported here: the mirror's modules (sqlite3, the index parser) cost a download
+        # run about 30 ms of start-up.
+        from ._cli_mirror import main as mirror_main
+
         return mirror_main(args[1:])
     if args and args[0] == "cache":
         from ._cli_cache import main as cache_main
