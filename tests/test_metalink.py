@@ -40,6 +40,7 @@ from adownload._sources import Sources
 from adownload.metalink import MAX_URLS, MetalinkError
 
 from .cli_support import COMMAND, cli_env, no_parts
+from .ftp_servers import pyftpdlib_server
 from .mirror_servers import Mirror, meta4, piece_hashes, serve_mirrors
 from .support import MIB, listing
 
@@ -656,3 +657,23 @@ async def test_a_server_with_another_length_than_expected_does_not_serve_the_fil
     assert (tmp_path / "f.bin").read_bytes() == data
     assert outcome.sources == ((right.file_url(), len(data)),)
     assert wrong.requests == 2  # one a download: another file is never asked for again
+
+
+async def test_an_ftp_mirror_serves_segments_beside_an_http_one(tmp_path: Path) -> None:
+    """Metalinks list ftp:// URLs as often as http:// ones: both serve segments at once."""
+    data = data_of(8 * MIB)
+    root = tmp_path / "ftp"
+    root.mkdir()
+    (root / "file.bin").write_bytes(data)
+    http = Mirror(data, rate=4 * MIB)
+    with pyftpdlib_server(root) as port:
+        async with serve_mirrors(http):
+            ftp_url = f"ftp://127.0.0.1:{port}/file.bin"
+            (file,) = metalink.parse(meta4("f.bin", data, [http.file_url(), ftp_url], PIECE))
+            async with Downloader(segments=SEGMENTS, retry=RETRY) as dl:
+                outcome = await dl.download(file.request(tmp_path / "out"))
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+    shares = dict(outcome.sources)
+    assert shares[http.file_url()] > 0
+    assert shares[ftp_url] > 0
+    assert no_parts(tmp_path / "out") == []
