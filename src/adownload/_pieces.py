@@ -16,9 +16,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._exceptions import ChecksumMismatchError
+from ._util import redact
 from ._verify import hash_name
 
-__all__ = ["PieceCheck", "Pieces"]
+__all__ = ["PieceCheck", "Pieces", "pieces_failed"]
 
 #: Bytes read at once when a piece is hashed.
 _READ = 1 << 20
@@ -69,6 +71,14 @@ class Pieces:
                 f" {size} bytes ({count} pieces)"
             )
         return None
+
+
+def pieces_failed(url: str, pieces: Pieces, index: int, why: str) -> ChecksumMismatchError:
+    """The error of a file whose pieces failed: `why` says how many, `index` is one of them."""
+    return ChecksumMismatchError(
+        f"{redact(url)}: {why}", url=url, algorithm=pieces.algorithm,
+        expected=pieces.hashes[index], actual="", source="pieces",
+    )  # fmt: skip
 
 
 class PieceCheck:

@@ -21,7 +21,7 @@ from ._config import Segments
 from ._events import Started
 from ._exceptions import ChecksumMismatchError, DownloadError, RemoteProtocolError
 from ._options import Options
-from ._pieces import PieceCheck
+from ._pieces import PieceCheck, pieces_failed
 from ._plan import segments_for
 from ._segmented import Engine, Segmented
 from ._segments import Layout
@@ -187,12 +187,9 @@ class Receiver:
             raise owner.target.storage_error(exc, part) from exc
         if bad:
             owner.discard()
-            raise ChecksumMismatchError(
-                f"{redact(owner.url)}: {len(bad)} of {len(pieces.hashes)} pieces failed their"
-                f" hashes, piece {bad[0]} first",
-                url=owner.url, algorithm=pieces.algorithm, expected=pieces.hashes[bad[0]],
-                actual="", source="pieces",
-            )  # fmt: skip
+            count = f"{len(bad)} of {len(pieces.hashes)}"
+            why = f"{count} pieces failed their hashes, piece {bad[0]} first"
+            raise pieces_failed(owner.url, pieces, bad[0], why)
 
     def _verify(self, expected: list[Expected], full: Hashes, partial: Hashes = NO_HASHES) -> None:
         """Check every expected digest; a mismatch discards the bytes on hand, so nothing of a
@@ -285,8 +282,9 @@ class Receiver:
         proven = request.pieces is not None or any(scope == "full" for *_, scope in expected)
         if not proven:
             return []
-        urls = [request.parsed_url, *request.parsed_mirrors]
-        return list(dict.fromkeys([*urls, *(u for u in answer.duplicates if u not in urls)]))
+        return list(
+            dict.fromkeys([request.parsed_url, *request.parsed_mirrors, *answer.duplicates])
+        )
 
 
 def validators_of(owner: Engine, answer: Answer, length: int | None) -> PartState:

@@ -21,7 +21,6 @@ from ._answer import Answer, Body, Exchange, Plan, Verdict
 from ._config import Retry, Segments, Timeout
 from ._events import PROGRESS_INTERVAL, SourceDropped
 from ._exceptions import (
-    ChecksumMismatchError,
     DownloadError,
     FileMismatchError,
     HTTPStatusError,
@@ -31,7 +30,7 @@ from ._exceptions import (
 )
 from ._limits import Limiter
 from ._models import Request
-from ._pieces import PieceCheck
+from ._pieces import PieceCheck, pieces_failed
 from ._plan import layout_for
 from ._retry import FATAL, StartOver, with_retries
 from ._segments import Layout, Segment
@@ -517,12 +516,8 @@ class Segmented:
                     if sender.strikes >= 2:
                         self._drop(sender, "it sent two bad pieces")
                 if checks.failures > 3 + 2 * len(job.sources.all):
-                    raise ChecksumMismatchError(
-                        f"{redact(engine.url)}: {checks.failures} pieces failed their hashes,"
-                        f" piece {index} last",
-                        url=engine.url, algorithm=pieces.algorithm,
-                        expected=pieces.hashes[index], actual="", source="pieces",
-                    )  # fmt: skip
+                    why = f"{checks.failures} pieces failed their hashes, piece {index} last"
+                    raise pieces_failed(engine.url, pieces, index, why)
                 checks.invalidate(start, end)
                 job.layout.redo(start, end)
 
