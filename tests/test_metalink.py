@@ -364,10 +364,12 @@ def test_sources_are_picked_untried_first_then_by_speed_with_strikes_last() -> N
     assert sources.pick(room=6) is b  # the fastest per connection, with one already
     b.active = 3
     assert sources.pick(room=3) is c  # b has the host's connections: the next fastest
-    c.strikes = 1
+    assert not sources.strike(c)  # a first bad piece: demoted, not dropped
     assert sources.pick(room=3) is a  # a source that sent a bad piece comes last
     sources.credit(b, 0, 3.0)  # more connections, no more bytes: b's server caps its total
     assert sources.pick(room=6) is a
+    assert sources.strike(c)  # its second: the caller drops it
+    c.strikes = 1
     assert sources.drop(a, "gone")
     assert sources.drop(b, "gone")
     assert sources.pick(room=6) is c

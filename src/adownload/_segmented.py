@@ -512,8 +512,7 @@ class Segmented:
                 )  # fmt: skip
                 if len(senders) == 1:
                     (sender,) = senders
-                    sender.strikes += 1
-                    if sender.strikes >= 2:
+                    if job.sources.strike(sender):
                         self._drop(sender, "it sent two bad pieces")
                 if checks.failures > 3 + 2 * len(job.sources.all):
                     why = f"{checks.failures} pieces failed their hashes, piece {index} last"

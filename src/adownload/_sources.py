@@ -91,12 +91,10 @@ class Sources:
         return bool(self.usable)
 
     def strike(self, source: Source) -> bool:
-        """`source` sent a bad piece; True when that was its second, and it is dropped."""
+        """`source` sent a bad piece; True when that was its second, and it should be
+        dropped (the caller drops it, unless it is the last one left, and says so)."""
         source.strikes += 1
-        if source.strikes >= 2:
-            self.drop(source, "it sent two bad pieces")
-            return True
-        return False
+        return source.strikes >= 2
 
     def shares(self) -> list[tuple[str, int]]:
         """(URL without userinfo, bytes) of every source that delivered bytes, in the

@@ -44,8 +44,7 @@ log = logging.getLogger("adownload")
 MAX_DOCUMENT = 16 << 20
 #: URLs kept per file at most: the best by priority.
 MAX_URLS = 64
-#: Media types and name suffixes of Metalink documents.
-MEDIA_TYPES = ("application/metalink4+xml", "application/metalink+xml")
+#: Name suffixes of Metalink documents.
 SUFFIXES = (".meta4", ".metalink")
 
 _V4 = "urn:ietf:params:xml:ns:metalink"
