@@ -8,6 +8,7 @@ import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,7 +139,7 @@ def copies(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[_splice.SpliceCopy]
     class Recorded(real):  # type: ignore[valid-type,misc]
         __slots__ = ()
 
-        def __init__(self, *args: int) -> None:
+        def __init__(self, *args: Any) -> None:
             super().__init__(*args)
             made.append(self)
 

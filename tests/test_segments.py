@@ -36,6 +36,9 @@ from . import test_chaos as chaos
 from .servers import FaultServer, Hit
 from .support import FAST, MIB, listing, payload
 
+# Every test once through the read path and once through the kernel copy (for every body).
+pytestmark = pytest.mark.usefixtures("body_path")
+
 #: What a continued segment may fetch again beyond the bytes really missing: one read.
 SLACK = 256 << 10
 WIDE = Limits(max_transfers=4, max_per_host=16)
@@ -311,13 +314,14 @@ def test_a_killed_segmented_download_resumes_only_its_missing_ranges(
         if child.poll() is None:
             child.kill()
         child.communicate()
-    # A kill loses what was still in a buffer: the state records written bytes only.
+    # A kill loses what was still in a buffer: the state records written bytes only (the first
+    # answer, 4 MiB, goes through the kernel copy, which writes as it receives).
     done = [tuple(r) for r in json.loads(state_file.read_text())["ranges"]]
     assert len(done) == 2
     assert done[1] == (2 * MIB, size)
     written = done[0][1]
     assert done[0][0] == 0
-    assert MIB <= written < stop
+    assert MIB <= written <= stop
     assert not (dest / "big.bin").exists()
 
     before = len(faults.log)

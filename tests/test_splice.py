@@ -27,6 +27,7 @@ from adownload import (
     ReadTimeout,
     Request,
     Retry,
+    Segments,
     Timeout,
     _splice,
 )
@@ -186,3 +187,42 @@ async def test_a_borrowed_session_keeps_working_after_a_copy_took_one_of_its_con
     assert (dest / "a.bin").read_bytes() == payload("a.bin", BIG)
     assert (dest / "b.bin").read_bytes() == payload("b.bin", 1000)
     assert len(copies) == 1
+
+
+async def test_segments_are_copied_by_the_kernel(
+    faults: FaultServer, dest: Path, copies: list[_splice.SpliceCopy]
+) -> None:
+    size = 3 * BIG
+    url = faults.url("/f/big.bin", size=size)
+    segments = Segments(count=3, min_size=1 << 20)
+    async with Downloader(dest=dest, segments=segments, limits=Limits(max_per_host=3)) as dl:
+        outcome = await dl.download(url)
+    assert outcome.ok, outcome.error
+    assert (dest / "big.bin").read_bytes() == payload("big.bin", size)
+    assert listing(dest) == ["big.bin"]
+    # The first answer and the two ranged ones (later splits of under SPLICE_MIN are read).
+    assert len(copies) >= 3
+    ranged = [hit for hit in faults.log if hit.range is not None]
+    assert len(ranged) >= 2
+
+
+async def test_a_segment_broken_in_its_kernel_copy_goes_on_from_its_last_written_byte(
+    faults: FaultServer, dest: Path, copies: list[_splice.SpliceCopy]
+) -> None:
+    size = 2 * BIG
+    path = "/f/big.bin"
+    # The first answer (the first segment) breaks after 5 MB; the retry asks for the rest.
+    faults.plan(path, ["cut_after:5000000", "ok", "ok", "ok"])
+    url = faults.url(path, size=size)
+    segments = Segments(count=2, min_size=1 << 20)
+    retry = Retry(attempts=3, backoff=0, jitter=0)
+    async with Downloader(
+        dest=dest, segments=segments, limits=Limits(max_per_host=2), retry=retry
+    ) as dl:
+        outcome = await dl.download(url)
+    assert outcome.ok, outcome.error
+    assert (dest / "big.bin").read_bytes() == payload("big.bin", size)
+    assert listing(dest) == ["big.bin"]
+    assert copies
+    # Nothing was fetched twice: the bytes sent add up to the file (what the cut sent is kept).
+    assert sum(hit.body_sent for hit in faults.log) == size

@@ -35,6 +35,7 @@ from adownload._files import (
 )
 from adownload._limits import SpeedFloor
 from adownload._segments import Layout, split
+from adownload._splice import PIPE_SIZE
 from adownload._state import PartState, _parse, identity, merge
 from adownload._util import redact
 from adownload._verify import parse_checksum, parse_digest_fields, parse_legacy_digest
@@ -89,6 +90,27 @@ def test_a_layout_hands_out_pieces_then_the_second_half_of_the_slowest() -> None
     first.written = 2 * MIB
     assert layout.ranges() == [(0, 2 * MIB)]
     assert layout.received() == 3 * MIB + 1
+
+
+def test_a_split_leaves_a_kernel_copy_what_its_pipe_may_hold() -> None:
+    # A kernel copy takes up to PIPE_SIZE bytes from the socket before it writes them: a split
+    # that cut into those bytes would see them written past the segment's new end.
+    layout = Layout([(0, 16 * MIB)], 1, 64 * 1024)
+    slow = layout.take(0)
+    slow.position = 100 * 1024
+    slow.since -= 1.0  # 100 KiB/s: half a second of it is far less than a pipe
+    plain = layout.next(rate=float(1 << 40))  # a very fast connection takes nearly everything
+    assert plain is not None
+    assert plain.start < slow.position + PIPE_SIZE
+    layout = Layout([(0, 16 * MIB)], 1, 64 * 1024)
+    copying = layout.take(0)
+    copying.position, copying.reserve = 100 * 1024, PIPE_SIZE
+    copying.since -= 1.0
+    taken = layout.next(rate=float(1 << 40))
+    assert taken is not None
+    assert taken.start == copying.end == copying.position + PIPE_SIZE
+    # While the copy runs, the file holds every byte before its position.
+    assert layout.ranges() == [(0, copying.position)]
 
 
 # --- resume state -----------------------------------------------------------------------------

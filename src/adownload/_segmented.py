@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from yarl import URL
 
+from . import _splice
 from ._answer import Answer, Body, Exchange, Plan, Verdict
 from ._config import Retry, Segments, Timeout
 from ._events import PROGRESS_INTERVAL, SourceDropped
@@ -38,7 +40,7 @@ from ._settings import Settings
 from ._sinks import FileSink, SinkOpener
 from ._sources import Source, Sources
 from ._state import PartState
-from ._stream import Meter, pump
+from ._stream import Meter, kernel_pump, pump
 from ._target import Target
 from ._util import IdleTimeout, describe_error, redact, same_origin
 
@@ -350,9 +352,7 @@ class Segmented:
                     if body is None:
                         body = await self._request(segment, idle, source)
                     try:
-                        stopped = await pump(
-                            body, sink, segment, meter, idle.touch, target.storage_error
-                        )
+                        stopped = await self._copy(body, sink, segment, meter, idle)
                         if not stopped:
                             raise IncompleteBodyError(
                                 f"a segment of {redact(engine.url)} ended at byte "
@@ -382,6 +382,26 @@ class Segmented:
             self._credit(segment)
             segment.source = None
             job.served.append((segment.since_position, segment.position, source))
+
+    async def _copy(
+        self, body: Body, sink: FileSink, segment: Segment, meter: Meter, idle: IdleTimeout
+    ) -> bool:
+        """The body into the file until the segment's end (True) or the body's (False): in the
+        kernel when it can take the body and nothing needs its bytes, else through `pump`."""
+        storage_error = self._engine.target.storage_error
+        taken = body.kernel_copy() if meter.passive else None
+        if taken is None:
+            return await pump(body, sink, segment, meter, idle.touch, storage_error)
+        segment.reserve = _splice.PIPE_SIZE  # a split leaves the copy what its pipe may hold
+        try:
+            position = await kernel_pump(taken, sink, segment, meter, idle.touch, storage_error)
+        finally:
+            os.close(taken[0])
+            segment.written = segment.durable()
+            segment.reserve = 0
+        # FTP sends to the end of the file: at its end, the closing reply is read.
+        await body.after_copy(position == self._job.length)
+        return position >= segment.end
 
     def _credit(self, segment: Segment) -> None:
         """Give the source of `segment`'s request the bytes that arrived since last time."""

@@ -37,6 +37,7 @@ class Segment:
         "credited_at",
         "end",
         "position",
+        "reserve",
         "since",
         "since_position",
         "sink",
@@ -60,6 +61,9 @@ class Segment:
         self.source: Source | None = None
         self.credited = start
         self.credited_at = self.since
+        #: Bytes past `position` no split may take: what a kernel copy may hold in its pipe,
+        #: while one runs (it writes straight to the file: `position` is then in the file).
+        self.reserve = 0
 
     @property
     def remaining(self) -> int:
@@ -73,6 +77,8 @@ class Segment:
 
     def durable(self) -> int:
         """The end of the bytes of this segment known to be in the file."""
+        if self.reserve:
+            return max(self.written, self.position)  # the kernel copy writes as it claims
         sink = self.sink
         if sink is not None and sink.written_to is not None:
             return max(self.written, min(sink.written_to, self.end))
@@ -152,7 +158,7 @@ class Layout:
                 keep = max(candidate.remaining // 2, int(own * _IN_FLIGHT))
             else:
                 continue
-            cut = _round_up(candidate.position + keep, self.align)
+            cut = _round_up(candidate.position + max(keep, candidate.reserve), self.align)
             if candidate.end - cut < self.min_size:
                 continue
             key = (candidate.seconds_left(now), candidate.remaining)

@@ -1,4 +1,5 @@
-"""The kernel copy: a large plain-HTTP body moved from the socket to the file by splice(2).
+"""The kernel copy: a large plain body (a whole file or one segment) moved from the socket to
+the file by splice(2).
 
 Why: on one fast connection, the read path costs two copies per byte (socket to a Python
 bytes object, then that object to the page cache), a Python object per chunk and aiohttp's
@@ -10,9 +11,11 @@ How: aiohttp sends the request and parses the headers as usual. Then, for a body
 plain (no TLS, no Content-Encoding, no chunked framing) with a known length and large enough,
 `take_socket` stops aiohttp reading from the connection, takes the body bytes it had buffered
 already, and duplicates the socket's file descriptor. `SpliceCopy` runs in a thread of its own
-(a long copy must not hold a thread of the shared executor, which FileSink's writes use), moves
-exactly the remaining bytes, and reports how far the file is written. The connection is closed
-afterwards, never reused: aiohttp's parser did not see the body's end.
+(a long copy must not hold a thread of the shared executor, which FileSink's writes use; it
+sleeps in poll(2) or splice(2), without the GIL), moves the bytes up to the cursor's end, and
+advances the cursor as the file is written: a segment's split reads it as it does the read
+path's. The connection is closed afterwards, never reused: aiohttp's parser did not see the
+body's end.
 
 Linux only (`os.splice` exists nowhere else); everywhere else, and for TLS, compressed, chunked
 or small bodies, the read path does the job.
@@ -27,17 +30,27 @@ import select
 import socket
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 import aiohttp
 
-__all__ = ["SPLICE_MIN", "SpliceCopy", "SpliceReceiveError", "available", "take_socket"]
+__all__ = [
+    "PIPE_SIZE",
+    "SPLICE_MIN",
+    "Cursor",
+    "SpliceCopy",
+    "SpliceReceiveError",
+    "available",
+    "take_socket",
+]
 
 #: The smallest body worth a thread and a connection that cannot be reused afterwards. Below
 #: this the read path is as fast: the copies it saves are a few milliseconds.
 SPLICE_MIN = 4 << 20
 #: Bytes moved per splice call; the pipe is enlarged to hold them (1 MiB fits the default
-#: /proc/sys/fs/pipe-max-size). The default 64 KiB pipe costs 16 times the system calls.
-_PIPE_SIZE = 1 << 20
+#: /proc/sys/fs/pipe-max-size). The default 64 KiB pipe costs 16 times the system calls. It is
+#: also the most a copy has taken from the socket and not yet written.
+PIPE_SIZE = 1 << 20
 
 available = hasattr(os, "splice") and hasattr(os, "eventfd")
 
@@ -73,24 +86,39 @@ def take_socket(response: aiohttp.ClientResponse) -> tuple[int, bytes] | None:
     return os.dup(sock.fileno()), b"".join(head)
 
 
-class SpliceCopy:
-    """Moves `count` bytes from a socket to a file at `offset`, in a thread of its own.
+class Cursor(Protocol):
+    """Where the copy writes next (`position`, which the copy advances) and where it stops
+    (`end`, which a segment's split may move closer while the copy runs)."""
 
-    `position` says how far the file is written; every byte before it is in the file (the pipe
-    may hold more, which a stop discards). The copy ends early, with `position` short of the end,
-    when the peer closes the connection; it raises `SpliceReceiveError` when the socket fails,
-    `OSError` when the file does, and `InterruptedError` once `stop()` was called.
+    position: int
+    end: int
+
+
+class SpliceCopy:
+    """Moves bytes from a socket to a file, from `cursor.position` to `cursor.end`, in a thread
+    of its own.
+
+    `position` (the cursor's) says how far the file is written; every byte before it is in the
+    file (the pipe may hold more, which a stop discards). The copy takes at most `PIPE_SIZE`
+    bytes from the socket at a time, never past the `end` it reads just before: so an `end`
+    moved to at least `PIPE_SIZE` past the position (see `_segments.Segment.reserve`) is never
+    overrun. The copy ends early, short of `end`, when the peer closes the connection; it raises
+    `SpliceReceiveError` when the socket fails, `OSError` when the file does, and
+    `InterruptedError` once `stop()` was called.
     """
 
-    __slots__ = ("_end", "_file_fd", "_sock_fd", "_stop_fd", "_stopping", "position")
+    __slots__ = ("_cursor", "_file_fd", "_sock_fd", "_stop_fd", "_stopping")
 
-    def __init__(self, sock_fd: int, file_fd: int, offset: int, count: int) -> None:
+    def __init__(self, sock_fd: int, file_fd: int, cursor: Cursor) -> None:
         self._sock_fd = sock_fd
         self._file_fd = file_fd
-        self._end = offset + count
-        self.position = offset
+        self._cursor = cursor
         self._stopping = False
         self._stop_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+
+    @property
+    def position(self) -> int:
+        return self._cursor.position
 
     def start(self, done: Callable[[int | BaseException], object]) -> None:
         """Run the copy in a new thread and call `done` there with the end position or the
@@ -116,19 +144,20 @@ class SpliceCopy:
         os.close(self._stop_fd)
 
     def _copy(self) -> int:
+        cursor = self._cursor
         pipe_out, pipe_in = os.pipe2(os.O_CLOEXEC)
         try:
             with contextlib.suppress(OSError):  # a smaller pipe only costs more calls
                 import fcntl
 
-                fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+                fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
             poller = select.poll()
             poller.register(self._sock_fd, select.POLLIN)
             poller.register(self._stop_fd, select.POLLIN)
-            while self.position < self._end:
+            position = cursor.position
+            while (want := min(cursor.end - position, PIPE_SIZE)) > 0:
                 if self._stopping:
                     raise InterruptedError("splice copy stopped")
-                want = min(self._end - self.position, _PIPE_SIZE)
                 try:
                     moved = os.splice(
                         self._sock_fd, pipe_in, want, flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
@@ -144,12 +173,13 @@ class SpliceCopy:
                 # blocks, and the kernel copies them into the page cache.
                 while moved:
                     written = os.splice(
-                        pipe_out, self._file_fd, moved, offset_dst=self.position,
+                        pipe_out, self._file_fd, moved, offset_dst=position,
                         flags=os.SPLICE_F_MOVE,
                     )  # fmt: skip
                     moved -= written
-                    self.position += written
-            return self.position
+                    position += written
+                    cursor.position = position  # one store: the event loop reads it any time
+            return position
         finally:
             os.close(pipe_out)
             os.close(pipe_in)

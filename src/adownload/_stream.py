@@ -3,7 +3,8 @@
 Every body, of any protocol, a whole file or one segment, goes through `pump`: read a chunk,
 claim its bytes on the cursor, write them at their offset, and let the meter count them (the
 byte rate, the digests, the size cap, the minimum speed, the progress events). A large plain
-body can go through `splice_body` instead, socket to file inside the kernel (`_splice.py`).
+body, whole (`splice_body`) or one segment (`kernel_pump`), can go socket to file inside the
+kernel instead (`_splice.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
 
 from . import _splice
 from ._adaptive import HostGate
@@ -38,12 +38,7 @@ from ._verify import NO_HASHES, Hashes
 UNBOUNDED = sys.maxsize
 
 
-class Cursor(Protocol):
-    """Where the next byte goes (`position`) and where the bytes asked for end (`end`, which a
-    segment's split may move closer while it runs)."""
-
-    position: int
-    end: int
+Cursor = _splice.Cursor  # where the next byte goes, and where the bytes asked for end
 
 
 class Span:
@@ -280,31 +275,51 @@ async def splice_body(
     storage_error: Callable[[OSError], StorageError],
     url: str,
 ) -> int:
-    """Copy a body of `announced` bytes from the socket `taken` to the file in the kernel; the
-    position it ended at. The descriptor is closed here."""
-    sock_fd, head = taken
-    end = offset + announced
+    """Copy a whole body of `announced` bytes from the socket `taken` to the file in the
+    kernel; the position it ended at. The descriptor is closed here."""
+    sock_fd = taken[0]
+    cursor = Span(offset, offset + announced)
     try:
-        position = offset
-        if head:
-            try:
-                await sink.write_at(position, head)
-                await sink.drain()
-            except OSError as exc:
-                raise storage_error(exc) from exc
-            position += len(head)
-            meter.position = position
-            touch()
-        if position < end:
-            copy = _splice.SpliceCopy(sock_fd, sink.fileno(), position, end - position)
-            position = await _run_copy(copy, meter, touch, storage_error)
-        if position == end and _splice.more_bytes_waiting(sock_fd):
+        position = await kernel_pump(taken, sink, cursor, meter, touch, storage_error)
+        if position == cursor.end and _splice.more_bytes_waiting(sock_fd):
             raise RemoteProtocolError(
                 f"{redact(url)} sent more bytes than its Content-Length", url=url
             )
     finally:
         os.close(sock_fd)
     return position
+
+
+async def kernel_pump(
+    taken: tuple[int, bytes],
+    sink: FileSink,
+    cursor: Cursor,
+    meter: Meter,
+    touch: Callable[[], None],
+    storage_error: Callable[[OSError], StorageError],
+) -> int:
+    """`pump` through the kernel: the bytes of the socket `taken` into the file from
+    `cursor.position` until `cursor.end` (which a split may move closer meanwhile, never to less
+    than `_splice.PIPE_SIZE` past the position) or until the peer closes; the position reached.
+    The descriptor stays open: it is the caller's."""
+    sock_fd, head = taken
+    if head:
+        position = cursor.position
+        head = head[: max(0, cursor.end - position)]
+        cursor.position = position + len(head)  # claimed before it is written, as in `pump`
+        try:
+            await sink.write_at(position, head)
+            await sink.drain()
+        except OSError as exc:
+            raise storage_error(exc) from exc
+        meter.position = cursor.position
+        touch()
+    else:
+        await sink.drain()  # bytes a sink holds go before the copy's, which go around it
+    if cursor.position < cursor.end:
+        copy = _splice.SpliceCopy(sock_fd, sink.fileno(), cursor)
+        await _run_copy(copy, meter, touch, storage_error)
+    return cursor.position
 
 
 async def _run_copy(
