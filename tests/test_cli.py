@@ -359,7 +359,9 @@ def test_flags_map_to_the_library_options(tmp_path: Path) -> None:
 # --- Ctrl-C -------------------------------------------------------------------------------
 
 
-def interrupt(faults: FaultServer, path: str, args: list[str], cwd: Path) -> tuple[str, str]:
+def interrupt(
+    faults: FaultServer, path: str, args: list[str], cwd: Path, **env: str
+) -> tuple[str, str]:
     """Run `adownload --json ARGS`, wait until the server paused `path` mid-body and the bytes
     had time to arrive, send SIGINT; return stdout and stderr, checking the exit status is 130.
 
@@ -372,7 +374,7 @@ def interrupt(faults: FaultServer, path: str, args: list[str], cwd: Path) -> tup
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env(),
+        env=cli_env(**env),
     ) as process:
         try:
             assert process.stdout is not None
@@ -399,13 +401,16 @@ def interrupt(faults: FaultServer, path: str, args: list[str], cwd: Path) -> tup
     return out, err
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_sigint_leaves_a_resumable_part_and_a_rerun_fetches_only_the_rest(
-    threaded_faults: FaultServer, tmp_path: Path
+    threaded_faults: FaultServer, tmp_path: Path, loop: str
 ) -> None:
+    # On both event loops the command can run on (ADOWNLOAD_LOOP, see adownload._loop).
+    pytest.importorskip(loop)
     size = 400_000
     threaded_faults.plan("/f/big.bin", ["pause_after:150000"])
     url = threaded_faults.url("/f/big.bin", size=size)
-    _, err = interrupt(threaded_faults, "/f/big.bin", [url], tmp_path)
+    _, err = interrupt(threaded_faults, "/f/big.bin", [url], tmp_path, ADOWNLOAD_LOOP=loop)
 
     assert re.match(
         r"adownload: interrupted\. Kept 1 partial download \(big\.bin\.part; 1\d\d\.\d kB\)\."
@@ -417,7 +422,7 @@ def test_sigint_leaves_a_resumable_part_and_a_rerun_fetches_only_the_rest(
     assert 0 < len(kept) <= 150_000
     assert kept == payload("big.bin", size)[: len(kept)]
 
-    result = run_cli("--json", url, cwd=tmp_path)
+    result = run_cli("--json", url, cwd=tmp_path, env=cli_env(ADOWNLOAD_LOOP=loop))
     assert result.returncode == 0, result.stderr
     *_, finished, summary = map(json.loads, result.stdout.splitlines())
     assert (finished["bytes"], finished["resumed_from"]) == (size, len(kept))

@@ -333,3 +333,34 @@ def test_the_ledger_remembers_urls_by_fingerprint_and_recent_names() -> None:
     assert ledger.saved_from("/d/a") == hash("http://h/1")  # still known
     assert ledger.name("/d/a") is None  # its text is no longer kept
     assert ledger.name(f"/d/{Ledger.RECENT + 9}") == f"http://h/{Ledger.RECENT + 9}"
+
+
+# --- the event loop of the blocking entry points ------------------------------------------
+
+
+def test_the_loop_is_uvloops_when_installed_unless_asyncio_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from adownload import _loop
+
+    async def which() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    monkeypatch.setenv(_loop.LOOP_VARIABLE, "asyncio")
+    assert _loop.loop_factory() is None
+    assert _loop.run(which()).startswith("asyncio")
+    with pytest.raises(ValueError, match="must be 'asyncio' or 'uvloop', not 'tokio'"):
+        _loop.loop_factory("tokio")
+    try:
+        import uvloop
+    except ImportError:
+        monkeypatch.delenv(_loop.LOOP_VARIABLE)
+        assert _loop.loop_factory() is None  # not installed: asyncio's, silently
+        with pytest.raises(ValueError, match="uvloop is not installed"):
+            _loop.loop_factory("uvloop")
+        return
+    monkeypatch.delenv(_loop.LOOP_VARIABLE)
+    assert _loop.loop_factory() is uvloop.new_event_loop
+    assert _loop.run(which()).startswith("uvloop")

@@ -9,7 +9,6 @@ failed, 2 for bad usage and 130 when interrupted.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import ssl
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from . import _loop
 from ._adaptive import HostLimit
 from ._cli_dask import ClusterError
 from ._cli_input import InputReader, _inside
@@ -236,7 +236,7 @@ def main(argv: Sequence[str]) -> int:
     _log_to(err)
     printer = _Printer(out, err, quiet=options.quiet)
     try:
-        report = asyncio.run(_run(options, reader, printer))
+        report = _loop.run(_run(options, reader, printer))
     except KeyboardInterrupt:
         err.line(f"{COMMAND}: interrupted. Run the same command again to continue.")
         return EXIT_INTERRUPTED

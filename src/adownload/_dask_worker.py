@@ -28,6 +28,7 @@ from typing import Any
 
 import distributed
 
+from . import _loop
 from ._downloader import Downloader
 from ._events import Event, Finished, HostLimitChanged, Progress, Retrying, Started
 from ._models import Outcome, Request
@@ -56,7 +57,7 @@ def run_shard(
     key = worker.get_current_task()
     queues: Any = distributed.Queue  # untyped
     shard = _Shard(worker, key, queues(queue), number, events)
-    return asyncio.run(shard.run(entries, dest, options))
+    return _loop.run(shard.run(entries, dest, options))
 
 
 class _Shard:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Unpack
 
+from . import _loop
 from ._cache import Cache
 from ._downloader import Downloader, DownloaderOptions
 from ._models import Item, Outcome
@@ -46,7 +47,7 @@ def download(
         async with Downloader(**options) as dl:
             return await dl.download(item, dest=dest)
 
-    return asyncio.run(main())
+    return _loop.run(main())
 
 
 def download_many(
@@ -66,7 +67,7 @@ def download_many(
         async with Downloader(**options) as dl:
             return await dl.download_many(items, dest=dest)
 
-    return asyncio.run(main())
+    return _loop.run(main())
 
 
 def fetch(
@@ -88,7 +89,7 @@ def fetch(
         async with Downloader(**options) as dl:
             return await dl.fetch(url, checksum=checksum, cache=cache)
 
-    return asyncio.run(main())
+    return _loop.run(main())
 
 
 def fetch_many(
@@ -104,4 +105,4 @@ def fetch_many(
         async with Downloader(**options) as dl:
             return await dl.fetch_many(items, cache=cache)
 
-    return asyncio.run(main())
+    return _loop.run(main())

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, S
 from pathlib import Path
 from typing import BinaryIO
 
-from . import metalink
+from . import _loop, metalink
 from ._cli_args import Options, downloader_keywords, parse_options
 from ._cli_dask import ClusterError
 from ._cli_input import KNOWN_KEYS, InputReader, RejectedEntry, request_for
@@ -90,7 +90,7 @@ def _download(argv: list[str]) -> int:
     reporter = _reporter(options, err if options.stdout else out, err)
     with _library_log_to(err):
         try:
-            asyncio.run(_run(options, readers, reporter))
+            _loop.run(_run(options, readers, reporter))
         except KeyboardInterrupt:
             err.line(f"{PROG}: interrupted. {_how_to_continue(options, reporter.unfinished())}")
             return EXIT_INTERRUPTED
@@ -267,7 +267,7 @@ async def _run(options: Options, readers: list[InputReader], reporter: Reporter)
                 async for _ in outcomes:
                     pass  # the reporter hears of each outcome through its Finished event
     except asyncio.CancelledError:
-        interrupted = True  # Ctrl-C: asyncio.run turns SIGINT into a cancellation
+        interrupted = True  # Ctrl-C: the loop's runner turns SIGINT into a cancellation
         reporter.count_cut_short()
         raise
     finally:
