@@ -23,18 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import (
-    KIB,
-    LOOPBACK,
-    MIB,
-    DataFile,
-    Measurement,
-    Nginx,
-    ensure_nginx,
-    make_one_file,
-    make_small_files,
-    measured_process,
-)
+from .common import KIB, LOOPBACK, MIB
+from .data import DataFile, make_one_file, make_small_files
+from .measure import Measurement, measured_process
+from .servers import Nginx, ensure_nginx
 
 ADOWNLOAD = """
 import sys, adownload

@@ -24,7 +24,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from bench import DaskCluster, stop_process
+from .processes import stop_process
+from .servers import DaskCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 

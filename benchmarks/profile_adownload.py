@@ -26,16 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import (
-    CONCURRENCY,
-    HERE,
-    LOOPBACK,
-    MIB,
-    Nginx,
-    ensure_nginx,
-    make_one_file,
-    make_small_files,
-)
+from .common import CONCURRENCY, HERE, LOOPBACK, MIB
+from .data import make_one_file, make_small_files
+from .servers import Nginx, ensure_nginx
 
 
 def top_functions(folded: Path, count: int, thread: str = "") -> str:

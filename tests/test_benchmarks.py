@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import importlib
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,20 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def _module(name: str) -> Any:
-    """Import benchmarks/<name>.py the way it runs: with its own folder on sys.path."""
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    return importlib.import_module(name)
+    """Import a module of the benchmark package (`python -m benchmarks` from the root)."""
+    return importlib.import_module(f"benchmarks.{name}")
+
+
+def _bench() -> Any:
+    """The benchmark's data, peers and scenarios modules as one namespace."""
+    names: dict[str, Any] = {}
+    for module in ("common", "data", "peers", "scenarios"):
+        names.update(vars(_module(module)))
+    return types.SimpleNamespace(**names)
 
 
 def test_verify_download_counts_only_identical_files(tmp_path: Path) -> None:
-    bench = _module("bench")
+    bench = _bench()
     data = b"0123456789" * 1000
     source = bench.DataFile("small/a.bin", len(data), hashlib.sha256(data).hexdigest())
     dest = tmp_path / "out"
@@ -46,7 +53,7 @@ def test_verify_download_counts_only_identical_files(tmp_path: Path) -> None:
 
 
 async def test_checking_sink_accepts_the_source_bytes_and_refuses_others() -> None:
-    memory = _module("memory")
+    memory = _module("memory_child")
     expected = bytes(range(256)) * 4
     sink = memory.CheckingSink(expected)
     await sink.write_at(0, expected[:100])
@@ -102,7 +109,7 @@ async def test_the_throttling_server_refuses_above_its_limit_and_counts(tmp_path
 def test_the_adaptive_scenarios_give_every_tool_retries_and_its_own_splitting(
     tmp_path: Path,
 ) -> None:
-    bench = _module("bench")
+    bench = _bench()
     files = (bench.DataFile("a.bin", 1, "0" * 64),)
     job = bench.Job(("http://127.0.0.1:1/a.bin",), files, tmp_path, tmp_path, 16, 0, "python", 20)
     assert bench.curl_command(job)[:5] == ["curl", "-sS", "--fail", "-o", str(tmp_path / "a.bin")]
@@ -118,7 +125,7 @@ def test_the_adaptive_scenarios_give_every_tool_retries_and_its_own_splitting(
 def test_the_proxy_scenarios_send_adownload_and_curl_through_the_same_proxy(
     tmp_path: Path,
 ) -> None:
-    bench = _module("bench")
+    bench = _bench()
     scenarios = bench.build_scenarios(
         ["proxy-http", "proxy-socks5"], tmp_path, bench.Sizes(1, 1024, 1024, (), ()), 1
     )
@@ -136,8 +143,8 @@ def test_the_proxy_scenarios_send_adownload_and_curl_through_the_same_proxy(
 
 
 def test_the_dask_scenarios_run_adownload_alone_and_on_a_cluster(tmp_path: Path) -> None:
-    bench = _module("bench")
-    sizes = bench.Sizes(1, 1024, 1024, (), (), dask_count=3)
+    bench = _bench()
+    sizes = bench.Sizes(1, 1024, 1024, (), (), many_count=3)
     scenarios = bench.build_scenarios(["dask-1", "dask-2"], tmp_path, sizes, 1)
     assert [(s.name, len(s.files)) for s in scenarios] == [("dask-1", 3), ("dask-2", 3)]
     assert bench.DASK_SCENARIOS == {"dask-1": 1, "dask-2": 2}
@@ -155,7 +162,7 @@ def test_the_metalink_scenarios_data_and_commands(tmp_path: Path) -> None:
     mirror's copy differs in every piece; both tools get the same connections."""
     from adownload import metalink
 
-    bench = _module("bench")
+    bench = _bench()
     docroot = tmp_path / "data"
     docroot.mkdir()
     piece = bench.METALINK_PIECE
