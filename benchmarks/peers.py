@@ -145,6 +145,11 @@ def adownload_cli_command(job: Job) -> list[str]:
     return [command, "-q", "-j", str(job.concurrency), "-i", str(url_list), "-d", str(job.dest)]
 
 
+def adownload_cli_workers_command(job: Job) -> list[str]:
+    """The command in two worker processes (--workers 2): both cores of this machine."""
+    return [*adownload_cli_command(job), "--workers", "2"]
+
+
 def adownload_cli_asyncio_command(job: Job) -> list[str]:
     """The command on asyncio's own loop, where uvloop is installed too."""
     return ["env", "ADOWNLOAD_LOOP=asyncio", *adownload_cli_command(job)]
@@ -184,6 +189,7 @@ TOOLS: tuple[Tool, ...] = (
         adownload_cli_command,
         "the adownload command: -q -j 16 -i urls.txt -d DEST",
     ),
+    Tool("adownload-cli-workers", adownload_cli_workers_command, "the command, --workers 2"),
     Tool("adownload-cli-asyncio", adownload_cli_asyncio_command, "the command on asyncio's loop"),
     Tool("aiohttp-loop", aiohttp_loop_command, "a bare aiohttp loop: one session, 16 workers"),
     Tool("adownload-adaptive", adownload_adaptive_command, "Limits(adaptive=True)"),

@@ -39,7 +39,7 @@ TARGETS: dict[str, tuple[Target, ...]] = {
     ),
     "many": (
         Target("wall", "aria2c", 1.0, subject="adownload-cli"),
-        Target("wall", "curl", 1.0, subject="adownload-cli"),
+        Target("wall", "curl", 1.0, subject="adownload-cli-workers"),
     ),
     "large": (
         Target("wall", "curl", 0.8),

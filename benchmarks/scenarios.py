@@ -48,9 +48,15 @@ class Scenario:
 #: The tools of most scenarios: adownload's library driver and the peers.
 GENERAL_TOOLS = ("adownload", "curl", "wget", "wget2", "aria2c", "parfive")
 #: small also compares the command with the library, and the library with a bare aiohttp loop.
-SMALL_TOOLS = (*GENERAL_TOOLS, "adownload-cli", "adownload-cli-asyncio", "aiohttp-loop")
+SMALL_TOOLS = (
+    *GENERAL_TOOLS, "adownload-cli", "adownload-cli-workers", "adownload-cli-asyncio",
+    "aiohttp-loop",
+)  # fmt: skip
 #: many: a long list of URLs, for the tools that read one from a file (-i) at their best.
-MANY_TOOLS = ("adownload", "adownload-cli", "adownload-cli-asyncio", "curl", "aria2c")
+MANY_TOOLS = (
+    "adownload", "adownload-cli", "adownload-cli-workers", "adownload-cli-asyncio", "curl",
+    "aria2c",
+)  # fmt: skip
 
 SCENARIO_NAMES = (
     "small",

@@ -381,10 +381,12 @@ def interrupt(
             for line in process.stdout:
                 if json.loads(line)["type"] == "started":
                     break
+            deadline = time.monotonic() + 10
+            while not faults.hits(path) and time.monotonic() < deadline:
+                time.sleep(0.01)  # another file may have started first
             hit = faults.hits(path)[0]
             kind, pause = hit.step.split(":")
             assert kind == "pause_after"
-            deadline = time.monotonic() + 10
             while hit.body_sent < int(pause) and time.monotonic() < deadline:
                 time.sleep(0.01)
             time.sleep(0.3)  # for the client to read what was sent: not a speed assertion

@@ -64,6 +64,8 @@ class Options:
     spider: bool = False
     #: `--scheduler`: the address of the Dask scheduler to run the downloads on.
     scheduler: str | None = None
+    #: `--workers`: processes on this machine to run the downloads in.
+    workers: int = 1
     #: True checks certificates against the system's authorities, False checks nothing, a
     #: context checks against the authorities it holds.
     tls: ssl.SSLContext | bool = True
@@ -177,6 +179,14 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         from ._cli_dask import check_cluster_options
 
         check_cluster_options(tls, network)
+    workers: int = args.workers
+    if workers > 1:
+        from ._cli_workers import check_worker_options
+
+        check_worker_options(
+            tls, network, stdout=stdout, scheduler=scheduler,
+            content_disposition=args.content_disposition,
+        )  # fmt: skip
     tries: int = _DEFAULT_RETRY.attempts
     if args.tries is not None:
         tries = args.tries
@@ -222,6 +232,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             stdout=stdout,
             spider=args.spider,
             scheduler=scheduler,
+            workers=workers,
             tls=tls,
             network=network,
         )

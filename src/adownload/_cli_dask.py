@@ -11,7 +11,7 @@ import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._cli_network import NetworkOptions
+from ._cli_network import NetworkOptions, refuse_untravelling
 from ._cli_shared import UsageError
 
 __all__ = ["ClusterError", "check_cluster_options", "cluster_runner"]
@@ -33,16 +33,10 @@ def check_cluster_options(tls: ssl.SSLContext | bool, network: NetworkOptions) -
     """Refuse, before anything runs, what cannot reach the workers."""
     if importlib.util.find_spec("distributed") is None:
         raise UsageError("--scheduler needs Dask's distributed: pip install 'adownload[dask]'")
-    if isinstance(tls, ssl.SSLContext):
-        raise UsageError(
-            "--ca-certificate cannot be sent to the cluster's workers: install the authority"
-            " on them (their system's store) and leave the flag out"
-        )
-    if network.cookies or network.save_cookies is not None:
-        raise UsageError(
-            "a cookie jar does not travel to the cluster's workers: with --scheduler, give"
-            " cookies as -b 'NAME=VALUE' (sent as a header)"
-        )
+    refuse_untravelling(
+        tls, network, "the cluster's workers", "install the authority on them (their system's"
+        " store) and leave the flag out", "--scheduler",
+    )  # fmt: skip
 
 
 @contextlib.asynccontextmanager

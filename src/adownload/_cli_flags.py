@@ -246,6 +246,7 @@ def _connections(parser: argparse.ArgumentParser) -> None:
     add_shared_option(network, "jobs")
     add_shared_option(network, "per_host")
     add_shared_option(network, "scheduler")
+    add_shared_option(network, "workers")
     add_shared_option(network, "adaptive")
     network.add_argument(
         "-s",

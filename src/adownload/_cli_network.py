@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -237,3 +238,17 @@ def _ask(name: str) -> str:
         return getpass.getpass(f"password for {name}: ")
     except (EOFError, KeyboardInterrupt):
         raise UsageError("no password given") from None
+
+
+def refuse_untravelling(
+    tls: ssl.SSLContext | bool, network: NetworkOptions, workers: str, instead: str, flag: str
+) -> None:
+    """Refuse, before anything runs, the options that cannot travel to other processes
+    (`workers`, named in the message): a TLS context and a cookie jar do not pickle."""
+    if isinstance(tls, ssl.SSLContext):
+        raise UsageError(f"--ca-certificate cannot be sent to {workers}: {instead}")
+    if network.cookies or network.save_cookies is not None:
+        raise UsageError(
+            f"a cookie jar does not travel to {workers}: with {flag}, give"
+            " cookies as -b 'NAME=VALUE' (sent as a header)"
+        )

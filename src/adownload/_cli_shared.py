@@ -276,6 +276,18 @@ _SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "help": "download N files at once in all (default: %(default)s)",
         },
     ),
+    "workers": (
+        ("--workers",),
+        {
+            "dest": "workers",
+            "type": _count,
+            "default": 1,
+            "metavar": "N",
+            "help": "run the downloads in N processes on this machine, each host's connections"
+            " split among them (default: 1): for long lists of small files, where one"
+            " process's work per file is the limit; pays from a few thousand files",
+        },
+    ),
     "per_host": (
         ("-x", "--max-connection-per-server", "--max-per-host"),
         {

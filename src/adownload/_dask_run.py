@@ -14,21 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
-import pickle
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import distributed
 
+from . import _wire
 from ._config import Limits
 from ._dask_worker import run_shard
-from ._events import Event, Finished, Progress, Queued, Retrying, Started
+from ._events import Event, Finished, Queued
 from ._exceptions import DownloadError, InvalidRequestError
-from ._models import Item, Outcome, Request, request_for
-from ._shards import Shard, Shards, share_of
+from ._models import Item, Outcome, Request
+from ._shards import Shard, Shards, absolute, request_of, share_of
 from ._util import each, redact
 
 __all__ = ["Run"]
@@ -134,7 +132,7 @@ class Run:
                 await self._room.acquire()
                 try:
                     # The caller's own Request object: outcomes carry it back.
-                    request = item if isinstance(item, Request) else _request(item)
+                    request = item if isinstance(item, Request) else request_of(item)
                 except InvalidRequestError as exc:
                     url = redact(str(item)) if isinstance(item, str) else ""
                     self._inbox.put_nowait(("rejected", (index, Outcome(url, None, error=exc))))
@@ -169,7 +167,7 @@ class Run:
                 self._name,
                 shard.number,
                 # The caller keeps its own objects (outcomes and events carry them back).
-                [(index, _absolute(request)) for index, request in shard.entries],
+                [(index, absolute(request)) for index, request in shard.entries],
                 self._dest,
                 self._options,
                 self._events,
@@ -206,7 +204,7 @@ class Run:
         if result is not None:
             for index, packed in result:
                 if index not in shard.done:
-                    ended.append(self._finished(index, pickle.loads(packed), shard))
+                    ended.append(self._finished(index, _wire.unpack(packed, None), shard))
         if error is not None:
             self.lost += 1
         for index, request in shard.entries:
@@ -260,26 +258,17 @@ class Run:
         if shard is None:
             return []  # a shard already settled: its rerun's repeats, or a late batch
         ended = []
-        for kind, index, *rest in message["events"]:
+        for wire in message["events"]:
+            index = wire[1]
             if index in shard.done:
                 continue
             request = shard.request(index)
             if request is None:
                 continue
-            url = redact(str(request.url))
-            match kind:
-                case "started":
-                    path, total, offset = rest
-                    path = None if path is None else Path(path)
-                    self._emit_event(Started(url, request, path, total, offset))
-                case "progress":
-                    received, total = rest
-                    self._emit_event(Progress(url, request, received, total))
-                case "retrying":
-                    attempt, delay, error = rest
-                    self._emit_event(Retrying(url, request, attempt, delay, pickle.loads(error)))
-                case "finished":
-                    ended.append(self._finished(index, pickle.loads(rest[0]), shard))
+            if wire[0] == "finished":
+                ended.append(self._finished(index, _wire.unpack(wire[2], None), shard))
+            else:
+                self._emit_event(_wire.decode(wire, request))
         return ended
 
     def _emit_event(self, event: Event) -> None:
@@ -297,26 +286,3 @@ class Run:
             await asyncio.gather(*self._waiters, return_exceptions=True)
         with contextlib.suppress(Exception):  # a closed client holds no queue any more
             queue.close()
-
-
-def _request(item: Item) -> Request:
-    return request_for(
-        item,
-        dest=None,
-        headers=None,
-        existing=None,
-        timeout=None,
-        sink=None,
-        checksum=None,
-        max_size=None,
-    )
-
-
-def _absolute(request: Request) -> Request:
-    """`request` with its `path` and `dest` as absolute paths, which mean the same on a worker."""
-    changes = {
-        name: os.path.abspath(value)
-        for name in ("path", "dest")
-        if (value := getattr(request, name)) is not None and not os.path.isabs(value)
-    }
-    return dataclasses.replace(request, **changes) if changes else request

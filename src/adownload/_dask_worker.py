@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import os
-import pickle
 from typing import Any
 
 import distributed
 
-from . import _loop
+from . import _loop, _wire
 from ._downloader import Downloader
-from ._events import Event, Finished, HostLimitChanged, Progress, Retrying, Started
+from ._events import Event, Finished, HostLimitChanged
 from ._models import Outcome, Request
 from ._util import cancel_and_wait
 
@@ -100,8 +97,7 @@ class _Shard:
         return results
 
     def _pack(self, outcome: Outcome) -> bytes:
-        # The caller has the request; the worker's address says who wrote the file.
-        return pickle.dumps(dataclasses.replace(outcome, request=None, worker=self._address))
+        return _wire.pack(outcome, self._address)
 
     def _event(self, event: Event) -> None:
         if isinstance(event, HostLimitChanged):
@@ -112,15 +108,9 @@ class _Shard:
             return
         if not self._events and not isinstance(event, Finished):
             return
-        match event:
-            case Started(path=path, total=total, offset=offset):
-                self._pending.append(["started", index, _text(path), total, offset])
-            case Progress(received=received, total=total):
-                self._pending.append(["progress", index, received, total])
-            case Retrying(attempt=attempt, delay=delay, error=error):
-                self._pending.append(["retrying", index, attempt, delay, pickle.dumps(error)])
-            case Finished(outcome=outcome):
-                self._pending.append(["finished", index, self._pack(outcome)])
+        wire = _wire.encode(event, index, self._address)
+        if wire is not None:
+            self._pending.append(wire)
 
     async def _send_forever(self) -> None:
         while True:
@@ -138,7 +128,7 @@ class _Shard:
     def _message(self) -> dict[str, Any] | None:
         if not self._pending:
             return None
-        events, self._pending = _latest_progress(self._pending), []
+        events, self._pending = _wire.latest_progress(self._pending), []
         return {"shard": self._number, "worker": self._address, "events": events}
 
     async def _watch(self, main: asyncio.Task[Any]) -> None:
@@ -150,20 +140,3 @@ class _Shard:
             if state is None or state.state in ("cancelled", "released", "forgotten"):
                 main.cancel()
                 return
-
-
-def _latest_progress(events: list[list[Any]]) -> list[list[Any]]:
-    """The batch without the progress events a later one of the same file makes stale."""
-    last: dict[int, int] = {}
-    for position, event in enumerate(events):
-        if event[0] == "progress":
-            last[event[1]] = position
-    return [
-        event
-        for position, event in enumerate(events)
-        if event[0] != "progress" or last[event[1]] == position
-    ]
-
-
-def _text(path: os.PathLike[str] | None) -> str | None:
-    return None if path is None else os.fspath(path)

@@ -11,12 +11,14 @@ partial one only when asked (the input is slow, or has ended).
 from __future__ import annotations
 
 import collections
+import dataclasses
+import os
 from dataclasses import dataclass, field
 
-from ._models import Request
+from ._models import Item, Request, request_for
 from ._util import origin_of
 
-__all__ = ["Shard", "Shards", "share_of"]
+__all__ = ["Shard", "Shards", "absolute", "request_of", "share_of"]
 
 
 def share_of(max_per_host: int, workers: int) -> tuple[int, int]:
@@ -107,3 +109,22 @@ class Shards:
     def _shard(self, origin: str) -> Shard:
         self._numbers += 1
         return Shard(self._numbers, origin, self._buffers.pop(origin))
+
+
+def request_of(item: Item) -> Request:
+    """The `Request` of a URL or a `(url, path)` item, as a worker gets it (no caller's sink)."""
+    return request_for(
+        item, dest=None, headers=None, existing=None, timeout=None, sink=None, checksum=None,
+        max_size=None,
+    )  # fmt: skip
+
+
+def absolute(request: Request) -> Request:
+    """`request` with its `path` and `dest` as absolute paths, which mean the same to a worker
+    (another process, another machine with the same shared directory)."""
+    changes = {
+        name: os.path.abspath(value)
+        for name in ("path", "dest")
+        if (value := getattr(request, name)) is not None and not os.path.isabs(value)
+    }
+    return dataclasses.replace(request, **changes) if changes else request

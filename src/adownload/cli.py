@@ -281,8 +281,18 @@ AsCompleted = Callable[[AsyncIterator[Request]], AsyncGenerator[Outcome, None]]
 
 @contextlib.asynccontextmanager
 async def _engine(options: Options, reporter: Reporter) -> AsyncGenerator[AsCompleted, None]:
-    """What runs the downloads: a `Downloader` here, or a `DaskRunner` with --scheduler."""
+    """What runs the downloads: a `Downloader` here, a `ProcessRunner` with --workers, or a
+    `DaskRunner` with --scheduler."""
     keywords = downloader_keywords(options)
+    if options.workers > 1:
+        from .workers import ProcessRunner
+
+        # --json prints every event; a display needs only those of downloads under way.
+        runner = ProcessRunner(
+            options.workers, on_event=reporter, every_event=options.json, **keywords
+        )
+        yield runner.as_completed
+        return
     if options.scheduler is not None:
         from ._cli_dask import cluster_runner
 

@@ -1,0 +1,227 @@
+"""Downloads in worker processes (`adownload.workers.ProcessRunner`, `adownload --workers`):
+real child processes against the test server on 127.0.0.1; bytes on disk, limits, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from adownload import (
+    DownloadError,
+    Event,
+    Finished,
+    HTTPStatusError,
+    InvalidRequestError,
+    Limits,
+    Queued,
+    Request,
+    Started,
+)
+from adownload._config import Limits as _Limits
+from adownload._proc_run import route, shares
+from adownload.workers import ProcessRunner
+
+from .cli_support import run_cli
+from .servers import FaultServer, Server
+from .support import listing, payload
+from .test_cli import interrupt
+
+
+def test_shares_split_every_limit_and_never_exceed_a_hosts_connections() -> None:
+    workers, share = shares(_Limits(max_transfers=16, max_per_host=16, rate=1000.0), 2)
+    assert (workers, share.max_transfers, share.max_per_host, share.rate) == (2, 8, 8, 500.0)
+    # One connection per host allows one worker: two would open two.
+    workers, share = shares(_Limits(max_transfers=10, max_per_host=1), 4)
+    assert (workers, share.max_transfers, share.max_per_host) == (1, 10, 1)
+    workers, share = shares(_Limits(max_transfers=5, max_per_host=6), 4)
+    assert (workers, share.max_transfers, share.max_per_host) == (4, 2, 1)
+
+
+def test_requests_of_one_file_go_to_one_worker() -> None:
+    a = Request("http://127.0.0.1:1/x/a.bin")
+    same_name = Request("http://127.0.0.2:1/y/a.bin")
+    assert route(a, 3) == route(same_name, 3)
+    assert route(Request("http://h/q", path="out/f.bin"), 7) == route(
+        Request("http://g/r", path="out/f.bin"), 7
+    )
+    spread = {route(Request(f"http://h/{n}.bin"), 4) for n in range(200)}
+    assert spread == {0, 1, 2, 3}
+
+
+async def test_two_workers_download_every_file_and_each_writes_its_share(
+    server: Server, tmp_path: Path
+) -> None:
+    names = [f"f{n:03}.bin" for n in range(60)]
+    urls = [server(f"/files/{name}", size=5000 + n) for n, name in enumerate(names)]
+    events: list[Event] = []
+    runner = ProcessRunner(2, dest=tmp_path, limits=Limits(max_transfers=8), on_event=events.append)
+    outcomes = await runner.download_many(urls)
+    assert [outcome.url for outcome in outcomes] == urls
+    assert all(outcome.ok for outcome in outcomes), [o.error for o in outcomes if not o.ok]
+    assert listing(tmp_path) == names
+    for n, name in enumerate(names):
+        assert (tmp_path / name).read_bytes() == payload(name, 5000 + n)
+    workers = {outcome.worker for outcome in outcomes}
+    assert len(workers) == 2
+    assert all(w and w.startswith("process ") for w in workers)
+    # The caller's own objects and the events of a local downloader, once per file.
+    assert sum(isinstance(e, Queued) for e in events) == len(urls)
+    assert sum(isinstance(e, Started) for e in events) == len(urls)
+    assert sorted(e.outcome.url for e in events if isinstance(e, Finished)) == sorted(urls)
+
+
+async def test_each_hosts_connections_hold_across_the_workers(
+    server: Server, tmp_path: Path
+) -> None:
+    urls = [server(f"/slow/s{n}.bin", size=2000, delay=0.05, parts=2) for n in range(12)]
+    runner = ProcessRunner(2, dest=tmp_path, limits=Limits(max_transfers=16, max_per_host=2))
+    outcomes = await runner.download_many(urls)
+    assert all(outcome.ok for outcome in outcomes)
+    assert 1 <= server.stats.peak <= 2
+    assert len(listing(tmp_path)) == 12
+
+
+async def test_a_missing_file_fails_alone(server: Server, tmp_path: Path) -> None:
+    good = [server(f"/files/g{n}.bin", size=1000) for n in range(6)]
+    missing = server("/status/404/gone.bin")
+    outcomes = await ProcessRunner(2, dest=tmp_path).download_many([*good, missing])
+    assert [outcome.ok for outcome in outcomes] == [True] * 6 + [False]
+    error = outcomes[-1].error
+    assert isinstance(error, HTTPStatusError)
+    assert error.status == 404
+    assert listing(tmp_path) == [f"g{n}.bin" for n in range(6)]
+
+
+async def test_a_request_with_a_sink_is_refused_and_nothing_else_is_lost(
+    server: Server, tmp_path: Path
+) -> None:
+    class Sink:
+        async def write_at(self, offset: int, data: bytes) -> None: ...
+
+        async def close(self) -> None: ...
+
+    url = server("/files/ok.bin", size=100)
+    outcomes = await ProcessRunner(2, dest=tmp_path).download_many(
+        [Request(server("/files/s.bin"), sink=Sink()), url]
+    )
+    assert isinstance(outcomes[0].error, InvalidRequestError)
+    assert "sink" in str(outcomes[0].error)
+    assert outcomes[1].ok
+    assert listing(tmp_path) == ["ok.bin"]
+
+
+async def test_a_worker_that_dies_fails_its_downloads_and_the_others_go_on(
+    server: Server, tmp_path: Path
+) -> None:
+    stalled = server("/stall/big.bin", after=1000)
+    later = [server(f"/files/l{n}.bin", size=1000) for n in range(10)]
+    runner = ProcessRunner(2, dest=tmp_path)
+
+    async def items() -> AsyncIterator[str]:
+        yield stalled
+        await asyncio.wait_for(server.stats.started_event("/stall/big.bin").wait(), 30)
+        os.kill(runner.pids[route(Request(stalled), 2)], signal.SIGKILL)
+        for _ in range(300):  # until the runner has seen it go (bounded: 30 s)
+            if len(runner.pids) == 1:
+                break
+            await asyncio.sleep(0.1)
+        for url in later:
+            yield url
+
+    outcomes = {outcome.url: outcome async for outcome in runner.as_completed(items())}
+    assert len(outcomes) == 11
+    error = outcomes[stalled].error
+    assert isinstance(error, DownloadError)
+    assert "the worker process ended (exit status -9) before this download did" in str(error)
+    assert all(outcomes[url].ok for url in later)
+    assert [p for p in listing(tmp_path) if not p.startswith("big")] == sorted(
+        f"l{n}.bin" for n in range(10)
+    )
+    # Killed mid-body: no final file; at most the part it was writing.
+    assert not (tmp_path / "big.bin").exists()
+
+
+def test_bad_arguments_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="workers must be a whole number of 1 or more, not 0"):
+        ProcessRunner(0)
+    with pytest.raises(ValueError, match="window must be 1 or more"):
+        ProcessRunner(2, window=0)
+    with pytest.raises(TypeError, match="must pickle"):
+        ProcessRunner(2, on_event=None, headers={"X": lambda: 1})  # type: ignore[dict-item]
+
+
+# --- the command: --workers ----------------------------------------------------------------
+
+
+def test_the_command_with_workers_downloads_a_list_and_reports_a_missing_file(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    names = [f"w{n:02}.bin" for n in range(30)]
+    urls = [threaded_faults.url(f"/f/{name}", size=3000 + n) for n, name in enumerate(names)]
+    missing = threaded_faults.url("/nowhere/gone.bin")
+    (tmp_path / "list.txt").write_text("\n".join([*urls, missing]) + "\n")
+    out = tmp_path / "out"
+    result = run_cli("--workers", "2", "-q", "-i", "list.txt", "-d", "out", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "gone.bin" in result.stderr
+    assert "404" in result.stderr
+    assert listing(out) == names
+    for n, name in enumerate(names):
+        assert (out / name).read_bytes() == payload(name, 3000 + n)
+
+
+def test_the_command_with_workers_reports_like_one_process(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    urls = [threaded_faults.url(f"/f/j{n}.bin", size=2000) for n in range(5)]
+    result = run_cli("--workers", "2", "--json", *urls, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    finished = [line for line in lines if line["type"] == "finished"]
+    assert sorted(line["url"] for line in finished) == sorted(urls)
+    assert lines[-1]["downloaded"] == 5
+    assert listing(tmp_path) == [f"j{n}.bin" for n in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "--workers: expected a whole number of 1 or more"),
+        (["--workers", "2", "--content-disposition"], "leave out --workers"),
+        (["--workers", "2", "-O", "-"], "cannot run in worker processes"),
+        (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "give one"),
+    ],
+)
+def test_the_command_refuses_what_workers_cannot_do(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = run_cli(*args, "http://127.0.0.1:1/a.bin", cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_sigint_with_workers_keeps_a_resumable_part_and_a_rerun_finishes_it(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    size = 400_000
+    threaded_faults.plan("/f/big.bin", ["pause_after:150000"])
+    url = threaded_faults.url("/f/big.bin", size=size)
+    small = [threaded_faults.url(f"/f/s{n}.bin", size=1000) for n in range(4)]
+    _, err = interrupt(threaded_faults, "/f/big.bin", ["--workers", "2", url, *small], tmp_path)
+    assert "interrupted" in err
+    assert "big.bin.part" in listing(tmp_path)
+    kept = (tmp_path / "big.bin.part").read_bytes()
+    assert 0 < len(kept) <= 150_000
+    assert kept == payload("big.bin", size)[: len(kept)]
+    assert not (tmp_path / "big.bin").exists()
+    result = run_cli("--workers", "2", "-q", url, *small, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "big.bin").read_bytes() == payload("big.bin", size)
+    assert listing(tmp_path) == ["big.bin", *(f"s{n}.bin" for n in range(4))]
