@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.perf_counter()
                 if profiler == "py-spy":
                     result = args.out / f"{scenario}.folded"
-                    command = ["py-spy", "record", "--format", "raw", "--rate", str(args.rate)]
+                    beside = Path(args.python).with_name("py-spy")  # a venv's, off the PATH
+                    spy = str(beside) if beside.exists() else "py-spy"
+                    command = [spy, "record", "--format", "raw", "--rate", str(args.rate)]
                     command += ["--threads", "--nonblocking", "-o", str(result), "--", *driver]
                     subprocess.run(command, check=True, capture_output=True)
                     report = top_functions(result, args.top)

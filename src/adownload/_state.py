@@ -38,8 +38,10 @@ def state_path(part: Path) -> Path:
 def identity(url: URL) -> tuple[str, str | None]:
     """What a `.part` file is matched against: the URL without credentials, query or fragment,
     and a SHA-256 of the query (None without one), so that the query counts but is not stored."""
-    plain = str(url.with_user(None).with_query(None).with_fragment(None))
     query = url.raw_query_string
+    if url.raw_user is None and url.raw_password is None and not query and not url.raw_fragment:
+        return str(url), None  # the common URL: nothing to take off (three URL copies saved)
+    plain = str(url.with_user(None).with_query(None).with_fragment(None))
     return plain, (hashlib.sha256(query.encode()).hexdigest() if query else None)
 
 
