@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Unpack
@@ -47,11 +46,10 @@ except ImportError as exc:  # pragma: no cover - the extra is not installed
         "adownload.distributed needs Dask's distributed: pip install 'adownload[dask]'"
     ) from exc
 
-from ._config import Limits
 from ._dask_run import Run
 from ._downloader import DownloaderOptions
-from ._events import emitter
 from ._models import Item, Outcome
+from ._runner import WorkerRunner, travelling
 
 __all__ = ["DaskRunner", "Report"]
 
@@ -83,7 +81,7 @@ class Report:
             self.workers[outcome.worker] = self.workers.get(outcome.worker, 0) + 1
 
 
-class DaskRunner:
+class DaskRunner(WorkerRunner):
     """Runs downloads on the cluster of `client`, an asynchronous `distributed.Client`.
 
     - `dest`: the directory the files go into (shared by the workers, at the same path on
@@ -126,41 +124,16 @@ class DaskRunner:
             raise ValueError(f"shard_size must be a whole number of 1 or more, not {shard_size!r}")
         if buffer is not None and (isinstance(buffer, bool) or buffer < 1):
             raise ValueError(f"buffer must be 1 or more, not {buffer!r}")
-        # Called here, on the caller's loop, with the events the workers send back.
-        on_event = options.pop("on_event", None)
-        limits = options.get("limits", Limits())
-        if not isinstance(limits, Limits):
-            raise TypeError(f"limits must be an adownload.Limits, not {limits!r}")
-        try:
-            pickle.dumps(options)
-        except Exception as exc:
-            raise TypeError(
-                f"the downloader's options must pickle to reach the workers: {exc}"
-            ) from None
+        # The hook is called here, on the caller's loop, with the events the workers send back.
+        emit, _, travelling_options = travelling(dict(options))
         self._client = client
         # Absolute: a worker's working directory is not the caller's.
         self._dest = os.path.abspath(dest)
         self._shard_size = shard_size
         self._buffer = buffer
-        self._emit = emitter(on_event)
-        self._options = dict(options)
+        self._emit = emit
+        self._options = travelling_options
         self.report = Report()
-
-    async def download_many(self, items: Iterable[Item] | AsyncIterable[Item]) -> list[Outcome]:
-        """Every item's `Outcome`, in input order (all of them held: for a bounded list)."""
-        found: dict[int, Outcome] = {}
-        async with contextlib.aclosing(self._run(items)) as outcomes:
-            async for index, outcome in outcomes:
-                found[index] = outcome
-        return [found[index] for index in sorted(found)]
-
-    async def as_completed(
-        self, items: Iterable[Item] | AsyncIterable[Item]
-    ) -> AsyncGenerator[Outcome, None]:
-        """Each item's `Outcome` as its download ends, on whichever worker."""
-        async with contextlib.aclosing(self._run(items)) as outcomes:
-            async for _, outcome in outcomes:
-                yield outcome
 
     async def _run(
         self, items: Iterable[Item] | AsyncIterable[Item]

@@ -32,20 +32,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from typing import Unpack
 
-from ._config import Limits
 from ._downloader import DownloaderOptions
-from ._events import emitter
 from ._models import Item, Outcome
 from ._proc_run import Run
+from ._runner import WorkerRunner, travelling
 
 __all__ = ["ProcessRunner"]
 
 
-class ProcessRunner:
+class ProcessRunner(WorkerRunner):
     """Runs downloads in `workers` processes on this machine (at most one per connection
     `limits.max_per_host` allows, as each host's connections are split among them).
 
@@ -78,22 +76,13 @@ class ProcessRunner:
             raise ValueError(f"workers must be a whole number of 1 or more, not {workers!r}")
         if window is not None and (isinstance(window, bool) or window < 1):
             raise ValueError(f"window must be 1 or more, not {window!r}")
-        on_event = options.pop("on_event", None)
-        limits = options.get("limits", Limits())
-        if not isinstance(limits, Limits):
-            raise TypeError(f"limits must be an adownload.Limits, not {limits!r}")
-        try:
-            pickle.dumps(options)
-        except Exception as exc:
-            raise TypeError(
-                f"the downloader's options must pickle to reach the workers: {exc}"
-            ) from None
+        emit, limits, travelling_options = travelling(dict(options))
         self.workers = workers
         self._dest = os.path.abspath(dest)
         self._window = window
         self._every_event = every_event
-        self._emit = emitter(on_event)
-        self._options = dict(options)
+        self._emit = emit
+        self._options = travelling_options
         self._limits = limits
         self._runs: list[Run] = []
 
@@ -101,22 +90,6 @@ class ProcessRunner:
     def pids(self) -> list[int]:
         """The process ids of the workers running now (of every call in progress)."""
         return [pid for run in self._runs for pid in run.pids()]
-
-    async def download_many(self, items: Iterable[Item] | AsyncIterable[Item]) -> list[Outcome]:
-        """Every item's `Outcome`, in input order (all of them held: for a bounded list)."""
-        found: dict[int, Outcome] = {}
-        async with contextlib.aclosing(self._run(items)) as outcomes:
-            async for index, outcome in outcomes:
-                found[index] = outcome
-        return [found[index] for index in sorted(found)]
-
-    async def as_completed(
-        self, items: Iterable[Item] | AsyncIterable[Item]
-    ) -> AsyncGenerator[Outcome, None]:
-        """Each item's `Outcome` as its download ends, in whichever worker."""
-        async with contextlib.aclosing(self._run(items)) as outcomes:
-            async for _, outcome in outcomes:
-                yield outcome
 
     async def _run(
         self, items: Iterable[Item] | AsyncIterable[Item]
