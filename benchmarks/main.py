@@ -72,7 +72,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-install",
         action="store_true",
-        help="do not apt-get install missing peers (curl, wget, wget2, aria2) when root",
+        help="install nothing (by default, as root, apt-get installs what is missing: nginx,"
+        " vsftpd, curl, wget, wget2, aria2)",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also save the results here")
     args = parser.parse_args(argv)
@@ -95,20 +96,23 @@ def work_dir(parent: Path | None, keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def needed_disk(names: Sequence[str], sizes: Sizes) -> int:
-    small = (
-        sizes.small_count * SMALL_FILE_SIZE if {"small", "latency", "ftp-small"} & set(names) else 0
-    )
-    large = sizes.large_size if {"large", "ftp-large"} & set(names) else 0
+def needed_disk(names: Sequence[str], sizes: Sizes, tools: int, repeat: int) -> int:
+    """Bytes the run needs on disk at most: the sources, the outputs of many files (kept until
+    the end, see `disk.Outputs`) and the largest single output."""
+    chosen = set(names)
+    small_names = {"small", "latency", "ftp-small", "adaptive-429"} & chosen
+    many_names = {"many", *DASK_SCENARIOS} & chosen
+    small = sizes.small_count * SMALL_FILE_SIZE if small_names else 0
+    many = sizes.many_count * SMALL_FILE_SIZE if many_names else 0
+    large = sizes.large_size if {"large", "ftp-large", *PROXY_SCENARIOS} & chosen else 0
     throttled_names = {"throttled", "ftp-throttled", "adaptive-capped"}
-    throttled = sizes.throttled_size if throttled_names & set(names) else 0
-    memory = 2 * max(sizes.memory_file_sizes) if "memory" in names else 0
-    dask = sizes.many_count * SMALL_FILE_SIZE if set(DASK_SCENARIOS) & set(names) else 0
-    small = max(small, dask)  # the dask scenarios' files include the small ones
-    metalink = 2 * sizes.metalink_size if set(METALINK_SCENARIOS) & set(names) else 0
-    # sources, plus one tool's output at a time, plus some slack
-    biggest = max(small, large, throttled, memory, metalink)
-    return small + large + throttled + metalink + biggest + 256 * MIB
+    throttled = sizes.throttled_size if throttled_names & chosen else 0
+    memory = 2 * max(sizes.memory_file_sizes) if "memory" in chosen else 0
+    metalink = 2 * sizes.metalink_size if set(METALINK_SCENARIOS) & chosen else 0
+    sources = max(small, many) + large + throttled + metalink
+    kept = (small * len(small_names) + many * len(many_names)) * tools * repeat
+    biggest = max(large, throttled, memory, metalink)
+    return sources + kept + biggest + 256 * MIB
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
 
-    nginx_binary = ensure_nginx()
+    nginx_binary = ensure_nginx(install=not args.no_install)
     if not args.no_install:
         install_missing_peers([tool.name for tool in tools])
     info = machine_info()
@@ -151,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[ScenarioResult] = []
     with work_dir(args.workdir, args.keep) as work:
         free = shutil.disk_usage(work).free
-        if free < needed_disk(names, sizes):
+        if free < needed_disk(names, sizes, len(tools), args.repeat):
             raise SystemExit(f"{work} has {free / GIB:.1f} GiB free, too little for the data")
         rss_floor = launcher_rss_floor(work)
         info["rss_floor_kib"] = rss_floor
@@ -209,14 +213,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 throttle.start()
                 base_urls["throttling"] = f"http://{LOOPBACK}:{throttle.port}/"
             if set(FTP_SCENARIOS) & set(names):
-                ftp = FtpServer(work / "ftp", docroot, LOOPBACK, free_port(), 40000)
+                ftp = FtpServer(
+                    work / "ftp", docroot, LOOPBACK, free_port(), 40000,
+                    install=not args.no_install,
+                )  # fmt: skip
                 ftp.start(parent_death_signal(), wait_for_port)
                 base_urls["ftp"] = f"ftp://{LOOPBACK}:{ftp.port}/"
                 print(f"ftp server: {ftp.version()}")
             if "ftp-throttled" in names:
                 slow_ftp = FtpServer(
-                    work / "ftp-throttled", docroot, LOOPBACK, free_port(), 40400, LIMIT_RATE_BYTES
-                )
+                    work / "ftp-throttled", docroot, LOOPBACK, free_port(), 40400,
+                    LIMIT_RATE_BYTES, install=not args.no_install,
+                )  # fmt: skip
                 slow_ftp.start(parent_death_signal(), wait_for_port)
                 base_urls["ftp-throttled"] = f"ftp://{LOOPBACK}:{slow_ftp.port}/"
             proxies: dict[str, str] = {}

@@ -268,12 +268,23 @@ def tool_versions(python: str) -> tuple[dict[str, str], dict[str, str]]:
             missing[name] = f"{name} is not installed"
             continue
         versions[name] = first_line([name, "--version"]) or "unknown version"
-    for name in ("parfive", "adownload"):
+    for name in ("parfive", "adownload", "aiohttp"):
         version, why = python_package_version(python, name)
         if version is None:
             missing[name] = f"missing: {name} is not importable by {python} ({why})"
         else:
             versions[name] = version
+    # The other rows of adownload (the command, its variants) and the bare loop's aiohttp.
+    for tool in TOOL_NAMES:
+        if tool.startswith("adownload-"):
+            if "adownload" in missing:
+                missing[tool] = missing["adownload"]
+            else:
+                versions[tool] = versions["adownload"]
+    if "aiohttp" in missing:
+        missing["aiohttp-loop"] = missing.pop("aiohttp")
+    else:
+        versions["aiohttp-loop"] = f"aiohttp {versions.pop('aiohttp')}"
     return versions, missing
 
 

@@ -21,12 +21,13 @@ from .common import HERE, LIMIT_RATE, LOOPBACK, MIRRORS, ONE_WAY_DELAY, SERVICE_
 from .processes import ListeningChild, free_port, parent_death_signal, stop_process, wait_for_port
 
 
-def ensure_nginx() -> str:
-    """Path of nginx, installing Debian's nginx-light with apt-get when it is missing."""
+def ensure_nginx(install: bool = True) -> str:
+    """Path of nginx, installing Debian's nginx-light with apt-get when it is missing (and
+    `install`, as root)."""
     found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
     if found:
         return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+    if not install or os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise SystemExit("nginx is missing: install it (Debian: apt-get install -y nginx-light)")
     print("nginx is missing: installing Debian's nginx-light with apt-get ...", flush=True)
     # RUNLEVEL=1 keeps invoke-rc.d from starting the system-wide nginx service.
