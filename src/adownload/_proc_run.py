@@ -88,7 +88,7 @@ class Run:
         workers: int,
         dest: str,
         options: dict[str, Any],
-        window: int,
+        window: int | None,
         emit: Callable[[Event], None] | None,
         every_event: bool = True,
     ) -> None:
@@ -96,7 +96,8 @@ class Run:
         self.workers, share = shares(limits, workers)
         self._options = {**options, "limits": share}
         self._dest = dest
-        self._window = window
+        # Requests in hand per worker: four times its share of the transfers, at least 64.
+        self._window = window or max(64, 4 * share.max_transfers)
         self._emit = emit
         self._every_event = every_event
         self._inbox: asyncio.Queue[tuple[int, Outcome] | None] = asyncio.Queue()

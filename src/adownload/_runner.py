@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
 from typing import Any
 
 from ._config import Limits
@@ -17,7 +17,7 @@ __all__ = ["WorkerRunner", "travelling"]
 
 
 def travelling(
-    options: dict[str, Any],
+    options: Mapping[str, Any],
 ) -> tuple[Callable[[Event], None] | None, Limits, dict[str, Any]]:
     """The caller's event hook (called on the caller's loop, so it stays), the `Limits`, and
     the other downloader options, checked to pickle: they go to the workers."""

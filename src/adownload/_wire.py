@@ -18,6 +18,7 @@ from typing import Any
 
 from ._events import Event, Finished, Progress, Retrying, Started
 from ._models import Outcome, Request
+from ._util import redact
 
 __all__ = ["decode", "encode", "frame", "latest_progress", "pack", "read_frame", "unpack"]
 
@@ -58,7 +59,7 @@ def encode(event: Event, index: int, worker: str) -> list[Any] | None:
 def decode(wire: list[Any], request: Request) -> Event:
     """The event `wire` is, for the caller's own `request` (a Finished one carries it)."""
     kind, _, *rest = wire
-    url = _shown(request)
+    url = redact(str(request.url))
     match kind:
         case "started":
             path, total, offset = rest
@@ -101,12 +102,6 @@ def latest_progress(events: list[list[Any]], *, finished_only: bool = False) -> 
         if not (event[1] in ended and event[0] in ("started", "progress"))
         and (event[0] != "progress" or last[event[1]] == position)
     ]
-
-
-def _shown(request: Request) -> str:
-    from ._util import redact
-
-    return redact(str(request.url))
 
 
 # --- frames: one message on a pipe between processes ---------------------------------------

@@ -125,7 +125,7 @@ class DaskRunner(WorkerRunner):
         if buffer is not None and (isinstance(buffer, bool) or buffer < 1):
             raise ValueError(f"buffer must be 1 or more, not {buffer!r}")
         # The hook is called here, on the caller's loop, with the events the workers send back.
-        emit, _, travelling_options = travelling(dict(options))
+        emit, _, travelling_options = travelling(options)
         self._client = client
         # Absolute: a worker's working directory is not the caller's.
         self._dest = os.path.abspath(dest)

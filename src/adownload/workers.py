@@ -76,14 +76,13 @@ class ProcessRunner(WorkerRunner):
             raise ValueError(f"workers must be a whole number of 1 or more, not {workers!r}")
         if window is not None and (isinstance(window, bool) or window < 1):
             raise ValueError(f"window must be 1 or more, not {window!r}")
-        emit, limits, travelling_options = travelling(dict(options))
+        emit, _, travelling_options = travelling(options)
         self.workers = workers
         self._dest = os.path.abspath(dest)
         self._window = window
         self._every_event = every_event
         self._emit = emit
         self._options = travelling_options
-        self._limits = limits
         self._runs: list[Run] = []
 
     @property
@@ -94,12 +93,11 @@ class ProcessRunner(WorkerRunner):
     async def _run(
         self, items: Iterable[Item] | AsyncIterable[Item]
     ) -> AsyncGenerator[tuple[int, Outcome], None]:
-        share = max(1, -(-self._limits.max_transfers // self.workers))
         run = Run(
             workers=self.workers,
             dest=self._dest,
             options=self._options,
-            window=self._window or max(64, 4 * share),
+            window=self._window,
             emit=self._emit,
             every_event=self._every_event,
         )
