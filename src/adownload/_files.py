@@ -43,6 +43,7 @@ _UNSAFE_CHARS = re.compile(
 _NO_HARD_LINKS = frozenset(
     {errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 )
+_NO_NAMES = frozenset({"", ".", ".."})
 # Names Windows reserves in any directory, with or without an extension.
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", re.IGNORECASE)
 
@@ -98,8 +99,12 @@ def name_from_url(url: URL) -> str:
 
 def join_safely(directory: Path, name: str) -> Path:
     """`directory / name`, after checking that a sanitized `name` cannot leave `directory`."""
+    # The checks on the string first: they cost less than comparing Paths, and suffice where
+    # a separator is the only way out (a Windows drive or UNC name needs the comparison).
+    if name in _NO_NAMES or os.sep in name or (os.altsep is not None and os.altsep in name):
+        raise ValueError(f"unsafe file name {name!r}")
     target = directory / name
-    if target.parent != directory or name in {"", ".", ".."}:
+    if os.name == "nt" and target.parent != directory:
         raise ValueError(f"unsafe file name {name!r}")
     return target
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import warnings
@@ -59,10 +60,18 @@ def _decodable() -> frozenset[str]:
 DECODABLE = _decodable()
 ACCEPT_ENCODING = ", ".join(c for c in ("gzip", "deflate", "br", "zstd") if c in DECODABLE)
 
+#: What a direct request's errors pass through (those of a proxied one name the proxy).
+_DIRECT = contextlib.nullcontext()
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: Statuses whose body is the whole file (a 203 is a 200 from a transforming proxy).
 _WHOLE = frozenset({200, 203})
 _UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+    """aiohttp's timeouts for a request: made once per pair of values, not once per request."""
+    return aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read)
 
 
 class HttpExchange:
@@ -118,9 +127,7 @@ class HttpExchange:
         # sock_read bounds the wait for the response's headers (from the moment the request is
         # sent) by Timeout.read, as documented; it is switched off once they are here, and the
         # engine's IdleTimeout watches the body for less CPU per chunk.
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=options.timeout.connect, sock_read=options.timeout.read
-        )
+        timeout = _client_timeout(options.timeout.connect, options.timeout.read)
         current = plan.url
         seen = {current}
         # The credentials given for the URL go to its origin only: not to a mirror elsewhere,
@@ -131,7 +138,7 @@ class HttpExchange:
             proxy = route.proxy
             hop_headers, extra = self._credentials.apply(current, headers, proxy, trusted=trusted)
             with (
-                contextlib.nullcontext()
+                _DIRECT
                 if proxy is None
                 else translate_client_errors(url, read=options.timeout.read, proxy=proxy.shown)
             ):

@@ -9,6 +9,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
 from typing import Generic, TypeAlias, TypeVar
 
 from yarl import URL
@@ -34,20 +35,78 @@ class KeyedPrimitives(Generic[_K, _P]):
         self._factory = factory
         self._entries: dict[_K, tuple[_P, list[int]]] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: _K) -> AsyncIterator[None]:
-        entry = self._entries.get(key)
+    def hold(self, key: _K) -> _Hold[_K, _P]:
+        """Hold `key`'s primitive for an `async with` block."""
+        return _Hold(self, key)
+
+
+class _Hold(Generic[_K, _P]):
+    """`KeyedPrimitives.hold`: a class rather than a generator, as every file enters two (its
+    path's lock, its host's permits). The entry is looked up on entering, never before: one
+    found earlier may have been dropped by its last holder meanwhile."""
+
+    __slots__ = ("_entry", "_key", "_owner")
+
+    def __init__(self, owner: KeyedPrimitives[_K, _P], key: _K) -> None:
+        self._owner = owner
+        self._key = key
+
+    async def __aenter__(self) -> None:
+        owner = self._owner
+        entry = owner._entries.get(self._key)
         if entry is None:
-            entry = self._entries[key] = (self._factory(), [0])
-        primitive, users = entry
-        users[0] += 1
+            entry = owner._entries[self._key] = (owner._factory(), [0])
+        entry[1][0] += 1
+        self._entry = entry
         try:
-            async with primitive:
-                yield
+            await entry[0].__aenter__()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._entry[0].__aexit__(exc_type, exc, tb)
         finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._entries[key]
+            self._leave()
+
+    def _leave(self) -> None:
+        users = self._entry[1]
+        users[0] -= 1
+        if not users[0]:
+            del self._owner._entries[self._key]
+
+
+class _Slot:
+    """`Limiter.slot` without adaptive limits: a permit of the host's, then a global one."""
+
+    __slots__ = ("_host", "_transfers")
+
+    def __init__(self, host: _Hold[_Host, asyncio.Semaphore], transfers: asyncio.Semaphore) -> None:
+        self._host = host
+        self._transfers = transfers
+
+    async def __aenter__(self) -> None:
+        await self._host.__aenter__()
+        try:
+            await self._transfers.acquire()
+        except BaseException:
+            await self._host.__aexit__(None, None, None)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._transfers.release()
+        await self._host.__aexit__(exc_type, exc, tb)
 
 
 class TokenBucket:
@@ -113,13 +172,14 @@ class Limiter:
         self._emit = emit
         self.bucket = None if limits.rate is None else TokenBucket(limits.rate)
 
-    @asynccontextmanager
-    async def slot(self, url: URL) -> AsyncIterator[None]:
+    def slot(self, url: URL) -> AbstractAsyncContextManager[None]:
         """A transfer's first connection: a permit of `url`'s host, then a global one."""
         if self._gates is None:
-            async with self._hosts.hold((url.scheme, url.host, url.port)), self._transfers:
-                yield
-            return
+            return _Slot(self._hosts.hold((url.scheme, url.host, url.port)), self._transfers)
+        return self._adaptive_slot(url)
+
+    @asynccontextmanager
+    async def _adaptive_slot(self, url: URL) -> AsyncIterator[None]:
         async with self.connection(url), self._transfers:
             yield
 

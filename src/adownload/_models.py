@@ -38,7 +38,9 @@ def parse_url(url: str | URL) -> URL:
         stripped = url.strip()
         if not stripped:
             raise InvalidRequestError("empty URL", url=url)
-        if any(ch in stripped for ch in "\x00\r\n\t"):
+        # isprintable() is one C call that is True for almost every URL; only a URL it is False
+        # for (a control character, or some other non-printable one) is looked at closely.
+        if not stripped.isprintable() and any(ch in stripped for ch in "\x00\r\n\t"):
             raise InvalidRequestError(f"URL contains control characters: {url!r}", url=url)
         try:
             parsed = URL(stripped)
@@ -60,7 +62,7 @@ def parse_url(url: str | URL) -> URL:
         )
     if not parsed.host:
         raise InvalidRequestError(f"URL has no host: {text!r}", url=text)
-    return parsed.with_fragment(None)
+    return parsed.with_fragment(None) if parsed.raw_fragment else parsed
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,9 @@ class Settings:
     emit: Callable[[Event], None] | None
     #: Directories this downloader made or found: one mkdir per directory, not per file.
     directories: set[Path] = field(default_factory=set)
+    #: The `Path` of each destination given as a str or Path: one object per directory, whose
+    #: hash is computed once, not one new `Path` per file.
+    dest_paths: dict[str | Path, Path] = field(default_factory=dict)
     #: The files this downloader saved, and from which URL.
     saved: Ledger = field(default_factory=Ledger)
     #: Connection pools of protocols other than HTTP (aiohttp's session has its own), by

@@ -10,11 +10,11 @@ kernel instead (`_splice.py`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from types import TracebackType
 
 from . import _splice
 from ._adaptive import HostGate
@@ -367,21 +367,41 @@ async def _run_copy(
         raise storage_error(exc) from exc
 
 
-@contextlib.asynccontextmanager
-async def read_watchdog(
-    seconds: float | None, *, grace: float, url: str
-) -> AsyncIterator[IdleTimeout]:
+def read_watchdog(seconds: float | None, *, grace: float, url: str) -> ReadWatchdog:
     """An `IdleTimeout` for one exchange, whose expiry the caller sees as `ReadTimeout`."""
-    idle = IdleTimeout(seconds, grace=grace)
-    try:
-        async with idle:
-            yield idle
-    except TimeoutError as exc:
-        if idle.expired():
+    return ReadWatchdog(seconds, grace=grace, url=url)
+
+
+class ReadWatchdog(IdleTimeout):
+    """`read_watchdog`'s timeout: an `IdleTimeout` that raises `ReadTimeout` when it expires
+    (a class rather than a generator: every exchange enters one)."""
+
+    __slots__ = ("_url",)
+
+    def __init__(self, seconds: float | None, *, grace: float, url: str) -> None:
+        super().__init__(seconds, grace=grace)
+        self._url = url
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        except TimeoutError as error:
+            self._raise_expired(error)
+            raise
+        if isinstance(exc, TimeoutError):
+            self._raise_expired(exc)
+
+    def _raise_expired(self, error: TimeoutError) -> None:
+        if self.expired():
+            seconds = self._seconds
             raise ReadTimeout(
-                f"no data received for {seconds}s from {redact(url)}",
-                url=url,
+                f"no data received for {seconds}s from {redact(self._url)}",
+                url=self._url,
                 phase="read",
                 seconds=seconds,
-            ) from exc
-        raise
+            ) from error

@@ -77,15 +77,18 @@ class Target:
         self.since: str | None = None
         #: `Existing.CONTINUE`: the size of the file at the final name being continued.
         self.continued: int | None = None
+        #: The lock on the target, from `claim()` to `release()`.
+        self._held: AbstractAsyncContextManager[None] | None = None
 
     # --- the target and its part ------------------------------------------------------------
 
-    async def claim(
-        self, stack: contextlib.AsyncExitStack, target: Path, *, resume: bool = True
-    ) -> None:
-        """Lock `target` (until `stack` closes), apply the existing-file policy, and adopt a
+    async def claim(self, target: Path, *, resume: bool = True) -> None:
+        """Lock `target` (until `release()`), apply the existing-file policy, and adopt a
         resumable `.part`. Raise `Skipped` when the policy leaves the file alone."""
-        await stack.enter_async_context(self._lock(target))
+        assert self._held is None, "a download claims one target"
+        held = self._lock(target)
+        await held.__aenter__()
+        self._held = held
         self.path = target
         target, self.replaced = await _existing.resolve(
             target,
@@ -132,6 +135,12 @@ class Target:
             log.debug("found %s to resume", part)
         else:
             self.discard()
+
+    async def release(self) -> None:
+        """Let the next download to this target (if any) go on: the end of this one."""
+        held, self._held = self._held, None
+        if held is not None:
+            await held.__aexit__(None, None, None)
 
     def _modified(self, target: Path) -> str:
         try:
@@ -357,7 +366,14 @@ class Target:
     def directory(self, dest: Path | None) -> Path:
         """The directory for a file named after its URL: the request's, the call's (`dest`) or
         the downloader's; made if it is missing."""
-        directory = Path(self._request.dest or dest or self._settings.dest)
+        given = self._request.dest or dest or self._settings.dest
+        if isinstance(given, str | Path):
+            known = self._settings.dest_paths
+            directory = known.get(given)
+            if directory is None:
+                directory = known[given] = Path(given)
+        else:
+            directory = Path(given)
         self.ensure_directory(directory)
         return directory
 

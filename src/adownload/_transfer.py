@@ -50,6 +50,9 @@ from ._util import IdleTimeout, redact, same_origin
 
 log = logging.getLogger("adownload")
 
+#: The total timeout of a download without one.
+_UNBOUNDED = contextlib.nullcontext()
+
 
 class Transfer:
     """The state of one download while it runs; `run()` does it and returns its `Outcome`."""
@@ -81,7 +84,6 @@ class Transfer:
         self.no_ranges: set[URL] = set()  # URLs whose range answers cannot be trusted
         self.no_segments: set[URL] = set()  # URLs whose bounded ranges (segments) fail
         self._exchanges: dict[str, Exchange] = {}
-        self._stack: contextlib.AsyncExitStack | None = None
         # Where the bytes go, and what they must match.
         self.receiver = Receiver(self, settings, options)
 
@@ -150,22 +152,23 @@ class Transfer:
         request = self.request
         check_credentials(request, self._settings.headers, self.url, auth=self.options.auth)
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                self._stack = stack
+            try:
                 if request.check_only:
                     pass  # no file is written, or looked at
                 elif request.sink is None:
                     if request.path is not None:
                         target = Path(request.path)
                         self.target.ensure_directory(target.parent)
-                        await self.target.claim(stack, target)
+                        await self.target.claim(target)
                     elif not self.options.content_disposition:
                         name = _files.name_from_url(request.parsed_url)
                         directory = self.target.directory(self._dest)
-                        await self.target.claim(stack, self.target.join(directory, name))
+                        await self.target.claim(self.target.join(directory, name))
                     # else: the name comes with the first answer, see _receive.
                     await self.target.continue_final()
                 await self._with_total_timeout()
+            finally:
+                await self.target.release()
         except Skipped as skip:
             self.target.path = skip.path
             self.size = 0
@@ -174,17 +177,17 @@ class Transfer:
 
     async def _with_total_timeout(self) -> None:
         limit = self.timeout.total
-        total = asyncio.timeout(limit)
+        total = None if limit is None else asyncio.timeout(limit)
         sink = self.request.sink
         try:
-            async with total:
+            async with total or _UNBOUNDED:
                 await self._attempt_all()
             if sink is not None:
                 await self.receiver.close(sink)
         except TimeoutError as exc:
             if sink is not None:
                 await close_quietly(sink)
-            if total.expired():
+            if total is not None and total.expired():
                 raise TotalTimeout(
                     f"download took longer than {limit}s: {self.url}",
                     url=self.url,
@@ -301,9 +304,8 @@ class Transfer:
         if self.request.sink is None and self.target.part is None:
             # Content-Disposition naming: the target is known only now.
             name = answer.name or _files.name_from_url(self.request.parsed_url)
-            assert self._stack is not None
             directory = self.target.directory(self._dest)
-            await self.target.claim(self._stack, self.target.join(directory, name), resume=False)
+            await self.target.claim(self.target.join(directory, name), resume=False)
         if self.max_size is not None and length is not None and length > self.max_size:
             self.discard()
             raise SizeLimitError(
