@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,11 +24,13 @@ from adownload import (
     Request,
     Started,
 )
+from adownload._cli_args import parse_options
+from adownload._cli_workers import AUTO_MIN_URLS, auto_workers, usable_cores
 from adownload._config import Limits as _Limits
 from adownload._proc_run import route, shares
 from adownload.workers import ProcessRunner
 
-from .cli_support import run_cli
+from .cli_support import COMMAND, cli_env, run_cli
 from .servers import FaultServer, Server
 from .support import listing, payload
 from .test_cli import interrupt
@@ -192,7 +195,8 @@ def test_the_command_with_workers_reports_like_one_process(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "0"], "--workers: expected a whole number of 1 or more"),
+        (["--workers", "0"], "--workers: expected auto or a whole number of 1 or more, not '0'"),
+        (["--workers", "many"], "--workers: expected auto or a whole number of 1 or more"),
         (["--workers", "2", "--content-disposition"], "leave out --workers"),
         (["--workers", "2", "-O", "-"], "cannot run in worker processes"),
         (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "give one"),
@@ -204,6 +208,64 @@ def test_the_command_refuses_what_workers_cannot_do(
     result = run_cli(*args, "http://127.0.0.1:1/a.bin", cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_workers_auto_runs_workers_only_for_long_lists_it_can_count(tmp_path: Path) -> None:
+    def auto(known: int, *inputs: str, cores: int = 2, limit: int = 16) -> int:
+        return auto_workers(known, inputs, cores=cores, limit=limit, allowed=True)
+
+    assert auto(10) == 1
+    assert auto(AUTO_MIN_URLS) == 2
+    assert auto(AUTO_MIN_URLS, cores=8, limit=4) == 4  # no more than a host's connections
+    assert auto(AUTO_MIN_URLS, cores=1) == 1
+    assert auto_workers(AUTO_MIN_URLS, (), cores=2, limit=16, allowed=False) == 1
+    short = tmp_path / "short.txt"
+    short.write_text("http://127.0.0.1:1/a\n\n" * (AUTO_MIN_URLS - 1))  # blank lines don't count
+    assert auto(0, str(short)) == 1
+    assert auto(1, str(short)) == 2
+    assert auto(1, "-", str(short)) == 1  # standard input cannot be counted before it is read
+    assert auto(AUTO_MIN_URLS - 1, str(tmp_path / "missing.txt")) == 1
+    assert short.read_text().count("\n") == 2 * (AUTO_MIN_URLS - 1)  # only read
+
+
+def test_workers_auto_is_decided_from_the_command_line(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:1/a.bin"
+    long_list = tmp_path / "long.txt"
+    long_list.write_text(f"{url}\n" * AUTO_MIN_URLS)
+    cores = min(usable_cores(), 16)
+    expected = cores if cores > 1 else 1
+    assert parse_options(["--workers", "auto", "-i", str(long_list)]).workers == expected
+    assert parse_options(["--workers", "auto", "-x", "1", "-i", str(long_list)]).workers == 1
+    assert parse_options(["--workers", "auto", "-j", "1", "-i", str(long_list)]).workers == 1
+    assert parse_options(["--workers", "auto", url]).workers == 1
+    named = parse_options(["--workers", "auto", "--content-disposition", "-i", str(long_list)])
+    assert named.workers == 1  # refused with a number, run here with auto
+    assert parse_options(["--workers", "3", url]).workers == 3
+    assert os.listdir(tmp_path) == ["long.txt"]
+
+
+def test_workers_auto_downloads_a_long_list(threaded_faults: FaultServer, tmp_path: Path) -> None:
+    names = [f"a{n:04}.bin" for n in range(AUTO_MIN_URLS)]
+    urls = [threaded_faults.url(f"/f/{name}", size=100 + n % 7) for n, name in enumerate(names)]
+    (tmp_path / "list.txt").write_text("\n".join(urls) + "\n")
+    result = run_cli("--workers", "auto", "-q", "-i", "list.txt", "-d", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    assert listing(out) == names
+    for n, name in enumerate(names):
+        assert (out / name).read_bytes() == payload(name, 100 + n % 7)
+
+
+def test_workers_auto_runs_here_what_workers_cannot_do(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    url = threaded_faults.url("/f/here.bin", size=5000)
+    command = [*COMMAND, "--workers", "auto", "-q", "-O", "-", url]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, timeout=30, env=cli_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == payload("here.bin", 5000)
+    assert result.stderr == b""
     assert os.listdir(tmp_path) == []
 
 

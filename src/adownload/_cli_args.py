@@ -20,6 +20,7 @@ from ._cli_flags import build_parser
 from ._cli_network import NetworkKeywords, NetworkOptions, network_options
 from ._cli_shared import (
     _DEFAULT_RETRY,
+    AUTO_WORKERS,
     STDOUT,
     UsageError,
     check_directory,
@@ -180,13 +181,25 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
 
         check_cluster_options(tls, network)
     workers: int = args.workers
-    if workers > 1:
-        from ._cli_workers import check_worker_options
+    if workers > 1 or workers == AUTO_WORKERS:
+        from ._cli_workers import auto_workers, check_worker_options, usable_cores
 
-        check_worker_options(
-            tls, network, stdout=stdout, scheduler=scheduler,
-            content_disposition=args.content_disposition,
-        )  # fmt: skip
+        try:
+            check_worker_options(
+                tls, network, stdout=stdout, scheduler=scheduler,
+                content_disposition=args.content_disposition,
+            )  # fmt: skip
+            allowed = True
+        except UsageError:
+            if workers != AUTO_WORKERS:
+                raise
+            allowed = False  # auto: what workers cannot do runs in this process instead
+        if workers == AUTO_WORKERS:
+            limit = min(args.per_host, args.jobs)
+            known = len(requests)
+            workers = auto_workers(
+                known, inputs, cores=usable_cores(), limit=limit, allowed=allowed
+            )
     tries: int = _DEFAULT_RETRY.attempts
     if args.tries is not None:
         tries = args.tries

@@ -107,6 +107,21 @@ def _count0(text: str) -> int:
     return _whole(text, 0)
 
 
+#: `--workers auto`, before `_cli_workers.auto_workers` decides how many.
+AUTO_WORKERS = 0
+
+
+def _workers(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return AUTO_WORKERS
+    try:
+        return _count(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected auto or a whole number of 1 or more, not {text!r}"
+        ) from None
+
+
 def _tries(text: str) -> int:
     if text.strip() == "0":
         # wget and aria2c read 0 as "forever"; a download that can never fail for good would
@@ -280,12 +295,14 @@ _SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         ("--workers",),
         {
             "dest": "workers",
-            "type": _count,
+            "type": _workers,
             "default": 1,
-            "metavar": "N",
+            "metavar": "N|auto",
             "help": "run the downloads in N processes on this machine, each host's connections"
             " split among them (default: 1): for long lists of small files, where one"
-            " process's work per file is the limit; pays from a few thousand files",
+            " process's work per file is the limit; auto: one per core when at least"
+            " 2000 URLs are given (on the command line or in -i files) and the other options"
+            " allow it, else one",
         },
     ),
     "per_host": (
