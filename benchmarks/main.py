@@ -36,6 +36,7 @@ from .scenarios import (
     METALINK_SCENARIOS,
     PROXY_SCENARIOS,
     SCENARIO_NAMES,
+    SCENARIO_TOOLS,
     build_scenarios,
 )
 from .servers import PROXY_PACKAGES, Nginx, ProxyProcess, RealProxy, ThrottleServer, ensure_nginx
@@ -96,9 +97,10 @@ def work_dir(parent: Path | None, keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def needed_disk(names: Sequence[str], sizes: Sizes, tools: int, repeat: int) -> int:
+def needed_disk(names: Sequence[str], sizes: Sizes, tools: Sequence[str], repeat: int) -> int:
     """Bytes the run needs on disk at most: the sources, the outputs of many files (kept until
-    the end, see `disk.Outputs`) and the largest single output."""
+    the end, see `disk.Outputs`: each scenario's own tools, of `tools`) and the largest single
+    output."""
     chosen = set(names)
     small_names = {"small", "latency", "ftp-small", "adaptive-429"} & chosen
     many_names = {"many", *DASK_SCENARIOS} & chosen
@@ -110,7 +112,12 @@ def needed_disk(names: Sequence[str], sizes: Sizes, tools: int, repeat: int) -> 
     memory = 2 * max(sizes.memory_file_sizes) if "memory" in chosen else 0
     metalink = 2 * sizes.metalink_size if set(METALINK_SCENARIOS) & chosen else 0
     sources = max(small, many) + large + throttled + metalink
-    kept = (small * len(small_names) + many * len(many_names)) * tools * repeat
+
+    def runs(name: str) -> int:
+        return len(set(SCENARIO_TOOLS[name]) & set(tools)) * repeat
+
+    kept = sum(small * runs(name) for name in small_names)
+    kept += sum(many * runs(name) for name in many_names)
     biggest = max(large, throttled, memory, metalink)
     return sources + kept + biggest + 256 * MIB
 
@@ -155,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[ScenarioResult] = []
     with work_dir(args.workdir, args.keep) as work:
         free = shutil.disk_usage(work).free
-        if free < needed_disk(names, sizes, len(tools), args.repeat):
+        if free < needed_disk(names, sizes, [tool.name for tool in tools], args.repeat):
             raise SystemExit(f"{work} has {free / GIB:.1f} GiB free, too little for the data")
         rss_floor = launcher_rss_floor(work)
         info["rss_floor_kib"] = rss_floor

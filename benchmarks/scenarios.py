@@ -99,6 +99,22 @@ METALINK_SCENARIOS = {
 METALINK_TOOLS = ("adownload", "aria2c")
 
 
+#: The tools each scenario compares (of those asked for with --tool).
+SCENARIO_TOOLS: dict[str, tuple[str, ...]] = {
+    "small": SMALL_TOOLS,
+    "many": MANY_TOOLS,
+    "large": GENERAL_TOOLS,
+    "throttled": GENERAL_TOOLS,
+    "latency": GENERAL_TOOLS,
+    "memory": (),  # memory.py's own runs
+    **dict.fromkeys(FTP_SCENARIOS, FTP_TOOLS),
+    **dict.fromkeys(ADAPTIVE_SCENARIOS, ADAPTIVE_TOOLS),
+    **dict.fromkeys(PROXY_SCENARIOS, PROXY_TOOLS),
+    **dict.fromkeys(DASK_SCENARIOS, DASK_TOOLS),
+    **dict.fromkeys(METALINK_SCENARIOS, METALINK_TOOLS),
+}
+
+
 def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int) -> list[Scenario]:
     scenarios: list[Scenario] = []
     small: tuple[DataFile, ...] = ()
@@ -118,23 +134,29 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
                 f"{sizes.many_count} x {SMALL_FILE_SIZE // KIB} KiB from one list of URLs (-i),"
                 f" {CONCURRENCY} at a time, plain nginx"
             )
-            scenarios.append(Scenario(name, title, "plain", many, CONCURRENCY, 1, tools=MANY_TOOLS))
+            scenarios.append(
+                Scenario(name, title, "plain", many, CONCURRENCY, 1, tools=SCENARIO_TOOLS[name])
+            )
         elif name == "small":
             title = f"{count}, {CONCURRENCY} at a time, plain nginx"
             scenarios.append(
-                Scenario(name, title, "plain", small, CONCURRENCY, 1, tools=SMALL_TOOLS)
+                Scenario(name, title, "plain", small, CONCURRENCY, 1, tools=SCENARIO_TOOLS[name])
             )
         elif name == "large":
             title = f"one {_size(sizes.large_size)} file, one connection, plain nginx"
             scenarios.append(
-                Scenario(name, title, "plain", large, CONCURRENCY, 1, tools=GENERAL_TOOLS)
+                Scenario(name, title, "plain", large, CONCURRENCY, 1, tools=SCENARIO_TOOLS[name])
             )
         elif name == "ftp-large":
             title = f"one {_size(sizes.large_size)} file, one connection, FTP (vsftpd)"
-            scenarios.append(Scenario(name, title, "ftp", large, CONCURRENCY, 1, tools=FTP_TOOLS))
+            scenarios.append(
+                Scenario(name, title, "ftp", large, CONCURRENCY, 1, tools=SCENARIO_TOOLS[name])
+            )
         elif name == "ftp-small":
             title = f"{count}, {CONCURRENCY} at a time, FTP (vsftpd)"
-            scenarios.append(Scenario(name, title, "ftp", small, CONCURRENCY, 1, tools=FTP_TOOLS))
+            scenarios.append(
+                Scenario(name, title, "ftp", small, CONCURRENCY, 1, tools=SCENARIO_TOOLS[name])
+            )
         elif name == "ftp-throttled":
             files = throttled or make_one_file(docroot, "throttled.bin", sizes.throttled_size, seed)
             throttled = files
@@ -150,7 +172,7 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
                     files,
                     CONCURRENCY,
                     CONCURRENCY,
-                    tools=FTP_TOOLS,
+                    tools=SCENARIO_TOOLS[name],
                 )
             )
         elif name == "throttled":
@@ -168,7 +190,7 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
                     files,
                     CONCURRENCY,
                     CONCURRENCY,
-                    tools=GENERAL_TOOLS,
+                    tools=SCENARIO_TOOLS[name],
                 )
             )
         elif name == "adaptive-429":
@@ -186,7 +208,7 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
                     CONCURRENCY,
                     1,
                     THROTTLE_RETRIES,
-                    tools=ADAPTIVE_TOOLS,
+                    tools=SCENARIO_TOOLS[name],
                 )
             )
         elif name == "adaptive-capped":
@@ -197,14 +219,25 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
                 f"connection, every tool with its own splitting defaults (no -s)"
             )
             scenarios.append(
-                Scenario(name, title, "throttled", files, CONCURRENCY, 0, tools=ADAPTIVE_TOOLS)
+                Scenario(
+                    name, title, "throttled", files, CONCURRENCY, 0, tools=SCENARIO_TOOLS[name]
+                )
             )
         elif name in PROXY_SCENARIOS:
             kind = name.removeprefix("proxy-")
             peer = {"http": "tinyproxy", "socks5": "microsocks"}[kind]
             title = f"one {_size(sizes.large_size)} file, one connection, through {peer}"
             scenarios.append(
-                Scenario(name, title, "plain", large, CONCURRENCY, 1, proxy=kind, tools=PROXY_TOOLS)
+                Scenario(
+                    name,
+                    title,
+                    "plain",
+                    large,
+                    CONCURRENCY,
+                    1,
+                    proxy=kind,
+                    tools=SCENARIO_TOOLS[name],
+                )
             )
         elif name in DASK_SCENARIOS:
             many = many or make_small_files(docroot, sizes.many_count, seed)
@@ -214,7 +247,9 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
                 f" plain nginx; adownload-dask on {workers} worker process"
                 f"{'es' if workers > 1 else ''}"
             )
-            scenarios.append(Scenario(name, title, "plain", many, CONCURRENCY, 1, tools=DASK_TOOLS))
+            scenarios.append(
+                Scenario(name, title, "plain", many, CONCURRENCY, 1, tools=SCENARIO_TOOLS[name])
+            )
         elif name in METALINK_SCENARIOS:
             if not metalink_file:
                 metalink_file = make_metalink_file(docroot, sizes.metalink_size, seed)
@@ -233,14 +268,14 @@ def build_scenarios(names: Sequence[str], docroot: Path, sizes: Sizes, seed: int
             scenarios.append(
                 Scenario(
                     name, title, "plain", metalink_file, CONCURRENCY, METALINK_CONNECTIONS,
-                    mirrors=mirrors, tools=METALINK_TOOLS,
+                    mirrors=mirrors, tools=SCENARIO_TOOLS[name],
                 )
             )  # fmt: skip
         elif name == "latency":
             rtt_ms = 2 * ONE_WAY_DELAY * 1000
             title = f"{count}, {CONCURRENCY} at a time, behind a {rtt_ms:.0f} ms round-trip proxy"
             scenarios.append(
-                Scenario(name, title, "proxy", small, CONCURRENCY, 1, tools=GENERAL_TOOLS)
+                Scenario(name, title, "proxy", small, CONCURRENCY, 1, tools=SCENARIO_TOOLS[name])
             )
     return scenarios
 

@@ -191,3 +191,17 @@ def test_the_metalink_scenarios_data_and_commands(tmp_path: Path) -> None:
     ours = bench.adownload_command(job)
     assert ours[-2:] == ["--metalink", str(document)]
     assert ours[ours.index("--segments") + 1] == "6"
+
+
+def test_the_disk_check_counts_the_outputs_of_each_scenarios_own_tools() -> None:
+    main, data, scenarios = _module("main"), _module("data"), _module("scenarios")
+    sizes = data.FULL_SIZES
+    many = sizes.many_count * _module("common").SMALL_FILE_SIZE
+    alone = main.needed_disk(["dask-1"], sizes, ["curl"], 3)  # curl has no dask rows
+    both = main.needed_disk(["dask-1"], sizes, ["adownload", "adownload-dask", "curl"], 3)
+    assert both - alone == 2 * 3 * many
+    everything = main.needed_disk(
+        scenarios.SCENARIO_NAMES, sizes, [tool.name for tool in _module("peers").TOOLS], 3
+    )
+    assert everything < 40 * (1 << 30)  # the whole run fits a disk of 79 GiB free
+    assert set(scenarios.SCENARIO_TOOLS) == set(scenarios.SCENARIO_NAMES)
