@@ -180,7 +180,7 @@ class Transfer:
         total = None if limit is None else asyncio.timeout(limit)
         sink = self.request.sink
         try:
-            async with total or _UNBOUNDED:
+            async with _UNBOUNDED if total is None else total:
                 await self._attempt_all()
             if sink is not None:
                 await self.receiver.close(sink)
