@@ -218,6 +218,39 @@ EXTERNAL = b"""<?xml version="1.0"?>
         pytest.param(
             _v4(f'<file name="x"><size>1e9</size>{_URL}</file>'), "number of bytes", id="float"
         ),
+        # str.isdigit() takes these; int() refuses the first and reads the second as 3.
+        pytest.param(
+            _v4(f'<file name="x"><size>\u00b2</size>{_URL}</file>'),
+            "number of bytes",
+            id="superscript-size",
+        ),
+        pytest.param(
+            _v4(f'<file name="x"><size>\u0663</size>{_URL}</file>'),
+            "number of bytes",
+            id="arabic-indic-size",
+        ),
+        pytest.param(
+            _v4('<file name="x"><url priority="\u00b2">http://a.example.org/f</url></file>'),
+            "priority",
+            id="superscript-priority",
+        ),
+        pytest.param(
+            _v4(
+                f'<file name="x"><pieces length="\u00b2" type="sha-1"><hash>{"0" * 40}</hash>'
+                f"</pieces>{_URL}</file>"
+            ),
+            "piece length",
+            id="superscript-piece-length",
+        ),
+        pytest.param(
+            b'<metalink version="3.0" xmlns="http://www.metalinker.org/"><files>'
+            b'<file name="x"><verification><pieces length="4" type="sha1">'
+            b'<hash piece="\xc2\xb2">' + b"0" * 40 + b"</hash></pieces></verification>"
+            b'<resources><url type="http">http://a.example.org/f</url></resources>'
+            b"</file></files></metalink>",
+            "without its number",
+            id="superscript-piece-number",
+        ),
         pytest.param(
             _v4(
                 f'<file name="x"><size>10</size><pieces length="4" type="sha-1">'
@@ -617,6 +650,37 @@ async def test_a_metalink_url_that_fails_is_reported_and_the_rest_goes_on(tmp_pa
     assert f"failed {broken.file_url()}: " in err
     assert "root is <html>" in err
     assert listing(tmp_path / "out") == ["file.bin"]
+
+
+async def test_a_hostile_metalink_url_fails_its_item_while_the_others_go_on(
+    tmp_path: Path,
+) -> None:
+    data = data_of(1000)
+    mirror = Mirror(data)
+    async with serve_mirrors(mirror):
+        hostile = Mirror(_v4(f'<file name="x"><size>\u00b2</size>{_URL}</file>'), name="h.meta4")
+        async with serve_mirrors(hostile):
+            status, _out, err = await run_command(
+                "-d", str(tmp_path / "out"), hostile.file_url(), mirror.file_url(), cwd=tmp_path
+            )
+    assert status == 1, err
+    assert f"failed {hostile.file_url()}: " in err
+    assert "its size must be a number of bytes" in err
+    assert "Traceback" not in err
+    assert listing(tmp_path / "out") == ["file.bin"]
+    assert (tmp_path / "out" / "file.bin").read_bytes() == data
+
+
+def test_a_skipped_metalink_url_is_logged_without_its_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    document = _v4(f'<file name="x"><url>http://bob:PASSWORD@[::1/f</url>{_URL}</file>')
+    with caplog.at_level("DEBUG", logger="adownload"):
+        files = metalink.parse(document)
+    assert files[0].urls == ("http://a.example.org/f",)
+    assert "a Metalink URL is skipped" in caplog.text
+    assert "PASSWORD" not in caplog.text
+    assert "bob" not in caplog.text
 
 
 @pytest.mark.parametrize(

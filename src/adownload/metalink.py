@@ -31,6 +31,7 @@ from ._exceptions import InvalidRequestError
 from ._files import safe_filename
 from ._models import Request, parse_url
 from ._pieces import Pieces
+from ._util import redact
 from ._verify import hash_name, parse_checksum
 
 if TYPE_CHECKING:
@@ -200,9 +201,9 @@ def _file_v3(element: ElementTree.Element, ns: str, where: str) -> MetalinkFile:
         kind = url.get("type", "").lower()
         if kind and kind not in _SCHEMES:
             continue  # bittorrent, ed2k, magnet: not for us
-        preference = url.get("preference", "")
+        preference = _number(url.get("preference"))
         # Metalink 3 ranks 100 best; turned into Metalink 4's order, 1 best.
-        rank = 101 - int(preference) if preference.isdigit() and int(preference) <= 100 else 101
+        rank = 101 - preference if preference is not None and preference <= 100 else 101
         urls.append((rank, url.text or ""))
     verification = element.find(f"{ns}verification")
     hashes: list[tuple[str, str]] = []
@@ -213,10 +214,10 @@ def _file_v3(element: ElementTree.Element, ns: str, where: str) -> MetalinkFile:
         if pieces is not None:
             numbered = []
             for h in pieces.findall(f"{ns}hash"):
-                number = h.get("piece", "")
-                if not number.isdigit():
+                number = _number(h.get("piece"))
+                if number is None:
                     raise MetalinkError(f"{what}: a piece hash without its number")
-                numbered.append((int(number), h.text or ""))
+                numbered.append((number, h.text or ""))
             numbered.sort()
             if [number for number, _ in numbered] != list(range(len(numbered))):
                 raise MetalinkError(f"{what}: the piece hashes are not numbered 0, 1, 2, ...")
@@ -270,27 +271,39 @@ def _urls(texts: Iterable[str]) -> Iterable[str]:
         try:
             url = parse_url(text)
         except InvalidRequestError:
-            log.debug("a Metalink URL is skipped: %r", text[:200])
+            log.debug("a Metalink URL is skipped: %r", redact(text[:200]))
             continue
         if url.scheme in _SCHEMES:
             yield str(url)
 
 
+def _number(raw: str | None) -> int | None:
+    """`raw` as a whole number of at most 20 ASCII digits, or None. (`str.isdigit` alone would
+    take `²` or `٣`, which `int` then refuses or reads as another number.)"""
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        return None
+    return int(text)
+
+
 def _priority(raw: str | None, what: str) -> int:
     if raw is None:
         return _LOWEST
-    if not raw.strip().isdigit() or not 1 <= int(raw) <= _LOWEST:
+    number = _number(raw)
+    if number is None or not 1 <= number <= _LOWEST:
         raise MetalinkError(f"{what}: a URL priority must be 1 to {_LOWEST}, not {raw[:40]!r}")
-    return int(raw)
+    return number
 
 
 def _size(raw: str | None, what: str) -> int | None:
     if raw is None:
         return None
-    text = raw.strip()
-    if not text.isdigit() or len(text) > 20:
-        raise MetalinkError(f"{what}: its size must be a number of bytes, not {text[:40]!r}")
-    return int(text)
+    number = _number(raw)
+    if number is None:
+        raise MetalinkError(f"{what}: its size must be a number of bytes, not {raw[:40]!r}")
+    return number
 
 
 def _checksum(hashes: list[tuple[str, str]], what: str) -> str | None:
@@ -317,10 +330,11 @@ def _pieces(
     if raw is None:
         return None
     length, kind, hashes = raw
-    if length is None or not length.strip().isdigit() or int(length) < 1:
+    size_of_piece = _number(length)
+    if size_of_piece is None or size_of_piece < 1:
         raise MetalinkError(f"{what}: the piece length must be a positive number, not {length!r}")
     try:
-        pieces = Pieces(int(length), kind, tuple(hashes))
+        pieces = Pieces(size_of_piece, kind, tuple(hashes))
     except ValueError as exc:
         raise MetalinkError(f"{what}: {exc}") from None
     problem = None if size is None else pieces.problem_with(size)
