@@ -187,6 +187,46 @@ def test_user_password_and_netrc_file(threaded_faults: FaultServer, tmp_path: Pa
     assert "pw1" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one-process", "workers"])
+def test_a_netrc_file_that_can_be_read_once_gives_its_logins(
+    threaded_faults: FaultServer, tmp_path: Path, workers: list[str]
+) -> None:
+    # --netrc-file <(gpg -d netrc.gpg) is a pipe: a second read of it is empty.
+    result = run_cli(
+        "--netrc-file",
+        "/dev/stdin",
+        *workers,
+        threaded_faults.url("/f/a.bin"),
+        threaded_faults.url("/f/b.bin"),
+        "-d",
+        tmp_path / "d",
+        cwd=tmp_path,
+        stdin="machine 127.0.0.1 login from-pipe password p1pe\n",
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("a.bin", "b.bin"):
+        assert threaded_faults.hits(f"/f/{name}")[0].headers["Authorization"] == _basic(
+            "from-pipe", "p1pe"
+        )
+        assert (tmp_path / "d" / name).read_bytes() == threaded_faults.content(f"/f/{name}")
+
+
+def test_a_netrc_file_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_bytes(b"machine 127.0.0.1 login u password s3cret\n# caf\xe9\n")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.bin").write_bytes(b"mine")
+    for args in (["--netrc-file", netrc], []):
+        result = run_cli(
+            *args, "http://127.0.0.1:9/a.bin", "-d", tmp_path / "d", cwd=tmp_path,
+            env={"NETRC": str(netrc)},
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert f"cannot read the netrc file {netrc}: not UTF-8 text at line 2" in result.stderr
+        assert "s3cret" not in result.stderr
+    assert (tmp_path / "d" / "a.bin").read_bytes() == b"mine"
+
+
 def test_cookie_flags_load_send_and_save(threaded_faults: FaultServer, tmp_path: Path) -> None:
     jar = tmp_path / "in.txt"
     jar.write_text("127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tfrom-file\n")

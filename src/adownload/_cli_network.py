@@ -124,7 +124,7 @@ class NetworkKeywords(TypedDict):
     no_proxy: str | None
     trust_env: bool
     auth: BasicAuth | DigestAuth | None
-    netrc: str | Literal[False] | None
+    netrc: Netrc | Literal[False]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,8 @@ class NetworkOptions:
     proxy: str | None = None
     no_proxy: str | None = None
     auth: BasicAuth | DigestAuth | None = None
-    netrc: str | Literal[False] | None = None  # None: ~/.netrc or $NETRC
+    # Read here once, for every downloader of the run: --netrc-file <(gpg -d ...) is a pipe.
+    netrc: Netrc | Literal[False] = False
     cookies: tuple[Cookie, ...] = field(default=(), repr=False)
     cookie_header: str | None = field(default=None, repr=False)
     save_cookies: Path | None = None
@@ -154,19 +155,16 @@ def network_options(args: argparse.Namespace) -> NetworkOptions:
     """Check the flags above; a `UsageError` for a bad one, before anything is sent."""
     try:
         # The variables (and ~/.netrc, when it is the one) are checked here too, so that a
-        # malformed one is a usage error.
-        environment_of(True, netrc=args.netrc and args.netrc_file is None)
+        # malformed one is a usage error; the netrc file is read here, once.
+        _, default = environment_of(True, netrc=args.netrc and args.netrc_file is None)
         proxy: str | None = args.proxy
         if proxy is not None:
             check_proxy(proxy)
         if args.noproxy is not None:
             NoProxy.parse(args.noproxy)
-        netrc: str | Literal[False] | None = None
+        netrc: Netrc | Literal[False] = default or False
         if args.netrc_file is not None:
-            Netrc(args.netrc_file)
-            netrc = args.netrc_file
-        elif not args.netrc:
-            netrc = False
+            netrc = Netrc(args.netrc_file)
         auth = _login(args.user, args.password, digest=args.digest)
         cookies = [cookie for path in args.load_cookies for cookie in read_cookies(path)]
         header: list[str] = []

@@ -84,7 +84,7 @@ class DownloaderOptions(TypedDict, total=False):
     no_proxy: str | Iterable[str] | None
     trust_env: bool
     auth: Auth | None
-    netrc: str | os.PathLike[str] | Literal[False] | None
+    netrc: str | os.PathLike[str] | Netrc | Literal[False] | None
     cookies: str | os.PathLike[str] | AbstractCookieJar | None
     verify: ssl.SSLContext | bool
 
@@ -183,7 +183,7 @@ class Downloader:
         no_proxy: str | Iterable[str] | None = None,
         trust_env: bool = False,
         auth: Auth | None = None,
-        netrc: str | os.PathLike[str] | Literal[False] | None = None,
+        netrc: str | os.PathLike[str] | Netrc | Literal[False] | None = None,
         cookies: str | os.PathLike[str] | AbstractCookieJar | None = None,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
@@ -218,7 +218,9 @@ class Downloader:
         self._verify = verify
         self._no_proxy = NoProxy.parse(no_proxy)
         self._environment, self._netrc = environment_of(bool(trust_env), netrc=netrc is None)
-        if netrc is not None and netrc is not False:
+        if isinstance(netrc, Netrc):  # read already (a pipe can be read once)
+            self._netrc = netrc
+        elif netrc is not None and netrc is not False:
             self._netrc = Netrc(netrc)
         self._jar: AbstractCookieJar | None = None
         self._cookies: list[Cookie] = []
