@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from adownload import Downloader, InvalidRequestError, StorageError
+from adownload._cookies import read_cookies
 
 from .servers import FaultServer
 from .support import listing, serve_app
@@ -113,6 +114,7 @@ async def test_cookies_set_by_a_server_on_an_ip_host_are_kept_and_saved(
         ("127.0.0.1\tFALSE\t/\n", r"cookies.txt:1: not a cookies.txt line"),
         ("# ok\n127.0.0.1\tFALSE\t/\tFALSE\tsoon\ta\tb\n", r"cookies.txt:2: .*numeric expiry"),
         ("127.0.0.1\tFALSE\t/\tFALSE\t0\tbad name\tb\n", r"cookies.txt:1: .*not a valid cookie"),
+        ("127.0.0.1\tFALSE\t/\tFALSE\t\u00b2\ta\tb\n", r"cookies.txt:1: .*numeric expiry"),
     ],
 )
 def test_a_malformed_cookie_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
@@ -123,6 +125,19 @@ def test_a_malformed_cookie_file_is_a_clear_error(tmp_path: Path, text: str, mes
     with pytest.raises(InvalidRequestError, match="cannot read the cookie file"):
         Downloader(cookies=tmp_path / "missing.txt")
     assert path.read_text() == text  # untouched
+
+
+async def test_an_expiry_past_the_year_9999_is_kept_as_that_year(tmp_path: Path) -> None:
+    # 13350000000000000: microseconds (some exporters write them) read as seconds.
+    path = tmp_path / "cookies.txt"
+    path.write_text("127.0.0.1\tFALSE\t/\tFALSE\t13350000000000000\tsid\tv\n")
+    cookies = read_cookies(path)
+    assert [(morsel.key, morsel.value) for morsel, _ in cookies] == [("sid", "v")]
+    assert cookies[0][0]["expires"] == "Fri, 31 Dec 9999 23:59:59 GMT"
+    saved = tmp_path / "saved.txt"
+    async with Downloader(cookies=path) as dl:
+        dl.save_cookies(saved)
+    assert read_cookies(saved)[0][0].value == "v"
 
 
 async def test_saving_cookies_where_it_cannot_be_written_is_a_storage_error_and_leaves_nothing(

@@ -28,6 +28,9 @@ from ._exceptions import InvalidRequestError, StorageError
 log = logging.getLogger("adownload")
 
 _HTTP_ONLY = "#HttpOnly_"
+#: The latest expiry a cookie keeps (9999-12-31 23:59:59 UTC, the last an HTTP date can say):
+#: a later one (microseconds, as some exporters write) is that, as curl caps it.
+MAX_EXPIRY = 253_402_300_799
 
 
 def new_jar() -> aiohttp.CookieJar:
@@ -80,11 +83,13 @@ def read_cookies(path: str | os.PathLike[str]) -> list[Cookie]:
                 url=None,
             )
         domain, subdomains, cookie_path, secure, expires, name, value = fields
-        if not domain or not expires.strip().lstrip("-").isdigit():
+        digits = expires.strip().removeprefix("-")
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+        if not domain or not (digits.isascii() and digits.isdigit()) or len(digits) > 30:
             raise InvalidRequestError(
                 f"{shown}:{number}: a cookie needs a domain and a numeric expiry", url=None
             )
-        expiry = int(expires)
+        expiry = min(int(expires), MAX_EXPIRY)
         if 0 < expiry <= now:
             continue
         morsel: Morsel[str] = Morsel()
