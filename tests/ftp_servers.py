@@ -101,6 +101,8 @@ class Script:
     hold: float = 0.0  # seconds a RETR takes before the data starts
     pace: float = 0.0  # seconds between 256 KiB slices of the data (0: all at once)
     listings: dict[str, list[str]] = field(default_factory=dict)  # directory -> LIST lines
+    sizes: dict[str, int] = field(default_factory=dict)  # path -> the size SIZE and MLST say
+    flood: str | None = None  # a verb answered by continuation lines, as fast as they go, forever
 
 
 class ScriptedFtp:
@@ -180,6 +182,9 @@ class ScriptedFtp:
                 self.log.append(command)
                 verb, _, arg = command.partition(" ")
                 verb = verb.upper()
+                if verb == script.flood:
+                    await self._flood(writer)
+                    return
                 if verb == "USER":
                     reply("331 password please")
                 elif verb == "PASS":
@@ -196,14 +201,14 @@ class ScriptedFtp:
                     if not script.mlst:
                         reply("500 no MLST")
                     elif arg in script.files:
-                        size = len(script.files[arg])
+                        size = script.sizes.get(arg, len(script.files[arg]))
                         facts = f"type=file;size={size};modify={script.mtime};"
                         reply(f"250-facts\r\n {facts} {arg}\r\n250 end")
                     else:
                         reply("550 no such file")
                 elif verb == "SIZE":
                     if arg in script.files:
-                        reply(f"213 {len(script.files[arg])}")
+                        reply(f"213 {script.sizes.get(arg, len(script.files[arg]))}")
                     else:
                         reply("550 no such file")
                 elif verb == "MDTM":
@@ -288,6 +293,17 @@ class ScriptedFtp:
                 passive.close()
             while not accepted.empty():  # data connections that no RETR took
                 accepted.get_nowait()[1].close()
+
+
+    @staticmethod
+    async def _flood(writer: asyncio.StreamWriter) -> None:
+        """Continuation lines of one reply that never ends, for at most 30 s (bounded: the
+        client gives up long before)."""
+        line = b"211-" + b"x" * 1000 + b"\r\n"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            writer.write(line * 64)
+            await writer.drain()
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> None:

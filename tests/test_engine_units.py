@@ -71,6 +71,12 @@ def test_plans_continue_a_prefix_probe_a_whole_part_and_fill_the_first_hole() ->
     assert (tail.offset, tail.stop) == (90, None)
 
 
+def test_a_part_longer_than_the_file_is_never_complete() -> None:
+    # A body that ran past its length left 130 bytes of a 100-byte file: start over.
+    assert plan_for(URL_, state(), have=130, ranges=True) == Plan(URL_, 0)
+    assert plan_for(URL_, state(), have=101, ranges=True) == Plan(URL_, 0)
+
+
 def answer(verdict: Verdict, **fields: object) -> Answer:
     return Answer(verdict, URL_, **fields)  # type: ignore[arg-type]
 

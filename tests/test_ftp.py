@@ -141,6 +141,22 @@ async def test_a_broken_data_connection_is_continued_with_rest(dest: Path) -> No
     assert listing(dest) == ["f.bin"]
 
 
+@pytest.mark.parametrize("mlst", [False, True], ids=["SIZE", "MLST"])
+async def test_a_body_longer_than_the_size_the_server_gave_is_never_saved(
+    dest: Path, mlst: bool
+) -> None:
+    # The server says 1000 bytes and sends 1000 + 300: the second attempt must not take the
+    # over-long part for a complete one.
+    script = Script(files={"/a.bin": SMALL + b"x" * 300}, sizes={"/a.bin": 1000}, mlst=mlst)
+    async with ScriptedFtp(script) as ftp, Downloader(dest=dest, retry=FAST) as dl:
+        outcome = (await dl.download_many([ftp.url("/a.bin")]))[0]
+    assert not outcome.ok
+    assert isinstance(outcome.error, RemoteProtocolError)
+    assert not (dest / "a.bin").exists()
+    assert outcome.attempts == FAST.attempts
+    assert all(not name.startswith("a.bin") or name.startswith("a.bin.part") for name in listing(dest))
+
+
 async def test_kill_9_then_a_rerun_continues_with_rest(dest: Path, tmp_path: Path) -> None:
     script = Script(files={"/f.bin": BIG}, pace=0.05)
     async with ScriptedFtp(script) as ftp:

@@ -35,6 +35,10 @@ def plan_for(url: URL, state: PartState | None, *, have: int, ranges: bool) -> P
             stop = None if end == length else end - 1
             return Plan(url, start, stop=stop, if_range=if_range, length=length)
         have = 0 if missing else length
+    if length is not None and have > length:
+        # More bytes than the file has (a body that ran past its length): no prefix of this
+        # file, so never complete. A fresh body from byte 0 replaces them.
+        return Plan(url, 0)
     if length is not None and have >= length > 0:
         # Complete already: ask for the last byte only, to learn whether it is still current.
         last = length - 1
