@@ -165,6 +165,23 @@ async def test_a_cut_gate_holds_waiters_and_a_pause_holds_everyone() -> None:
     assert gate.idle
 
 
+async def test_a_waiter_cancelled_and_then_dropped_by_a_wake_leaves_quietly() -> None:
+    # The task's cancel cancels its waiter at once; a release then drops that waiter from the
+    # queue before the task runs its handler, which must not look for it there again.
+    gate = HostGate(1, max_pause=1.0)
+    await gate.acquire()
+    waiting = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    gate.release(None, gate.now())
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert gate.active == 0
+    assert gate.idle
+    await gate.acquire()  # the permit is there to take
+    assert gate.active == 1
+
+
 def test_limits_take_adaptive_as_a_bool() -> None:
     assert Limits(adaptive=True).adaptive
     with pytest.raises(TypeError, match="adaptive"):
@@ -337,6 +354,22 @@ async def test_a_per_connection_cap_is_met_with_more_connections(tmp_path: Path)
         assert site.load.peak >= 8
         assert [e.limit for e in events][:2] == [4, 8]
         assert all(e.reason == "more throughput" for e in events[:2])
+
+
+async def test_several_segmented_files_under_adaptive_limits_all_arrive(tmp_path: Path) -> None:
+    # Segments of three files wait for and give back one host's permits, and the gate cuts
+    # and raises under them: a cancelled waiter used to end a download with a ValueError.
+    size = 8 * MIB
+    async with _serve(_capped(size, 4 * MIB)) as site:
+        outcomes, _events, _hosts = await _fetch_all(
+            site.base, 3, tmp_path, adaptive=True, retry=PATIENT,
+            segments=Segments(min_size=256 << 10, count=8),
+        )  # fmt: skip
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    names = [f"f{i:03d}.bin" for i in range(3)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    for name in names:
+        assert (tmp_path / name).read_bytes() == payload("capped", size)
 
 
 def _crowded(load: Load) -> Handler:

@@ -575,3 +575,28 @@ def test_the_download_command_imports_neither_the_mirror_nor_metalink_parsing() 
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_library_traceback_is_shown_a_line_at_a_time() -> None:
+    import io
+    import logging
+
+    from adownload._cli_report import LibraryLog, Stream
+
+    out = io.StringIO()
+    handler = LibraryLog(Stream(out), "adownload")
+    logger = logging.getLogger("adownload.test-library-log")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise ValueError("boom\x1b[2J")
+        except ValueError:
+            logger.exception("unexpected error downloading %s", "http://127.0.0.1/a")
+    finally:
+        logger.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "adownload: error: unexpected error downloading http://127.0.0.1/a"
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == "ValueError: boom\\x1b[2J"  # control characters still escaped
+    assert "\\x0a" not in out.getvalue()

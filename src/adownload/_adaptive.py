@@ -24,6 +24,7 @@ idle (up to `KEEP` hosts).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -192,7 +193,9 @@ class HostGate:
                 self.active -= 1  # handed a permit just as we were cancelled: give it back
                 self._wake()
             else:
-                self._waiters.remove(waiter)
+                # Still waiting, unless a `_wake` between the cancel and now dropped it.
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
             raise
 
     def release(self, error: BaseException | None, started: float) -> None:

@@ -31,6 +31,7 @@ from ._cli_network import (
     save_cookies_of,
 )
 from ._cli_report import (
+    LibraryLog,
     Stream,
     format_seconds,
     format_size,
@@ -398,11 +399,7 @@ class _Printer:
 def _log_to(err: Stream) -> None:
     """The library's warnings (an incomplete listing, so nothing deleted) as our own lines."""
 
-    class Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            err.line(f"{COMMAND}: {record.levelname.lower()}: {self.format(record)}")
-
     logger = logging.getLogger("adownload")
     logger.setLevel(logging.WARNING)
-    logger.addHandler(Handler())
+    logger.addHandler(LibraryLog(err, COMMAND))
     logger.propagate = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -48,6 +49,23 @@ _VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 def visible(text: str) -> str:
     """`text` with its control characters as `\\xNN` escapes."""
     return text.translate(_VISIBLE)
+
+
+class LibraryLog(logging.Handler):
+    """The library's log records as the command's own lines on `err`: `PROG: level: message`,
+    then a traceback (a bug the library caught) a line at a time, each line's control
+    characters escaped (one line of literal `\\x0a`s is no traceback a person can read)."""
+
+    def __init__(self, err: Stream, prog: str) -> None:
+        super().__init__()
+        self._err = err
+        self._prog = prog
+
+    def emit(self, record: logging.LogRecord) -> None:
+        first, *rest = self.format(record).split("\n")
+        self._err.line(f"{self._prog}: {record.levelname.lower()}: {first}")
+        for line in rest:
+            self._err.line(line)
 
 
 class Stream:

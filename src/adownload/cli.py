@@ -30,6 +30,7 @@ from ._cli_input import KNOWN_KEYS, InputReader, RejectedEntry, request_for
 from ._cli_network import load_cookies_into, save_cookies_of
 from ._cli_report import (
     JsonReporter,
+    LibraryLog,
     LinesReporter,
     Reporter,
     Stream,
@@ -149,12 +150,8 @@ def _is_terminal(stream: Stream) -> bool:
 def _library_log_to(err: Stream) -> Iterator[None]:
     """Show the library's warnings and errors (a bug it caught) as the command's own lines."""
 
-    class Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            err.line(f"{PROG}: {record.levelname.lower()}: {self.format(record)}")
-
     logger = logging.getLogger("adownload")
-    handler = Handler()
+    handler = LibraryLog(err, PROG)
     saved = logger.level, logger.propagate
     logger.setLevel(logging.WARNING)
     logger.addHandler(handler)
