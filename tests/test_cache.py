@@ -394,3 +394,102 @@ def test_several_threads_fetching_one_file_download_it_once(
     assert len(paths) == 1
     assert paths.pop().read_bytes() == data
     assert sum(1 for _, rng, _ in threaded_site.asked.gets("threads.bin") if rng is None) == 1
+
+
+# --- a hostile or shared cache directory ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"name": "../../../../outside/x"},
+        {"sha256": "../../outside"},
+        {"size": "7"},
+        {"size": True},
+        {"etag": 5},
+        {"extra": 1},
+    ],
+    ids=["name-climbs-out", "digest-climbs-out", "size-as-text", "size-as-bool", "etag", "extra"],
+)
+async def test_a_damaged_record_counts_as_never_fetched_and_removes_nothing(
+    site: Site, tmp_path: Path, damage: dict[str, object]
+) -> None:
+    import json
+
+    cache = Cache(tmp_path / "cache")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "x").write_bytes(b"not the cache's")
+    async with Downloader() as dl:
+        first = await dl.fetch(site.url("r.bin"), cache=cache)
+        (record_path,) = (cache.root / "urls").glob("*.json")
+        record = json.loads(record_path.read_text())
+        record.update(damage)
+        record_path.write_text(json.dumps(record))
+        again = await dl.fetch(site.url("r.bin"), cache=cache)
+    assert again.read_bytes() == first.read_bytes() == _data("r.bin", 1, 4096)
+    assert site.asked.gets("r.bin")[-1][2] is None  # fetched whole: the record was not used
+    assert (outside / "x").read_bytes() == b"not the cache's"
+
+
+def test_prune_never_follows_a_link_out_of_the_cache(threaded_site: Site, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    kept = adownload.fetch(threaded_site.url("k.bin", size=2048), cache=cache)
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    (cache / "objects" / ("f" * 64)).symlink_to(precious)  # a directory link
+    (cache / "objects" / ("e" * 64)).mkdir()
+    (cache / "objects" / ("e" * 64) / "link").symlink_to(precious / "thesis.tex")
+    assert [entry.path for entry in Cache(cache).entries()] == [kept]
+    emptied = run_cli("cache", "prune", "--all", "--cache", cache, cwd=tmp_path)
+    assert emptied.returncode == 0, emptied.stderr
+    assert not kept.exists()
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    assert (cache / "objects" / ("e" * 64) / "link").is_symlink()  # not ours: left as it was
+
+
+async def test_under_a_group_umask_every_cache_file_is_group_writable(
+    site: Site, tmp_path: Path
+) -> None:
+    import stat
+
+    saved = os.umask(0o002)
+    try:
+        cache = Cache(tmp_path / "cache")
+        async with Downloader() as dl:
+            await dl.fetch(site.url("g.bin"), cache=cache)
+    finally:
+        os.umask(saved)
+    files = [p for p in cache.root.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".lock" for p in files)
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o060 == 0o060, path
+
+
+async def test_a_cache_that_cannot_be_written_gives_its_copy_or_a_storage_error(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    cache = Cache(tmp_path / "cache")
+    async with Downloader() as dl:
+        path = await dl.fetch(site.url("ro.bin"), cache=cache)
+    # As on a read-only mount (root, which runs these tests, passes any mode bits).
+    real_open = os.open
+
+    def read_only(name: object, flags: int, *args: object, **kw: object) -> int:
+        if str(name).startswith(str(cache.root)) and flags & (os.O_CREAT | os.O_WRONLY | os.O_RDWR):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(name))
+        return real_open(name, flags, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", read_only)
+    requests = len(site.asked.requests)
+    async with Downloader() as dl:
+        with pytest.warns(StaleCacheWarning, match="cannot be written"):
+            assert await dl.fetch(site.url("ro.bin"), cache=cache) == path
+        with pytest.raises(adownload.StorageError, match="cannot be written") as caught:
+            await dl.fetch(site.url("new.bin"), cache=cache)
+    assert caught.value.errno == errno.EROFS
+    assert len(site.asked.requests) == requests  # nothing asked of the server
+    assert path.read_bytes() == _data("ro.bin", 1, 4096)

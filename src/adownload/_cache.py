@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +33,7 @@ from pathlib import Path
 from yarl import URL
 
 from . import _files
+from ._exceptions import StorageError
 from ._existing import read_into
 from ._verify import Hashes
 
@@ -53,6 +55,10 @@ def default_root() -> Path:
     import platformdirs  # only when a cache is used
 
     return Path(platformdirs.user_cache_dir("adownload", appauthor=False))
+
+
+class CacheNotWritable(StorageError):
+    """The cache's lock cannot be taken: the cache is read-only, or another user's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +114,13 @@ class Cache:
         return hashlib.sha256(str(plain).encode()).hexdigest()
 
     def record(self, key: str) -> Record | None:
+        """What the URL `key` gave; None when there is no record, or a damaged one (as if
+        never fetched)."""
         try:
-            data = json.loads((self.root / "urls" / f"{key}.json").read_text())
-            return Record(**data) if isinstance(data, dict) else None
-        except (OSError, ValueError, TypeError):
-            return None  # missing or damaged: as if never fetched
+            data = json.loads((self.root / "urls" / f"{key}.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        return record_from(data)
 
     def save_record(self, key: str, record: Record) -> None:
         """Write the record of `key`, which the caller holds the lock of. Written in place, not
@@ -187,8 +195,20 @@ class Cache:
 
     @contextlib.asynccontextmanager
     async def lock(self, key: str) -> AsyncIterator[None]:
-        """Hold the lock of `key` against every other fetch of it, in any process."""
-        fd = os.open(self._dir("locks") / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        """Hold the lock of `key` against every other fetch of it, in any process. A cache
+        that cannot be written (read-only, another user's) is a `StorageError`."""
+        path = self.root / "locks" / f"{key}.lock"
+        try:
+            # 0o666 less the umask, as every other file here: a group's shared cache stays
+            # usable by each of its users.
+            fd = os.open(self._dir("locks") / path.name, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise CacheNotWritable(
+                f"the cache {self.root} cannot be written: {exc.strerror or exc}",
+                url=None,
+                path=path,
+                errno=exc.errno,
+            ) from None
         try:
             while not _try_lock(fd):  # noqa: ASYNC110 (another process holds it: no event)
                 await asyncio.sleep(_LOCK_POLL)
@@ -201,7 +221,8 @@ class Cache:
     def entries(self) -> list[CacheEntry]:
         """Every file in the cache, least recently used first."""
         urls: dict[str, list[str]] = {}
-        for record_path in sorted((self.root / "urls").glob("*.json")):
+        records = self.root / "urls"
+        for record_path in sorted(records.glob("*.json")) if _is_real_dir(records) else ():
             record = self.record(record_path.stem)
             if record is not None:
                 urls.setdefault(record.sha256, []).append(record.url)
@@ -238,7 +259,8 @@ class Cache:
                 self._drop(entry.path)
                 removed.append(entry.path)
                 total -= entry.size
-        for record_path in (self.root / "urls").glob("*.json"):
+        urls = self.root / "urls"
+        for record_path in urls.glob("*.json") if _is_real_dir(urls) else ():
             record = self.record(record_path.stem)
             if record is None or not self.object_path(record.sha256, record.name).exists():
                 _files.remove_quietly(record_path)
@@ -254,23 +276,73 @@ class Cache:
         return directory
 
     def _objects(self) -> Iterator[Path]:
+        """The stored files: regular files in real directories of `objects/`; a link (or
+        anything else) placed there is never followed, so never listed or removed."""
         objects = self.root / "objects"
-        if not objects.is_dir():
+        if not _is_real_dir(objects):
             return
         for digest in objects.iterdir():
-            yield from digest.iterdir() if digest.is_dir() else ()
+            if _SHA256.fullmatch(digest.name) and _is_real_dir(digest):
+                yield from (path for path in digest.iterdir() if _is_regular(path))
 
     def _existing_object(self, sha256: str) -> Path | None:
         directory = self.root / "objects" / sha256
+        if not _is_real_dir(directory):
+            return None
         with contextlib.suppress(OSError):
             for path in directory.iterdir():
-                return path
+                if _is_regular(path):
+                    return path
         return None
 
     def _drop(self, path: Path) -> None:
-        _files.remove_quietly(path)
+        """Remove the stored file `path` and its digest's directory: only a file of the
+        store's own shape (`objects/<sha256>/<name>`, a real directory), never through a link
+        and never anything outside the cache."""
+        directory = path.parent
+        if directory.parent != self.root / "objects" or not _is_real_dir(directory):
+            return
+        if not _SHA256.fullmatch(directory.name) or not _is_real_dir(directory.parent):
+            return
+        _files.remove_quietly(path)  # a link there is removed itself, never what it names
         with contextlib.suppress(OSError):
-            path.parent.rmdir()
+            directory.rmdir()
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def record_from(data: object) -> Record | None:
+    """The `Record` a URL's JSON file holds, or None for anything damaged: wrong types, a
+    digest that is no SHA-256, a name that is not one plain file name (a record could
+    otherwise name `../../x` and have it removed as a damaged copy)."""
+    if not isinstance(data, dict) or set(data) - set(Record.__dataclass_fields__):
+        return None
+    url, sha256, name, size = (data.get(field) for field in ("url", "sha256", "name", "size"))
+    etag, last_modified = data.get("etag"), data.get("last_modified")
+    if not (isinstance(url, str) and isinstance(sha256, str) and isinstance(name, str)):
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        return None
+    if not all(value is None or isinstance(value, str) for value in (etag, last_modified)):
+        return None
+    if not _SHA256.fullmatch(sha256) or _files.safe_filename(name, fallback="") != name:
+        return None
+    return Record(url, sha256, name, size, etag, last_modified)
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _try_lock(fd: int) -> bool:

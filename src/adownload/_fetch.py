@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _files
-from ._cache import Cache, Record
+from ._cache import Cache, CacheNotWritable, Record
 from ._config import Existing
 from ._exceptions import (
     ConnectError,
@@ -71,55 +71,77 @@ async def fetch(
             cached = await asyncio.to_thread(store.by_digest, wanted[1])
         if cached is not None:
             return cached  # no request at all
-    async with store.lock(key):
-        record = store.record(key)
-        cached = await asyncio.to_thread(store.cached, record, wanted)
-        if cached is not None and wanted is not None:
-            return cached  # another process fetched it while we waited
-        name = record.name if record is not None else _files.name_from_url(request.parsed_url)
-        target = store.incoming(key, name)
-        headers: dict[str, str] = {}
-        if cached is not None and record is not None:
-            if record.etag:
-                headers["If-None-Match"] = record.etag
-            if record.last_modified:
-                headers["If-Modified-Since"] = record.last_modified
-        try:
-            outcome = await dl.download(
-                Request(url, path=target, checksum=checksum, headers=headers or None),
-                existing=Existing.OVERWRITE,
-            )
-        except HTTPStatusError as exc:
-            if exc.status == 304 and cached is not None:
-                return cached
+    try:
+        async with store.lock(key):
+            final = await _fetch_locked(dl, store, key, request, shown)
+    except CacheNotWritable as exc:
+        # A read-only cache (a shared one, prepared for this): its copy, not revalidated.
+        cached = await asyncio.to_thread(store.cached, store.record(key), wanted)
+        if cached is None:
             raise
-        except (ConnectError, ConnectTimeout) as exc:
-            if cached is None:
-                raise DownloadError(
-                    f"no cached copy of {shown}, and the server cannot be reached: {exc}",
-                    url=shown,
-                ) from exc
-            warnings.warn(
-                f"{shown} cannot be reached ({exc}); using the cached copy {cached}",
-                StaleCacheWarning,
-                stacklevel=3,
-            )
-            return cached
-        path = outcome.path
-        assert path is not None
-        sha256 = await asyncio.to_thread(_sha256, path, wanted)
-        final = store.store(path, sha256, name)
-        store.save_record(
-            key,
-            # The stored file's name: the same bytes may be there already under another one.
-            Record(shown, sha256, final.name, outcome.size, outcome.etag, outcome.last_modified),
+        warnings.warn(
+            f"{exc}; using the cached copy {cached} of {shown} without asking the server",
+            StaleCacheWarning,
+            stacklevel=3,
         )
-        store.touch(final)
+        return cached
     if store.max_size is not None:
         async with store.lock("_evict"):
             removed = await asyncio.to_thread(store.prune, keep=final)
         if removed:
             log.info("evicted %d files from the cache %s", len(removed), store.root)
+    return final
+
+
+async def _fetch_locked(
+    dl: Downloader, store: Cache, key: str, request: Request, shown: str
+) -> Path:
+    """The fetch itself, under the lock of `key`: the cached copy if it holds, else a
+    download into the store."""
+    url, checksum, wanted = request.url, request.checksum, request.expected_digest
+    record = store.record(key)
+    cached = await asyncio.to_thread(store.cached, record, wanted)
+    if cached is not None and wanted is not None:
+        return cached  # another process fetched it while we waited
+    name = record.name if record is not None else _files.name_from_url(request.parsed_url)
+    target = store.incoming(key, name)
+    headers: dict[str, str] = {}
+    if cached is not None and record is not None:
+        if record.etag:
+            headers["If-None-Match"] = record.etag
+        if record.last_modified:
+            headers["If-Modified-Since"] = record.last_modified
+    try:
+        outcome = await dl.download(
+            Request(url, path=target, checksum=checksum, headers=headers or None),
+            existing=Existing.OVERWRITE,
+        )
+    except HTTPStatusError as exc:
+        if exc.status == 304 and cached is not None:
+            return cached
+        raise
+    except (ConnectError, ConnectTimeout) as exc:
+        if cached is None:
+            raise DownloadError(
+                f"no cached copy of {shown}, and the server cannot be reached: {exc}",
+                url=shown,
+            ) from exc
+        warnings.warn(
+            f"{shown} cannot be reached ({exc}); using the cached copy {cached}",
+            StaleCacheWarning,
+            stacklevel=4,
+        )
+        return cached
+    path = outcome.path
+    assert path is not None
+    sha256 = await asyncio.to_thread(_sha256, path, wanted)
+    final = store.store(path, sha256, name)
+    store.save_record(
+        key,
+        # The stored file's name: the same bytes may be there already under another one.
+        Record(shown, sha256, final.name, outcome.size, outcome.etag, outcome.last_modified),
+    )
+    store.touch(final)
     return final
 
 
