@@ -90,6 +90,27 @@ async def test_a_manifest_through_the_cluster_is_byte_identical(
     assert {e.url for e in started} == set(urls)
 
 
+async def test_one_name_from_two_origins_is_written_by_one_of_them(
+    client: Client, faults: FaultServer, tmp_path: Path
+) -> None:
+    # Shards hold one origin each: the same file named from two origins must not race on one
+    # .part in two workers, nor be reported saved with the other's bytes.
+    names = [f"same{n}.bin" for n in range(6)]
+    items: list[adownload.Item] = []
+    for name in names:
+        items.append(faults.url(f"/f/{name}", size=700))
+        items.append(adownload.Request(faults.alt_url(f"/g/{name}", size=900), tmp_path / name))
+    runner = DaskRunner(client, dest=tmp_path, shard_size=2)
+    outcomes = await runner.download_many(items)
+    assert listing(tmp_path) == names
+    for n, name in enumerate(names):
+        first, second = outcomes[2 * n], outcomes[2 * n + 1]
+        assert first.ok, first.error
+        assert (tmp_path / name).read_bytes() == payload(name, 700)
+        assert isinstance(second.error, adownload.DestinationExistsError), second
+        assert "earlier in this run" in str(second.error)
+
+
 async def test_per_host_limits_hold_across_the_cluster(
     client: Client, faults: FaultServer, tmp_path: Path
 ) -> None:

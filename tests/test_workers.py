@@ -49,11 +49,16 @@ def test_shares_split_every_limit_and_never_exceed_a_hosts_connections() -> None
 def test_requests_of_one_file_go_to_one_worker() -> None:
     a = Request("http://127.0.0.1:1/x/a.bin")
     same_name = Request("http://127.0.0.2:1/y/a.bin")
-    assert route(a, 3) == route(same_name, 3)
-    assert route(Request("http://h/q", path="out/f.bin"), 7) == route(
-        Request("http://g/r", path="out/f.bin"), 7
+    assert route(a, 3, "d") == route(same_name, 3, "d")
+    assert route(Request("http://h/q", path="out/f.bin"), 7, "d") == route(
+        Request("http://g/r", path="out/f.bin"), 7, "d"
     )
-    spread = {route(Request(f"http://h/{n}.bin"), 4) for n in range(200)}
+    # One file, spelled by a path and by a URL's name in the directory: one worker.
+    for n in range(50):
+        by_url = Request(f"http://h/x/same{n}.bin")
+        by_path = Request(f"http://g/other{n}", path=os.path.abspath(f"d/same{n}.bin"))
+        assert route(by_url, 2, "d") == route(by_path, 2, "d")
+    spread = {route(Request(f"http://h/{n}.bin"), 4, "d") for n in range(200)}
     assert spread == {0, 1, 2, 3}
 
 
@@ -177,6 +182,27 @@ def test_the_command_with_workers_downloads_a_list_and_reports_a_missing_file(
     assert listing(out) == names
     for n, name in enumerate(names):
         assert (out / name).read_bytes() == payload(name, 3000 + n)
+
+
+def test_two_urls_for_one_name_meet_in_one_worker_as_in_one_process(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    # -d D URL/sameN.bin, and another URL with out=sameN.bin in the list: the second is
+    # refused, and sameN.bin holds the bytes of the URL reported saved.
+    names = [f"same{n}.bin" for n in range(8)]
+    lines = [f"{threaded_faults.url(f'/f/other{n}.bin', size=500 + n)}\n  out={name}\n"
+             for n, name in enumerate(names)]  # fmt: skip
+    (tmp_path / "list.txt").write_text("".join(lines))
+    urls = [threaded_faults.url(f"/f/{name}", size=900) for name in names]
+    for workers in ([], ["--workers", "2"]):
+        out = tmp_path / f"out{len(workers)}"
+        result = run_cli(*workers, "-d", out, *urls, "-i", "list.txt", cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert listing(out) == names
+        for n, name in enumerate(names):
+            assert (out / name).read_bytes() == payload(name, 900)
+            other = threaded_faults.url(f"/f/other{n}.bin", size=500 + n)
+            assert f"failed {other}: {out / name} was saved from {urls[n]}" in result.stderr
 
 
 def test_the_command_with_workers_reports_like_one_process(

@@ -14,19 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import distributed
 
 from . import _wire
-from ._config import Limits
+from ._config import Existing, Limits
 from ._dask_worker import run_shard
 from ._events import Event, Finished, Queued
 from ._exceptions import DownloadError, InvalidRequestError
+from ._existing import taken_error
 from ._models import Item, Outcome, Request
-from ._shards import Shard, Shards, absolute, request_of, share_of
+from ._shards import Shard, Shards, absolute, final_path, request_of, share_of
 from ._util import each, redact
 
 __all__ = ["Run"]
@@ -37,6 +40,9 @@ _FLUSH_AFTER = 0.5
 _QUEUE_SIZE = 256
 #: Seconds between two looks at an empty queue.
 _POLL_INTERVAL = 0.1
+
+#: The policies under which a second request of a file this run saved may still run.
+_REPLACING = (Existing.OVERWRITE, Existing.RENAME)
 
 
 class Run:
@@ -67,7 +73,7 @@ class Run:
             **options,
             "limits": dataclasses.replace(limits, max_per_host=connections),
         }
-        self._shards = Shards(shard_size, per_origin)
+        self._shards = Shards(shard_size, per_origin, dest)
         self._max_running = 2 * workers
         self._room = asyncio.Semaphore(buffer or 2 * workers * shard_size)
         self._name = f"adownload-{uuid.uuid4().hex}"
@@ -81,6 +87,8 @@ class Run:
         self._moving = asyncio.Lock()
         self.shards = 0
         self.lost = 0
+        #: The files this run saved, by absolute path: the URL each came from.
+        self._saved: dict[str, str] = {}
 
     async def outcomes(
         self, items: Iterable[Item] | AsyncIterable[Item]
@@ -199,7 +207,7 @@ class Run:
     ) -> list[tuple[int, Outcome]]:
         self._running.pop(shard.number, None)
         self._futures.pop(shard.number, None)
-        self._shards.finished(shard)
+        released = self._shards.finished(shard)
         ended = []
         if result is not None:
             for index, packed in result:
@@ -220,9 +228,34 @@ class Run:
                         index, Outcome(redact(str(request.url)), None, error=failure), shard
                     )
                 )
+        ended.extend(self._release(released))
         return ended
 
+    def _release(self, released: list[tuple[int, Request]]) -> list[tuple[int, Outcome]]:
+        """Requests that waited for a file another request of this run was writing: those
+        whose file the other one saved fail as in one process (the file is not theirs, and
+        a worker's downloader, which never saw the other, would take it for theirs); the
+        rest run now."""
+        failed, run = [], []
+        for index, request in released:
+            path = final_path(request, self._dest)
+            url = redact(str(request.url))
+            saved_from = self._saved.get(path)
+            existing = request.existing
+            if not isinstance(existing, Existing):
+                existing = self._options.get("existing") or Existing.SKIP
+            if saved_from is None or saved_from == url or existing in _REPLACING:
+                run.append((index, request))
+                continue
+            error = taken_error(Path(path), saved_from, url)
+            failed.append(self._finished(index, Outcome(url, request, error=error), None))
+        self._shards.settled(len(failed))
+        self._shards.put_back(run)
+        return failed
+
     def _finished(self, index: int, outcome: Outcome, shard: Shard | None) -> tuple[int, Outcome]:
+        if outcome.ok and not outcome.skipped and outcome.path is not None:
+            self._saved[os.path.abspath(outcome.path)] = outcome.url
         if shard is not None:
             shard.done.add(index)
             request = shard.request(index)

@@ -66,14 +66,7 @@ async def resolve(
             raise Skipped(target)
         if existing is Existing.RENAME:
             return _files.free_name(target), False
-        other = saved.name(key)
-        raise DestinationExistsError(
-            f"{target} was saved from {other or 'another URL'} earlier in this run; "
-            f"{url} maps to the same name",
-            url=url,
-            path=target,
-            taken_by=other,
-        )
+        raise taken_error(target, saved.name(key), url)
     if existing is Existing.SKIP:
         if wanted is None or await _matches(target, wanted, url):
             log.debug("skipped %s: %s exists", url, target)
@@ -116,6 +109,17 @@ def read_into(path: Path, hashes: Hashes, length: int | None) -> None:
             hashes.update(block)
             if remaining is not None:
                 remaining -= len(block)
+
+
+def taken_error(target: Path, other: str | None, url: str) -> DestinationExistsError:
+    """The error of a download whose file another URL saved earlier in this run."""
+    return DestinationExistsError(
+        f"{target} was saved from {other or 'another URL'} earlier in this run; "
+        f"{url} maps to the same name",
+        url=url,
+        path=target,
+        taken_by=other,
+    )
 
 
 async def _matches(target: Path, wanted: tuple[str, str], url: str) -> bool:

@@ -24,12 +24,12 @@ import zlib
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from typing import Any
 
-from . import _files, _wire
+from . import _wire
 from ._config import Limits
 from ._events import Event, Finished, Queued
 from ._exceptions import DownloadError, InvalidRequestError
 from ._models import Item, Outcome, Request
-from ._shards import absolute, request_of, share_of
+from ._shards import absolute, final_path, request_of, share_of
 from ._util import each, redact
 
 __all__ = ["Run", "shares"]
@@ -55,11 +55,10 @@ def shares(limits: Limits, workers: int) -> tuple[int, Limits]:
     return workers, share
 
 
-def route(request: Request, workers: int) -> int:
-    """The worker of `request`: by the name of the file it writes (its `path`, or the name in
-    its URL), so that two requests of one file go to one worker."""
-    key = request.path if request.path is not None else _files.name_from_url(request.parsed_url)
-    return zlib.crc32(os.fsencode(os.fspath(key))) % workers
+def route(request: Request, workers: int, dest: str) -> int:
+    """The worker of `request`: by the file it writes, however it was spelled (`final_path`),
+    so that two requests of one file go to one worker, whose path lock runs them in turn."""
+    return zlib.crc32(os.fsencode(final_path(request, dest))) % workers
 
 
 @dataclasses.dataclass(eq=False)
@@ -253,7 +252,7 @@ class Run:
                 outcome = Outcome(redact(str(request.url)), request, error=error)
                 self._finished(None, index, outcome)
                 return
-            worker = live[route(request, len(live))]
+            worker = live[route(request, len(live), self._dest)]
             if worker.room.locked():
                 # Waiting for room: what is batched must go first, or nothing frees it.
                 for other in self._processes:

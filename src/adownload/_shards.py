@@ -6,6 +6,11 @@ A shard holds requests of one origin (scheme, host, port) only. The cluster runs
 the whole cluster without a lock on the scheduler: a shard never asks anyone before it
 connects. `Shards` buffers requests by origin, hands out full shards first, and flushes a
 partial one only when asked (the input is slow, or has ended).
+
+Two requests that write one file (by whatever spelling: a `path`, or a URL's name in a
+directory) never run at once in two shards, where they would race on one `.part`: the second
+waits until the shard of the first has finished, and then runs as one process would run it
+(its downloader finds the file there, and its existing-file policy decides).
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import collections
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
+from ._files import name_from_url
 from ._models import Item, Request, request_for
 from ._util import origin_of
 
-__all__ = ["Shard", "Shards", "absolute", "request_of", "share_of"]
+__all__ = ["Shard", "Shards", "absolute", "final_path", "request_of", "share_of"]
 
 
 def share_of(max_per_host: int, workers: int) -> tuple[int, int]:
@@ -53,24 +60,43 @@ class Shard:
 
 
 class Shards:
-    """Requests in, shards out: full ones as soon as they fill, partial ones on `flush`."""
+    """Requests in, shards out: full ones as soon as they fill, partial ones on `flush`.
+    `dest` is the workers' directory for requests that name none (see `final_path`)."""
 
-    def __init__(self, size: int, per_origin: int) -> None:
+    def __init__(self, size: int, per_origin: int, dest: str | os.PathLike[str] = ".") -> None:
         if size < 1:
             raise ValueError(f"a shard holds at least 1 request, not {size}")
         self.size = size
         self.per_origin = per_origin
+        self._dest = dest
         self._buffers: dict[str, list[tuple[int, Request]]] = {}
         self._ready: collections.deque[Shard] = collections.deque()
         self._running: collections.Counter[str] = collections.Counter()
         self._numbers = 0
-        self.buffered = 0  # requests held, in buffers and ready shards
+        self.buffered = 0  # requests held, in buffers, ready shards and waiting for a file
+        #: The file each held or running request writes: who holds it (an origin's buffer,
+        #: or a shard's number) and how many of its requests.
+        self._claims: dict[str, list[Any]] = {}
+        #: Requests whose file another buffer or shard holds, by that file.
+        self._deferred: dict[str, list[tuple[int, Request]]] = {}
 
     def add(self, index: int, request: Request) -> None:
+        self.buffered += 1
+        self._add(index, request)
+
+    def _add(self, index: int, request: Request) -> None:
         origin = origin_of(request.parsed_url)
+        path = final_path(request, self._dest)
+        claim = self._claims.get(path)
+        if claim is not None and claim[0] != origin:
+            self._deferred.setdefault(path, []).append((index, request))
+            return
+        if claim is None:
+            self._claims[path] = [origin, 1]
+        else:
+            claim[1] += 1
         buffer = self._buffers.setdefault(origin, [])
         buffer.append((index, request))
-        self.buffered += 1
         if len(buffer) >= self.size:
             self._ready.append(self._shard(origin))
 
@@ -91,15 +117,41 @@ class Shards:
             self._ready.append(shard)
         return None
 
-    def finished(self, shard: Shard) -> None:
+    def finished(self, shard: Shard) -> list[tuple[int, Request]]:
+        """`shard` ended: its origin has room again, and its files are free. The requests
+        that waited for those files, which the caller runs with `put_back` (or settles itself
+        and counts off with `settled`)."""
         self._running[shard.origin] -= 1
         if not self._running[shard.origin]:
             del self._running[shard.origin]
+        released: list[tuple[int, Request]] = []
+        for _, request in shard.entries:
+            path = final_path(request, self._dest)
+            claim = self._claims[path]
+            claim[1] -= 1
+            if not claim[1]:
+                del self._claims[path]
+                released.extend(self._deferred.pop(path, ()))
+        return released
+
+    def put_back(self, entries: list[tuple[int, Request]]) -> None:
+        """Requests `finished` released, as shards at once (they waited long enough)."""
+        origins = set()
+        for index, request in entries:
+            self._add(index, request)
+            origins.add(origin_of(request.parsed_url))
+        for origin in origins:
+            if origin in self._buffers:
+                self._ready.append(self._shard(origin))
+
+    def settled(self, count: int) -> None:
+        """`count` released requests were settled by the caller, not put back."""
+        self.buffered -= count
 
     @property
     def waiting(self) -> bool:
-        """Whether requests wait in buffers or ready shards."""
-        return bool(self._buffers or self._ready)
+        """Whether requests wait in buffers, ready shards, or for a file another holds."""
+        return bool(self._buffers or self._ready or self._deferred)
 
     @property
     def partial(self) -> bool:
@@ -108,7 +160,25 @@ class Shards:
 
     def _shard(self, origin: str) -> Shard:
         self._numbers += 1
-        return Shard(self._numbers, origin, self._buffers.pop(origin))
+        entries = self._buffers.pop(origin)
+        for _, request in entries:
+            self._claims[final_path(request, self._dest)][0] = self._numbers
+        return Shard(self._numbers, origin, entries)
+
+
+def final_path(request: Request, dest: str | os.PathLike[str]) -> str:
+    """The absolute path `request` writes, whatever spelled it: its `path`, else its URL's
+    name in its `dest`, else in `dest` (the runner's). Two requests of one file have one.
+
+    >>> final_path(Request("http://h/a/f.zip", dest="/d"), "/x")
+    '/d/f.zip'
+    >>> final_path(Request("http://h/g.zip", "/d/./f.zip"), "/x")
+    '/d/f.zip'
+    """
+    path = request.path
+    if path is None:
+        path = os.path.join(request.dest or dest, name_from_url(request.parsed_url))
+    return os.path.abspath(path)
 
 
 def request_of(item: Item) -> Request:
