@@ -255,6 +255,25 @@ def test_workers_auto_runs_workers_only_for_long_lists_it_can_count(tmp_path: Pa
     assert short.read_text().count("\n") == 2 * (AUTO_MIN_URLS - 1)  # only read
 
 
+def test_workers_auto_never_reads_a_pipe_to_count_it(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    # -i <(producer) is a pipe: counting its lines would leave nothing to download.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert auto_workers(1, (str(fifo),), cores=2, limit=16, allowed=True) == 1  # not opened
+    urls = [threaded_faults.url(f"/f/p{n}.bin", size=700 + n) for n in range(3)]
+    result = run_cli(
+        "--workers", "auto", "-i", "/dev/stdin", "-d", "out", cwd=tmp_path,
+        stdin="".join(f"{url}\n" for url in urls),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "3 downloaded" in result.stderr
+    assert listing(tmp_path / "out") == [f"p{n}.bin" for n in range(3)]
+    for n in range(3):
+        assert (tmp_path / "out" / f"p{n}.bin").read_bytes() == payload(f"p{n}.bin", 700 + n)
+
+
 def test_workers_auto_is_decided_from_the_command_line(tmp_path: Path) -> None:
     url = "http://127.0.0.1:1/a.bin"
     long_list = tmp_path / "long.txt"

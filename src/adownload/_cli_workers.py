@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import stat
 from collections.abc import Sequence
 
 from ._cli_network import NetworkOptions, refuse_untravelling
@@ -55,8 +56,8 @@ def auto_workers(
         return 1
     if known >= AUTO_MIN_URLS:
         return workers
-    if "-" in inputs:
-        return 1
+    if "-" in inputs or not all(map(_is_regular, inputs)):
+        return 1  # a pipe (-i <(producer)) cannot be read twice: never counted
     for path in inputs:
         known += _count_lines(path, AUTO_MIN_URLS - known)
         if known >= AUTO_MIN_URLS:
@@ -69,6 +70,15 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def _is_regular(path: str) -> bool:
+    """Whether `path` is a regular file (or missing: reading it for the downloads says so),
+    which can be read once to count and again to download."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True
 
 
 def _count_lines(path: str, enough: int) -> int:
