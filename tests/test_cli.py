@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -600,3 +601,29 @@ def test_a_library_traceback_is_shown_a_line_at_a_time() -> None:
     assert lines[1] == "Traceback (most recent call last):"
     assert lines[-1] == "ValueError: boom\\x1b[2J"  # control characters still escaped
     assert "\\x0a" not in out.getvalue()
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_standard_output_closed_is_a_clear_error_for_o_dash_and_no_matter_otherwise(
+    threaded_server: Server, tmp_path: Path, loop: str
+) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    command = " ".join(shlex.quote(part) for part in COMMAND)
+    url = shlex.quote(threaded_server("/files/closed.bin", size=3000))
+    env = cli_env(ADOWNLOAD_LOOP=loop)
+    to_stdout = subprocess.run(
+        ["bash", "-c", f"{command} -O - {url} >&-"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30, env=env,
+    )  # fmt: skip
+    assert to_stdout.returncode == 2, to_stdout.stderr
+    assert "adownload: error: -O -: standard output is closed" in to_stdout.stderr
+    assert "Traceback" not in to_stdout.stderr
+    assert os.listdir(tmp_path) == []
+    to_file = subprocess.run(
+        ["bash", "-c", f"{command} -d out {url} >&-"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30, env=env,
+    )  # fmt: skip
+    assert to_file.returncode == 0, to_file.stderr
+    assert "Traceback" not in to_file.stderr
+    assert (tmp_path / "out" / "closed.bin").read_bytes() == payload("closed.bin", 3000)

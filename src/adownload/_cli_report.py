@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -75,9 +76,10 @@ class Stream:
     keeping them in order matters more than a thread hop would save.
     """
 
-    def __init__(self, file: TextIO) -> None:
-        self.file = file
-        self.closed = False
+    def __init__(self, file: TextIO | None) -> None:
+        # None: the descriptor was closed when the command started (`cmd >&-`).
+        self.file: TextIO = file if file is not None else io.StringIO()
+        self.closed = file is None
 
     def line(self, text: str) -> None:
         if self.closed:

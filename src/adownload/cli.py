@@ -61,6 +61,7 @@ class InputError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (default: `sys.argv[1:]`); return the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    _CLOSED_AT_START.update(_reopen_closed_standard_fds())
     # Subcommands dispatch here, before the download flags are parsed.
     if args and args[0] == "mirror":
         # Imported here: the mirror's modules (sqlite3, the index parser) cost a download
@@ -75,10 +76,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _download(args)
 
 
+#: Which of the standard descriptors (0, 1, 2) were closed when the command started.
+_CLOSED_AT_START: set[int] = set()
+
+
+def _reopen_closed_standard_fds() -> set[int]:
+    """Open /dev/null on each of the descriptors 0, 1 and 2 that is closed (`cmd >&-`), so
+    that no socket or file of ours takes its number (output meant for the terminal would go
+    into it, and uvloop aborts on closing one); the ones that were closed."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+    for fd in sorted(closed):
+        opened = os.open(os.devnull, os.O_RDWR)
+        if opened != fd:  # a lower one was free: it took that number instead
+            os.dup2(opened, fd)
+            os.close(opened)
+    return closed
+
+
 def _download(argv: list[str]) -> int:
     out, err = standard_streams()
     try:
         options = parse_options(argv)
+        if options.stdout and (1 in _CLOSED_AT_START or sys.stdout is None):
+            raise UsageError("-O -: standard output is closed, so the file has nowhere to go")
         readers = _open_inputs(options.inputs)
     except UsageError as exc:
         err.line(f"{PROG}: error: {_one_line(str(exc))}")
