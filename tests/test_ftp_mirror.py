@@ -149,6 +149,30 @@ async def test_listing_names_that_would_leave_dest_are_dropped(tmp_path: Path) -
     assert not outside.exists()
 
 
+@pytest.mark.parametrize("order", ["dot-first", "dot-last"])
+async def test_two_remote_names_for_one_local_name_never_share_it(
+    tmp_path: Path, order: str
+) -> None:
+    # ".notes.txt" loses its leading dot: it must not land in notes.txt, over or under it.
+    dest = tmp_path / "mirror"
+    line = "-rw-r--r--   1 ftp ftp {size} Dec  1 12:00 {name}"
+    names = [".notes.txt", "notes.txt"] if order == "dot-first" else ["notes.txt", ".notes.txt"]
+    files = {"/pub/notes.txt": b"the notes\n", "/pub/.notes.txt": b"hidden, other\n"}
+    script = Script(
+        files=files,
+        listings={"/pub/": [line.format(size=len(files[f"/pub/{n}"]), name=n) for n in names]},
+    )
+    async with ScriptedFtp(script) as ftp:
+        report = await mirror(ftp.url("/pub/"), dest)
+        retrieved = ftp.commands("RETR")
+    assert report.new == 1
+    assert report.failed == 1
+    assert "/pub/.notes.txt would be saved as notes.txt" in str(report.failures[0].error)
+    assert retrieved == ["RETR /pub/notes.txt"]
+    assert listing(dest) == [".adownload-mirror.sqlite", "notes.txt"]
+    assert (dest / "notes.txt").read_bytes() == b"the notes\n"
+
+
 async def test_a_listing_that_fails_is_an_incomplete_mirror_that_deletes_nothing(
     tmp_path: Path,
 ) -> None:

@@ -42,6 +42,11 @@ class Upstream:
         return "/".join(self.parts)
 
 
+def _remote_name(file: Upstream) -> str:
+    """The last part of a file's URL path, as the server names it."""
+    return file.request.parsed_url.path.rstrip("/").rsplit("/", 1)[-1]
+
+
 def _match(pattern: str, parts: tuple[str, ...]) -> bool:
     if "/" in pattern:
         return fnmatchcase("/".join(parts), pattern)
@@ -113,7 +118,7 @@ class Lister:
                     self._read_page(outcome, depth, files, seen, visited, next_level)
             level = next_level
             depth += 1
-        return files
+        return self._one_url_per_file(files)
 
     async def walk_ftp(self, start: URL, dl: Downloader) -> list[Upstream]:
         """The files below the FTP directory `start`, from its listings (MLSD, else LIST)."""
@@ -149,7 +154,36 @@ class Lister:
                         )
             level = next_level
             depth += 1
-        return files
+        return self._one_url_per_file(files)
+
+    def _one_url_per_file(self, files: list[Upstream]) -> list[Upstream]:
+        """Two remote names that come to one local one (`.notes.txt` and `notes.txt`: a name
+        loses its leading dots) never share it: the one whose name needs no change keeps it,
+        else the first listed; each other one fails, saying so."""
+        by_rel: dict[str, list[Upstream]] = {}
+        for file in files:
+            by_rel.setdefault(file.rel, []).append(file)
+        kept = []
+        for rel, claimants in by_rel.items():
+            urls = list(dict.fromkeys(file.request.url for file in claimants))
+            if len(urls) == 1:
+                kept.append(claimants[0])
+                continue
+            exact = [file for file in claimants if _remote_name(file) == file.parts[-1]]
+            winner = (exact or claimants)[0]
+            kept.append(winner)
+            for file in claimants:
+                if file.request.url != winner.request.url:
+                    url = str(file.request.url)
+                    self._fail(
+                        UnsafePathError(
+                            f"{url} would be saved as {rel}, which {winner.request.url} is"
+                            " saved as: not mirrored",
+                            url=url,
+                            path=self._dest / rel,
+                        )
+                    )
+        return kept
 
     def _read_page(
         self,
@@ -174,9 +208,11 @@ class Lister:
             self.base = directory_url(page)
         listing = parse_index(sink.getvalue().decode("utf-8", "replace"), page, self.base)
         for url, parts in listing.files:
-            rel = "/".join(parts)
-            if rel not in seen and self.wanted(parts):
-                seen.add(rel)
+            # A file linked from two pages once; two URLs of one name go on to
+            # `_one_url_per_file`, which keeps one and says so of the other.
+            key = f"{'/'.join(parts)}\0{url}"
+            if key not in seen and self.wanted(parts):
+                seen.add(key)
                 files.append(Upstream(Request(url), parts))
         if self.max_depth is not None and depth >= self.max_depth:
             return
