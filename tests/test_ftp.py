@@ -310,6 +310,18 @@ async def test_a_greeting_that_never_ends_is_bounded_by_the_timeouts(dest: Path)
     assert listing(dest) == []
 
 
+@pytest.mark.parametrize("verb", ["FEAT", "SIZE", "RETR"])
+async def test_a_reply_that_never_ends_is_cut_off_at_its_bound(dest: Path, verb: str) -> None:
+    # Continuation lines as fast as the socket takes them: aioftp would keep every one.
+    script = Script(files={"/a.bin": SMALL}, flood=verb)
+    timeout = Timeout(connect=4, read=4)
+    async with ScriptedFtp(script) as ftp, Downloader(dest=dest, timeout=timeout, retry=ONCE) as dl:
+        outcome = (await dl.download_many([ftp.url("/a.bin")]))[0]
+    assert isinstance(outcome.error, RemoteProtocolError), outcome.error
+    assert "a reply over 64 KiB that does not end" in str(outcome.error)
+    assert listing(dest) == []
+
+
 async def test_a_missing_closing_reply_is_a_timeout_and_never_a_file(dest: Path) -> None:
     script = Script(files={"/a.bin": SMALL}, silent_after_retr=True)
     timeout = Timeout(connect=1, read=0.5)

@@ -48,11 +48,40 @@ _QUIT_WAIT = 1.0
 _Key = tuple[str, int, str]
 
 
+#: The most text one reply may hold (a greeting, FEAT, MLST: a few lines each). aioftp keeps
+#: every line of a reply, so a server that never ends one would otherwise fill the memory.
+MAX_REPLY = 64 << 10
+
+
 class Client(aioftp.Client):
-    """aioftp's client, held to the control connection's peer for every data connection."""
+    """aioftp's client, held to the control connection's peer for every data connection, and
+    to replies of at most `MAX_REPLY` bytes that end within `reply_seconds`."""
 
     peer: str = ""
     epsv: bool = True  # EPSV works here (else PASV)
+    reply_seconds: float | None = None  # None: no bound in time (the size still holds)
+
+    async def parse_response(self) -> tuple[aioftp.Code, list[str]]:
+        """One whole reply, as aioftp reads it (every line of a multi-line one), bounded: a
+        `ValueError` past `MAX_REPLY` bytes, a `TimeoutError` past `reply_seconds`."""
+        loop = asyncio.get_running_loop()
+        deadline = None if self.reply_seconds is None else loop.time() + self.reply_seconds
+        code, rest = await self.parse_line()
+        info, size, current = [rest], len(rest), code
+        while rest.startswith("-") or not current.isdigit():
+            if size > MAX_REPLY:
+                raise ValueError(f"a reply over {MAX_REPLY >> 10} KiB that does not end")
+            if deadline is not None and loop.time() > deadline:
+                raise TimeoutError
+            current, rest = await self.parse_line()
+            size += len(current) + len(rest)
+            if current.isdigit():
+                info.append(rest)
+                if current != code:
+                    raise aioftp.StatusCodeError(code, current, info)
+            else:
+                info.append(current + rest)
+        return code, info
 
     async def open_data(self) -> socket.socket:
         """A passive data connection, as a plain non-blocking socket (so that a body can go
@@ -160,6 +189,8 @@ class FtpPool:
             encoding="utf-8",
             passive_commands=("epsv", "pasv"),
         )
+        # A reply that goes on longer than a read may pause is not one (curl gives up too).
+        client.reply_seconds = timeout.read or timeout.connect
         try:
             await client.connect(key[0], key[1])
         except TimeoutError as exc:
