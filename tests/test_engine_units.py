@@ -32,6 +32,7 @@ from adownload._ftp_client import mdtm_date
 from adownload._ftp_list import plain_name
 from adownload._options import Options
 from adownload._plan import Next, judge, layout_for, plan_for, segments_for
+from adownload._exceptions import ConnectError
 from adownload._retry import retryable, with_retries
 from adownload._state import PartState
 
@@ -172,6 +173,32 @@ def test_the_retry_loop_goes_round_the_sources_and_stops_at_final_errors() -> No
 
     asyncio.run(run(second_time_lucky, sources=1))
     assert calls == [0, 0]
+
+
+def test_dead_mirrors_cost_a_try_each_and_one_backoff_a_round() -> None:
+    # 64 dead mirrors, 3 tries each: two rounds back to them, so two backoff waits, each the
+    # step of its round; not 128 waits growing to the longest.
+    policy = Retry(attempts=3, backoff=0.001, max_delay=1.0, jitter=0.0)
+    waits: list[float] = []
+    tried: list[int] = []
+
+    async def dead(source: int) -> None:
+        tried.append(source)
+        raise ConnectError("refused", url="u")
+
+    async def run() -> None:
+        await with_retries(
+            dead, policy=policy, sources=64, started=time.monotonic(),
+            on_retry=lambda error, delay: waits.append(delay),
+        )  # fmt: skip
+
+    with pytest.raises(ConnectError):
+        asyncio.run(run())
+    assert tried[:128] == list(range(64)) * 2
+    assert sorted(tried) == sorted(list(range(64)) * 3)  # each mirror three times in all
+    backoffs = [delay for delay in waits if delay]
+    assert backoffs == [policy.delay(1), policy.delay(2)]
+    assert len(waits) == 64 * 3 - 1
 
 
 def test_retryable_errors() -> None:

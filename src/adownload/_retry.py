@@ -81,14 +81,15 @@ async def with_retries(
     mirrors; 1 for a segment) as `policy` says, and raise the last error when none is left.
 
     A source leaves the round when its error is not retryable or it had `policy.attempts`
-    tries; going back to a source that failed already backs off first, a fresh one is tried at
-    once. `final(error)` ends everything at once; `on_retry(error, delay)` is told before each
-    wait.
+    tries; a fresh one is tried at once, and each round back to the sources that failed
+    already backs off once, before its first try: a dead mirror costs a connection attempt,
+    not a step of the file's backoff (64 dead mirrors once made each wait the longest).
+    `final(error)` ends everything at once; `on_retry(error, delay)` is told before each wait.
     """
     tries = [0] * sources
     alive = list(range(sources))
     position = 0
-    retries = 0
+    waited = 0  # the last round backed off for
     while True:
         index = alive[position % len(alive)]
         tries[index] += 1
@@ -106,9 +107,10 @@ async def with_retries(
         else:
             position += 1
         next_index = alive[position % len(alive)]
-        if tries[next_index]:  # back to a source that failed already: back off first
-            retries += 1
-            delay = retry_wait(policy, error, retries, started)
+        again = tries[next_index]
+        if again > waited:  # a new round back to sources that failed: back off once
+            waited = again
+            delay = retry_wait(policy, error, again, started)
         else:
             delay = retry_wait(policy, error, 0, started)
         on_retry(error, delay)
