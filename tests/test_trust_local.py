@@ -207,6 +207,39 @@ async def test_after_a_full_disk_only_a_resumable_part_stays_and_the_batch_goes_
         json.loads((small_disk / "big-segmented.bin.part.state").read_text())
 
 
+@pytest.mark.parametrize("transfers", [1, 4])
+async def test_a_full_disk_leaves_no_empty_and_no_unresumable_part(
+    faults: FaultServer, small_disk: Path, transfers: int
+) -> None:
+    # Several at once, most without validators: a part that cannot be resumed, or that was
+    # created and never written, must not stay and fill the disk for the files after it.
+    items = [faults.url(f"/f/big{n}.bin", size=2 * MIB, validators="none") for n in range(3)]
+    items += [faults.url(f"/f/resumable{n}.bin", size=2 * MIB) for n in range(2)]
+    async with Downloader(
+        dest=small_disk, retry=FAST, limits=Limits(max_transfers=transfers)
+    ) as dl:
+        outcomes = await dl.download_many(items)
+    assert any(isinstance(o.error, StorageError) for o in outcomes)
+    for outcome in outcomes:
+        if outcome.ok:
+            assert outcome.path is not None
+            name = outcome.path.name
+            assert outcome.path.read_bytes() == faults.content(f"/f/{name}", 2 * MIB)
+        else:
+            assert isinstance(outcome.error, StorageError), outcome.error
+    left = listing(small_disk)
+    parts = [name for name in left if name.endswith(".part")]
+    for part in parts:
+        assert part.startswith("resumable"), left  # never an unresumable one
+        assert f"{part}.state" in left, left  # its state says how to go on
+        assert (small_disk / part).stat().st_size > 0, left
+    # What is left of the disk goes to the next download.
+    async with Downloader(dest=small_disk, retry=FAST) as dl:
+        last = await dl.download(faults.url("/f/after.bin", size=100_000))
+    assert last.ok, (last.error, left)
+    assert (small_disk / "after.bin").read_bytes() == faults.content("/f/after.bin", 100_000)
+
+
 # --- names at the limit, names that hide text -------------------------------------------------
 
 

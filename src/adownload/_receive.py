@@ -9,7 +9,6 @@ discards the bytes on hand; any other failure keeps a resumable part (`Target.ke
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Protocol
 
@@ -26,7 +25,7 @@ from ._plan import segments_for
 from ._segmented import Engine, Segmented
 from ._segments import Layout
 from ._settings import Settings
-from ._sinks import FileSink, Sink
+from ._sinks import FileSink, Sink, close_quietly
 from ._state import PartState
 from ._stream import Meter, Span, stream_body
 from ._util import IdleTimeout, redact
@@ -94,11 +93,12 @@ class Receiver:
                 await self._segmented(answer, body, file_sink, plan, offset, length, segments, idle)
             else:
                 await self._stream(answer, body, file_sink, plan, offset, length, idle)
+            # Inside: the last writes land only now, and a full disk may refuse them too.
+            await self.close(file_sink)
         except BaseException as exc:
             await close_quietly(file_sink)
             target.keep_or_discard(exc, None if self.layout is None else self.layout.ranges())
             raise
-        await self.close(file_sink)
         if segments is None and owner.request.pieces is not None and length is not None:
             await self._check_every_piece(length)
 
@@ -302,8 +302,3 @@ async def _truncate(sink: Sink, url: str) -> None:
         )
     await truncate(0)
 
-
-async def close_quietly(sink: Sink) -> None:
-    # The error that got us here matters more than one from closing.
-    with contextlib.suppress(Exception):
-        await sink.close()

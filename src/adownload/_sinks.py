@@ -13,6 +13,7 @@ request with `Request(url, sink=...)`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Generator
@@ -348,3 +349,10 @@ class MemorySink:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+async def close_quietly(sink: Sink) -> None:
+    """Close `sink` after a failure: the error that got us here matters more than one from
+    closing."""
+    with contextlib.suppress(Exception):
+        await sink.close()

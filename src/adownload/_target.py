@@ -11,7 +11,6 @@ it). The exchange with the server is `Transfer`'s.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import stat
@@ -34,7 +33,7 @@ from ._exceptions import (
 from ._existing import Skipped
 from ._models import Request
 from ._settings import Settings
-from ._sinks import FileSink, Sink
+from ._sinks import FileSink, Sink, close_quietly
 from ._state import PartState
 from ._verify import Hashes
 
@@ -209,7 +208,12 @@ class Target:
                 self.ensure_directory(part.parent)
                 sink = await writer(part, existing=False)
             self.part_ours = True
-            marked = _files.mark_part(sink.fileno() if isinstance(sink, FileSink) else part)
+            try:
+                marked = _files.mark_part(sink.fileno() if isinstance(sink, FileSink) else part)
+            except BaseException:
+                await close_quietly(sink)
+                self.discard()  # created, never written: an empty part helps no one
+                raise
         except _files.SpecialFileError as exc:
             raise self._special(exc.kind, part) from None
         except DownloadError:
@@ -224,8 +228,8 @@ class Target:
             try:
                 self.save_state()
             except BaseException:
-                with contextlib.suppress(Exception):
-                    await sink.close()
+                await close_quietly(sink)
+                self.discard()  # created, never written: an empty part helps no one
                 raise
             if not self.state.resumable:
                 self.state = None

@@ -41,9 +41,10 @@ from ._exceptions import (
 from ._existing import Skipped
 from ._models import Outcome, Request, check_credentials
 from ._plan import Judgement, Next, judge, plan_for
-from ._receive import Receiver, close_quietly, validators_of
+from ._receive import Receiver, validators_of
 from ._retry import StartOver, with_retries
 from ._settings import Settings
+from ._sinks import close_quietly
 from ._stream import read_watchdog
 from ._target import Target
 from ._util import IdleTimeout, redact, same_origin
