@@ -294,7 +294,6 @@ class ScriptedFtp:
             while not accepted.empty():  # data connections that no RETR took
                 accepted.get_nowait()[1].close()
 
-
     @staticmethod
     async def _flood(writer: asyncio.StreamWriter) -> None:
         """Continuation lines of one reply that never ends, for at most 30 s (bounded: the

@@ -306,6 +306,34 @@ async def test_a_throttling_server_gets_far_fewer_requests_it_refuses(
     assert adaptive_load.requests < fixed.requests  # fewer wasted requests: no slower
 
 
+@pytest.mark.parametrize("retry_after", [None, "1"], ids=["no-retry-after", "retry-after"])
+async def test_worker_processes_are_as_polite_as_one_process(
+    tmp_path: Path, retry_after: str | None
+) -> None:
+    # Two workers, each with half of the host's budget and a gate of its own: a cut one of
+    # them hears is passed to the other, so the server sees one client slow down.
+    from adownload.workers import ProcessRunner
+
+    seen: dict[bool, Load] = {}
+    for adaptive in (False, True):
+        async with _serve(_throttling(4, retry_after)) as site:
+            dest = tmp_path / str(adaptive)
+            runner = ProcessRunner(
+                2, dest=dest, retry=PATIENT,
+                limits=Limits(max_transfers=16, max_per_host=16, adaptive=adaptive),
+            )  # fmt: skip
+            outcomes = await runner.download_many(f"{site.base}/f{i:03d}.bin" for i in range(300))
+            assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
+            for o in outcomes:
+                assert o.path is not None
+                assert o.path.read_bytes() == payload(o.path.name, 16 << 10)
+            assert sorted(p.name for p in dest.iterdir()) == [f"f{i:03d}.bin" for i in range(300)]
+            seen[adaptive] = site.load
+    fixed, adaptive_load = seen[False], seen[True]
+    assert fixed.refused >= 20
+    assert adaptive_load.refused * 4 <= fixed.refused, (adaptive_load, fixed)
+
+
 def _capped(size: int, rate: int) -> Callable[[Load], Handler]:
     """One file of `size` bytes with ranges and an ETag, each response paced to `rate` B/s."""
 
@@ -370,6 +398,21 @@ async def test_several_segmented_files_under_adaptive_limits_all_arrive(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == names
     for name in names:
         assert (tmp_path / name).read_bytes() == payload("capped", size)
+
+
+def test_a_cut_heard_from_another_process_cuts_once_a_burst_and_pauses() -> None:
+    gate, clock, changes = _gate()
+    gate.limit = start = 8  # as if it had grown
+    gate.heard("HTTP 429", 2.0)
+    assert gate.limit == max(1, int(start * CUT + 0.5))
+    assert changes[-1][2] == "HTTP 429, in another process"
+    assert gate.pause_left() == 2.0
+    gate.heard("HTTP 429", 0.0)  # the same burst, heard twice
+    assert len(changes) == 1
+    clock.now += WINDOW
+    gate.heard("HTTP 503", 0.0)
+    assert len(changes) == 2
+    assert gate.pause_left() == pytest.approx(2.0 - WINDOW)
 
 
 def _crowded(load: Load) -> Handler:

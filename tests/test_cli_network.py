@@ -216,7 +216,7 @@ def test_a_netrc_file_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
     netrc.write_bytes(b"machine 127.0.0.1 login u password s3cret\n# caf\xe9\n")
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a.bin").write_bytes(b"mine")
-    for args in (["--netrc-file", netrc], []):
+    for args in (["--netrc-file", str(netrc)], []):
         result = run_cli(
             *args, "http://127.0.0.1:9/a.bin", "-d", tmp_path / "d", cwd=tmp_path,
             env={"NETRC": str(netrc)},

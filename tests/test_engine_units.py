@@ -27,12 +27,11 @@ from adownload import (
     Timeout,
 )
 from adownload._answer import Answer, Plan, Verdict
-from adownload._exceptions import FTPReplyError, IncompleteBodyError, StorageError
+from adownload._exceptions import ConnectError, FTPReplyError, IncompleteBodyError, StorageError
 from adownload._ftp_client import mdtm_date
 from adownload._ftp_list import plain_name
 from adownload._options import Options
 from adownload._plan import Next, judge, layout_for, plan_for, segments_for
-from adownload._exceptions import ConnectError
 from adownload._retry import retryable, with_retries
 from adownload._state import PartState
 

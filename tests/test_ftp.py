@@ -154,7 +154,9 @@ async def test_a_body_longer_than_the_size_the_server_gave_is_never_saved(
     assert isinstance(outcome.error, RemoteProtocolError)
     assert not (dest / "a.bin").exists()
     assert outcome.attempts == FAST.attempts
-    assert all(not name.startswith("a.bin") or name.startswith("a.bin.part") for name in listing(dest))
+    assert all(
+        not name.startswith("a.bin") or name.startswith("a.bin.part") for name in listing(dest)
+    )
 
 
 async def test_kill_9_then_a_rerun_continues_with_rest(dest: Path, tmp_path: Path) -> None:

@@ -134,7 +134,7 @@ async def test_a_worker_that_dies_fails_its_downloads_and_the_others_go_on(
     async def items() -> AsyncIterator[str]:
         yield stalled
         await asyncio.wait_for(server.stats.started_event("/stall/big.bin").wait(), 30)
-        os.kill(runner.pids[route(Request(stalled), 2)], signal.SIGKILL)
+        os.kill(runner.pids[route(Request(stalled), 2, str(tmp_path))], signal.SIGKILL)
         for _ in range(300):  # until the runner has seen it go (bounded: 30 s)
             if len(runner.pids) == 1:
                 break

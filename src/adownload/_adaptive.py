@@ -55,6 +55,8 @@ HOLD = 10.0
 #: Idle hosts whose learnt limits are kept.
 KEEP = 4096
 
+#: The end of the reason of a cut heard from another process (never passed on again).
+RELAYED = ", in another process"
 #: HTTP statuses that say "fewer requests, please" (for FTP: the reply 421).
 THROTTLING = frozenset({429, 503})
 
@@ -224,6 +226,22 @@ class HostGate:
             self._cut(reason)
         self._wake()
         return True
+
+    def heard(self, reason: str, pause: float) -> None:
+        """Another process with a share of this host's budget (a worker of the same run) was
+        told to slow down (`reason`, and a `Retry-After` of `pause` seconds): cut and pause as
+        if told here, so the host sees the run as one client. One cut per burst, whichever
+        process heard it first."""
+        now = self._clock()
+        if pause > 0:
+            self._pause(now, min(pause, self._max_pause))
+        if now - self._cut_at >= WINDOW:
+            self._cut(f"{reason}{RELAYED}")
+        self._wake()
+
+    def pause_left(self) -> float:
+        """Seconds until no `Retry-After` pause holds this host."""
+        return max(0.0, self.paused_until - self._clock())
 
     def now(self) -> float:
         return self._clock()

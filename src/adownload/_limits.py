@@ -222,6 +222,14 @@ class Limiter:
             return None
         return self._gate((url.scheme, url.host, url.port))
 
+    def heard(self, origin: str, reason: str, pause: float) -> None:
+        """Another process sharing the host `origin` (`http://host:port`) was told to slow
+        down: its gate here cuts too (see `HostGate.heard`). Nothing without adaptive limits."""
+        if self._gates is None:
+            return
+        url = URL(origin)
+        self._gate((url.scheme, url.host, url.port)).heard(reason, pause)
+
     def host_limits(self) -> dict[str, HostLimit]:
         """What adaptive concurrency learnt per host, by origin (`http://host:port`)."""
         if self._gates is None:

@@ -173,6 +173,13 @@ class Run:
         self._inbox.put_nowait(None)  # wake the loop: it may be waiting for nothing now
 
     def _wire_event(self, worker: _Process, wire: list[Any]) -> None:
+        if wire[0] == "cut":  # one worker was told to slow down: so are the others
+            message = _wire.frame({"cut": tuple(wire[2:])})
+            for other in self._processes:
+                if other is not worker and other.alive:
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        other.stdin.write(message)
+            return
         index = wire[1]
         request = worker.in_hand.get(index)
         if request is None:

@@ -20,9 +20,13 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
+from yarl import URL
+
 from . import _loop, _wire
+from ._adaptive import RELAYED
 from ._downloader import Downloader
 from ._events import Event, Finished, HostLimitChanged
+from ._limits import Limiter
 from ._models import Request
 
 #: Seconds between two batches of events.
@@ -39,6 +43,7 @@ class _Worker:
         self._name = f"process {os.getpid()}"
         self._index: dict[int, int] = {}  # id(request) -> index in the caller's input
         self._pending: list[list[Any]] = []
+        self._limiter: Limiter | None = None  # the downloader's, once it is open
 
     async def run(self, reader: asyncio.StreamReader, dest: str, options: dict[str, Any]) -> None:
         queue: asyncio.Queue[tuple[int, Request] | None] = asyncio.Queue()
@@ -49,6 +54,7 @@ class _Worker:
                 Downloader(dest=dest, on_event=self._event, **options) as dl,
                 contextlib.aclosing(dl.as_completed(self._requests(queue))) as outcomes,
             ):
+                self._limiter = dl._open_settings().limiter
                 async for outcome in outcomes:
                     assert outcome.request is not None
                     index = self._index.pop(id(outcome.request))
@@ -75,6 +81,10 @@ class _Worker:
     ) -> None:
         try:
             while (batch := await _wire.read_frame(reader)) is not None:
+                if isinstance(batch, dict):  # a cut another worker heard: its host is ours too
+                    if self._limiter is not None:
+                        self._limiter.heard(*batch["cut"])
+                    continue
                 for entry in batch:
                     queue.put_nowait(entry)
         except EOFError:
@@ -82,14 +92,26 @@ class _Worker:
         queue.put_nowait(None)
 
     def _event(self, event: Event) -> None:
-        if not self._events or isinstance(event, HostLimitChanged | Finished):
-            return  # outcomes go with as_completed; the limit of a share is this process's own
+        if isinstance(event, HostLimitChanged):
+            self._tell_cut(event)
+            return  # the limit of a share is this process's own
+        if not self._events or isinstance(event, Finished):
+            return  # outcomes go with as_completed
         index = None if event.request is None else self._index.get(id(event.request))
         if index is None:
             return
         wire = _wire.encode(event, index, self._name)
         if wire is not None:
             self._pending.append(wire)
+
+    def _tell_cut(self, event: HostLimitChanged) -> None:
+        """A cut this process heard itself goes to the caller, which tells the other workers:
+        they share the host, and it must see the run slow down as one client would."""
+        if event.limit >= event.previous or event.reason.endswith(RELAYED):
+            return
+        gate = None if self._limiter is None else self._limiter.gate(URL(event.url))
+        pause = 0.0 if gate is None else gate.pause_left()
+        self._pending.append(["cut", None, event.url, event.reason, pause])
 
     async def _send_forever(self) -> None:
         while True:

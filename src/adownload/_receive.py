@@ -301,4 +301,3 @@ async def _truncate(sink: Sink, url: str) -> None:
             url=url,
         )
     await truncate(0)
-
