@@ -21,7 +21,7 @@ from typing import Protocol
 
 from yarl import URL
 
-from ._util import IdleTimeout
+from ._util import IdleTimeout, whole_number
 from ._verify import Expected
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
@@ -171,8 +171,9 @@ def retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    seconds = whole_number(value)
+    if seconds is not None:
+        return float(seconds)
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -36,6 +36,7 @@ from ._config import Segments
 from ._exceptions import InvalidRequestError
 from ._files import descend
 from ._models import Request
+from ._util import whole_number
 from ._verify import parse_checksum
 
 __all__ = ["KNOWN_KEYS", "Entry", "EntryParser", "InputReader", "RejectedEntry", "request_for"]
@@ -173,9 +174,10 @@ def _header(value: str) -> tuple[str, str]:
 
 
 def _split(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
+    number = whole_number(value)
+    if number is None or number < 1:
         raise ValueError(f"split= takes a whole number of 1 or more, not {value!r}")
-    return int(value)
+    return number
 
 
 def parse_lines(lines: Iterable[bytes]) -> Iterator[Entry]:

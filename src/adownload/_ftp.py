@@ -43,7 +43,7 @@ from ._ftp_client import (
 )
 from ._network import Network, check_ftp_route
 from ._options import Options
-from ._util import IdleTimeout, redact
+from ._util import IdleTimeout, redact, whole_number
 
 log = logging.getLogger("adownload")
 
@@ -259,9 +259,7 @@ async def _facts(control: Control, path: str, url: str) -> tuple[int | None, str
                         f"{redact(url)} names a directory, not a file", url=url
                     )
                 raw = str(entry.get("size", ""))
-                return (int(raw) if raw.isdigit() else None), mdtm_date(
-                    str(entry.get("modify", ""))
-                )
+                return whole_number(raw), mdtm_date(str(entry.get("modify", "")))
     return await _size(client, path), await _modified(client, path)
 
 
@@ -273,7 +271,7 @@ async def _size(client: Client, path: str) -> int | None:
             raise  # no such file
         return None  # SIZE not supported, or not for this file
     text = info[-1].strip()
-    return int(text) if text.isdigit() else None
+    return whole_number(text)
 
 
 async def _modified(client: Client, path: str) -> str | None:

@@ -31,7 +31,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._settings import Settings
-from ._util import redact
+from ._util import redact, whole_number
 
 #: Bytes asked of the data connection per read, and its buffer (asyncio's default is 64 KiB).
 CHUNK = 1 << 20
@@ -68,14 +68,14 @@ class Client(aioftp.Client):
         deadline = None if self.reply_seconds is None else loop.time() + self.reply_seconds
         code, rest = await self.parse_line()
         info, size, current = [rest], len(rest), code
-        while rest.startswith("-") or not current.isdigit():
+        while rest.startswith("-") or whole_number(current) is None:
             if size > MAX_REPLY:
                 raise ValueError(f"a reply over {MAX_REPLY >> 10} KiB that does not end")
             if deadline is not None and loop.time() > deadline:
                 raise TimeoutError
             current, rest = await self.parse_line()
             size += len(current) + len(rest)
-            if current.isdigit():
+            if whole_number(current) is not None:
                 info.append(rest)
                 if current != code:
                     raise aioftp.StatusCodeError(code, current, info)
@@ -335,7 +335,7 @@ def reply(exc: aioftp.StatusCodeError) -> tuple[int, str]:
     """The code and text of the reply an error is about."""
     code = str(exc.received_codes[-1])
     text = " ".join(line.strip() for line in exc.info).strip()
-    return (int(code) if code.isdigit() else 0), text
+    return whole_number(code) or 0, text
 
 
 def went_away(exc: BaseException) -> bool:

@@ -22,7 +22,7 @@ from ._ftp_client import Client, mdtm_date, pool_of, translate_ftp_errors
 from ._network import check_ftp_route
 from ._settings import Settings
 from ._stream import read_watchdog
-from ._util import redact
+from ._util import redact, whole_number
 
 #: A listing larger than this is not a listing.
 MAX_LISTING_BYTES = 32 << 20
@@ -113,7 +113,7 @@ def _entry(line: bytes, parse: Callable[[bytes], tuple[PurePosixPath, Any]]) -> 
     if kind not in ("file", "dir") or "link_dst" in info or line[:1] == b"l":
         return None  # cdir, pdir, devices, and links, which are never followed
     raw = str(info.get("size", ""))
-    size = int(raw) if raw.isdigit() else None
+    size = whole_number(raw)
     modified = mdtm_date(str(info.get("modify", "")))
     return Entry(name, kind == "dir", size, modified)
 

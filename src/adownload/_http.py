@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 
 import aiohttp
+from aiohttp import hdrs
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -35,7 +36,7 @@ from ._exceptions import (
 from ._http_auth import Credentials, without_credentials
 from ._network import Network
 from ._options import Options
-from ._util import IdleTimeout, redact, same_origin
+from ._util import IdleTimeout, redact, same_origin, whole_number
 from ._verify import Expected, parse_digest_fields, parse_legacy_digest
 
 log = logging.getLogger("adownload")
@@ -382,8 +383,8 @@ def duplicates(links: Iterable[Mapping[str, str | URL]]) -> tuple[URL, ...]:
             continue
         if url.raw_user is not None or url.raw_password is not None:
             continue  # a server does not hand out logins for its mirrors
-        pri = str(link.get("pri", ""))
-        priority = int(pri) if pri.isdigit() and 0 < int(pri) < 1_000_000 else 999_999
+        pri = whole_number(str(link.get("pri", "")))
+        priority = pri if pri is not None and 0 < pri < 1_000_000 else 999_999
         ranked.append((priority, position, url.with_fragment(None)))
     ranked.sort(key=lambda entry: entry[:2])
     return tuple(url for _, _, url in ranked[:MAX_DUPLICATES])
@@ -442,13 +443,28 @@ def _check_framing(response: aiohttp.ClientResponse, url: str) -> None:
 
 def _name_from_response(response: aiohttp.ClientResponse) -> str | None:
     """The safe file name a Content-Disposition header proposes, if any."""
+    return name_from_disposition(response.headers.get(hdrs.CONTENT_DISPOSITION))
+
+
+def name_from_disposition(header: str | None) -> str | None:
+    """The safe file name a Content-Disposition header value proposes (aiohttp's parser, as
+    `ClientResponse.content_disposition` reads it, then `safe_filename`), or None.
+
+    >>> name_from_disposition('attachment; filename="../../etc/passwd"')
+    'passwd'
+    """
+    if header is None:
+        return None
+    from aiohttp import multipart
+
     with warnings.catch_warnings():
         # aiohttp warns about malformed headers; a stranger's header is no reason to warn.
         warnings.simplefilter("ignore")
-        disposition = response.content_disposition
-    if disposition is None or not disposition.filename:
+        _, params = multipart.parse_content_disposition(header)
+        filename = multipart.content_disposition_filename(params)
+    if not filename:
         return None
-    return _files.safe_filename(disposition.filename)
+    return _files.safe_filename(filename)
 
 
 def merge_headers(*layers: Mapping[str, str] | None) -> CIMultiDict[str]:

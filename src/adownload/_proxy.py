@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from yarl import URL
 
 from ._exceptions import InvalidRequestError
-from ._util import redact
+from ._util import redact, whole_number
 
 #: The proxy schemes understood, and the port each takes when the URL names none: 1080, as
 #: curl assumes for every kind but https, whose proxies listen for TLS on 443.
@@ -97,6 +97,7 @@ def parse_proxy(value: object, *, where: str = "proxy") -> Proxy:
     try:
         url = URL(text)
         port = url.port  # a port that is not a number fails here
+        host = url.host  # and a host yarl cannot normalize ('<') here
     except (ValueError, TypeError):
         raise InvalidRequestError(f"malformed {where} URL {shown!r}", url=None) from None
     scheme = url.scheme.lower()
@@ -105,7 +106,7 @@ def parse_proxy(value: object, *, where: str = "proxy") -> Proxy:
         raise InvalidRequestError(
             f"unsupported {where} scheme {url.scheme!r} in {shown!r} (known: {known})", url=None
         )
-    if not url.host:
+    if not host:
         raise InvalidRequestError(f"{where} URL has no host: {shown!r}", url=None)
     if url.path not in ("", "/") or url.query_string or url.fragment:
         raise InvalidRequestError(
@@ -113,7 +114,10 @@ def parse_proxy(value: object, *, where: str = "proxy") -> Proxy:
         )
     if url.explicit_port is None:
         port = _DEFAULT_PORTS[scheme]
-    bare = URL.build(scheme=scheme, host=url.host, port=port)
+    try:
+        bare = URL.build(scheme=scheme, host=host, port=port)
+    except ValueError:  # a host yarl takes apart but will not build ('<')
+        raise InvalidRequestError(f"malformed {where} URL {shown!r}", url=None) from None
     return Proxy(bare, url.user, url.password)
 
 
@@ -156,7 +160,7 @@ class NoProxy:
             except ValueError:
                 pass
             name, _, port = entry.rpartition(":")
-            if name and port.isdigit():
+            if name and whole_number(port, digits=5) is not None:
                 entry = name
             names.append(entry.strip(".").rstrip("."))
         return cls(names=tuple(n for n in names if n), networks=tuple(networks))

@@ -33,6 +33,20 @@ async def wait_through_cancellation(fut: asyncio.Future[Any]) -> None:
 _USERINFO = re.compile(r"//[^/?#\s]*@")
 
 
+def whole_number(text: str, *, digits: int = 20) -> int | None:
+    """`text`, spaces around it aside, as a whole number of at most `digits` ASCII digits;
+    None for anything else. (`str.isdigit` alone takes "²", which `int` refuses, and "٣",
+    which it reads as 3: a stranger's header must be neither a crash nor another number.)
+
+    >>> whole_number(" 42 "), whole_number("\u00b2"), whole_number("-1"), whole_number("1e3")
+    (42, None, None, None)
+    """
+    text = text.strip()
+    if not text or len(text) > digits or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def redact(text: str | URL) -> str:
     """`text` (a URL, or a message that holds URLs) without userinfo, which may hold a password.
 

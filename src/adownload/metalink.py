@@ -31,7 +31,7 @@ from ._exceptions import InvalidRequestError
 from ._files import safe_filename
 from ._models import Request, parse_url
 from ._pieces import Pieces
-from ._util import redact
+from ._util import redact, whole_number
 from ._verify import hash_name, parse_checksum
 
 if TYPE_CHECKING:
@@ -278,14 +278,7 @@ def _urls(texts: Iterable[str]) -> Iterable[str]:
 
 
 def _number(raw: str | None) -> int | None:
-    """`raw` as a whole number of at most 20 ASCII digits, or None. (`str.isdigit` alone would
-    take `²` or `٣`, which `int` then refuses or reads as another number.)"""
-    if raw is None:
-        return None
-    text = raw.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 20:
-        return None
-    return int(text)
+    return None if raw is None else whole_number(raw)
 
 
 def _priority(raw: str | None, what: str) -> int:
