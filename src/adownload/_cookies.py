@@ -11,19 +11,26 @@ takes any such file and names the line of a bad one.
 from __future__ import annotations
 
 import contextlib
+import functools
+import ipaddress
 import logging
 import os
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from email.utils import formatdate
 from http.cookies import CookieError, Morsel, SimpleCookie
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import aiohttp
+from aiohttp.typedefs import LooseCookies
 from yarl import URL
 
 from ._exceptions import InvalidRequestError, StorageError
+
+if TYPE_CHECKING:
+    from publicsuffixlist import PublicSuffixList
 
 log = logging.getLogger("adownload")
 
@@ -36,8 +43,64 @@ MAX_EXPIRY = 253_402_300_799
 def new_jar() -> aiohttp.CookieJar:
     """A jar that also keeps the cookies of hosts named by IP address (aiohttp's default jar
     drops them: a browser's rule, which a downloader pointed at 127.0.0.1 or a LAN box does not
-    want)."""
-    return aiohttp.CookieJar(unsafe=True)
+    want), and refuses a cookie for a public suffix (see `Jar`)."""
+    return Jar(unsafe=True)
+
+
+_NO_URL = URL()
+
+
+class Jar(aiohttp.CookieJar):
+    """aiohttp's jar, without supercookies: a cookie whose `Domain` is a public suffix (`com`,
+    `co.uk`, `github.io`, in any case: curl's CVE-2023-46218 was a mixed-case one) is refused,
+    as browsers and curl refuse it (RFC 6265, section 5.3, step 5), unless that suffix is the
+    host itself, which then keeps it as its own. aiohttp checks only that the domain matches
+    the host, so evil.example.com could set a cookie that bank.com would be sent."""
+
+    def update_cookies(self, cookies: LooseCookies, response_url: URL = _NO_URL) -> None:
+        super().update_cookies(_no_supercookies(cookies, response_url), response_url)
+
+    def update_cookies_from_headers(self, headers: Sequence[str], response_url: URL) -> None:
+        parsed: SimpleCookie = SimpleCookie()
+        for header in headers:
+            with contextlib.suppress(CookieError):
+                parsed.load(header)
+        self.update_cookies(parsed, response_url)
+
+
+def _no_supercookies(cookies: LooseCookies, origin: URL) -> list[tuple[str, Any]]:
+    host = (origin.host or "").lower()
+    items = cookies.items() if isinstance(cookies, Mapping) else cookies
+    kept: list[tuple[str, Any]] = []
+    for name, value in items:
+        if isinstance(value, Morsel):
+            domain = str(value.get("domain", "")).strip().lstrip(".").lower()
+            if domain and not _is_ip(host) and _public_suffixes().is_public(domain):
+                if domain != host:
+                    log.info(
+                        "refused the cookie %r of %s for the public suffix %r", name, host, domain
+                    )
+                    continue
+                value = value.copy()
+                value["domain"] = ""  # the suffix's own host: a cookie of that host alone
+        kept.append((name, value))
+    return kept
+
+
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    # Imported and read (about 60 ms) once, when a cookie first names a domain.
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 #: A cookie read from a file: the morsel, and the URL it is as if set by.
