@@ -61,6 +61,13 @@ settings.register_profile(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+settings.register_profile(
+    "medium",
+    max_examples=5_000,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.load_profile(os.environ.get("ADOWNLOAD_FUZZ", "quick"))
 
 # Text as strangers write it: any character, and the ones parsers stumble on, more often.
@@ -92,6 +99,19 @@ def is_safe_name(name: str) -> bool:
 def test_content_disposition_gives_a_safe_name_or_none(header: str) -> None:
     name = name_from_disposition(header)
     assert name is None or is_safe_name(name), name
+
+
+@given(text)
+def test_a_safe_name_is_its_own_safe_name(name: str) -> None:
+    safe = safe_filename(name)
+    assert safe_filename(safe) == safe
+    assert is_safe_name(safe) or safe == "download"
+
+
+@pytest.mark.parametrize(("name", "safe"), [("A\x1f:", "download"), ("A:.", "download"),
+                                            ("b\x00:x", "x"), (" .C:.a", "a")])  # fmt: skip
+def test_a_drive_a_control_character_hid_is_still_a_drive(name: str, safe: str) -> None:
+    assert safe_filename(name) == safe
 
 
 @given(st.one_of(text, text.map(lambda path: "http://127.0.0.1/" + path)))

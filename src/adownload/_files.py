@@ -66,12 +66,19 @@ def safe_filename(name: str, *, fallback: str = FALLBACK_NAME) -> str:
     """
     name = unicodedata.normalize("NFC", name)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _DRIVE.sub("", name)
-    name = _UNSAFE_CHARS.sub("", name)
-    name = name.strip(" .").lstrip(".")
-    if _WINDOWS_RESERVED.match(name):
-        name = "_" + name
-    name = _truncate(name)
+    # Each step can uncover what an earlier one looks for ("A\x1f:" is a drive once the
+    # control character goes, "A:." once the dot goes), so they run until nothing changes:
+    # the result is its own safe name. Every round but the one that adds "_" shortens it.
+    while True:
+        reduced = _DRIVE.sub("", name)
+        reduced = _UNSAFE_CHARS.sub("", reduced)
+        reduced = reduced.strip(" .").lstrip(".")
+        if _WINDOWS_RESERVED.match(reduced):
+            reduced = "_" + reduced
+        reduced = _truncate(reduced)
+        if reduced == name:
+            break
+        name = reduced
     return name or fallback
 
 

@@ -296,6 +296,9 @@ class Target:
             state.sparse = True
         elif not state.sparse:
             state.ranges = [(0, self.bytes_on_hand())]
+        if not any(end > start for start, end in state.ranges):
+            self.discard()  # nothing written: nothing to resume, and a file in the way
+            return
         try:
             self.save_state()
         except StorageError:
