@@ -317,7 +317,8 @@ class LinesReporter(Reporter):
         if self.tally.spider:
             self.out.line(f"found {outcome.url} ({found(outcome)})")
         elif outcome.skipped:
-            why = "not modified" if outcome.status == 304 else "already there"
+            # A skip after an answer: 304, or a 200 whose copy is not newer (-N).
+            why = "not modified" if outcome.status in (200, 304) else "already there"
             self.out.line(f"skipped {outcome.path} ({why})")
         elif outcome.path is None:
             self.out.line(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
 from yarl import URL
 
@@ -44,6 +45,28 @@ def plan_for(url: URL, state: PartState | None, *, have: int, ranges: bool) -> P
         last = length - 1
         return Plan(url, last, probe=True, stop=last, if_range=if_range, length=length)
     return Plan(url, have, if_range=if_range, length=length)
+
+
+def newer(last_modified: str | None, since: str) -> bool:
+    """Whether a server's copy with `last_modified` (an HTTP date; None: not said) is newer
+    than the local one of `since`: what wget -N and curl -z decide themselves when a server
+    answers 200 to If-Modified-Since anyway (nginx's default `if_modified_since exact` does
+    unless the dates are equal). Without a date to compare, it may be: fetched.
+
+    >>> newer("Tue, 01 Dec 2026 10:00:00 GMT", "Tue, 01 Dec 2026 10:00:00 GMT")
+    False
+    >>> newer("Wed, 02 Dec 2026 10:00:00 GMT", "Tue, 01 Dec 2026 10:00:00 GMT")
+    True
+    """
+    if last_modified is None:
+        return True
+    try:
+        theirs, ours = parsedate_to_datetime(last_modified), parsedate_to_datetime(since)
+    except (TypeError, ValueError, IndexError):
+        return True
+    if theirs.tzinfo is None or ours.tzinfo is None:
+        return True
+    return theirs > ours
 
 
 class Next(enum.Enum):

@@ -40,7 +40,7 @@ from ._exceptions import (
 )
 from ._existing import Skipped
 from ._models import Outcome, Request, check_credentials
-from ._plan import Judgement, Next, judge, plan_for
+from ._plan import Judgement, Next, judge, newer, plan_for
 from ._receive import Receiver, validators_of
 from ._retry import StartOver, with_retries
 from ._settings import Settings
@@ -262,9 +262,21 @@ class Transfer:
             # As wget -N: the file takes the server's time, which the next run sends back.
             _files.set_modified(path, self.last_modified)
 
+    def _asked_since(self) -> str | None:
+        """The request's own If-Modified-Since (a mirror's, or a caller's), when it is the only
+        condition: with If-None-Match too, a 200 says the ETag changed."""
+        headers = self.request.headers
+        if not headers:
+            return None
+        names = {name.lower(): value for name, value in headers.items()}
+        if "if-none-match" in names:
+            return None
+        return names.get("if-modified-since")
+
     def _not_modified(self, plan: Plan) -> None:
-        """A 304: the file here is current, so a `.part` of ours is stale; with
-        `Existing.NEWER` (which asked for it) the download is skipped."""
+        """A 304 (or, under `Existing.NEWER`, a copy that is not newer): the file here is
+        current, so a `.part` of ours is stale; with `Existing.NEWER` (which asked for it) the
+        download is skipped."""
         self.target.discard()
         if plan.if_modified_since is not None and self.target.path is not None:
             raise Skipped(self.target.path)
@@ -294,14 +306,25 @@ class Transfer:
         self.status = answer.status
         self.final_url = redact(str(answer.final_url))
         self.etag, self.last_modified = answer.etag, answer.last_modified
+        fresh = answer.verdict is Verdict.WHOLE
+        since = plan.if_modified_since or self._asked_since()
+        if since is not None and fresh and not newer(answer.last_modified, since):
+            # A 200 all the same (nginx's default `if_modified_since exact` answers so unless
+            # the dates are equal): the copy here stands, as wget -N and curl -z decide.
+            self._not_modified(plan)
+            raise HTTPStatusError(
+                f"{self.url} is not newer than {since}: not modified",
+                url=self.url,
+                status=304,
+                reason="Not Modified (by date)",
+            )
         offset, length = self._judge(answer, plan)
         self._check_length(answer, length)
         if offset is None:
             await self._finish_complete()
             return
-        # A whole body, not the continuation of bytes on hand (a partial answer may start at
-        # 0: the first hole of a segmented part).
-        fresh = answer.verdict is Verdict.WHOLE
+        # `fresh`: a whole body, not the continuation of bytes on hand (a partial answer may
+        # start at 0: the first hole of a segmented part).
         if self.request.sink is None and self.target.part is None:
             # Content-Disposition naming: the target is known only now.
             name = answer.name or _files.name_from_url(self.request.parsed_url)

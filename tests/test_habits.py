@@ -1,0 +1,68 @@
+"""As users type it, round 3: what wget, curl, aria2c and pooch users expect, against servers
+no one on this project wrote (a real nginx here) and through the console script."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .cli_support import run_cli
+from .nginx_server import Nginx, nginx  # noqa: F401 (the fixture)
+from .support import listing
+
+OLD = 1_767_225_600  # 2026-01-01 00:00:00 UTC: the server's copy
+
+
+def _serve_file(server: Nginx, name: str, data: bytes) -> None:
+    path = server.root / name
+    path.write_bytes(data)
+    os.utime(path, (OLD, OLD))
+
+
+def test_timestamping_keeps_a_local_copy_newer_than_nginxs(
+    nginx: Nginx,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # nginx's default `if_modified_since exact` answers 200 unless the dates are equal: the
+    # command must compare Last-Modified itself, as wget -N and curl -z do.
+    _serve_file(nginx, "a.zip", b"the server's copy")
+    work = tmp_path / "work"
+    work.mkdir()
+    mine = work / "a.zip"
+    mine.write_bytes(b"mine, newer")  # touched now
+    newer = run_cli("-N", "-o", "a.zip", nginx.url("/a.zip"), cwd=work)
+    assert newer.returncode == 0, newer.stderr
+    assert "skipped" in newer.stdout
+    assert "not modified" in newer.stdout
+    assert mine.read_bytes() == b"mine, newer"
+    assert listing(work) == ["a.zip"]
+    # An older local copy is replaced, and takes the server's time.
+    os.utime(mine, (OLD - 86_400, OLD - 86_400))
+    older = run_cli("-N", "-o", "a.zip", nginx.url("/a.zip"), cwd=work)
+    assert older.returncode == 0, older.stderr
+    assert "saved" in older.stdout
+    assert mine.read_bytes() == b"the server's copy"
+    assert int(mine.stat().st_mtime) == OLD
+    # The same date: nginx answers 304 itself.
+    again = run_cli("-N", "-o", "a.zip", nginx.url("/a.zip"), cwd=work)
+    assert again.returncode == 0, again.stderr
+    assert "not modified" in again.stdout
+    assert listing(work) == ["a.zip"]
+
+
+def test_a_mirror_keeps_a_hand_placed_file_newer_than_nginxs(
+    nginx: Nginx,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    _serve_file(nginx, "a.txt", b"upstream a\n")
+    _serve_file(nginx, "b.txt", b"upstream b\n")
+    dest = tmp_path / "mirror"
+    dest.mkdir()
+    (dest / "a.txt").write_bytes(b"placed here, newer\n")
+    result = run_cli("mirror", nginx.url("/html/"), dest, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (dest / "a.txt").read_bytes() == b"placed here, newer\n"
+    assert (dest / "b.txt").read_bytes() == b"upstream b\n"
+    again = run_cli("mirror", nginx.url("/html/"), dest, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "0 new" in again.stdout + again.stderr
