@@ -3,12 +3,16 @@ no one on this project wrote (a real nginx here) and through the console script.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+from aiohttp import web
 
 from .cli_support import run_cli
 from .nginx_server import Nginx, nginx  # noqa: F401 (the fixture)
-from .support import listing
+from .support import listing, serve_app
 
 OLD = 1_767_225_600  # 2026-01-01 00:00:00 UTC: the server's copy
 
@@ -66,3 +70,57 @@ def test_a_mirror_keeps_a_hand_placed_file_newer_than_nginxs(
     again = run_cli("mirror", nginx.url("/html/"), dest, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "0 new" in again.stdout + again.stderr
+
+
+def test_a_mirror_of_a_file_url_mirrors_that_one_file(
+    nginx: Nginx,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(3 << 20)
+    _serve_file(nginx, "python-docs.zip", data)
+    _serve_file(nginx, "notes.txt", b"plain text, no listing\n")
+    dest = tmp_path / "mirror"
+    for name in ("python-docs.zip", "notes.txt"):
+        result = run_cli("mirror", nginx.url(f"/{name}"), dest, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "1 new" in result.stdout + result.stderr
+    assert (dest / "python-docs.zip").read_bytes() == data
+    assert (dest / "notes.txt").read_bytes() == b"plain text, no listing\n"
+    again = run_cli("mirror", nginx.url("/python-docs.zip"), dest, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "1 unchanged" in again.stdout + again.stderr
+
+
+def test_nginx_json_and_xml_listings_are_mirrored_as_listings(
+    nginx: Nginx,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    _serve_file(nginx, "a.txt", b"a\n")
+    (nginx.root / "sub dir").mkdir()
+    _serve_file(nginx, "sub dir/b é.txt", b"b\n")
+    for form in ("json", "xml"):
+        dest = tmp_path / form
+        result = run_cli("mirror", nginx.url(f"/{form}/"), dest, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "2 new" in result.stdout + result.stderr
+        assert (dest / "a.txt").read_bytes() == b"a\n"
+        assert (dest / "sub dir" / "b é.txt").read_bytes() == b"b\n"
+
+
+def test_a_directory_url_that_is_no_listing_is_a_clear_error(tmp_path: Path) -> None:
+    from .support import serve_in_thread
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="ok: a health check\n")
+
+    async def serve() -> AsyncIterator[int]:
+        app = web.Application()
+        app.router.add_get("/api/", health)
+        async with serve_app(app) as port:
+            yield port
+
+    with serve_in_thread(contextlib.asynccontextmanager(serve)) as port:
+        result = run_cli("mirror", f"http://127.0.0.1:{port}/api/", tmp_path / "d", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "is no directory listing" in result.stderr
+    assert listing(tmp_path / "d") == [".adownload-mirror.sqlite"]

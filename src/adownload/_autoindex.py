@@ -1,4 +1,5 @@
-"""Directory index pages (nginx, Apache and `python -m http.server` autoindex) read as links.
+"""Directory index pages (nginx, Apache and `python -m http.server` autoindex) read as links,
+and nginx's JSON and XML listings (`autoindex_format json` / `xml`) read as the same links.
 
 An index page is a stranger's HTML. Every link in it is hostile until shown otherwise: only
 links that resolve to a URL strictly below the start URL, on the same scheme, host and port,
@@ -17,7 +18,7 @@ from yarl import URL
 
 from ._files import safe_filename
 
-__all__ = ["Listing", "below", "directory_url", "parse_index"]
+__all__ = ["Listing", "below", "directory_url", "listing_kind", "parse_index", "parse_listing"]
 
 _SCHEMES = frozenset({"http", "https"})
 # Decoded path components that are not a plain name: a link with one is dropped, not repaired.
@@ -87,6 +88,84 @@ def below(base: URL, url: URL) -> tuple[str, ...] | None:
     return tuple(parts)
 
 
+def listing_kind(start: bytes) -> str | None:
+    """What the first bytes of a page say it is: "html" (or XML, which starts the same),
+    "json", or None for no listing at all (a zip, a text file), which a mirror then need not
+    read further."""
+    text = start.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"<"):
+        return "html"
+    if text.startswith((b"[", b"{")):
+        return "json"
+    return None
+
+
+def parse_listing(body: bytes, page: URL, base: URL) -> Listing | None:
+    """The entries of a listing page, whichever form it has: an HTML index, or nginx's JSON or
+    XML listing; None for a page that is none of these (a JSON or XML document of another
+    shape)."""
+    kind = listing_kind(body[:1024])
+    if kind == "json":
+        hrefs = _json_hrefs(body)
+        return None if hrefs is None else _listing(hrefs, page, base)
+    if kind is None:
+        return None
+    head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<?xml", b"<list")):
+        hrefs = _xml_hrefs(body)
+        if hrefs is not None:
+            return _listing(hrefs, page, base)
+        # Not nginx's <list>: XHTML, say, read as the HTML it is.
+    return parse_index(body.decode("utf-8", "replace"), page, base)
+
+
+def _json_hrefs(body: bytes) -> list[str] | None:
+    """nginx's `autoindex_format json`: `[{"name": "a.txt", "type": "file", ...}, ...]`."""
+    import json
+
+    try:
+        entries = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return None
+    hrefs = []
+    for entry in entries:
+        name, kind = entry.get("name"), entry.get("type")
+        if not isinstance(name, str) or kind not in ("file", "directory"):
+            continue  # links and others are not followed
+        hrefs.append(_href(name, directory=kind == "directory"))
+    return hrefs
+
+
+def _xml_hrefs(body: bytes) -> list[str] | None:
+    """nginx's `autoindex_format xml`: `<list><directory>d</directory><file>a.txt</file></list>`,
+    read without DTDs or entities (defusedxml)."""
+    import xml.etree.ElementTree as ElementTree
+
+    import defusedxml
+    import defusedxml.ElementTree as SafeElementTree
+
+    try:
+        root = SafeElementTree.fromstring(body, forbid_dtd=True)
+    except (ElementTree.ParseError, defusedxml.DefusedXmlException):
+        return None
+    if root.tag != "list":
+        return None
+    return [
+        _href(element.text or "", directory=element.tag == "directory")
+        for element in root
+        if element.tag in ("file", "directory") and element.text
+    ]
+
+
+def _href(name: str, *, directory: bool) -> str:
+    """A listed name as the relative link an HTML index would hold for it."""
+    from urllib.parse import quote
+
+    return quote(name, safe="") + ("/" if directory else "")
+
+
 def parse_index(html: str, page: URL, base: URL) -> Listing:
     """The links of the index page `html` (served at `page`) that lie below `base`.
 
@@ -95,9 +174,13 @@ def parse_index(html: str, page: URL, base: URL) -> Listing:
     parser = _Links()
     parser.feed(html)
     parser.close()
+    return _listing(parser.hrefs, page, base)
+
+
+def _listing(hrefs: list[str], page: URL, base: URL) -> Listing:
     listing = Listing()
     seen: set[URL] = set()
-    for href in parser.hrefs:
+    for href in hrefs:
         if href.startswith(("#", "?")):
             continue
         try:

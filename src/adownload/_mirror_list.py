@@ -15,9 +15,10 @@ from pathlib import Path, PurePosixPath
 
 from yarl import URL
 
-from ._autoindex import below, directory_url, parse_index
+from . import _files
+from ._autoindex import below, directory_url, listing_kind, parse_listing
 from ._downloader import Downloader
-from ._exceptions import DownloadError, InvalidRequestError, UnsafePathError
+from ._exceptions import DownloadError, InvalidRequestError, SizeLimitError, UnsafePathError
 from ._files import INDEX_NAME, safe_filename
 from ._models import Outcome, Request
 from ._sinks import MemorySink
@@ -25,6 +26,32 @@ from ._util import each
 
 #: An index page larger than this is not an index page.
 _MAX_INDEX_BYTES = 32 << 20
+
+
+class NotAListing(DownloadError):
+    """A page whose first bytes show it is no listing: its download stops there."""
+
+
+class PageSink(MemorySink):
+    """A listing page in memory, which stops the download at the first bytes that show the
+    page is no listing (a zip, a text file): a mirror of a file reads none of it into memory."""
+
+    __slots__ = ("_sniffed",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sniffed = False
+
+    async def write_at(self, offset: int, data: bytes) -> None:
+        await super().write_at(offset, data)
+        if self._sniffed:
+            return
+        start = self.getvalue()[:1024]
+        if not start.strip(b"\xef\xbb\xbf \t\r\n") and len(start) < 1024:
+            return  # only blanks so far
+        self._sniffed = True
+        if listing_kind(start) is None:
+            raise NotAListing("no listing", url=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +138,7 @@ class Lister:
         depth = 0
         while level:
             # Pages are parsed as they arrive and dropped: a wide level is never held whole.
-            pages = (Request(url, sink=MemorySink(), max_size=_MAX_INDEX_BYTES) for url in level)
+            pages = (Request(url, sink=PageSink(), max_size=_MAX_INDEX_BYTES) for url in level)
             next_level: list[URL] = []
             async with contextlib.aclosing(dl.as_completed(pages)) as outcomes:
                 async for outcome in outcomes:
@@ -194,19 +221,26 @@ class Lister:
         visited: set[URL],
         next_level: list[URL],
     ) -> None:
-        if outcome.error is not None:
+        assert outcome.request is not None
+        sink = outcome.request.sink
+        assert isinstance(sink, PageSink)
+        page = URL(outcome.final_url or outcome.url)
+        listing = None
+        if outcome.error is None:
+            base = self.base or directory_url(page)
+            listing = parse_listing(sink.getvalue(), page, base)
+        elif not isinstance(outcome.error, NotAListing | SizeLimitError):
+            # (A page larger than any listing is none: the start URL is then a file.)
             self.complete = False
             self._fail(outcome.error)
             return
-        assert outcome.request is not None
-        sink = outcome.request.sink
-        assert isinstance(sink, MemorySink)
-        page = URL(outcome.final_url or outcome.url)
+        if listing is None:
+            self._no_listing(outcome, depth, files)
+            return
         if self.base is None:
             # A start URL without its slash is usually redirected to it; the page's own URL,
             # once there, is the base.
             self.base = directory_url(page)
-        listing = parse_index(sink.getvalue().decode("utf-8", "replace"), page, self.base)
         for url, parts in listing.files:
             # A file linked from two pages once; two URLs of one name go on to
             # `_one_url_per_file`, which keeps one and says so of the other.
@@ -220,6 +254,27 @@ class Lister:
             if url not in visited and not self.pruned(parts):
                 visited.add(url)
                 next_level.append(url)
+
+    def _no_listing(self, outcome: Outcome, depth: int, files: list[Upstream]) -> None:
+        """A page that is no listing. The start URL naming a file (no trailing slash) is
+        mirrored as that one file, as wget -m saves it; anything else is a clear failure,
+        after at most the bytes that showed it (the listing is then incomplete)."""
+        assert outcome.request is not None
+        start = outcome.request.parsed_url
+        if depth == 0 and not start.raw_path.endswith("/"):
+            name = _files.name_from_url(start)
+            self.base = start  # the scope of --delete: this one file
+            if self.wanted((name,)):
+                files.append(Upstream(Request(start), (name,)))
+            return
+        self.complete = False
+        self._fail(
+            InvalidRequestError(
+                f"{outcome.url} is no directory listing (an HTML index, or nginx's JSON or"
+                " XML one): nothing to mirror there",
+                url=outcome.url,
+            )
+        )
 
     async def read_list(
         self, source: Iterable[str | URL | Request] | AsyncIterable[str | URL | Request]
