@@ -627,3 +627,26 @@ def test_standard_output_closed_is_a_clear_error_for_o_dash_and_no_matter_otherw
     assert to_file.returncode == 0, to_file.stderr
     assert "Traceback" not in to_file.stderr
     assert (tmp_path / "out" / "closed.bin").read_bytes() == payload("closed.bin", 3000)
+
+
+def test_sigint_of_a_segmented_download_counts_the_bytes_its_state_holds(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    # A segmented part is the whole file's size on disk, holes and all: what it holds for the
+    # next run is what its state says is done.
+    size = 8 << 20
+    threaded_faults.plan("/f/big.bin", ["pause_after:100000"] * 8)
+    url = threaded_faults.url("/f/big.bin", size=size)
+    _, err = interrupt(threaded_faults, "/f/big.bin", ["-s", "4", "-k", "1M", url], tmp_path)
+    found = re.search(r"Kept 1 partial download \(big\.bin\.part; ([\d.]+) (kB|MB)\)", err)
+    assert found is not None, err
+    said = float(found[1]) * (1000 if found[2] == "kB" else 1_000_000)
+    state = json.loads((tmp_path / "big.bin.part.state").read_text())
+    held = sum(end - start for start, end in state["ranges"])
+    assert state["sparse"] is True
+    assert (tmp_path / "big.bin.part").stat().st_size > 2 * held  # the holes
+    assert abs(said - held) <= max(1000, held * 0.01), (said, held)
+    summary = re.search(r"1 cut short: ([\d.]+) (B|kB|MB) in", err)
+    assert summary is not None, err
+    fetched = float(summary[1]) * {"B": 1, "kB": 1000, "MB": 1_000_000}[summary[2]]
+    assert fetched <= held + 1000, (fetched, held)  # not the part's apparent size

@@ -34,6 +34,7 @@ from ._events import (
 from ._exceptions import DownloadError
 from ._files import part_path
 from ._models import Outcome
+from ._state import bytes_held
 from ._util import describe_error
 
 __all__ = ["JsonReporter", "LinesReporter", "Reporter", "Stream", "Tally", "visible"]
@@ -239,7 +240,7 @@ class Reporter:
         fetched = 0
         for key, (offset, received) in self._fetching.items():
             target = self._targets.get(key)
-            kept = _size(part_path(target)) if target is not None else 0
+            kept = bytes_held(part_path(target)) if target is not None else 0
             fetched += max(0, max(kept, received) - offset)
         self.tally.cut_short = len(self._fetching)
         self.tally.cut_short_bytes = fetched
@@ -449,13 +450,6 @@ def _from_sources(outcome: Outcome) -> str:
     """ ", from 3 mirrors" for a file that came from several URLs at once, else nothing."""
     count = len(outcome.sources)
     return f", from {count} mirrors" if count > 1 else ""
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def found(outcome: Outcome) -> str:

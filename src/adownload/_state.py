@@ -194,6 +194,22 @@ def _count(value: object) -> bool:
     return type(value) is int and 0 <= value < 1 << 63
 
 
+def bytes_held(part: Path) -> int:
+    """The bytes a kept `.part` holds for the next run: what its state says is done for a part
+    written by segments (its size on disk is the whole file's, holes and all), else its size;
+    0 for no part."""
+    try:
+        state = load(state_path(part))
+    except OSError:  # no state, or a FIFO or device in its place
+        state = None
+    if state is not None and state.sparse:
+        return sum(end - start for start, end in merge(state.ranges))
+    try:
+        return os.lstat(part).st_size
+    except OSError:
+        return 0
+
+
 def save(path: Path, state: PartState) -> None:
     """Write `state` to `path` atomically: a temporary file, then `os.replace`. A failure (a
     full disk) leaves no temporary file behind.

@@ -44,6 +44,7 @@ from ._events import Finished, Queued
 from ._exceptions import DownloadError, InvalidRequestError
 from ._files import part_path
 from ._models import Outcome, Request
+from ._state import bytes_held
 from ._util import redact
 
 __all__ = ["main"]
@@ -198,7 +199,7 @@ def _how_to_continue(options: Options, unfinished: list[Path]) -> str:
     said = []
     if kept:
         names = ", ".join(str(p) for p in kept[:3]) + (" ..." if len(kept) > 3 else "")
-        size = format_size(sum(_size_of(part) for part in kept))
+        size = format_size(sum(bytes_held(part) for part in kept))
         said.append(f"Kept {_count(len(kept), 'partial download')} ({names}; {size}).")
     if lost and not options.resume:
         said.append(f"{_count(lost, 'download')} cut short kept nothing (--no-continue).")
@@ -235,13 +236,6 @@ def _how_to_continue(options: Options, unfinished: list[Path]) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _size_of(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 class StdoutSink:
