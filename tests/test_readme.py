@@ -65,4 +65,8 @@ def test_readme_programs_run_as_pasted(block: str, threaded_server: Server, tmp_
         assert "failed" in first
         assert "404" in first
         assert "9.9.9" not in "".join(written)
-    run()  # a rerun works too, skipping what is there
+    again = run()  # a rerun works too, skipping what is there, and says so
+    if "9.9.9" in block:
+        assert again.count("skipped") == 2
+        assert "saved" not in again
+        assert "0 bytes" not in again
