@@ -8,11 +8,13 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from .cli_support import run_cli
 from .nginx_server import Nginx, nginx  # noqa: F401 (the fixture)
-from .support import listing, serve_app
+from .servers import FaultServer
+from .support import listing, payload, serve_app
 
 OLD = 1_767_225_600  # 2026-01-01 00:00:00 UTC: the server's copy
 
@@ -124,3 +126,59 @@ def test_a_directory_url_that_is_no_listing_is_a_clear_error(tmp_path: Path) -> 
     assert result.returncode == 1, result.stderr
     assert "is no directory listing" in result.stderr
     assert listing(tmp_path / "d") == [".adownload-mirror.sqlite"]
+
+
+# --- what people type --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-O"], ["-LO"], ["-L", "-O"], ["-OL"], ["-sSLO"], ["-fsSLO"], ["-fsSL", "-O"]],
+    ids=" ".join,
+)
+def test_curls_remote_name_spellings_download_under_the_urls_name(
+    threaded_faults: FaultServer, tmp_path: Path, args: list[str]
+) -> None:
+    url = threaded_faults.url("/f/python-docs.zip", size=5000)
+    result = run_cli(*args, url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert listing(tmp_path) == ["python-docs.zip"]
+    assert (tmp_path / "python-docs.zip").read_bytes() == payload("python-docs.zip", 5000)
+    if "s" in "".join(args):
+        assert result.stdout == ""  # silent
+
+
+def test_curls_fail_silent_show_error_still_says_what_failed(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    threaded_faults.plan("/f/gone.zip", ["status:404"])
+    result = run_cli("-fsSLO", threaded_faults.url("/f/gone.zip"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "404" in result.stderr
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "split", "output", "quiet"),
+    [
+        (["-s", "4", "URL"], 4, None, False),  # aria2c's split
+        (["-s", "URL"], None, None, True),  # curl's silent
+        (["-O", "a.zip", "URL"], None, "a.zip", False),  # wget's output document
+        (["-O", "-", "URL"], None, "-", False),  # standard output
+        (["-o", "b.zip", "URL"], None, "b.zip", False),
+        (["-sSLO", "URL"], None, None, True),
+    ],
+)
+def test_one_letter_two_tools_the_value_decides(
+    argv: list[str], split: int | None, output: str | None, quiet: bool
+) -> None:
+    from adownload._cli_flags import build_parser
+    from adownload._cli_shared import curl_spellings
+
+    argv = [a.replace("URL", "https://127.0.0.1/a.zip") for a in argv]
+    args = build_parser().parse_args(curl_spellings(argv))
+    if split is not None:
+        assert args.split == split
+    assert args.output == output
+    assert args.quiet is quiet
+    assert args.urls == ["https://127.0.0.1/a.zip"]

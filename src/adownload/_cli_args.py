@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import ssl
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from ._cli_shared import (
     STDOUT,
     UsageError,
     check_directory,
+    curl_spellings,
     scheme_hint,
     tls_context,
     unique_headers,
@@ -120,7 +122,7 @@ def downloader_keywords(options: Options) -> DownloaderKeywords:
 
 def parse_options(argv: Sequence[str] | None = None) -> Options:
     """Parse and check the command line; raise `UsageError` with one line if it is wrong."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(curl_spellings(sys.argv[1:] if argv is None else argv))
     urls: list[str] = args.urls
     inputs: list[str] = args.inputs
     metalinks: list[str] = args.metalinks

@@ -5,8 +5,9 @@ Flag names follow the tools people already know: aria2c for `-j -x -s -k -c`, `-
 `-H -m -A -L -C - --max-filesize --max-redirs --retry --compressed`; wget for `-N` and
 `--spider` too. `-A` is the User-Agent in both commands (curl's meaning; wget's accept list
 is `--include`), and a value that looks like a file pattern is refused with that hint. Where
-two tools give one letter different meanings (curl's `-s` is "silent", aria2c's is "split"),
-aria2c wins: it is the tool adownload most resembles.
+two tools give one letter different meanings, the value decides (`curl_spellings`): `-s 4` is
+aria2c's split, `-s URL` curl's silent; `-O NAME` is wget's output, `-O URL` curl's "name it
+after the URL"; a group of curl's letters (`-fsSLO`) is curl's.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ set options for it, as aria2c writes them (out=, dir=, checksum=, header=, split
     dir=isos
     out=a-2024.iso
     checksum=sha-256=<64 hex digits>
+
+curl's spellings work as curl users mean them: -O URL (and -LO, -sSLO, -fsSLO) names the
+file after the URL, which is the default anyway; -f, -S and -L are what adownload always
+does; -s is silent when no number follows it (-s 4 splits, as aria2c's). -o NAME and -O -
+are the output name and standard output.
 
 exit status: 0 every file is in place (skipped ones count), 1 some failed, 2 bad usage,
 130 interrupted.
@@ -319,6 +325,23 @@ def _connections(parser: argparse.ArgumentParser) -> None:
         "--location",
         action="store_true",
         help="follow redirects, as curl's -L (adownload always does; see --max-redirs)",
+    )
+    network.add_argument(
+        "-f",
+        "--fail",
+        action="store_true",
+        help="curl's: fail on an HTTP error status (adownload always does, keeping nothing)",
+    )
+    network.add_argument(
+        "-S",
+        "--show-error",
+        action="store_true",
+        help="curl's: show errors under -s (adownload always does)",
+    )
+    network.add_argument(
+        "--remote-name",
+        action="store_true",
+        help="curl's -O: name the file after the URL (the default)",
     )
     add_shared_option(network, "insecure")
     add_shared_option(network, "cafile")

@@ -87,6 +87,47 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+#: curl's one-letter flags that come in groups (`curl -fsSLO URL`), as adownload's flags.
+_CURL_LETTERS = {
+    "f": "--fail",
+    "s": "--quiet",
+    "S": "--show-error",
+    "L": "--location",
+    "O": "--remote-name",
+}
+
+
+def curl_spellings(argv: Sequence[str]) -> list[str]:
+    """`argv` with curl's spellings made adownload's, where the value shows which tool's a
+    letter is: a group of curl's letters (`-fsSLO`, `-LO`) is curl's; `-O` before a URL (or
+    last) is curl's "name it after the URL", while `-O NAME` and `-O -` are the output name;
+    `-s` before anything but a whole number (or last) is curl's silent, `-s 4` aria2c's split.
+
+    >>> curl_spellings(["-fsSLO", "https://h/a.zip"])
+    ['--fail', '--quiet', '--show-error', '--location', '--remote-name', 'https://h/a.zip']
+    >>> curl_spellings(["-s", "4", "-O", "a.zip", "URL"])
+    ['-s', '4', '-O', 'a.zip', 'URL']
+    >>> curl_spellings(["-L", "-O", "https://h/a.zip"])
+    ['-L', '--remote-name', 'https://h/a.zip']
+    """
+    out: list[str] = []
+    for position, arg in enumerate(argv):
+        if arg == "--":
+            out.extend(argv[position:])
+            break
+        after = argv[position + 1] if position + 1 < len(argv) else None
+        letters = arg[1:]
+        if len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and set(letters) <= set(_CURL_LETTERS):
+            out.extend(_CURL_LETTERS[letter] for letter in letters)
+        elif arg == "-O" and (after is None or "://" in after):
+            out.append("--remote-name")
+        elif arg == "-s" and (after is None or not after.isascii() or not after.isdigit()):
+            out.append("--quiet")
+        else:
+            out.append(arg)
+    return out
+
+
 def _whole(text: str, least: int) -> int:
     try:
         value = int(text)
