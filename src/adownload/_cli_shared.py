@@ -87,6 +87,8 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+#: What follows aria2c's `-s` (a bad one too: `-s -4` is a split to refuse, not curl's -s).
+_NUMBER = re.compile(r"[-+]?\d+(\.\d*)?")
 #: curl's one-letter flags that come in groups (`curl -fsSLO URL`), as adownload's flags.
 _CURL_LETTERS = {
     "f": "--fail",
@@ -101,7 +103,7 @@ def curl_spellings(argv: Sequence[str]) -> list[str]:
     """`argv` with curl's spellings made adownload's, where the value shows which tool's a
     letter is: a group of curl's letters (`-fsSLO`, `-LO`) is curl's; `-O` before a URL (or
     last) is curl's "name it after the URL", while `-O NAME` and `-O -` are the output name;
-    `-s` before anything but a whole number (or last) is curl's silent, `-s 4` aria2c's split.
+    `-s` before anything but a number (or last) is curl's silent, `-s 4` aria2c's split.
 
     >>> curl_spellings(["-fsSLO", "https://h/a.zip"])
     ['--fail', '--quiet', '--show-error', '--location', '--remote-name', 'https://h/a.zip']
@@ -121,7 +123,7 @@ def curl_spellings(argv: Sequence[str]) -> list[str]:
             out.extend(_CURL_LETTERS[letter] for letter in letters)
         elif arg == "-O" and (after is None or "://" in after):
             out.append("--remote-name")
-        elif arg == "-s" and (after is None or not after.isascii() or not after.isdigit()):
+        elif arg == "-s" and (after is None or not _NUMBER.fullmatch(after)):
             out.append("--quiet")
         else:
             out.append(arg)
