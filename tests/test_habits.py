@@ -182,3 +182,39 @@ def test_one_letter_two_tools_the_value_decides(
     assert args.output == output
     assert args.quiet is quiet
     assert args.urls == ["https://127.0.0.1/a.zip"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "existing", "quiet"),
+    [
+        ("--auto-file-renaming=false", "skip", False),  # renaming off: the default policy
+        ("--auto-file-renaming=true", "rename", False),
+        ("--allow-overwrite=true", "overwrite", False),
+        ("--allow-overwrite=false", "skip", False),
+        ("--quiet=true", "skip", True),
+        ("--quiet=false", "skip", False),
+    ],
+)
+def test_aria2c_boolean_values_mean_what_they_say(flag: str, existing: str, quiet: bool) -> None:
+    from adownload._cli_args import parse_options
+
+    options = parse_options([flag, "https://127.0.0.1/a.zip"])
+    assert options.existing.value == existing
+    assert options.quiet is quiet
+
+
+def test_a_boolean_value_that_is_neither_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cli("--auto-file-renaming=maybe", "https://127.0.0.1:9/a.zip", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--auto-file-renaming takes true or false, not 'maybe'" in result.stderr
+
+
+def test_auto_file_renaming_false_keeps_the_file_there(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    (tmp_path / "a.zip").write_bytes(b"mine")
+    url = threaded_faults.url("/f/a.zip", size=100)
+    result = run_cli("--auto-file-renaming=false", url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert listing(tmp_path) == ["a.zip"]
+    assert (tmp_path / "a.zip").read_bytes() == b"mine"

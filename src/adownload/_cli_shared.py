@@ -11,6 +11,7 @@ import difflib
 import math
 import re
 import ssl
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -56,6 +57,10 @@ _SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
 class UsageError(Exception):
     """The command line cannot be run as given; the message is the one line to show."""
 
@@ -66,11 +71,39 @@ class Parser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
-        parsed, extras = super().parse_known_args(args, namespace)
+        given, overrides = self._boolean_values(sys.argv[1:] if args is None else args)
+        parsed, extras = super().parse_known_args(given, namespace)
         for extra in extras:
             if extra.startswith("-") and extra != "-":
                 raise UsageError(self._unknown_flag(extra))
+        for dest, value in overrides:
+            setattr(parsed, dest, value)
         return parsed, extras
+
+    def _boolean_values(self, args: Sequence[str]) -> tuple[list[str], list[tuple[str, bool]]]:
+        """aria2c's `--flag=true` / `--flag=false` for flags that take no value: true is the
+        flag itself, false leaves it off (argparse would refuse the value, or take the flag for
+        on). The arguments left, and the values to set after parsing."""
+        left: list[str] = []
+        overrides: list[tuple[str, bool]] = []
+        for position, arg in enumerate(args):
+            if arg == "--":
+                left.extend(args[position:])
+                break
+            name, equals, value = arg.partition("=")
+            action = self._option_string_actions.get(name) if equals and arg[:2] == "--" else None
+            if action is None or action.nargs != 0:
+                left.append(arg)
+                continue
+            word = value.strip().lower()
+            if word not in _TRUE + _FALSE:
+                raise UsageError(f"{name} takes true or false, not {value!r}")
+            if word in _TRUE:
+                left.append(name)
+            elif isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+                overrides.append((action.dest, not action.const))
+            # else a choice among others (--overwrite=false): left as if not given
+        return left, overrides
 
     def _unknown_flag(self, given: str) -> str:
         flag = given.split("=", 1)[0]
