@@ -218,3 +218,22 @@ def test_auto_file_renaming_false_keeps_the_file_there(
     assert result.returncode == 0, result.stderr
     assert listing(tmp_path) == ["a.zip"]
     assert (tmp_path / "a.zip").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("http//127.0.0.1/a", "http://127.0.0.1/a"),
+        ("https//127.0.0.1/a", "https://127.0.0.1/a"),
+        ("ftp//x/y", "ftp://x/y"),
+        ("http:/127.0.0.1/a", "http://127.0.0.1/a"),
+        ("127.0.0.1:8000/a", "http://127.0.0.1:8000/a"),
+    ],
+)
+def test_a_url_that_lost_part_of_its_scheme_gets_the_right_hint(
+    tmp_path: Path, typed: str, meant: str
+) -> None:
+    result = run_cli(typed, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"did you mean {meant}?" in result.stderr
+    assert listing(tmp_path) == []

@@ -307,12 +307,16 @@ def scheme_hint(url: str) -> str:
         return ""
     if Path(url).is_file():
         return f"; to read URLs from the file {url}, use -i {url}"
+    broken = _BROKEN_SCHEME.fullmatch(url)
+    if broken:  # http//host/a, ftp:/x: a scheme that lost its colon or a slash
+        return f"; did you mean {broken[1].lower()}://{broken[2]}?"
     if _HOST_AND_PATH.fullmatch(url):
         return f"; did you mean http://{url}?"
     return ""
 
 
 _HOST_AND_PATH = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d+)?(?:/\S*)?")
+_BROKEN_SCHEME = re.compile(r"(https?|ftp)(?::/{0,3}|/{1,3})([^/:\s]\S*)", re.IGNORECASE)
 
 
 def tls_context(insecure: bool, cafile: str | None) -> ssl.SSLContext | bool:
