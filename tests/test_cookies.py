@@ -109,22 +109,41 @@ async def test_cookies_set_by_a_server_on_an_ip_host_are_kept_and_saved(
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "why"),
     [
-        ("127.0.0.1\tFALSE\t/\n", r"cookies.txt:1: not a cookies.txt line"),
-        ("# ok\n127.0.0.1\tFALSE\t/\tFALSE\tsoon\ta\tb\n", r"cookies.txt:2: .*numeric expiry"),
-        ("127.0.0.1\tFALSE\t/\tFALSE\t0\tbad name\tb\n", r"cookies.txt:1: .*not a valid cookie"),
-        ("127.0.0.1\tFALSE\t/\tFALSE\t\u00b2\ta\tb\n", r"cookies.txt:1: .*numeric expiry"),
+        ("127.0.0.1\tFALSE\t/\n", "line 1: not 7 fields separated by tabs"),
+        ("# ok\n127.0.0.1\tFALSE\t/\tFALSE\tsoon\ta\tb\n", "line 2: the expiry 'soon'"),
+        ("127.0.0.1\tFALSE\t/\tFALSE\t0\tbad name\tb\n", "line 1: 'bad name' is not a valid"),
+        ("127.0.0.1\tFALSE\t/\tFALSE\t\u00b2\ta\tb\n", "line 1: the expiry '\u00b2'"),
     ],
 )
-def test_a_malformed_cookie_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+def test_a_line_that_is_no_cookie_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, why: str
+) -> None:
+    # As curl, wget and aria2c: browser exporters write such lines; the rest of the file counts.
     path = tmp_path / "cookies.txt"
-    path.write_text(text)
-    with pytest.raises(InvalidRequestError, match=message):
-        Downloader(cookies=path)
+    path.write_text(text + "127.0.0.1\tFALSE\t/\tFALSE\t0\tkept\tyes\n")
+    with caplog.at_level("WARNING", logger="adownload"):
+        cookies = read_cookies(path)
+    assert [(morsel.key, morsel.value) for morsel, _ in cookies] == [("kept", "yes")]
+    assert "skipped 1 line that is no cookie" in caplog.text
+    assert why in caplog.text
+    assert path.read_text().startswith(text)  # untouched
     with pytest.raises(InvalidRequestError, match="cannot read the cookie file"):
         Downloader(cookies=tmp_path / "missing.txt")
-    assert path.read_text() == text  # untouched
+
+
+def test_fractional_expiries_and_empty_values_are_taken(tmp_path: Path) -> None:
+    path = tmp_path / "cookies.txt"
+    path.write_text(
+        "127.0.0.1\tFALSE\t/\tFALSE\t4102444800.25\tfraction\tx\n"
+        "127.0.0.1\tFALSE\t/\tFALSE\t0\tempty\t\n"
+        "127.0.0.1\tFALSE\t/\tFALSE\t0\tstripped\n"
+    )
+    cookies = {morsel.key: morsel for morsel, _ in read_cookies(path)}
+    assert set(cookies) == {"fraction", "empty", "stripped"}
+    assert cookies["fraction"]["expires"] == "Fri, 01 Jan 2100 00:00:00 GMT"
+    assert cookies["empty"].value == ""
 
 
 async def test_an_expiry_past_the_year_9999_is_kept_as_that_year(tmp_path: Path) -> None:

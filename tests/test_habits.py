@@ -237,3 +237,21 @@ def test_a_url_that_lost_part_of_its_scheme_gets_the_right_hint(
     assert result.returncode == 2
     assert f"did you mean {meant}?" in result.stderr
     assert listing(tmp_path) == []
+
+
+def test_a_browser_exported_cookie_file_loads_and_says_what_it_skipped(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    jar = tmp_path / "cookies.txt"
+    jar.write_text(
+        "# Netscape HTTP Cookie File\n"
+        "this line is a browser exporter's note, no cookie\n"
+        "127.0.0.1\tFALSE\t/\tFALSE\t4102444800.5\tsid\tabc\n"
+    )
+    result = run_cli(
+        "-b", jar, threaded_faults.url("/f/a.bin", size=10), "-d", tmp_path / "d", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "adownload: warning:" in result.stderr
+    assert "skipped 1 line that is no cookie (line 2: not 7 fields" in result.stderr
+    assert threaded_faults.hits("/f/a.bin")[0].headers["Cookie"] == "sid=abc"

@@ -225,16 +225,16 @@ def parse_options(argv: Sequence[str]) -> MirrorOptions:
 
 def main(argv: Sequence[str]) -> int:
     """Run `adownload mirror` with `argv` (the arguments after `mirror`); the exit status."""
+    out, err = standard_streams()
+    _log_to(err)  # the options' files too (a cookies.txt's skipped lines)
     try:
         options = parse_options(argv)
         reader = None if "://" in options.source else _open_list(options.source)
     except UsageError as exc:
-        print(f"{COMMAND}: error: {exc}", file=sys.stderr)
+        err.line(f"{COMMAND}: error: {exc}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    out, err = standard_streams()
-    _log_to(err)
     printer = _Printer(out, err, quiet=options.quiet)
     try:
         report = _loop.run(_run(options, reader, printer))

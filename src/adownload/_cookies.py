@@ -15,6 +15,7 @@ import functools
 import ipaddress
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -120,8 +121,9 @@ def add_cookies(jar: aiohttp.CookieJar, cookies: list[Cookie]) -> int:
 
 def read_cookies(path: str | os.PathLike[str]) -> list[Cookie]:
     """The cookies of the `cookies.txt` file at `path`, leaving out the expired ones (no jar
-    is needed: aiohttp's wants a running event loop). `InvalidRequestError` names the file and
-    line of a malformed one."""
+    is needed: aiohttp's wants a running event loop). A line that is no cookie (browser
+    exporters write such lines) is skipped, as curl, wget and aria2c skip it, and a warning
+    counts them and names the first; a file that cannot be read is an `InvalidRequestError`."""
     shown = Path(path)
     try:
         text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
@@ -131,61 +133,80 @@ def read_cookies(path: str | os.PathLike[str]) -> list[Cookie]:
         ) from None
     now = time.time()
     cookies: list[Cookie] = []
+    skipped: list[str] = []
     for number, line in enumerate(text.splitlines(), 1):
         http_only = line.startswith(_HTTP_ONLY)
         if http_only:
             line = line[len(_HTTP_ONLY) :]
         if not line.strip() or line.startswith("#"):
             continue
-        fields = line.split("\t")
-        if len(fields) == 6:  # a cookie with an empty value, trailing tab stripped
-            fields.append("")
-        if len(fields) != 7:
-            raise InvalidRequestError(
-                f"{shown}:{number}: not a cookies.txt line (7 fields separated by tabs)",
-                url=None,
-            )
-        domain, subdomains, cookie_path, secure, expires, name, value = fields
-        digits = expires.strip().removeprefix("-")
-        # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
-        if not domain or not (digits.isascii() and digits.isdigit()) or len(digits) > 30:
-            raise InvalidRequestError(
-                f"{shown}:{number}: a cookie needs a domain and a numeric expiry", url=None
-            )
-        expiry = min(int(expires), MAX_EXPIRY)
-        if 0 < expiry <= now:
-            continue
-        morsel: Morsel[str] = Morsel()
-        if morsel.isReservedKey(name):
-            # "path", "secure", ...: http.cookies (and so aiohttp) cannot hold such a cookie.
-            log.warning(
-                "%s:%d: skipped the cookie %r, a name aiohttp cannot keep", shown, number, name
-            )
-            continue
         try:
-            morsel.set(name, value, value)
-        except CookieError:
-            raise InvalidRequestError(
-                f"{shown}:{number}: {name!r} is not a valid cookie name", url=None
-            ) from None
-        host = domain.lstrip(".").lower()
-        morsel["path"] = cookie_path or "/"
-        if subdomains.upper() == "TRUE" or domain.startswith("."):
-            morsel["domain"] = host
-        if secure.upper() == "TRUE":
-            morsel["secure"] = True
-        if http_only:
-            morsel["httponly"] = True
-        if expiry > 0:
-            morsel["expires"] = formatdate(expiry, usegmt=True)
-        try:
-            origin = URL.build(scheme="https" if morsel["secure"] else "http", host=host)
-        except ValueError:
-            raise InvalidRequestError(
-                f"{shown}:{number}: {domain!r} is not a host name", url=None
-            ) from None
-        cookies.append((morsel, origin))
+            cookie = _cookie(line, http_only, now)
+        except _NotACookie as exc:
+            skipped.append(f"line {number}: {exc}")
+            continue
+        if cookie is not None:
+            cookies.append(cookie)
+    if skipped:
+        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        log.warning(
+            "%s: skipped %d line%s that %s no cookie (%s%s)",
+            shown,
+            len(skipped),
+            "" if len(skipped) == 1 else "s",
+            "is" if len(skipped) == 1 else "are",
+            "; ".join(skipped[:3]),
+            more,
+        )
     return cookies
+
+
+class _NotACookie(ValueError):
+    """Why a cookies.txt line is no cookie."""
+
+
+#: An expiry: Unix seconds, maybe with a fraction (some exporters write one).
+_EXPIRY = re.compile(r"-?[0-9]{1,30}(\.[0-9]*)?")
+
+
+def _cookie(line: str, http_only: bool, now: float) -> Cookie | None:
+    """The cookie of one line; None for an expired one."""
+    fields = line.split("\t")
+    if len(fields) == 6:  # a cookie with an empty value, trailing tab stripped
+        fields.append("")
+    if len(fields) != 7:
+        raise _NotACookie("not 7 fields separated by tabs")
+    domain, subdomains, cookie_path, secure, expires, name, value = fields
+    if not domain:
+        raise _NotACookie("no domain")
+    if not _EXPIRY.fullmatch(expires.strip()):
+        raise _NotACookie(f"the expiry {expires[:30]!r} is no number of seconds")
+    expiry = min(int(expires.strip().split(".")[0]), MAX_EXPIRY)
+    if 0 < expiry <= now:
+        return None
+    morsel: Morsel[str] = Morsel()
+    if morsel.isReservedKey(name):
+        # "path", "secure", ...: http.cookies (and so aiohttp) cannot hold such a cookie.
+        raise _NotACookie(f"{name!r} is a name aiohttp cannot keep")
+    try:
+        morsel.set(name, value, value)
+    except CookieError:
+        raise _NotACookie(f"{name[:30]!r} is not a valid cookie name") from None
+    host = domain.lstrip(".").lower()
+    morsel["path"] = cookie_path or "/"
+    if subdomains.upper() == "TRUE" or domain.startswith("."):
+        morsel["domain"] = host
+    if secure.upper() == "TRUE":
+        morsel["secure"] = True
+    if http_only:
+        morsel["httponly"] = True
+    if expiry > 0:
+        morsel["expires"] = formatdate(expiry, usegmt=True)
+    try:
+        origin = URL.build(scheme="https" if morsel["secure"] else "http", host=host)
+    except ValueError:
+        raise _NotACookie(f"{domain[:60]!r} is not a host name") from None
+    return morsel, origin
 
 
 def save_cookies(jar: aiohttp.CookieJar, path: str | os.PathLike[str]) -> int:

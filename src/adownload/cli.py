@@ -101,6 +101,11 @@ def _reopen_closed_standard_fds() -> set[int]:
 
 def _download(argv: list[str]) -> int:
     out, err = standard_streams()
+    with _library_log_to(err):  # the options' files too (a cookies.txt's skipped lines)
+        return _download_with(argv, out, err)
+
+
+def _download_with(argv: list[str], out: Stream, err: Stream) -> int:
     try:
         options = parse_options(argv)
         if options.stdout and (1 in _CLOSED_AT_START or sys.stdout is None):
@@ -115,18 +120,17 @@ def _download(argv: list[str]) -> int:
         return EXIT_INTERRUPTED
     # With -O -, standard output carries the file: every message goes to standard error.
     reporter = _reporter(options, err if options.stdout else out, err)
-    with _library_log_to(err):
-        try:
-            _loop.run(_run(options, readers, reporter))
-        except KeyboardInterrupt:
-            err.line(f"{PROG}: interrupted. {_how_to_continue(options, reporter.unfinished())}")
-            return EXIT_INTERRUPTED
-        except InputError as exc:
-            err.line(f"{PROG}: error: {exc}")
-            return EXIT_USAGE
-        except ClusterError as exc:
-            err.line(f"{PROG}: error: {exc}")
-            return EXIT_FAILED
+    try:
+        _loop.run(_run(options, readers, reporter))
+    except KeyboardInterrupt:
+        err.line(f"{PROG}: interrupted. {_how_to_continue(options, reporter.unfinished())}")
+        return EXIT_INTERRUPTED
+    except InputError as exc:
+        err.line(f"{PROG}: error: {exc}")
+        return EXIT_USAGE
+    except ClusterError as exc:
+        err.line(f"{PROG}: error: {exc}")
+        return EXIT_FAILED
     return EXIT_FAILED if reporter.tally.failed else EXIT_OK
 
 
