@@ -671,6 +671,27 @@ async def test_a_hostile_metalink_url_fails_its_item_while_the_others_go_on(
     assert (tmp_path / "out" / "file.bin").read_bytes() == data
 
 
+def test_a_malformed_weaker_hash_beside_a_valid_stronger_one_is_ignored_and_said(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = hashlib.sha256(b"x").hexdigest()
+    document = _v4(
+        f'<file name="x"><hash type="md5">not-hex</hash><hash type="sha-256">{good}</hash>'
+        f"{_URL}</file>"
+    )
+    with caplog.at_level("WARNING", logger="adownload"):
+        (file,) = metalink.parse(document)
+    assert file.checksum == f"sha256:{good}"  # as aria2c: the stronger one
+    assert "ignored its malformed md5 hash; checking its sha256" in caplog.text
+    # A malformed stronger one beside a valid weaker one is no claim to fall back from.
+    stronger_bad = _v4(
+        f'<file name="x"><hash type="md5">{hashlib.md5(b"x").hexdigest()}</hash>'
+        f'<hash type="sha-256">not-hex</hash>{_URL}</file>'
+    )
+    with pytest.raises(MetalinkError, match="64 hex digits"):
+        metalink.parse(stronger_bad)
+
+
 def test_a_skipped_metalink_url_is_logged_without_its_password(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -300,8 +300,12 @@ def _size(raw: str | None, what: str) -> int | None:
 
 
 def _checksum(hashes: list[tuple[str, str]], what: str) -> str | None:
-    """The strongest whole-file hash, checked; unknown types are passed over."""
-    known = {}
+    """The strongest whole-file hash, checked; unknown types are passed over. A malformed hash
+    weaker than a valid one is ignored, with a warning, as aria2c uses the stronger; any other
+    malformed hash refuses the file (a stronger claim that cannot be read is no claim to
+    fall back from)."""
+    valid: dict[str, str] = {}
+    malformed: dict[str, InvalidRequestError] = {}
     for kind, text in hashes:
         name = hash_name(kind)
         if name in _STRENGTH:
@@ -309,12 +313,15 @@ def _checksum(hashes: list[tuple[str, str]], what: str) -> str | None:
             try:
                 parse_checksum(checksum)
             except InvalidRequestError as exc:
-                raise MetalinkError(f"{what}: {exc}") from None
-            known[name] = checksum
-    for name in _STRENGTH:
-        if name in known:
-            return known[name]
-    return None
+                malformed[name] = exc
+            else:
+                valid[name] = checksum
+    strongest = next((name for name in _STRENGTH if name in valid), None)
+    for name, problem in malformed.items():
+        if strongest is None or _STRENGTH.index(name) < _STRENGTH.index(strongest):
+            raise MetalinkError(f"{what}: {problem}")
+        log.warning("%s: ignored its malformed %s hash; checking its %s", what, name, strongest)
+    return None if strongest is None else valid[strongest]
 
 
 def _pieces(
