@@ -234,8 +234,9 @@ async def test_offline_the_cached_copy_is_returned_with_a_warning(tmp_path: Path
         url, never = site.url("e.txt"), site.url("never.txt")
     # The server is gone: its port refuses.
     async with Downloader(retry=adownload.Retry(attempts=1)) as dl:
-        with pytest.warns(StaleCacheWarning, match="cannot be reached"):
+        with pytest.warns(StaleCacheWarning, match="cannot be reached") as warned:
             assert await dl.fetch(url, cache=cache) == path
+        assert warned[0].filename == __file__  # the caller's line, not adownload's
         with pytest.raises(adownload.DownloadError, match=r"no cached copy of .*never\.txt"):
             await dl.fetch(never, cache=cache)
     assert path.read_bytes() == _data("e.txt", 1, 4096)
@@ -493,3 +494,14 @@ async def test_a_cache_that_cannot_be_written_gives_its_copy_or_a_storage_error(
     assert caught.value.errno == errno.EROFS
     assert len(site.asked.requests) == requests  # nothing asked of the server
     assert path.read_bytes() == _data("ro.bin", 1, 4096)
+
+
+def test_the_blocking_fetch_warns_at_the_callers_line(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with serve_in_thread(_serve) as site:
+        url = site.url("w.txt")
+        path = adownload.fetch(url, cache=cache)
+    with pytest.warns(StaleCacheWarning, match="cannot be reached") as warned:
+        assert adownload.fetch(url, cache=cache, retry=adownload.Retry(attempts=1)) == path
+    assert warned[0].filename == __file__
+    assert warned[0].lineno > 0

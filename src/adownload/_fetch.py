@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +28,7 @@ from ._exceptions import (
 )
 from ._existing import read_into
 from ._models import Request
-from ._util import redact
+from ._util import redact, warn_caller
 from ._verify import Hashes
 
 if TYPE_CHECKING:
@@ -79,10 +78,9 @@ async def fetch(
         cached = await asyncio.to_thread(store.cached, store.record(key), wanted)
         if cached is None:
             raise
-        warnings.warn(
+        warn_caller(
             f"{exc}; using the cached copy {cached} of {shown} without asking the server",
             StaleCacheWarning,
-            stacklevel=3,
         )
         return cached
     if store.max_size is not None:
@@ -126,10 +124,9 @@ async def _fetch_locked(
                 f"no cached copy of {shown}, and the server cannot be reached: {exc}",
                 url=shown,
             ) from exc
-        warnings.warn(
+        warn_caller(
             f"{shown} cannot be reached ({exc}); using the cached copy {cached}",
             StaleCacheWarning,
-            stacklevel=4,
         )
         return cached
     path = outcome.path

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
 from yarl import URL
@@ -45,6 +47,22 @@ def whole_number(text: str, *, digits: int = 20) -> int | None:
     if not text or len(text) > digits or not (text.isascii() and text.isdigit()):
         return None
     return int(text)
+
+
+#: Packages whose frames stand between a caller and the line that warns: ours, and the event
+#: loop that runs our coroutines for a blocking function.
+_BETWEEN = frozenset({"adownload", "asyncio", "uvloop"})
+
+
+def warn_caller(message: str, category: type[Warning]) -> None:
+    """`warnings.warn` naming the caller's line: the first frame outside adownload (and the
+    event loop a blocking function runs), however deep the warning was found."""
+    level = 2
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in _BETWEEN:
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def redact(text: str | URL) -> str:
