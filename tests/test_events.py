@@ -42,6 +42,8 @@ async def test_events_tell_the_story_of_each_download(server: Server, dest: Path
     # Rate-limited: a handful over ~0.6 s, not one per chunk, and never going backwards.
     assert 2 <= len(progress) <= 10
     assert [p.received for p in progress] == sorted(p.received for p in progress)
+    # Each position told once: the last one is not sent a second time at the end.
+    assert len({p.received for p in progress}) == len(progress)
     assert type(story[-1]) is Finished
     assert story[-1].outcome.ok
 
@@ -52,6 +54,14 @@ async def test_events_tell_the_story_of_each_download(server: Server, dest: Path
 
     bad = of("gopher://bad/x")
     assert [type(e) for e in bad] == [Queued, Finished]
+
+
+async def test_a_small_file_tells_its_last_progress_once(server: Server, dest: Path) -> None:
+    events: list[Event] = []
+    async with Downloader(dest=dest, on_event=events.append) as dl:
+        await dl.download(server("/files/small.bin", size=1000))
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert [p.received for p in progress] == [1000]
 
 
 async def test_a_single_download_sends_finished_also_when_it_fails(

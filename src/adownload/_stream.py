@@ -69,6 +69,7 @@ class Meter:
         "_partial",
         "_request",
         "_start",
+        "_told",
         "_url",
         "position",
     )
@@ -105,6 +106,7 @@ class Meter:
         # The first bytes are told at once: a body that stalls right after them must not
         # look as if nothing came.
         self._next_progress = 0.0
+        self._told = -1  # the position the last Progress event said
         # Adaptive concurrency: the host's gate, told of the bytes as they arrive.
         self._gauge = gauge
         self._gauged = position
@@ -144,6 +146,7 @@ class Meter:
             if now >= self._next_progress:
                 self._emit(Progress(self._url, self._request, position, self._length))
                 self._next_progress = now + PROGRESS_INTERVAL
+                self._told = position
 
     def finished(self, position: int) -> None:
         """The last progress event of a body, whatever the interval."""
@@ -151,8 +154,9 @@ class Meter:
         if self._gauge is not None:
             self._gauge.received(position - self._gauged)
             self._gauged = position
-        if self._emit is not None:
+        if self._emit is not None and position != self._told:  # told once, not twice
             self._emit(Progress(self._url, self._request, position, self._length))
+            self._told = position
 
 
 async def pump(
