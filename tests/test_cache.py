@@ -505,3 +505,18 @@ def test_the_blocking_fetch_warns_at_the_callers_line(tmp_path: Path) -> None:
         assert adownload.fetch(url, cache=cache, retry=adownload.Retry(attempts=1)) == path
     assert warned[0].filename == __file__
     assert warned[0].lineno > 0
+
+
+async def test_a_bare_sha256_is_taken_as_pooch_takes_it(site: Site, tmp_path: Path) -> None:
+    data = _data("p.bin", 1, 4096)
+    bare = hashlib.sha256(data).hexdigest()
+    async with Downloader() as dl:
+        path = await dl.fetch(site.url("p.bin"), checksum=bare, cache=tmp_path / "c")
+        again = await dl.fetch(site.url("p.bin"), checksum=bare.upper(), cache=tmp_path / "c")
+        with pytest.raises(adownload.ChecksumMismatchError):
+            await dl.fetch(site.url("q.bin"), checksum="0" * 64, cache=tmp_path / "c")
+        with pytest.raises(adownload.InvalidRequestError, match="checksum"):
+            await dl.fetch(site.url("p.bin"), checksum="0" * 63, cache=tmp_path / "c")
+    assert path == again
+    assert path.read_bytes() == data
+    assert len(site.asked.gets("p.bin")) == 1  # the second fetch needed no request

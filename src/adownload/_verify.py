@@ -24,14 +24,23 @@ def hash_name(algorithm: str) -> str | None:
     return name if name in hashlib.algorithms_available else None
 
 
+_BARE_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
 def parse_checksum(text: str, *, url: str | None = None) -> tuple[str, str]:
     """Split `"sha256:<hex>"` into hashlib's algorithm name and the lower-case hex digest.
 
     `sha-256`, `SHA256` and aria2c's `sha-256=<hex>` spellings are accepted; any algorithm
-    hashlib has works. Raises `InvalidRequestError` (a ValueError) for anything else.
+    hashlib has works. 64 hex digits alone are a SHA-256, as pooch and `Registry` read them.
+    Raises `InvalidRequestError` (a ValueError) for anything else.
+
+    >>> parse_checksum("E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855")[0]
+    'sha256'
     """
     if not isinstance(text, str):
         raise InvalidRequestError(f"checksum must be a string like 'sha256:<hex>', not {text!r}")
+    if _BARE_SHA256.fullmatch(text.strip()):
+        return "sha256", text.strip().lower()
     algorithm, sep, digest = text.strip().partition(":")
     if not sep:
         algorithm, sep, digest = text.strip().partition("=")
