@@ -513,3 +513,20 @@ def test_an_input_file_takes_ftp_urls(tree: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (out / "renamed.bin").read_bytes() == SMALL
     assert listing(out) == ["renamed.bin"]
+
+
+def test_ftp_proxy_is_refused_not_silently_ignored(tree: Path, tmp_path: Path) -> None:
+    # ftp:// cannot go through a proxy here: a proxy the user named for it is refused, with
+    # the command line's way around it, never bypassed.
+    with serve_in_thread(lambda: aioftp_server(tree)) as port:
+        url = f"ftp://127.0.0.1:{port}/pub/small.bin"
+        proxy = {"ftp_proxy": "http://127.0.0.1:9"}
+        refused = run_cli("-d", tmp_path / "out", url, cwd=tmp_path, env=proxy)
+        direct = run_cli(
+            "--noproxy", "127.0.0.1", "-d", tmp_path / "out", url, cwd=tmp_path, env=proxy
+        )
+    assert refused.returncode == 1
+    assert "would go through the proxy http://127.0.0.1:9" in refused.stderr
+    assert "--noproxy 127.0.0.1" in refused.stderr
+    assert direct.returncode == 0, direct.stderr
+    assert (tmp_path / "out" / "small.bin").read_bytes() == SMALL

@@ -136,6 +136,7 @@ def check_ftp_route(network: Network, url: URL, proxy: Proxy | None, shown: str)
     if chosen is not None:
         raise InvalidRequestError(
             f"{shown} would go through the proxy {chosen.shown}, and ftp:// URLs cannot go "
-            "through a proxy here; add the host to no_proxy to connect directly",
+            "through a proxy here; add the host to no_proxy (on the command line:"
+            f" --noproxy {url.host}) to connect directly",
             url=shown,
         )

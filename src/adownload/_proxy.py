@@ -186,11 +186,12 @@ class NoProxy:
 class EnvironmentProxies:
     """The proxies an environment names, as curl reads them: `http_proxy` for http URLs (the
     lower-case name only: a CGI program's HTTP_PROXY comes from a request header),
-    `https_proxy` or `HTTPS_PROXY` for https, `all_proxy` or `ALL_PROXY` for either when the
-    first is not set, and `no_proxy` or `NO_PROXY`."""
+    `https_proxy` or `HTTPS_PROXY` for https, `ftp_proxy` or `FTP_PROXY` for ftp, `all_proxy`
+    or `ALL_PROXY` for any of them when its own is not set, and `no_proxy` or `NO_PROXY`."""
 
     http: Proxy | None = None
     https: Proxy | None = None
+    ftp: Proxy | None = None
     all: Proxy | None = None
     no_proxy: NoProxy = NoProxy()
 
@@ -207,11 +208,12 @@ class EnvironmentProxies:
         return cls(
             http=variable("http_proxy"),
             https=variable("https_proxy", "HTTPS_PROXY"),
+            ftp=variable("ftp_proxy", "FTP_PROXY"),
             all=variable("all_proxy", "ALL_PROXY"),
             no_proxy=NoProxy.parse(no_proxy),
         )
 
     def for_scheme(self, scheme: str) -> Proxy | None:
         """The proxy for a URL of `scheme`, if the environment names one."""
-        named = {"http": self.http, "https": self.https}.get(scheme)
+        named = {"http": self.http, "https": self.https, "ftp": self.ftp}.get(scheme)
         return named if named is not None else self.all
