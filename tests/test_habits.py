@@ -255,3 +255,12 @@ def test_a_browser_exported_cookie_file_loads_and_says_what_it_skipped(
     assert "adownload: warning:" in result.stderr
     assert "skipped 1 line that is no cookie (line 2: not 7 fields" in result.stderr
     assert threaded_faults.hits("/f/a.bin")[0].headers["Cookie"] == "sid=abc"
+
+
+def test_help_names_ftp_the_cache_command_and_the_curl_rule(tmp_path: Path) -> None:
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "http, https or ftp URLs" in text
+    assert "adownload cache list" in text
+    assert "curl's spellings work as curl users mean them" in text

@@ -54,6 +54,8 @@ examples:
                                             on a Dask cluster (pip install 'adownload[dask]')
   {PROG} mirror URL DIR --include '*.zip'   keep DIR a copy of a directory index (see
                                             '{PROG} mirror --help')
+  {PROG} cache list                         the download cache of fetch() (see
+                                            '{PROG} cache --help'; prune, --max-size)
 
 input files (-i) hold one URL per line; blank lines and # comments are ignored; several URLs
 on one line (separated by spaces or tabs) are mirrors of one file; indented lines under a URL
@@ -86,12 +88,17 @@ http_proxy, https_proxy and all_proxy (socks5h://host:1080 works there too), wit
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog=PROG,
-        description="Download files over HTTP(S), many at a time; never a truncated file.",
+        description="Download files over HTTP(S) and FTP, many at a time; never a truncated file.",
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.add_argument("urls", nargs="*", metavar="URL", help="http or https URLs to download")
+    parser.add_argument(
+        "urls",
+        nargs="*",
+        metavar="URL",
+        help="http, https or ftp URLs to download (a .meta4 or .metalink URL: the files it lists)",
+    )
     _what_and_where(parser)
     _existing_files(parser)
     _connections(parser)
