@@ -264,3 +264,49 @@ def test_help_names_ftp_the_cache_command_and_the_curl_rule(tmp_path: Path) -> N
     assert "http, https or ftp URLs" in text
     assert "adownload cache list" in text
     assert "curl's spellings work as curl users mean them" in text
+
+
+# --- the mirror as wget -m users run it ---------------------------------------------------
+
+
+def test_the_mirror_takes_wgets_np_nh_and_the_download_commands_limits_and_json(
+    nginx: Nginx,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import json
+
+    _serve_file(nginx, "a.txt", b"a\n")
+    _serve_file(nginx, "b.txt", b"bb\n")
+    dest = tmp_path / "mirror"
+    args = ["mirror", "-np", "-nH", "--limit-rate", "10M", "--tries", "3", "--json"]
+    result = run_cli(*args, nginx.url("/html/"), dest, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted((r["type"], Path(r["path"]).name) for r in records[:-1]) == [
+        ("new", "a.txt"),
+        ("new", "b.txt"),
+    ]
+    assert records[-1]["type"] == "summary"
+    assert (records[-1]["new"], records[-1]["failed"], records[-1]["bytes"]) == (2, 0, 5)
+    assert (dest / "b.txt").read_bytes() == b"bb\n"
+
+
+def test_the_mirror_parses_rate_and_retries_as_the_download_command() -> None:
+    from adownload._cli_mirror import parse_options
+
+    options = parse_options(
+        ["--limit-rate", "1M", "--retry", "4", "--retry-wait", "0.5", "http://127.0.0.1/", "d"]
+    )
+    assert options.limits.rate == 1 << 20
+    assert (options.retry.attempts, options.retry.backoff) == (5, 0.5)
+
+
+@pytest.mark.parametrize(("tries", "ok"), [("1", False), ("2", True)])
+def test_the_mirrors_tries_retry_a_busy_server(
+    threaded_faults: FaultServer, tmp_path: Path, tries: str, ok: bool
+) -> None:
+    threaded_faults.plan("/f/busy.bin", ["status:503:0"])
+    (tmp_path / "list.txt").write_text(threaded_faults.url("/f/busy.bin", size=300) + "\n")
+    result = run_cli("mirror", "--tries", tries, "--retry-wait", "0", "list.txt", "d", cwd=tmp_path)
+    assert result.returncode == (0 if ok else 1), result.stderr
+    assert (tmp_path / "d" / "f" / "busy.bin").exists() is ok  # the URL's path below d

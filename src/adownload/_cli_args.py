@@ -20,12 +20,12 @@ from . import metalink
 from ._cli_flags import build_parser
 from ._cli_network import NetworkKeywords, NetworkOptions, network_options
 from ._cli_shared import (
-    _DEFAULT_RETRY,
     AUTO_WORKERS,
     STDOUT,
     UsageError,
     check_directory,
     curl_spellings,
+    retry_of,
     scheme_hint,
     tls_context,
     unique_headers,
@@ -202,12 +202,6 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
             workers = auto_workers(
                 known, inputs, cores=usable_cores(), limit=limit, allowed=allowed
             )
-    tries: int = _DEFAULT_RETRY.attempts
-    if args.tries is not None:
-        tries = args.tries
-    elif args.retries is not None:
-        tries = args.retries + 1
-    wait: float = args.retry_wait
     try:
         return Options(
             requests=tuple(requests),
@@ -227,12 +221,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
                 min_speed=args.min_speed,
                 min_speed_window=args.speed_window,
             ),
-            retry=Retry(
-                attempts=tries,
-                backoff=wait,
-                max_delay=max(_DEFAULT_RETRY.max_delay, wait),
-                budget=args.retry_budget,
-            ),
+            retry=retry_of(args),
             segments=Segments(count=args.split, min_size=args.min_split_size),
             existing=_existing(args),
             headers=headers,

@@ -17,7 +17,6 @@ import argparse
 from ._cli_network import add_network_flags
 from ._cli_shared import (
     _DEFAULT_MAX_REDIRECTS,
-    _DEFAULT_RETRY,
     _DEFAULT_SEGMENTS,
     _DEFAULT_TIMEOUT,
     PROG,
@@ -27,10 +26,9 @@ from ._cli_shared import (
     _count0,
     _rate,
     _seconds,
-    _seconds0,
     _segment_size,
     _size,
-    _tries,
+    add_retry_flags,
     add_shared_option,
 )
 from ._config import Existing
@@ -103,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _existing_files(parser)
     _connections(parser)
     add_network_flags(parser)
-    _retries(parser)
+    add_retry_flags(parser)
     _output(parser)
     parser.add_argument("-V", "--version", action="version", version=f"{PROG} {__version__}")
     return parser
@@ -280,14 +278,7 @@ def _connections(parser: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="never split a file into pieces smaller than SIZE (default: 4M)",
     )
-    network.add_argument(
-        "--limit-rate",
-        "--max-overall-download-limit",
-        dest="rate",
-        type=_rate,
-        metavar="RATE",
-        help="download at most RATE bytes per second in all, e.g. 500K or 10M (default: no limit)",
-    )
+    add_shared_option(network, "rate")
     add_shared_option(network, "connect_timeout")
     add_shared_option(network, "read_timeout")
     network.add_argument(
@@ -356,49 +347,6 @@ def _connections(parser: argparse.ArgumentParser) -> None:
         "--compressed",
         action="store_true",
         help="ask for a compressed transfer and save it decoded (such downloads do not resume)",
-    )
-
-
-def _retries(parser: argparse.ArgumentParser) -> None:
-    retries = parser.add_argument_group(
-        "retries",
-        "(connection errors, timeouts, broken bodies and statuses 408, 429, 5xx are retried)",
-    )
-    attempts = retries.add_mutually_exclusive_group()
-    attempts.add_argument(
-        "-t",
-        "--tries",
-        "--max-tries",
-        dest="tries",
-        type=_tries,
-        metavar="N",
-        help=f"try each file N times in all (default: {_DEFAULT_RETRY.attempts})",
-    )
-    attempts.add_argument(
-        "--retry",
-        dest="retries",
-        type=_count0,
-        metavar="N",
-        help="retry each file N times after the first attempt (the same as --tries N+1)",
-    )
-    retries.add_argument(
-        "--retry-wait",
-        "--waitretry",
-        "--retry-delay",
-        dest="retry_wait",
-        type=_seconds0,
-        default=_DEFAULT_RETRY.backoff,
-        metavar="SEC",
-        help="wait SEC seconds before the first retry, twice as long before each next one, up"
-        f" to {_DEFAULT_RETRY.max_delay:.0f} s or SEC (default: %(default)s);"
-        " a server's Retry-After wins",
-    )
-    retries.add_argument(
-        "--retry-max-time",
-        dest="retry_budget",
-        type=_seconds,
-        metavar="SEC",
-        help="start no retry that would begin more than SEC seconds after the first attempt",
     )
 
 

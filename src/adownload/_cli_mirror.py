@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import ssl
 import sys
@@ -44,12 +45,14 @@ from ._cli_shared import (
     STDIN,
     Parser,
     UsageError,
+    add_retry_flags,
     add_shared_option,
     check_directory,
+    retry_of,
     tls_context,
     unique_headers,
 )
-from ._config import Limits, Timeout
+from ._config import Limits, Retry, Timeout
 from ._downloader import Downloader
 from ._events import Event, HostLimitChanged
 from ._exceptions import InvalidRequestError
@@ -95,6 +98,8 @@ class MirrorOptions:
     limits: Limits
     timeout: Timeout
     headers: dict[str, str]
+    retry: Retry = Retry()  # noqa: RUF009 (frozen)
+    json: bool = False
     tls: ssl.SSLContext | bool = True
     network: NetworkOptions = NetworkOptions()  # noqa: RUF009 (frozen)
     #: `--scheduler`: fetch the files on this Dask cluster (the listing stays here).
@@ -163,11 +168,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print what would change; write nothing",
     )
+    what.add_argument(
+        "-np",
+        "--no-parent",
+        action="store_true",
+        help="wget's: never go above SOURCE (the mirror never does)",
+    )
+    what.add_argument(
+        "-nH",
+        "--no-host-directories",
+        action="store_true",
+        help="wget's: no directory per host (the mirror makes none: DEST is SOURCE's copy)",
+    )
     network = parser.add_argument_group("connections and time limits")
     for name in (
         "jobs",
         "per_host",
         "adaptive",
+        "rate",
         "scheduler",
         "connect_timeout",
         "read_timeout",
@@ -177,9 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
         "cafile",
     ):
         add_shared_option(network, name)
+    add_retry_flags(parser)
     add_network_flags(parser)
-    parser.add_argument(
+    output = parser.add_argument_group("output")
+    output.add_argument(
         "-q", "--quiet", action="store_true", help="print nothing but errors (exit status says)"
+    )
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per change and a summary on standard output (JSON Lines)",
     )
     return parser
 
@@ -214,9 +239,16 @@ def parse_options(argv: Sequence[str]) -> MirrorOptions:
         dry_run=args.dry_run,
         depth=args.depth,
         quiet=args.quiet,
-        limits=Limits(max_transfers=args.jobs, max_per_host=args.per_host, adaptive=args.adaptive),
+        limits=Limits(
+            max_transfers=args.jobs,
+            max_per_host=args.per_host,
+            rate=args.rate,
+            adaptive=args.adaptive,
+        ),
         timeout=Timeout(connect=args.connect_timeout, read=args.read_timeout),
         headers=unique_headers(pairs),
+        retry=retry_of(args),
+        json=args.json,
         tls=tls,
         network=network,
         scheduler=args.scheduler,
@@ -235,7 +267,7 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    printer = _Printer(out, err, quiet=options.quiet)
+    printer = _Printer(out, err, quiet=options.quiet, json=options.json)
     try:
         report = _loop.run(_run(options, reader, printer))
     except KeyboardInterrupt:
@@ -276,6 +308,7 @@ async def _run(
     keywords: dict[str, Any] = {
         "limits": options.limits,
         "timeout": options.timeout,
+        "retry": options.retry,
         "headers": options.headers,
         "verify": options.tls,
         **options.network.keywords(),
@@ -348,10 +381,11 @@ async def _read_list(reader: InputReader, printer: _Printer) -> list[Request]:
 class _Printer:
     """A line per changed file on standard output, failures on standard error, a summary."""
 
-    def __init__(self, out: Stream, err: Stream, *, quiet: bool) -> None:
+    def __init__(self, out: Stream, err: Stream, *, quiet: bool, json: bool = False) -> None:
         self.out = out
         self.err = err
         self.quiet = quiet
+        self.json = json
         self.rejected = 0
         self.started = time.monotonic()
         self.hosts: dict[str, HostLimit] = {}  # with --adaptive: what each host reached
@@ -363,9 +397,24 @@ class _Printer:
 
     def reject(self, why: str) -> None:
         self.rejected += 1
+        if self.json:
+            self._emit({"type": "failed", "path": None, "url": None, "error": why})
+            return
         self.err.line(f"failed {why}")
 
     def __call__(self, change: MirrorChange) -> None:
+        if self.json:
+            self._emit(
+                {
+                    "type": change.kind,
+                    "path": None if change.path is None else str(change.path),
+                    "url": change.url,
+                    "bytes": change.size,
+                    "error": None if change.error is None else describe_error(change.error),
+                    "dry_run": change.dry_run,
+                }
+            )
+            return
         if change.kind == "failed":
             self.err.line(f"failed {change.url or change.path}: {describe_error(change.error)}")
             return
@@ -379,8 +428,27 @@ class _Printer:
         else:
             self.out.line(f"{change.kind} {change.path} ({format_size(change.size)})")
 
+    def _emit(self, record: dict[str, Any]) -> None:
+        self.out.line(json.dumps(record, ensure_ascii=False))
+
     def summary(self, report: MirrorReport) -> None:
         failed = report.failed + self.rejected
+        if self.json:
+            self._emit(
+                {
+                    "type": "summary",
+                    "new": report.new,
+                    "updated": report.updated,
+                    "unchanged": report.unchanged,
+                    "deleted": report.deleted,
+                    "failed": failed,
+                    "bytes": report.bytes,
+                    "complete": report.complete,
+                    "dry_run": report.dry_run,
+                    "elapsed": round(time.monotonic() - self.started, 3),
+                }
+            )
+            return
         if self.quiet:
             if failed:
                 self.err.line(f"{COMMAND}: {failed} failed")

@@ -405,6 +405,16 @@ _SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "to one that caps each connection's speed (default: off)",
         },
     ),
+    "rate": (
+        ("--limit-rate", "--max-overall-download-limit"),
+        {
+            "dest": "rate",
+            "type": _rate,
+            "metavar": "RATE",
+            "help": "download at most RATE bytes per second in all, e.g. 500K or 10M"
+            " (default: no limit)",
+        },
+    ),
     "connect_timeout": (
         ("--connect-timeout",),
         {
@@ -472,6 +482,67 @@ _SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         },
     ),
 }
+
+
+def add_retry_flags(parser: argparse.ArgumentParser) -> None:
+    """-t/--tries, --retry, --retry-wait and --retry-max-time, as both commands take them;
+    `retry_of` reads them back."""
+    retries = parser.add_argument_group(
+        "retries",
+        "(connection errors, timeouts, broken bodies and statuses 408, 429, 5xx are retried)",
+    )
+    attempts = retries.add_mutually_exclusive_group()
+    attempts.add_argument(
+        "-t",
+        "--tries",
+        "--max-tries",
+        dest="tries",
+        type=_tries,
+        metavar="N",
+        help=f"try each file N times in all (default: {_DEFAULT_RETRY.attempts})",
+    )
+    attempts.add_argument(
+        "--retry",
+        dest="retries",
+        type=_count0,
+        metavar="N",
+        help="retry each file N times after the first attempt (the same as --tries N+1)",
+    )
+    retries.add_argument(
+        "--retry-wait",
+        "--waitretry",
+        "--retry-delay",
+        dest="retry_wait",
+        type=_seconds0,
+        default=_DEFAULT_RETRY.backoff,
+        metavar="SEC",
+        help="wait SEC seconds before the first retry, twice as long before each next one, up"
+        f" to {_DEFAULT_RETRY.max_delay:.0f} s or SEC (default: %(default)s);"
+        " a server's Retry-After wins",
+    )
+    retries.add_argument(
+        "--retry-max-time",
+        dest="retry_budget",
+        type=_seconds,
+        metavar="SEC",
+        help="start no retry that would begin more than SEC seconds after the first attempt",
+    )
+
+
+def retry_of(args: argparse.Namespace) -> Retry:
+    """The `Retry` the flags of `add_retry_flags` say."""
+    tries: int = _DEFAULT_RETRY.attempts
+    if args.tries is not None:
+        tries = args.tries
+    elif args.retries is not None:
+        tries = args.retries + 1
+    wait: float = args.retry_wait
+    return Retry(
+        attempts=tries,
+        backoff=wait,
+        max_delay=max(_DEFAULT_RETRY.max_delay, wait),
+        budget=args.retry_budget,
+    )
 
 
 def add_shared_option(group: argparse._ActionsContainer, name: str) -> None:
