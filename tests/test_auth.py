@@ -7,6 +7,7 @@ so that a test can show which host saw a credential and which never did.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -27,6 +28,7 @@ from adownload import (
     Request,
 )
 
+from .cli_support import COMMAND, cli_env
 from .ftp_servers import PASSWORD as FTP_PASSWORD
 from .ftp_servers import USER as FTP_USER
 from .ftp_servers import aioftp_server
@@ -181,6 +183,43 @@ async def test_digest_auth_answers_the_servers_challenge(
     assert (dest / "digest.bin").read_bytes() == server.data
     assert server.statuses == [401, 200]
     assert outcome.status == 200
+
+
+async def test_a_basic_login_answers_a_digest_challenge(
+    digest: tuple[DigestServer, str], dest: Path, tmp_path: Path
+) -> None:
+    # As wget, and curl --anyauth: the server wants digest; the login given is used so.
+    server, url = digest
+    async with Downloader(dest=dest, auth=BasicAuth(USER, PASSWORD)) as dl:
+        outcome = await dl.download(url)
+    assert outcome.ok
+    assert (dest / "digest.bin").read_bytes() == server.data
+    assert server.statuses[-1] == 200
+    assert server.statuses.count(401) <= 2  # the basic try, and the middleware's probe
+    netrc = _netrc(tmp_path, f"machine 127.0.0.1 login {USER} password {PASSWORD}\n")
+    async with Downloader(dest=dest / "n", netrc=netrc) as dl:
+        assert (await dl.download(url)).ok
+    assert (dest / "n" / "digest.bin").read_bytes() == server.data
+    async with Downloader(dest=dest / "w", auth=BasicAuth(USER, "wrong"), retry=ONCE) as dl:
+        [wrong] = await dl.download_many([url])
+    assert isinstance(wrong.error, HTTPStatusError)
+    assert wrong.error.status == 401
+    assert not (dest / "w").exists() or listing(dest / "w") == []
+
+
+async def test_the_commands_user_answers_a_digest_only_server(
+    digest: tuple[DigestServer, str], tmp_path: Path
+) -> None:
+    server, url = digest
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND, "-u", f"{USER}:{PASSWORD}", url, "-d", str(tmp_path / "d"),
+        cwd=tmp_path, env=cli_env(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert (tmp_path / "d" / "digest.bin").read_bytes() == server.data
+    assert PASSWORD not in (out + err).decode()
 
 
 async def test_a_wrong_digest_password_fails_and_keeps_nothing(

@@ -137,24 +137,33 @@ class HttpExchange:
         for hop in range(options.max_redirects + 1):
             route = self._network.route(current, options.proxy)
             proxy = route.proxy
-            hop_headers, extra = self._credentials.apply(current, headers, proxy, trusted=trusted)
-            with (
-                _DIRECT
-                if proxy is None
-                else translate_client_errors(url, read=options.timeout.read, proxy=proxy.shown)
-            ):
-                response = await route.session.get(
-                    current,
-                    headers=hop_headers,
-                    timeout=timeout,
-                    allow_redirects=False,
-                    auto_decompress=options.decode_content,
-                    raise_for_status=False,
-                    read_bufsize=self._read_bufsize,
-                    **extra,  # type: ignore[arg-type]
+            for _ in range(2):  # a second time only to answer a digest challenge
+                hop_headers, extra = self._credentials.apply(
+                    current, headers, proxy, trusted=trusted
                 )
-            _end_header_timeout(response)
-            idle.touch()
+                with (
+                    _DIRECT
+                    if proxy is None
+                    else translate_client_errors(url, read=options.timeout.read, proxy=proxy.shown)
+                ):
+                    response = await route.session.get(
+                        current,
+                        headers=hop_headers,
+                        timeout=timeout,
+                        allow_redirects=False,
+                        auto_decompress=options.decode_content,
+                        raise_for_status=False,
+                        read_bufsize=self._read_bufsize,
+                        **extra,  # type: ignore[arg-type]
+                    )
+                _end_header_timeout(response)
+                idle.touch()
+                challenge = response.headers.get("WWW-Authenticate")
+                if response.status != 401 or not self._credentials.digest_asked(
+                    current, headers, challenge, trusted=trusted
+                ):
+                    break
+                response.close()
             if proxy is not None and proxy.kind == "http" and response.status == 407:
                 # A plain-http request's answer from the proxy itself (an https one's comes
                 # to the CONNECT, and aiohttp raises it).

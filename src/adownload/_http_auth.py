@@ -18,13 +18,47 @@ _CREDENTIALS = ("Authorization", "Proxy-Authorization", "Cookie")
 class Credentials:
     """What one download's requests carry, given where each one goes."""
 
-    __slots__ = ("_auth", "_digest", "_netrc")
+    __slots__ = ("_auth", "_digest", "_digest_only", "_netrc")
 
     def __init__(self, auth: BasicAuth | DigestAuth | None, netrc: Netrc | None) -> None:
         self._auth = auth
         self._netrc = netrc
-        # One per download: it keeps the server's nonce from one request to the next.
-        self._digest: aiohttp.DigestAuthMiddleware | None = None
+        # One per download and login: it keeps the server's nonce from one request to the next.
+        self._digest: dict[tuple[str, str], aiohttp.DigestAuthMiddleware] = {}
+        # Origins that answered a basic login with a digest challenge: digest from then on.
+        self._digest_only: set[tuple[str, str | None, int | None]] = set()
+
+    def _login(
+        self, url: URL, headers: CIMultiDict[str], *, trusted: bool
+    ) -> BasicAuth | DigestAuth | None:
+        """The `auth` option where `trusted` (the request's own origin), else the `.netrc` login
+        of its host when the request brings no credential of its own (userinfo in the URL,
+        which aiohttp sends, or an Authorization header)."""
+        login = self._auth if trusted else None
+        netrc = self._netrc
+        if (
+            login is None
+            and netrc is not None
+            and url.raw_user is None
+            and "Authorization" not in headers
+        ):
+            login = netrc.login(url.host)
+        if isinstance(login, BasicAuth) and (url.scheme, url.host, url.port) in self._digest_only:
+            return DigestAuth(login.login, login.password)
+        return login
+
+    def digest_asked(
+        self, url: URL, headers: CIMultiDict[str], challenge: str | None, *, trusted: bool
+    ) -> bool:
+        """A 401 from `url` with the `WWW-Authenticate` `challenge`: whether the request went
+        with a basic login that the server wants as digest, as wget and `curl --anyauth` answer
+        it. Its requests then answer the challenge with that login (the same request again)."""
+        if not challenge or not challenge.lstrip().lower().startswith("digest"):
+            return False
+        if not isinstance(self._login(url, headers, trusted=trusted), BasicAuth):
+            return False
+        self._digest_only.add((url.scheme, url.host, url.port))
+        return True
 
     def apply(
         self, url: URL, headers: CIMultiDict[str], proxy: Proxy | None, *, trusted: bool
@@ -36,22 +70,16 @@ class Credentials:
         which aiohttp sends, or an Authorization header); and an HTTP proxy with its
         credentials (a SOCKS proxy is its session's connector, not a keyword)."""
         extra: dict[str, object] = {}
-        login = self._auth if trusted else None
-        netrc = self._netrc
-        if (
-            login is None
-            and netrc is not None
-            and url.raw_user is None
-            and "Authorization" not in headers
-        ):
-            login = netrc.login(url.host)
+        login = self._login(url, headers, trusted=trusted)
         if isinstance(login, BasicAuth):
             headers = headers.copy()
             headers["Authorization"] = login.header()
         elif isinstance(login, DigestAuth):
-            if self._digest is None:
-                self._digest = aiohttp.DigestAuthMiddleware(login.login, login.password)
-            extra["middlewares"] = (self._digest,)
+            key = (login.login, login.password)
+            middleware = self._digest.get(key)
+            if middleware is None:
+                middleware = self._digest[key] = aiohttp.DigestAuthMiddleware(*key)
+            extra["middlewares"] = (middleware,)
         if proxy is not None and proxy.kind == "http":
             extra["proxy"] = proxy.url
             headers = _proxy_credentials(proxy, url, headers, extra)
