@@ -520,3 +520,20 @@ async def test_a_bare_sha256_is_taken_as_pooch_takes_it(site: Site, tmp_path: Pa
     assert path == again
     assert path.read_bytes() == data
     assert len(site.asked.gets("p.bin")) == 1  # the second fetch needed no request
+
+
+async def test_a_pooch_registry_file_is_read_with_its_base_url(site: Site, tmp_path: Path) -> None:
+    a, b = _data("r1.csv", 1, 4096), _data("r2.csv", 1, 4096)
+    registry_file = tmp_path / "registry.txt"
+    registry_file.write_text(
+        "# pooch: name and hash, the URL from base_url\n"
+        f"r1.csv {hashlib.sha256(a).hexdigest()}\n"
+        f"other.csv sha256:{hashlib.sha256(b).hexdigest()} {site.url('r2.csv')}\n"
+    )
+    registry = Registry.from_file(registry_file, base_url=f"{site.base}/data")
+    assert registry["r1.csv"].url == site.url("r1.csv")
+    async with Downloader() as dl:
+        one, other = await dl.fetch_many(registry, cache=tmp_path / "cache")
+    assert (one.read_bytes(), other.read_bytes()) == (a, b)
+    with pytest.raises(adownload.InvalidRequestError, match="is not absolute|URL"):
+        Registry.from_file(registry_file)  # without base_url: NAME URL, and a hash is no URL

@@ -8,6 +8,10 @@ and lines starting with `#` are skipped.
 # name          url                                         checksum
 iris.csv        https://example.org/data/iris.csv           sha256:4a7d...
 ```
+
+pooch's registry files (`name checksum`, a line each, the URL the `base_url` joined with the
+name; a third field is a URL of its own) are read with `base_url=`, as `pooch.create(base_url=
+..., registry=...)` reads them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from ._exceptions import InvalidRequestError
 from ._models import parse_url
@@ -54,7 +59,15 @@ class Registry(Mapping[str, RegistryEntry]):
             self._entries[entry.name] = entry
 
     @classmethod
-    def parse(cls, text: str, *, source: str = "the registry") -> Registry:
+    def parse(
+        cls, text: str, *, source: str = "the registry", base_url: str | None = None
+    ) -> Registry:
+        """The registry in `text`: `NAME URL [CHECKSUM]` lines, or with `base_url`, pooch's
+        `NAME CHECKSUM [URL]` lines, whose URL is otherwise `base_url` + `NAME`."""
+        base = None if base_url is None else base_url.rstrip("/") + "/"
+        if base is not None:
+            parse_url(base)
+        expected = "NAME URL [CHECKSUM]" if base is None else "NAME CHECKSUM [URL]"
         entries = []
         for number, line in enumerate(text.splitlines(), 1):
             fields = line.split()
@@ -62,10 +75,14 @@ class Registry(Mapping[str, RegistryEntry]):
                 continue
             if len(fields) not in (2, 3):
                 raise InvalidRequestError(
-                    f"{source}, line {number}: expected 'NAME URL [CHECKSUM]', not {line.strip()!r}"
+                    f"{source}, line {number}: expected '{expected}', not {line.strip()!r}"
                 )
-            name, url, *rest = fields
-            checksum = rest[0] if rest else None
+            if base is None:
+                name, url, *rest = fields
+                checksum = rest[0] if rest else None
+            else:
+                name, checksum, *own = fields
+                url = own[0] if own else base + quote(name)
             if checksum is not None and ":" not in checksum and "=" not in checksum:
                 checksum = f"sha256:{checksum}"  # pooch's bare hex
             try:
@@ -76,8 +93,10 @@ class Registry(Mapping[str, RegistryEntry]):
         return cls(entries)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> Registry:
-        return cls.parse(Path(path).read_text(encoding="utf-8"), source=os.fspath(path))
+    def from_file(cls, path: str | os.PathLike[str], *, base_url: str | None = None) -> Registry:
+        """The registry file at `path` (see `parse`; with `base_url`, pooch's form)."""
+        text = Path(path).read_text(encoding="utf-8")
+        return cls.parse(text, source=os.fspath(path), base_url=base_url)
 
     def __getitem__(self, name: str) -> RegistryEntry:
         try:
