@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import types
@@ -188,12 +189,22 @@ def test_blocking_download_and_download_many(threaded_server: Server, dest: Path
     assert listing(dest) == ["one.bin", "two.bin"]
 
 
-async def test_blocking_calls_refuse_to_run_inside_an_event_loop(dest: Path) -> None:
-    with pytest.raises(RuntimeError, match="running event loop"):
-        adownload.download("http://127.0.0.1:9/a.bin", dest=dest)
-    with pytest.raises(RuntimeError, match="running event loop"):
-        adownload.download_many(["http://127.0.0.1:9/a.bin"], dest=dest)
-    assert listing(dest) == []
+async def test_blocking_calls_work_inside_a_running_event_loop_as_in_a_notebook(
+    threaded_server: Server, dest: Path, tmp_path: Path
+) -> None:
+    # A Jupyter cell runs inside the kernel's event loop: the blocking functions run their own
+    # loop in a worker thread there (blocking this one meanwhile), as pooch and parfive do.
+    asyncio.get_running_loop()  # this test runs inside one
+    outcome = adownload.download(threaded_server("/files/nb.bin", size=2000), dest=dest)
+    assert outcome.ok
+    [many] = adownload.download_many([threaded_server("/files/nb2.bin", size=30)], dest=dest)
+    assert many.ok
+    with pytest.raises(HTTPStatusError):
+        adownload.download(threaded_server("/status/404/gone.bin"), dest=dest)
+    path = adownload.fetch(threaded_server("/files/nb3.bin", size=50), cache=tmp_path / "cache")
+    assert path.read_bytes() == payload("nb3.bin", 50)
+    assert listing(dest) == ["nb.bin", "nb2.bin"]
+    assert (dest / "nb.bin").read_bytes() == payload("nb.bin", 2000)
 
 
 # --- errors carry their context and survive pickling --------------------------------------

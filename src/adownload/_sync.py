@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Unpack
+from typing import Any, TypeVar, Unpack
 
 from . import _loop
 from ._cache import Cache
@@ -16,16 +17,20 @@ from ._registry import Registry
 
 __all__ = ["download", "download_many", "fetch", "fetch_many"]
 
+T = TypeVar("T")
 
-def _refuse_inside_event_loop(name: str) -> None:
+
+def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run `main()` to its end and return its result, blocking: on an event loop of its own,
+    in this thread; or, when this thread runs a loop already (a Jupyter cell runs inside the
+    kernel's), in a worker thread, while this one waits (as parfive does). That blocks the
+    running loop for as long: a coroutine should `await` the `Downloader`'s methods instead."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return
-    raise RuntimeError(
-        f"adownload.{name}() blocks, so it cannot be called from a running event loop; "
-        f"use 'async with adownload.Downloader() as dl: await dl.{name}(...)' instead"
-    )
+        return _loop.run(main())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="adownload") as pool:
+        return pool.submit(lambda: _loop.run(main())).result()
 
 
 def download(
@@ -41,13 +46,11 @@ def download(
 
     >>> adownload.download(url, dest="dl/", retry=adownload.Retry(attempts=8))  # doctest: +SKIP
     """
-    _refuse_inside_event_loop("download")
-
     async def main() -> Outcome:
         async with Downloader(**options) as dl:
             return await dl.download(item, dest=dest)
 
-    return _loop.run(main())
+    return _run(main)
 
 
 def download_many(
@@ -61,13 +64,11 @@ def download_many(
     The blocking twin of `Downloader.download_many`, with every keyword of `Downloader` (but
     `session`); failures are outcomes, not exceptions.
     """
-    _refuse_inside_event_loop("download_many")
-
     async def main() -> list[Outcome]:
         async with Downloader(**options) as dl:
             return await dl.download_many(items, dest=dest)
 
-    return _loop.run(main())
+    return _run(main)
 
 
 def fetch(
@@ -83,13 +84,11 @@ def fetch(
 
     >>> adownload.fetch("https://example.org/iris.csv", checksum="sha256:...")  # doctest: +SKIP
     """
-    _refuse_inside_event_loop("fetch")
-
     async def main() -> Path:
         async with Downloader(**options) as dl:
             return await dl.fetch(url, checksum=checksum, cache=cache)
 
-    return _loop.run(main())
+    return _run(main)
 
 
 def fetch_many(
@@ -99,10 +98,8 @@ def fetch_many(
     **options: Unpack[DownloaderOptions],
 ) -> list[Path]:
     """`fetch` every item at once; the paths, in order (the blocking `Downloader.fetch_many`)."""
-    _refuse_inside_event_loop("fetch_many")
-
     async def main() -> list[Path]:
         async with Downloader(**options) as dl:
             return await dl.fetch_many(items, cache=cache)
 
-    return _loop.run(main())
+    return _run(main)
