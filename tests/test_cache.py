@@ -535,5 +535,5 @@ async def test_a_pooch_registry_file_is_read_with_its_base_url(site: Site, tmp_p
     async with Downloader() as dl:
         one, other = await dl.fetch_many(registry, cache=tmp_path / "cache")
     assert (one.read_bytes(), other.read_bytes()) == (a, b)
-    with pytest.raises(adownload.InvalidRequestError, match="is not absolute|URL"):
+    with pytest.raises(adownload.InvalidRequestError, match=r"is not absolute|URL"):
         Registry.from_file(registry_file)  # without base_url: NAME URL, and a hash is no URL
