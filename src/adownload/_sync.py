@@ -46,6 +46,7 @@ def download(
 
     >>> adownload.download(url, dest="dl/", retry=adownload.Retry(attempts=8))  # doctest: +SKIP
     """
+
     async def main() -> Outcome:
         async with Downloader(**options) as dl:
             return await dl.download(item, dest=dest)
@@ -64,6 +65,7 @@ def download_many(
     The blocking twin of `Downloader.download_many`, with every keyword of `Downloader` (but
     `session`); failures are outcomes, not exceptions.
     """
+
     async def main() -> list[Outcome]:
         async with Downloader(**options) as dl:
             return await dl.download_many(items, dest=dest)
@@ -84,6 +86,7 @@ def fetch(
 
     >>> adownload.fetch("https://example.org/iris.csv", checksum="sha256:...")  # doctest: +SKIP
     """
+
     async def main() -> Path:
         async with Downloader(**options) as dl:
             return await dl.fetch(url, checksum=checksum, cache=cache)
@@ -98,6 +101,7 @@ def fetch_many(
     **options: Unpack[DownloaderOptions],
 ) -> list[Path]:
     """`fetch` every item at once; the paths, in order (the blocking `Downloader.fetch_many`)."""
+
     async def main() -> list[Path]:
         async with Downloader(**options) as dl:
             return await dl.fetch_many(items, cache=cache)
