@@ -45,9 +45,9 @@ def test_urls_are_saved_and_exit_status_is_0(threaded_faults: FaultServer, tmp_p
     # Not a terminal: a line per file, the summary on stderr, and no control characters.
     saved = sorted(result.stdout.splitlines())
     assert len(saved) == 2
-    assert saved[0].startswith(f"saved {dest / 'a.bin'} (70.0 kB in ")
+    assert saved[0].startswith(f"saved {dest / 'a.bin'} (68.4 KiB in ")
     assert saved[1].startswith(f"saved {dest / 'b.bin'} (3 B in ")
-    assert result.stderr.startswith("2 downloaded, 0 skipped, 0 failed: 70.0 kB in ")
+    assert result.stderr.startswith("2 downloaded, 0 skipped, 0 failed: 68.4 KiB in ")
     assert len(result.stderr.splitlines()) == 1
     assert not has_control_characters(result.stdout + result.stderr)
 
@@ -75,7 +75,7 @@ def test_some_failed_exit_status_is_1_with_a_summary_of_which_and_why(
     # Each failure as it happens, then the summary that says which failed and why.
     assert sum(line.startswith(f"failed {gone}: ") for line in lines) == 1
     summary = lines[lines.index("failed:") - 1 :]
-    assert summary[0].startswith("1 downloaded, 0 skipped, 2 failed: 1.0 kB in ")
+    assert summary[0].startswith("1 downloaded, 0 skipped, 2 failed: 1.0 KiB in ")
     assert sorted(summary[2:]) == sorted(
         [f"  {gone}: {_why(lines, gone)}", f"  {busy}: {_why(lines, busy)}"]
     )
@@ -416,7 +416,7 @@ def test_sigint_leaves_a_resumable_part_and_a_rerun_fetches_only_the_rest(
     _, err = interrupt(threaded_faults, "/f/big.bin", [url], tmp_path, ADOWNLOAD_LOOP=loop)
 
     assert re.match(
-        r"adownload: interrupted\. Kept 1 partial download \(big\.bin\.part; 1\d\d\.\d kB\)\."
+        r"adownload: interrupted\. Kept 1 partial download \(big\.bin\.part; \d{2,3}\.\d KiB\)\."
         r" Run the same command again to continue it: files already complete are skipped\.$",
         err.splitlines()[-1],
     ), err
@@ -532,7 +532,7 @@ def test_readme_command_line_examples_run_as_pasted(
         == hashlib.sha256((tmp_path / "python-3.13.2-docs-html.zip").read_bytes()).hexdigest()
     )
     assert found.startswith("found http://127.0.0.1:")
-    assert found.endswith("/docs/3.12.7/python-3.12.7-docs-html.zip (HTTP 200, 50.0 kB)")
+    assert found.endswith("/docs/3.12.7/python-3.12.7-docs-html.zip (HTTP 200, 48.8 KiB)")
     assert there == "it is there"
     assert timestamped.startswith(("saved python-docs/", "skipped python-docs/"))
     assert outputs[3].stdout.count("saved") == 2
@@ -638,13 +638,13 @@ def test_sigint_of_a_segmented_download_counts_the_bytes_its_state_holds(
     threaded_faults.plan("/f/big.bin", ["pause_after:100000"] * 8)
     url = threaded_faults.url("/f/big.bin", size=size)
     out, err = interrupt(threaded_faults, "/f/big.bin", ["-s", "4", "-k", "1M", url], tmp_path)
-    found = re.search(r"Kept 1 partial download \(big\.bin\.part; ([\d.]+) (kB|MB)\)", err)
+    found = re.search(r"Kept 1 partial download \(big\.bin\.part; ([\d.]+) (KiB|MiB)\)", err)
     assert found is not None, err
-    said = float(found[1]) * (1000 if found[2] == "kB" else 1_000_000)
+    said = float(found[1]) * (1024 if found[2] == "KiB" else 1 << 20)
     state = json.loads((tmp_path / "big.bin.part.state").read_text())
     held = sum(end - start for start, end in state["ranges"])
     assert state["sparse"] is True
     assert (tmp_path / "big.bin.part").stat().st_size > 2 * held  # the holes
-    assert abs(said - held) <= max(1000, held * 0.01), (said, held)
+    assert abs(said - held) <= max(1024, held * 0.01), (said, held)
     # The summary's bytes and speed count the same way (Reporter.count_cut_short).
     assert json.loads(out.splitlines()[-1])["interrupted"] is True

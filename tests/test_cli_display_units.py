@@ -17,12 +17,12 @@ from adownload._exceptions import ConnectError, SizeLimitError
 from adownload._util import describe_error
 
 LINES = [
-    Line("9/33 files", 0.34, "1.5 MB", "2.4 MB/s", "8 s left"),
-    Line("31/33 files", 0.85, "8.1 MB/9.4 MB", "2.2 MB/s", "1 min 4 s left"),
-    Line("python-3.13.2-docs-html.zip", 0.12, "1.0/8.0 MB", "2.0 MB/s", "4 s", indent="  "),
-    Line("stalled.bin", 0.3, "60.0/200.0 kB", "stalled", "for 4 s", stalled=True, indent="  "),
-    Line("unknown-size.bin", None, "5.0 MB", "1.0 MB/s", indent="  "),
-    Line("done.bin", 1.0, "40.0/40.0 kB", indent="  "),
+    Line("9/33 files", 0.34, "1.5 MiB", "2.4 MiB/s", "8 s left"),
+    Line("31/33 files", 0.85, "8.1/9.4 MiB", "2.2 MiB/s", "1 min 4 s left"),
+    Line("python-3.13.2-docs-html.zip", 0.12, "1.0/8.0 MiB", "2.0 MiB/s", "4 s", indent="  "),
+    Line("stalled.bin", 0.3, "60.0/200.0 KiB", "stalled", "for 4 s", stalled=True, indent="  "),
+    Line("unknown-size.bin", None, "5.0 MiB", "1.0 MiB/s", indent="  "),
+    Line("done.bin", 1.0, "40.0/40.0 KiB", indent="  "),
 ]
 
 
@@ -37,14 +37,14 @@ def test_a_line_never_exceeds_the_width(line: Line, width: int) -> None:
 def test_what_gives_way_first_on_a_narrow_terminal() -> None:
     line = LINES[1]
     wide, medium, narrow = (layout(line, w).plain for w in (200, 60, 40))
-    assert all(part in wide for part in ("31/33 files", "85%", "8.1 MB/9.4 MB", "2.2 MB/s"))
+    assert all(part in wide for part in ("31/33 files", "85%", "8.1/9.4 MiB", "2.2 MiB/s"))
     assert "1 min 4 s left" in wide
     assert "85%" in medium
-    assert "2.2 MB/s" in medium
+    assert "2.2 MiB/s" in medium
     assert "left" not in medium
     assert "85%" in narrow
-    assert "8.1 MB/9.4 MB" in narrow
-    assert "MB/s" not in narrow
+    assert "8.1/9.4 MiB" in narrow
+    assert "MiB/s" not in narrow
     assert "━" in narrow
 
 
@@ -55,7 +55,7 @@ def test_a_stall_shows_at_every_width() -> None:
 
 def test_bars_line_up_whatever_the_fields_say() -> None:
     a = layout(Line("a.bin", 0.5, "1 B/2 B", "1 B/s", "1 s left", indent="  "), 100).plain
-    b = layout(Line("b.bin", 0.5, "999.9 kB/1.2 MB", "999.9 MB/s", "9 min 59 s left"), 100).plain
+    b = layout(Line("b.bin", 0.5, "999.9 KiB/1.2 MiB", "999.9 MiB/s", "9 min 59 s left"), 100).plain
     assert a.index("━") == b.index("━")
     assert a.index("%") == b.index("%")
 

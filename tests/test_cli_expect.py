@@ -87,7 +87,7 @@ def test_dash_o_dash_writes_the_body_to_standard_output_and_messages_to_stderr(
     assert result.returncode == 0, result.stderr
     assert result.stdout.encode() == data
     assert listing(here) == []  # no file named "-"
-    assert f"wrote {url} to standard output (325.0 kB in " in result.stderr
+    assert f"wrote {url} to standard output (317.4 KiB in " in result.stderr
     assert "1 downloaded, 0 skipped, 0 failed" in result.stderr
 
 
@@ -155,7 +155,7 @@ def test_spider_checks_urls_and_downloads_nothing(
     threaded_faults.plan("/f/gone.bin", ["status:404"])
     ok = run_cli("--spider", url, cwd=here)
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout == f"found {url} (HTTP 200, 5.0 kB)\n"
+    assert ok.stdout == f"found {url} (HTTP 200, 4.9 KiB)\n"
     assert "1 found, 0 failed (checked, nothing downloaded)" in ok.stderr
     assert listing(here) == []
 

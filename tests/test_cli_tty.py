@@ -152,11 +152,11 @@ def test_the_screen_shows_bars_while_downloading_and_a_summary_at_the_end(
     overall = [line for line in during[-1] if re.match(r"\d/3 files ", line)]
     assert len(overall) == 1
     assert "━" in overall[0]
-    assert " kB" in overall[0]
+    assert " KiB" in overall[0]
     bar = next(line for line in during[-1] if line.startswith("  slow.bin "))
     assert "━" in bar
-    assert re.search(r"\d+\.\d/400\.0 kB", bar)
-    assert "kB/s" in bar
+    assert re.search(r"\d+\.\d/390\.6 KiB", bar)
+    assert "KiB/s" in bar
 
     # At the end: the bars are gone; the retry and the failure, printed as they happened,
     # stay above the summary.
@@ -165,7 +165,7 @@ def test_the_screen_shows_bars_while_downloading_and_a_summary_at_the_end(
     retried, failed = sorted(final[:2], reverse=True)  # in the order they happened
     assert retried.startswith(f"retrying {slow} in 0.0 s (attempt 1 failed: HTTP 503")
     assert failed.startswith(f"failed {gone}: HTTP 404")
-    assert final[2].startswith("2 downloaded, 0 skipped, 1 failed: 401.0 kB in ")
+    assert final[2].startswith("2 downloaded, 0 skipped, 1 failed: 391.6 KiB in ")
     assert final[3:5] == ["failed:", f"  {gone}: HTTP 404 Not Found"]
     assert len(final) == 5
 
@@ -197,9 +197,9 @@ def test_ctrl_c_on_a_terminal_takes_the_bars_down_and_says_how_to_continue(
     assert status == 130
     final = screens[-1]
     assert not any("━" in line for line in final)
-    assert re.match(r"0 downloaded, 0 skipped, 0 failed, 1 cut short: 100\.0 kB in ", final[0])
+    assert re.match(r"0 downloaded, 0 skipped, 0 failed, 1 cut short: 97\.7 KiB in ", final[0])
     assert final[1] == (
-        "adownload: interrupted. Kept 1 partial download (big.bin.part; 100.0 kB)."
+        "adownload: interrupted. Kept 1 partial download (big.bin.part; 97.7 KiB)."
         " Run the same command again to continue it: files already complete are skipped."
     )
     assert len(final) == 2
@@ -241,7 +241,7 @@ def test_a_mixed_batch_fits_every_width_shows_bytes_and_a_stall(
                 assert len(line) <= width, (width, line)
     # Once every file has started, the overall line counts bytes, with a percentage.
     overall = [line for screen in screens for line in screen if re.match(r"\d/8 files ", line)]
-    assert any(re.search(r"\d+%\s+[\d.]+ [kM]B/3\.\d MB", line) for line in overall), overall
+    assert any(re.search(r"\d+%\s+[\d.]+( [KM]iB)?/3\.\d MiB", line) for line in overall), overall
     # The stalled transfer says so while it waits (Progress events stop coming).
     assert any(
         line.startswith("  stall") and re.search(r"%.*\bstalled\b", line)
@@ -250,4 +250,4 @@ def test_a_mixed_batch_fits_every_width_shows_bytes_and_a_stall(
     )
     final = screens[-1]
     assert f"failed {missing}: HTTP 404 Not Found" in final
-    assert any(line.startswith("6 downloaded, 0 skipped, 2 failed: 3.1 MB in ") for line in final)
+    assert any(line.startswith("6 downloaded, 0 skipped, 2 failed: 3.0 MiB in ") for line in final)

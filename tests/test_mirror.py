@@ -384,7 +384,7 @@ async def test_cli_prints_a_line_per_changed_file_and_a_summary(
     assert code == 0, err
     assert on_disk(tmp_path / "mirror") == TREE
     assert sorted(line.split()[0] for line in out.splitlines()) == ["new"] * len(TREE)
-    assert "new mirror/3.13/python-3.13-docs.zip (400.0 kB)" in out
+    assert "new mirror/3.13/python-3.13-docs.zip (390.6 KiB)" in out
     assert f"{len(TREE)} new, 0 updated, 0 unchanged, 0 deleted, 0 failed" in err
 
     served.archive.put("index.txt", b"v2\n")
@@ -552,7 +552,7 @@ async def test_cli_reads_a_list_of_urls(served: Running, tmp_path: Path) -> None
         "latest/docs.zip": TREE["3.13/python-3.13-docs.zip"],
     }
     assert sorted(out.splitlines()) == [
-        "new copy/latest/docs.zip (400.0 kB)",
+        "new copy/latest/docs.zip (390.6 KiB)",
         "new copy/pub/index.txt (12 B)",
     ]
     assert not (tmp_path / "escape.zip").exists()

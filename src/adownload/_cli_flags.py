@@ -77,7 +77,8 @@ again continues each .part where it stopped and skips the files already complete
 --continue, on by default; --no-continue discards .part files and starts them over. A file
 under its final name is always complete: it is skipped (see --overwrite to fetch it again).
 
-Sizes and rates take K, M, G suffixes (1K = 1024 bytes). Proxies come from --proxy, else
+Sizes and rates take K, M, G suffixes (1K = 1024 bytes) and are shown in the same units,
+named KiB, MiB, GiB. Proxies come from --proxy, else
 http_proxy, https_proxy and all_proxy (socks5h://host:1080 works there too), with no_proxy or
 --noproxy; logins from --user, else ~/.netrc, as for curl and wget.
 """

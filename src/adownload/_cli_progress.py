@@ -40,7 +40,7 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from ._cli_report import Reporter, Stream, format_size, visible
+from ._cli_report import Reporter, Stream, format_size, size_unit, visible
 from ._events import Progress as ProgressEvent
 from ._events import Retrying, Started
 from ._models import Outcome
@@ -79,7 +79,7 @@ class Line:
 
     name: str
     fraction: float | None  # of the bar; None: no bar (the size is not known)
-    sizes: str  # "1.0/8.0 MB", "193 MB/1.07 GB", or what is known
+    sizes: str  # "1.0/8.0 MiB", "193.0 MiB/1.1 GiB", or what is known
     speed: str = ""
     left: str = ""  # the time left, or for how long it is stalled
     stalled: bool = False
@@ -132,7 +132,7 @@ def layout(line: Line, width: int) -> Text:
 
 
 #: The columns of the fields after the bar: percentage, sizes, speed, time left.
-_FIELD_WIDTHS = (4, 16, 10, 15)
+_FIELD_WIDTHS = (4, 16, 11, 15)
 
 
 def _bar(text: Text, width: int, fraction: float, stalled: bool) -> None:
@@ -311,7 +311,7 @@ class BarsReporter(Reporter):
         left = None
         if known:
             whole = self._done_bytes + sum(t.total or 0 for t in active)
-            sizes = f"{format_size(done_bytes)}/{format_size(whole)}"
+            sizes = _sizes(done_bytes, whole)
             fraction = done_bytes / whole if whole else 1.0
             if speed:
                 left = (whole - done_bytes) / speed
@@ -370,10 +370,9 @@ def _transfer_line(transfer: _Transfer, speed: float | None, now: float) -> Line
     return Line(transfer.name, fraction, sizes, speed=shown, left=left, indent="  ")
 
 
-def _sizes(received: int, total: int) -> str:
-    """`1.0/8.0 MB` when both are in one unit, else `999 kB/1.2 MB`."""
-    done, whole = format_size(received), format_size(total)
-    unit = whole.rsplit(" ", 1)[-1]
-    if done.endswith(" " + unit):
-        return f"{done.rsplit(' ', 1)[0]}/{whole}"
-    return f"{done}/{whole}"
+def _sizes(received: float, total: float) -> str:
+    """Both in the unit of the whole, which fits the column: `1.0/8.0 MiB`, `0.9/1.2 MiB`."""
+    scale, unit = size_unit(total)
+    if scale == 1:
+        return f"{received:.0f}/{total:.0f} B"
+    return f"{received / scale:.1f}/{total / scale:.1f} {unit}"

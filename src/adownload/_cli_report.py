@@ -98,14 +98,27 @@ class Stream:
 
 
 def format_size(size: float) -> str:
-    """Bytes in decimal units, as download tools show them: `999 B`, `1.2 MB`."""
-    if size < 1000:
-        return f"{size:.0f} B"
-    for unit in ("kB", "MB", "GB", "TB"):
-        size /= 1000
-        if size < 999.95 or unit == "TB":
-            return f"{size:.1f} {unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
+    """Bytes in binary units, the ones sizes and rates are given in (`--limit-rate 10M` is
+    10 MiB/s, as wget, curl and aria2c read it): `999 B`, `1.2 MiB`. One convention both
+    ways, named so that it cannot be misread.
+
+    >>> format_size(1023), format_size(1536), format_size(10 << 20)
+    ('1023 B', '1.5 KiB', '10.0 MiB')
+    """
+    scale, unit = size_unit(size)
+    return f"{size:.0f} B" if scale == 1 else f"{size / scale:.1f} {unit}"
+
+
+def size_unit(size: float) -> tuple[int, str]:
+    """The binary unit `format_size` shows `size` in: (its bytes, its name)."""
+    if size < 1024:
+        return 1, "B"
+    scale = 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if size < 1023.95 * scale:  # what would round to 1024.0 takes the next unit
+            return scale, unit
+        scale <<= 10
+    return scale, "TiB"
 
 
 def format_seconds(seconds: float) -> str:
