@@ -76,6 +76,7 @@ from ._sync import download as download
 from ._sync import download_many as download_many
 from ._sync import fetch as fetch
 from ._sync import fetch_many as fetch_many
+from ._unpack import unpack as unpack
 from ._version import __version__ as __version__
 
 if _TYPE_CHECKING:
@@ -174,4 +175,5 @@ __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
     "file_writer",
     "mirror",
     "safe_filename",
+    "unpack",
 ]

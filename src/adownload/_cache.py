@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -305,6 +306,9 @@ class Cache:
         if not _SHA256.fullmatch(directory.name) or not _is_real_dir(directory.parent):
             return
         _files.remove_quietly(path)  # a link there is removed itself, never what it names
+        unpacked = path.with_name(path.name + ".unpacked")  # what `unpack` made of it
+        if _is_real_dir(unpacked):
+            shutil.rmtree(unpacked, ignore_errors=True)  # never through a link (3.11's rmtree)
         with contextlib.suppress(OSError):
             directory.rmdir()
 
