@@ -251,3 +251,25 @@ def test_a_mixed_batch_fits_every_width_shows_bytes_and_a_stall(
     final = screens[-1]
     assert f"failed {missing}: HTTP 404 Not Found" in final
     assert any(line.startswith("6 downloaded, 0 skipped, 2 failed: 3.0 MiB in ") for line in final)
+
+
+def test_the_mirror_shows_its_transfers_on_a_terminal_while_they_run(
+    threaded_faults: FaultServer, tmp_path: Path
+) -> None:
+    # wget -m users see something before a file completes: the same live lines as downloads.
+    threaded_faults.plan("/f/slow.bin", ["drip:20000:0.05"])
+    (tmp_path / "list.txt").write_text(
+        threaded_faults.url("/f/slow.bin", size=300_000) + "\n" + threaded_faults.url("/f/q.bin")
+    )
+    status, screens = run_in_terminal(["mirror", "list.txt", "copy"], tmp_path)
+    assert status == 0, screens[-1]
+    during = [s for s in screens if any(line.startswith("  slow.bin ") for line in s)]
+    assert during, "the transfer's line never showed"
+    bar = next(line for line in during[-1] if line.startswith("  slow.bin "))
+    assert "━" in bar
+    assert re.search(r"\d+\.\d/293\.0 KiB", bar), bar
+    final = screens[-1]
+    assert not any("━" in line for line in final)  # the bars are gone at the end
+    assert any(line.startswith("new copy/f/slow.bin (293.0 KiB)") for line in final), final
+    assert any(line.startswith("2 new, 0 updated") for line in final), final
+    assert (tmp_path / "copy" / "f" / "slow.bin").read_bytes() == payload("slow.bin", 300_000)

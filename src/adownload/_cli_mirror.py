@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _loop
 from ._adaptive import HostLimit
@@ -38,6 +38,7 @@ from ._cli_report import (
     format_size,
     host_change_line,
     host_lines,
+    is_terminal,
     standard_streams,
 )
 from ._cli_shared import (
@@ -60,6 +61,9 @@ from ._files import name_from_url
 from ._mirror import MirrorChange, MirrorReport, mirror
 from ._models import Request, parse_url
 from ._util import describe_error, redact
+
+if TYPE_CHECKING:
+    from ._cli_progress import MirrorBars
 
 __all__ = ["main"]
 
@@ -267,7 +271,12 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    printer = _Printer(out, err, quiet=options.quiet, json=options.json)
+    bars = None
+    if not options.quiet and not options.json and is_terminal(err):
+        from ._cli_progress import MirrorBars  # rich loads only for a terminal
+
+        bars = MirrorBars(out, err, file=err.file)
+    printer = _Printer(out, err, quiet=options.quiet, json=options.json, bars=bars)
     try:
         report = _loop.run(_run(options, reader, printer))
     except KeyboardInterrupt:
@@ -318,19 +327,21 @@ async def _run(
         _runner(options, keywords, printer) as runner,
     ):
         load_cookies_into(dl, options.network)
+        live = printer.bars.showing() if printer.bars is not None else contextlib.nullcontext()
         try:
-            report = await mirror(
-                source,
-                options.dest,
-                include=options.include,
-                exclude=options.exclude,
-                delete=delete,
-                dry_run=options.dry_run,
-                max_depth=options.depth,
-                downloader=dl,
-                on_change=printer,
-                runner=runner,
-            )
+            async with live:
+                report = await mirror(
+                    source,
+                    options.dest,
+                    include=options.include,
+                    exclude=options.exclude,
+                    delete=delete,
+                    dry_run=options.dry_run,
+                    max_depth=options.depth,
+                    downloader=dl,
+                    on_change=printer,
+                    runner=runner,
+                )
             printer.hosts = dl.host_limits()
         finally:
             save_cookies_of(dl, options.network, printer.err.line)
@@ -381,26 +392,51 @@ async def _read_list(reader: InputReader, printer: _Printer) -> list[Request]:
 class _Printer:
     """A line per changed file on standard output, failures on standard error, a summary."""
 
-    def __init__(self, out: Stream, err: Stream, *, quiet: bool, json: bool = False) -> None:
+    def __init__(
+        self,
+        out: Stream,
+        err: Stream,
+        *,
+        quiet: bool,
+        json: bool = False,
+        bars: MirrorBars | None = None,
+    ) -> None:
         self.out = out
         self.err = err
         self.quiet = quiet
         self.json = json
+        #: On a terminal: the transfers under way, live; the lines then print above them.
+        self.bars = bars
         self.rejected = 0
         self.started = time.monotonic()
         self.hosts: dict[str, HostLimit] = {}  # with --adaptive: what each host reached
 
+    def _out_line(self, text: str) -> None:
+        if self.bars is not None and is_terminal(self.out):
+            self.bars.say(text)
+        else:
+            self.out.line(text)
+
+    def _err_line(self, text: str) -> None:
+        if self.bars is not None:
+            self.bars.say(text)
+        else:
+            self.err.line(text)
+
     def event(self, event: Event) -> None:
-        """The downloader's events: with --adaptive, each change of a host's limit."""
+        """The downloader's events: the live display's, and with --adaptive each change of a
+        host's limit."""
+        if self.bars is not None:
+            self.bars(event)
         if isinstance(event, HostLimitChanged) and not self.quiet:
-            self.err.line(host_change_line(event))
+            self._err_line(host_change_line(event))
 
     def reject(self, why: str) -> None:
         self.rejected += 1
         if self.json:
             self._emit({"type": "failed", "path": None, "url": None, "error": why})
             return
-        self.err.line(f"failed {why}")
+        self._err_line(f"failed {why}")
 
     def __call__(self, change: MirrorChange) -> None:
         if self.json:
@@ -416,20 +452,20 @@ class _Printer:
             )
             return
         if change.kind == "failed":
-            self.err.line(f"failed {change.url or change.path}: {describe_error(change.error)}")
+            self._err_line(f"failed {change.url or change.path}: {describe_error(change.error)}")
             return
         if self.quiet or change.kind == "unchanged":
             return
         if change.dry_run:
             verb = {"new": "would fetch", "updated": "would update", "deleted": "would delete"}
-            self.out.line(f"{verb[change.kind]} {change.path}")
+            self._out_line(f"{verb[change.kind]} {change.path}")
         elif change.kind == "deleted":
-            self.out.line(f"deleted {change.path}")
+            self._out_line(f"deleted {change.path}")
         else:
-            self.out.line(f"{change.kind} {change.path} ({format_size(change.size)})")
+            self._out_line(f"{change.kind} {change.path} ({format_size(change.size)})")
 
     def _emit(self, record: dict[str, Any]) -> None:
-        self.out.line(json.dumps(record, ensure_ascii=False))
+        self._out_line(json.dumps(record, ensure_ascii=False))
 
     def summary(self, report: MirrorReport) -> None:
         failed = report.failed + self.rejected
@@ -451,17 +487,17 @@ class _Printer:
             return
         if self.quiet:
             if failed:
-                self.err.line(f"{COMMAND}: {failed} failed")
+                self._err_line(f"{COMMAND}: {failed} failed")
             return
         elapsed = time.monotonic() - self.started
         prefix = "dry run, nothing changed: " if report.dry_run else ""
-        self.err.line(
+        self._err_line(
             f"{prefix}{report.new} new, {report.updated} updated, {report.unchanged} unchanged,"
             f" {report.deleted} deleted, {failed} failed:"
             f" {format_size(report.bytes)} transferred in {format_seconds(elapsed)}"
         )
         for line in host_lines(self.hosts):
-            self.err.line(line)
+            self._err_line(line)
 
 
 def _log_to(err: Stream) -> None:

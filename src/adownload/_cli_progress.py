@@ -351,6 +351,24 @@ class BarsReporter(Reporter):
         return left / speed
 
 
+class MirrorBars(BarsReporter):
+    """The live lines for `adownload mirror` on a terminal: the transfers under way, while the
+    mirror's own lines (a change, a failure, its summary) print above them through `say`."""
+
+    def finished(self, outcome: Outcome) -> None:
+        key = None if outcome.request is None else id(outcome.request)
+        if key is None or not self._forget(key):
+            self._started += 1
+        if outcome.error is None and not outcome.skipped:
+            self._done_bytes += outcome.size
+
+    def finish(self, *, interrupted: bool) -> None:
+        pass  # the mirror says its own summary
+
+    def say(self, text: str, style: str = "") -> None:
+        self._say(text, style)
+
+
 def _transfer_line(transfer: _Transfer, speed: float | None, now: float) -> Line:
     quiet = now - transfer.changed
     total = transfer.total

@@ -53,6 +53,14 @@ def visible(text: str) -> str:
     return text.translate(_VISIBLE)
 
 
+def is_terminal(stream: Stream) -> bool:
+    """Whether `stream` is a terminal that takes a live display (not TERM=dumb)."""
+    try:
+        return stream.file.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
+
+
 class LibraryLog(logging.Handler):
     """The library's log records as the command's own lines on `err`: `PROG: level: message`,
     then a traceback (a bug the library caught) a line at a time, each line's control

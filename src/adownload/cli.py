@@ -35,6 +35,7 @@ from ._cli_report import (
     Reporter,
     Stream,
     format_size,
+    is_terminal,
     standard_streams,
 )
 from ._cli_shared import PROG, STDIN, UsageError
@@ -162,18 +163,11 @@ def _reporter(options: Options, out: Stream, err: Stream) -> Reporter:
 def _display(options: Options, out: Stream, err: Stream) -> Reporter:
     if options.json:
         return JsonReporter(out, err)
-    if options.bars and not options.quiet and _is_terminal(err):
+    if options.bars and not options.quiet and is_terminal(err):
         from ._cli_progress import BarsReporter  # rich loads only for a terminal
 
         return BarsReporter(out, err, file=err.file)
     return LinesReporter(out, err, quiet=options.quiet)
-
-
-def _is_terminal(stream: Stream) -> bool:
-    try:
-        return stream.file.isatty() and os.environ.get("TERM") != "dumb"
-    except (AttributeError, ValueError):
-        return False
 
 
 @contextlib.contextmanager
