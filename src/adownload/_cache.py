@@ -223,7 +223,7 @@ class Cache:
         """Every file in the cache, least recently used first."""
         urls: dict[str, list[str]] = {}
         records = self.root / "urls"
-        for record_path in sorted(records.glob("*.json")) if _is_real_dir(records) else ():
+        for record_path in sorted(records.glob("*.json")) if _files.is_real_dir(records) else ():
             record = self.record(record_path.stem)
             if record is not None:
                 urls.setdefault(record.sha256, []).append(record.url)
@@ -261,7 +261,7 @@ class Cache:
                 removed.append(entry.path)
                 total -= entry.size
         urls = self.root / "urls"
-        for record_path in urls.glob("*.json") if _is_real_dir(urls) else ():
+        for record_path in urls.glob("*.json") if _files.is_real_dir(urls) else ():
             record = self.record(record_path.stem)
             if record is None or not self.object_path(record.sha256, record.name).exists():
                 _files.remove_quietly(record_path)
@@ -280,19 +280,19 @@ class Cache:
         """The stored files: regular files in real directories of `objects/`; a link (or
         anything else) placed there is never followed, so never listed or removed."""
         objects = self.root / "objects"
-        if not _is_real_dir(objects):
+        if not _files.is_real_dir(objects):
             return
         for digest in objects.iterdir():
-            if _SHA256.fullmatch(digest.name) and _is_real_dir(digest):
-                yield from (path for path in digest.iterdir() if _is_regular(path))
+            if _SHA256.fullmatch(digest.name) and _files.is_real_dir(digest):
+                yield from (path for path in digest.iterdir() if _files.is_regular_file(path))
 
     def _existing_object(self, sha256: str) -> Path | None:
         directory = self.root / "objects" / sha256
-        if not _is_real_dir(directory):
+        if not _files.is_real_dir(directory):
             return None
         with contextlib.suppress(OSError):
             for path in directory.iterdir():
-                if _is_regular(path):
+                if _files.is_regular_file(path):
                     return path
         return None
 
@@ -301,13 +301,13 @@ class Cache:
         store's own shape (`objects/<sha256>/<name>`, a real directory), never through a link
         and never anything outside the cache."""
         directory = path.parent
-        if directory.parent != self.root / "objects" or not _is_real_dir(directory):
+        if directory.parent != self.root / "objects" or not _files.is_real_dir(directory):
             return
-        if not _SHA256.fullmatch(directory.name) or not _is_real_dir(directory.parent):
+        if not _SHA256.fullmatch(directory.name) or not _files.is_real_dir(directory.parent):
             return
         _files.remove_quietly(path)  # a link there is removed itself, never what it names
         unpacked = path.with_name(path.name + ".unpacked")  # what `unpack` made of it
-        if _is_real_dir(unpacked):
+        if _files.is_real_dir(unpacked):
             shutil.rmtree(unpacked, ignore_errors=True)  # never through a link (3.11's rmtree)
         with contextlib.suppress(OSError):
             directory.rmdir()
@@ -333,20 +333,6 @@ def record_from(data: object) -> Record | None:
     if not _SHA256.fullmatch(sha256) or _files.safe_filename(name, fallback="") != name:
         return None
     return Record(url, sha256, name, size, etag, last_modified)
-
-
-def _is_real_dir(path: Path) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
-def _is_regular(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 def _try_lock(fd: int) -> bool:

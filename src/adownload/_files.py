@@ -161,6 +161,22 @@ def lexists(path: Path) -> bool:
     return True
 
 
+def is_regular_file(path: Path) -> bool:
+    """Whether `path` is a regular file itself (never what a link names)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def is_real_dir(path: Path) -> bool:
+    """Whether `path` is a directory itself (never what a link names)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def is_symlink(path: Path) -> bool:
     try:
         return stat.S_ISLNK(os.lstat(path).st_mode)

@@ -37,8 +37,9 @@ from ._exceptions import (
     StorageError,
     UnsafePathError,
 )
+from ._files import is_regular_file
 from ._mirror_list import Lister, Upstream
-from ._mirror_plan import Pending, is_regular_file, listed_current, plan, storage_error, target_path
+from ._mirror_plan import Pending, listed_current, plan, storage_error, target_path
 from ._mirror_report import ChangeKind, MirrorChange, MirrorReport
 from ._mirror_state import MirrorState, Record
 from ._models import Outcome, Request, parse_url

@@ -117,13 +117,6 @@ def listed_current(job: Pending) -> bool:
         return False
 
 
-def is_regular_file(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
 def storage_error(exc: OSError, path: Path, url: str | None) -> StorageError:
     return StorageError(
         f"cannot use {path}: {exc.strerror or exc}", url=url, path=path, errno=exc.errno
