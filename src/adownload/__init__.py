@@ -76,17 +76,23 @@ from ._sync import download as download
 from ._sync import download_many as download_many
 from ._sync import fetch as fetch
 from ._sync import fetch_many as fetch_many
-from ._unpack import unpack as unpack
 from ._version import __version__ as __version__
 
 if _TYPE_CHECKING:
     from ._mirror import MirrorChange as MirrorChange
     from ._mirror import MirrorReport as MirrorReport
     from ._mirror import mirror as mirror
+    from ._unpack import unpack as unpack
 
 # Imported on first use: the mirror brings sqlite3 and an HTML parser, which a script that only
-# downloads should not pay for at start-up (about 20 ms of it).
-_LAZY = frozenset({"MirrorChange", "MirrorReport", "mirror"})
+# downloads should not pay for at start-up (about 20 ms of it); unpack brings zipfile and
+# tarfile (about 5 ms).
+_LAZY = {
+    "MirrorChange": "._mirror",
+    "MirrorReport": "._mirror",
+    "mirror": "._mirror",
+    "unpack": "._unpack",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -95,16 +101,16 @@ def __getattr__(name: str) -> object:
 
         return importlib.import_module(".metalink", __name__)
     if name in _LAZY:
-        from . import _mirror
+        import importlib
 
-        value = getattr(_mirror, name)
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'adownload' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY | {"metalink"})
+    return sorted(set(globals()) | set(_LAZY) | {"metalink"})
 
 
 __all__ = [  # noqa: RUF022 - plain sorted, as test_api checks
