@@ -570,7 +570,8 @@ def test_the_download_command_imports_neither_the_mirror_nor_metalink_parsing() 
     code = (
         "import sys, adownload.cli; "
         "print(sorted(m for m in sys.modules if m.startswith(('adownload._mirror', "
-        "'adownload._cli_mirror', 'sqlite3', 'defusedxml', 'distributed'))))"
+        "'adownload._cli_mirror', 'sqlite3', 'defusedxml', 'distributed', "
+        "'adownload._unpack', 'tarfile', 'zipfile', 'publicsuffixlist'))))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
