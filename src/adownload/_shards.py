@@ -9,8 +9,9 @@ partial one only when asked (the input is slow, or has ended).
 
 Two requests that write one file (by whatever spelling: a `path`, or a URL's name in a
 directory) never run at once in two shards, where they would race on one `.part`: the second
-waits until the shard of the first has finished, and then runs as one process would run it
-(its downloader finds the file there, and its existing-file policy decides).
+waits until the shard of the first has finished and is handed back to the caller
+(`finished`), which refuses it as one process would when the first saved the file, or puts
+it back to run (`put_back`).
 """
 
 from __future__ import annotations
