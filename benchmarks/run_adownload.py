@@ -2,6 +2,7 @@
 
 Usage: python run_adownload.py URLS_FILE DEST [-j N] [--segments N] [--retries N] [--adaptive]
                               [--proxy URL] [--scheduler ADDRESS] [--metalink FILE]
+                              [--loop asyncio|uvloop]
        python run_adownload.py --check [--segments N]
 
 URLS_FILE holds one URL a line.  The exit status tells the harness what happened:
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -102,10 +104,22 @@ async def download_on_cluster(
     return 0
 
 
+def run_on(loop: str, main: Coroutine[Any, Any, int]) -> int:
+    """Run ``main`` on asyncio's loop or on uvloop's (``--loop``)."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="adownload benchmark driver")
     parser.add_argument("urls_file", nargs="?", type=Path, help="one URL a line")
     parser.add_argument("dest", nargs="?", type=Path, help="directory to download into")
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop"
+    )
     parser.add_argument("-j", "--jobs", type=int, default=16, help="concurrent transfers")
     parser.add_argument("--segments", type=int, default=1, help="ranged segments per file")
     parser.add_argument("--retries", type=int, default=0, help="further tries per file")
@@ -146,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             download_on_cluster(adownload, limits, segments, urls, args.dest, args.scheduler)
         )
-    return asyncio.run(
-        download(adownload, limits, segments, urls, args.dest, args.retries, args.proxy)
+    return run_on(
+        args.loop, download(adownload, limits, segments, urls, args.dest, args.retries, args.proxy)
     )
 
 

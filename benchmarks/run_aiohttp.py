@@ -1,6 +1,6 @@
 """Benchmark driver: the floor a library on aiohttp stands on, a bare aiohttp loop.
 
-Usage: python run_aiohttp.py URLS_FILE DEST [-j N]
+Usage: python run_aiohttp.py URLS_FILE DEST [-j N] [--loop asyncio|uvloop]
 
 One `aiohttp.ClientSession`, N workers taking URLs from one list, each body read whole and
 written with one `write` to its final name: no `.part`, no resume state, no checks beyond the
@@ -46,10 +46,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="a bare aiohttp download loop")
     parser.add_argument("urls_file", type=Path)
     parser.add_argument("dest", type=Path)
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop"
+    )
     parser.add_argument("-j", "--jobs", type=int, default=16)
     args = parser.parse_args()
     urls = args.urls_file.read_text().split()
     args.dest.mkdir(parents=True, exist_ok=True)
+    if args.loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(download(urls, args.dest, args.jobs))
     return asyncio.run(download(urls, args.dest, args.jobs))
 
 

@@ -76,6 +76,7 @@ http {{
     server {{
         listen {host}:{plain_port} reuseport backlog=1024;
         root {docroot};
+        autoindex on;  # the listing benchmarks/layers.py mirrors; files are served as before
     }}
 
     # (b) a busy mirror: each connection is limited to {limit_rate} bytes/s.
