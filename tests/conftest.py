@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adownload import _splice
+from adownload._protocols import splice as _splice
 
 from .servers import FaultServer, RawServer, Server, Stats, serve, serve_faults, serve_raw
 from .support import check_no_leaks, open_files_under, serve_in_thread, splice_threads
@@ -22,7 +22,7 @@ from .support import check_no_leaks, open_files_under, serve_in_thread, splice_t
 def body_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test once per way a body can reach the file: through Python (the read path) and,
     where Linux has splice(2), through the kernel copy for every plain body with a length, however
-    small (`adownload._splice`; normally only bodies of 4 MiB or more take it).
+    small (`adownload._protocols.splice`; normally only bodies of 4 MiB or more take it).
 
     A module opts in with `pytestmark = pytest.mark.usefixtures("body_path")`.
     """

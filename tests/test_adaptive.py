@@ -25,8 +25,8 @@ from adownload import (
     Retry,
     Segments,
 )
-from adownload._adaptive import CUT, GROWTH, HOLD, INITIAL, WINDOW, HostGate, congestion
-from adownload._exceptions import ConnectError, FTPReplyError, IncompleteBodyError
+from adownload._engine.adaptive import CUT, GROWTH, HOLD, INITIAL, WINDOW, HostGate, congestion
+from adownload._model.errors import ConnectError, FTPReplyError, IncompleteBodyError
 
 from .cli_support import run_cli
 from .servers import parse_range

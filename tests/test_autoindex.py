@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from yarl import URL
 
-from adownload._autoindex import below, directory_url, parse_index
+from adownload._mirror.autoindex import below, directory_url, parse_index
 
 from .autoindex_server import apache_page, nginx_page
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 import adownload
-from adownload._cli_progress import Line, format_left, layout
-from adownload._cli_shared import scheme_hint
-from adownload._exceptions import ConnectError, SizeLimitError
-from adownload._util import describe_error
+from adownload._cli.progress import Line, format_left, layout
+from adownload._cli.shared import scheme_hint
+from adownload._model.errors import ConnectError, SizeLimitError
+from adownload._model.util import describe_error
 
 LINES = [
     Line("9/33 files", 0.34, "1.5 MiB", "2.4 MiB/s", "8 s left"),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adownload import Segments
-from adownload._cli_input import Entry, InputReader, RejectedEntry, parse_lines, request_for
+from adownload._cli.input import Entry, InputReader, RejectedEntry, parse_lines, request_for
 
 from .cli_support import COMMAND, cli_env, read_all, run_cli
 from .servers import FaultServer

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from adownload import Downloader, InvalidRequestError, StorageError
-from adownload._cookies import read_cookies
+from adownload._protocols.http.cookies import read_cookies
 
 from .servers import FaultServer
 from .support import listing, serve_app

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from yarl import URL
 
-import adownload._answer
-import adownload._ftp_client
-import adownload._ftp_list
-import adownload._plan
+import adownload._engine.plan
+import adownload._mirror.ftp_list
+import adownload._protocols.base
+import adownload._protocols.ftp.client
 from adownload import (
     USE_DEFAULT,
     Existing,
@@ -26,14 +26,14 @@ from adownload import (
     Segments,
     Timeout,
 )
-from adownload._answer import Answer, Plan, Verdict
-from adownload._exceptions import ConnectError, FTPReplyError, IncompleteBodyError, StorageError
-from adownload._ftp_client import mdtm_date
-from adownload._ftp_list import plain_name
-from adownload._options import Options
-from adownload._plan import Next, judge, layout_for, plan_for, segments_for
-from adownload._retry import retryable, with_retries
-from adownload._state import PartState
+from adownload._disk.state import PartState
+from adownload._engine.plan import Next, judge, layout_for, plan_for, segments_for
+from adownload._engine.retry import retryable, with_retries
+from adownload._mirror.ftp_list import plain_name
+from adownload._model.errors import ConnectError, FTPReplyError, IncompleteBodyError, StorageError
+from adownload._model.options import Options
+from adownload._protocols.base import Answer, Plan, Verdict
+from adownload._protocols.ftp.client import mdtm_date
 
 URL_ = URL("http://h/f.bin")
 V1 = '"v1"'
@@ -47,7 +47,13 @@ def state(**fields: object) -> PartState:
 
 
 @pytest.mark.parametrize(
-    "module", [adownload._answer, adownload._plan, adownload._ftp_client, adownload._ftp_list]
+    "module",
+    [
+        adownload._protocols.base,
+        adownload._engine.plan,
+        adownload._protocols.ftp.client,
+        adownload._mirror.ftp_list,
+    ],
 )
 def test_doctests(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
@@ -278,8 +284,8 @@ def test_mdtm_dates_and_listing_names() -> None:
 
 
 def _resolve(path: Path, existing: Existing, **kw: object) -> tuple[Path, bool]:
-    from adownload._existing import resolve
-    from adownload._files import Ledger
+    from adownload._disk.existing import resolve
+    from adownload._disk.files import Ledger
 
     args: dict[str, object] = {"saved": Ledger(), "wanted": None, "url": "http://h/f"}
     args.update(kw)
@@ -288,8 +294,8 @@ def _resolve(path: Path, existing: Existing, **kw: object) -> tuple[Path, bool]:
 
 def test_the_existing_file_policy(tmp_path: Path) -> None:
     from adownload import DestinationExistsError, UnsafePathError
-    from adownload._existing import Skipped
-    from adownload._files import Ledger
+    from adownload._disk.existing import Skipped
+    from adownload._disk.files import Ledger
 
     target = tmp_path / "f"
     assert _resolve(target, Existing.ERROR) == (target, False)  # nothing there
@@ -323,8 +329,8 @@ def test_the_existing_file_policy(tmp_path: Path) -> None:
 
 
 def test_the_mirror_asks_with_the_validators_it_recorded(tmp_path: Path) -> None:
-    from adownload._mirror_plan import conditions
-    from adownload._mirror_state import Record
+    from adownload._mirror.plan import conditions
+    from adownload._mirror.state import Record
 
     url = "http://h/a.txt"
     (tmp_path / "a.txt").write_bytes(b"12345")
@@ -342,9 +348,9 @@ def test_the_mirror_asks_with_the_validators_it_recorded(tmp_path: Path) -> None
 
 
 def test_a_listed_ftp_file_is_current_when_size_and_time_agree(tmp_path: Path) -> None:
-    from adownload._mirror_list import Upstream
-    from adownload._mirror_plan import Pending, listed_current
-    from adownload._mirror_state import Record
+    from adownload._mirror.listing import Upstream
+    from adownload._mirror.plan import Pending, listed_current
+    from adownload._mirror.state import Record
 
     url = "ftp://h/a.txt"
     target = tmp_path / "a.txt"

@@ -21,10 +21,10 @@ from adownload import (
     Request,
     Segments,
     Timeout,
-    _splice,
     download,
 )
-from adownload._events import Event, Finished, Progress, Started
+from adownload._model.events import Event, Finished, Progress, Started
+from adownload._protocols import splice as _splice
 
 from .cli_support import COMMAND, cli_env, run_cli
 from .ftp_servers import PASSWORD, USER, Script, ScriptedFtp, aioftp_server, pyftpdlib_server

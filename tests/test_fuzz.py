@@ -29,23 +29,23 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from adownload import InvalidRequestError, metalink
-from adownload._answer import range_answer, retry_after
-from adownload._auth import NetrcSyntaxError, parse_netrc
-from adownload._autoindex import parse_index
-from adownload._cache import record_from
-from adownload._cli_input import RejectedEntry, parse_lines, request_for
-from adownload._cli_shared import parse_rate, parse_size
-from adownload._cookies import read_cookies, save_cookies
-from adownload._exceptions import DownloadError
-from adownload._files import name_from_url, safe_filename
-from adownload._ftp_client import Client, mdtm_date, translate_ftp_errors
-from adownload._ftp_list import _entry, plain_name
-from adownload._http import MAX_DUPLICATES, duplicates, name_from_disposition
-from adownload._models import parse_url
-from adownload._proxy import NoProxy, parse_proxy
-from adownload._registry import Registry
-from adownload._state import _parse as parse_state
-from adownload._verify import parse_checksum, parse_digest_fields, parse_legacy_digest
+from adownload._cache.store import record_from
+from adownload._cli.input import RejectedEntry, parse_lines, request_for
+from adownload._cli.shared import parse_rate, parse_size
+from adownload._client.registry import Registry
+from adownload._disk.files import name_from_url, safe_filename
+from adownload._disk.state import _parse as parse_state
+from adownload._mirror.autoindex import parse_index
+from adownload._mirror.ftp_list import _entry, plain_name
+from adownload._model.auth import NetrcSyntaxError, parse_netrc
+from adownload._model.errors import DownloadError
+from adownload._model.proxy import NoProxy, parse_proxy
+from adownload._model.request import parse_url
+from adownload._model.verify import parse_checksum, parse_digest_fields, parse_legacy_digest
+from adownload._protocols.base import range_answer, retry_after
+from adownload._protocols.ftp.client import Client, mdtm_date, translate_ftp_errors
+from adownload._protocols.http.cookies import read_cookies, save_cookies
+from adownload._protocols.http.exchange import MAX_DUPLICATES, duplicates, name_from_disposition
 
 settings.register_profile(
     "quick",

@@ -172,8 +172,8 @@ def test_curls_fail_silent_show_error_still_says_what_failed(
 def test_one_letter_two_tools_the_value_decides(
     argv: list[str], split: int | None, output: str | None, quiet: bool
 ) -> None:
-    from adownload._cli_flags import build_parser
-    from adownload._cli_shared import curl_spellings
+    from adownload._cli.flags import build_parser
+    from adownload._cli.shared import curl_spellings
 
     argv = [a.replace("URL", "https://127.0.0.1/a.zip") for a in argv]
     args = build_parser().parse_args(curl_spellings(argv))
@@ -196,7 +196,7 @@ def test_one_letter_two_tools_the_value_decides(
     ],
 )
 def test_aria2c_boolean_values_mean_what_they_say(flag: str, existing: str, quiet: bool) -> None:
-    from adownload._cli_args import parse_options
+    from adownload._cli.args import parse_options
 
     options = parse_options([flag, "https://127.0.0.1/a.zip"])
     assert options.existing.value == existing
@@ -292,7 +292,7 @@ def test_the_mirror_takes_wgets_np_nh_and_the_download_commands_limits_and_json(
 
 
 def test_the_mirror_parses_rate_and_retries_as_the_download_command() -> None:
-    from adownload._cli_mirror import parse_options
+    from adownload._cli.mirror import parse_options
 
     options = parse_options(
         ["--limit-rate", "1M", "--retry", "4", "--retry-wait", "0.5", "http://127.0.0.1/", "d"]

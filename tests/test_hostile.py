@@ -29,8 +29,8 @@ from adownload import (
     Request,
     Retry,
     SizeLimitError,
-    _splice,
 )
+from adownload._protocols import splice as _splice
 
 from .servers import FaultServer, RawServer, raw_response
 from .support import FAST, listing, payload, serve_tls
@@ -349,7 +349,7 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails wi
 
 async def main():
     small, big, dest, splice_min = sys.argv[1:]
-    adownload._splice.SPLICE_MIN = int(splice_min)  # the body path this test runs with
+    adownload._protocols.splice.SPLICE_MIN = int(splice_min)  # the body path this test runs with
     async with adownload.Downloader(dest=dest) as dl:
         await dl.download(small)
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))

@@ -33,10 +33,10 @@ from adownload import (
     SourceDropped,
     metalink,
 )
-from adownload._http import MAX_DUPLICATES, duplicates
-from adownload._pieces import PieceCheck
-from adownload._segments import Layout, split
-from adownload._sources import Sources
+from adownload._engine.segments import Layout, split
+from adownload._engine.sources import Sources
+from adownload._model.pieces import PieceCheck
+from adownload._protocols.http.exchange import MAX_DUPLICATES, duplicates
 from adownload.metalink import MAX_URLS, MetalinkError
 
 from .cli_support import COMMAND, cli_env, no_parts

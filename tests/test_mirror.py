@@ -25,7 +25,7 @@ from adownload import (
     Retry,
     mirror,
 )
-from adownload._mirror_state import STATE_NAME, MirrorState
+from adownload._mirror.state import STATE_NAME, MirrorState
 
 from .autoindex_server import Archive, Running, serve_archive
 from .support import adownload_tasks, open_files_under, payload
@@ -330,7 +330,7 @@ async def test_a_304_leaves_the_old_file_untouched(served: Running, dest: Path) 
 
 
 async def test_the_state_store(tmp_path: Path) -> None:
-    from adownload._mirror_state import Record
+    from adownload._mirror.state import Record
 
     state = await MirrorState.open(tmp_path)
     try:

@@ -26,7 +26,7 @@ from aiohttp import web
 from yarl import URL
 
 from adownload import Downloader, metalink
-from adownload._cookies import new_jar
+from adownload._protocols.http.cookies import new_jar
 
 from .servers import FaultServer
 from .support import listing, payload, serve_app

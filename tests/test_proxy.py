@@ -25,7 +25,7 @@ from adownload import (
     Segments,
     Timeout,
 )
-from adownload._proxy import EnvironmentProxies, NoProxy, parse_proxy
+from adownload._model.proxy import EnvironmentProxies, NoProxy, parse_proxy
 
 from .proxy_servers import (
     MICROSOCKS_OUT,

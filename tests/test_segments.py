@@ -29,8 +29,8 @@ from adownload import (
     Retry,
     Segments,
     Timeout,
-    _state,
 )
+from adownload._disk import state as _state
 
 from . import test_chaos as chaos
 from .servers import FaultServer, Hit

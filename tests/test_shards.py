@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adownload import Request
-from adownload._shards import Shards, final_path, share_of
+from adownload._runners.shards import Shards, final_path, share_of
 
 
 def test_an_origins_budget_is_split_among_the_shards_that_run_at_once() -> None:

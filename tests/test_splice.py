@@ -1,4 +1,5 @@
-"""The kernel copy (`adownload._splice`): when it is taken, and that it keeps every promise.
+"""The kernel copy (`adownload._protocols.splice`): when it is taken, and that it keeps every
+promise.
 
 The resilience, hostile-server, cancellation and chaos suites already run every test through
 both body paths (the `body_path` fixture). The tests here check what only this path has: which
@@ -29,8 +30,8 @@ from adownload import (
     Retry,
     Segments,
     Timeout,
-    _splice,
 )
+from adownload._protocols import splice as _splice
 
 from .servers import FaultServer
 from .support import listing, payload, serve_app, serve_tls, splice_threads

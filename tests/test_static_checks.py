@@ -1,4 +1,5 @@
-"""ruff and mypy --strict are part of the test run, so CI enforces them."""
+"""ruff, mypy --strict and the import contract between the layers (import-linter, configured in
+pyproject.toml) are part of the test run, so CI enforces them."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ ROOT = Path(__file__).parent.parent
         ["ruff", "check", "src", "tests", "examples", "benchmarks"],
         ["ruff", "format", "--check", "src", "tests", "examples", "benchmarks"],
         ["mypy"],
+        ["importlinter.cli", "--no-cache"],
     ],
-    ids=["ruff-check", "ruff-format", "mypy-strict"],
+    ids=["ruff-check", "ruff-format", "mypy-strict", "import-contract"],
 )
 @pytest.mark.timeout(300)
 def test_static_check_passes(command: list[str]) -> None:

@@ -22,8 +22,8 @@ from adownload import (
     IncompleteBodyError,
     RemoteProtocolError,
     Request,
-    _state,
 )
+from adownload._disk import state as _state
 
 from .servers import FaultServer, RawReply, RawServer, raw_response
 from .support import FAST, ONCE, listing

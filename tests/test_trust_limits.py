@@ -23,7 +23,7 @@ from adownload import (
     Segments,
     Timeout,
 )
-from adownload._answer import range_answer
+from adownload._protocols.base import range_answer
 
 from .servers import FaultServer
 from .support import MIB, ONCE, listing, payload, serve_app

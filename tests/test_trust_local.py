@@ -26,9 +26,9 @@ from adownload import (
     Segments,
     StorageError,
     UnsafePathError,
-    _files,
     safe_filename,
 )
+from adownload._disk import files as _files
 
 from .cli_support import run_cli
 from .servers import FaultServer

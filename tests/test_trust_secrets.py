@@ -16,7 +16,7 @@ import pytest
 
 import adownload
 from adownload import Downloader, InvalidRequestError, Request, mirror
-from adownload._mirror_state import STATE_NAME
+from adownload._mirror.state import STATE_NAME
 
 from .autoindex_server import Archive, serve_archive
 from .cli_support import run_cli

@@ -19,9 +19,7 @@ import pytest
 from yarl import URL
 
 from adownload import InvalidRequestError, Request, Retry, StallError
-from adownload._answer import range_answer
-from adownload._answer import retry_after as _retry_after
-from adownload._files import (
+from adownload._disk.files import (
     MAX_NAME_BYTES,
     NAME_LIMIT,
     Ledger,
@@ -33,12 +31,14 @@ from adownload._files import (
     part_path,
     safe_filename,
 )
-from adownload._limits import SpeedFloor
-from adownload._segments import Layout, split
-from adownload._splice import PIPE_SIZE
-from adownload._state import PartState, _parse, identity, merge
-from adownload._util import redact
-from adownload._verify import parse_checksum, parse_digest_fields, parse_legacy_digest
+from adownload._disk.state import PartState, _parse, identity, merge
+from adownload._engine.limits import SpeedFloor
+from adownload._engine.segments import Layout, split
+from adownload._model.util import redact
+from adownload._model.verify import parse_checksum, parse_digest_fields, parse_legacy_digest
+from adownload._protocols.base import range_answer
+from adownload._protocols.base import retry_after as _retry_after
+from adownload._protocols.splice import PIPE_SIZE
 
 from .support import MIB
 
@@ -343,7 +343,7 @@ def test_the_loop_is_uvloops_when_installed_unless_asyncio_is_asked_for(
 ) -> None:
     import asyncio
 
-    from adownload import _loop
+    from adownload._client import loop as _loop
 
     async def which() -> str:
         return type(asyncio.get_running_loop()).__module__

@@ -24,10 +24,10 @@ from adownload import (
     Request,
     Started,
 )
-from adownload._cli_args import parse_options
-from adownload._cli_workers import AUTO_MIN_URLS, auto_workers, usable_cores
-from adownload._config import Limits as _Limits
-from adownload._proc_run import route, shares
+from adownload._cli.args import parse_options
+from adownload._cli.workers import AUTO_MIN_URLS, auto_workers, usable_cores
+from adownload._model.config import Limits as _Limits
+from adownload._runners.process import route, shares
 from adownload.workers import ProcessRunner
 
 from .cli_support import COMMAND, cli_env, run_cli

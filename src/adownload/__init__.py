@@ -13,85 +13,85 @@ leaves a truncated file at a final name.
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from ._adaptive import HostLimit as HostLimit
-from ._auth import BasicAuth as BasicAuth
-from ._auth import DigestAuth as DigestAuth
-from ._cache import Cache as Cache
-from ._cache import CacheEntry as CacheEntry
-from ._config import Existing as Existing
-from ._config import Limits as Limits
-from ._config import Retry as Retry
-from ._config import Segments as Segments
-from ._config import Timeout as Timeout
-from ._downloader import Downloader as Downloader
-from ._downloader import DownloaderOptions as DownloaderOptions
-from ._events import Event as Event
-from ._events import EventHook as EventHook
-from ._events import Finished as Finished
-from ._events import HostLimitChanged as HostLimitChanged
-from ._events import Progress as Progress
-from ._events import Queued as Queued
-from ._events import Retrying as Retrying
-from ._events import SourceDropped as SourceDropped
-from ._events import Started as Started
-from ._exceptions import ChecksumMismatchError as ChecksumMismatchError
-from ._exceptions import ConnectError as ConnectError
-from ._exceptions import ConnectTimeout as ConnectTimeout
-from ._exceptions import ContentDecodingError as ContentDecodingError
-from ._exceptions import DestinationExistsError as DestinationExistsError
-from ._exceptions import DownloadError as DownloadError
-from ._exceptions import DownloadTimeout as DownloadTimeout
-from ._exceptions import FileMismatchError as FileMismatchError
-from ._exceptions import FTPReplyError as FTPReplyError
-from ._exceptions import HTTPStatusError as HTTPStatusError
-from ._exceptions import IncompleteBodyError as IncompleteBodyError
-from ._exceptions import InvalidRequestError as InvalidRequestError
-from ._exceptions import ProxyError as ProxyError
-from ._exceptions import ReadTimeout as ReadTimeout
-from ._exceptions import RedirectError as RedirectError
-from ._exceptions import RemoteProtocolError as RemoteProtocolError
-from ._exceptions import SizeLimitError as SizeLimitError
-from ._exceptions import StallError as StallError
-from ._exceptions import StorageError as StorageError
-from ._exceptions import TotalTimeout as TotalTimeout
-from ._exceptions import TransportError as TransportError
-from ._exceptions import UnsafePathError as UnsafePathError
-from ._fetch import StaleCacheWarning as StaleCacheWarning
-from ._files import safe_filename as safe_filename
-from ._models import Item as Item
-from ._models import Outcome as Outcome
-from ._models import Request as Request
-from ._options import USE_DEFAULT as USE_DEFAULT
-from ._pieces import Pieces as Pieces
-from ._registry import Registry as Registry
-from ._registry import RegistryEntry as RegistryEntry
-from ._sinks import AiofilesSink as AiofilesSink
-from ._sinks import FileSink as FileSink
-from ._sinks import GeneratorSink as GeneratorSink
-from ._sinks import MemorySink as MemorySink
-from ._sinks import Sink as Sink
-from ._sinks import SinkOpener as SinkOpener
-from ._sinks import file_writer as file_writer
-from ._sync import download as download
-from ._sync import download_many as download_many
-from ._sync import fetch as fetch
-from ._sync import fetch_many as fetch_many
+from ._cache.fetch import StaleCacheWarning as StaleCacheWarning
+from ._cache.store import Cache as Cache
+from ._cache.store import CacheEntry as CacheEntry
+from ._client.downloader import Downloader as Downloader
+from ._client.downloader import DownloaderOptions as DownloaderOptions
+from ._client.registry import Registry as Registry
+from ._client.registry import RegistryEntry as RegistryEntry
+from ._client.sync import download as download
+from ._client.sync import download_many as download_many
+from ._client.sync import fetch as fetch
+from ._client.sync import fetch_many as fetch_many
+from ._disk.files import safe_filename as safe_filename
+from ._disk.sinks import AiofilesSink as AiofilesSink
+from ._disk.sinks import FileSink as FileSink
+from ._disk.sinks import GeneratorSink as GeneratorSink
+from ._disk.sinks import MemorySink as MemorySink
+from ._disk.sinks import Sink as Sink
+from ._disk.sinks import SinkOpener as SinkOpener
+from ._disk.sinks import file_writer as file_writer
+from ._engine.adaptive import HostLimit as HostLimit
+from ._model.auth import BasicAuth as BasicAuth
+from ._model.auth import DigestAuth as DigestAuth
+from ._model.config import Existing as Existing
+from ._model.config import Limits as Limits
+from ._model.config import Retry as Retry
+from ._model.config import Segments as Segments
+from ._model.config import Timeout as Timeout
+from ._model.errors import ChecksumMismatchError as ChecksumMismatchError
+from ._model.errors import ConnectError as ConnectError
+from ._model.errors import ConnectTimeout as ConnectTimeout
+from ._model.errors import ContentDecodingError as ContentDecodingError
+from ._model.errors import DestinationExistsError as DestinationExistsError
+from ._model.errors import DownloadError as DownloadError
+from ._model.errors import DownloadTimeout as DownloadTimeout
+from ._model.errors import FileMismatchError as FileMismatchError
+from ._model.errors import FTPReplyError as FTPReplyError
+from ._model.errors import HTTPStatusError as HTTPStatusError
+from ._model.errors import IncompleteBodyError as IncompleteBodyError
+from ._model.errors import InvalidRequestError as InvalidRequestError
+from ._model.errors import ProxyError as ProxyError
+from ._model.errors import ReadTimeout as ReadTimeout
+from ._model.errors import RedirectError as RedirectError
+from ._model.errors import RemoteProtocolError as RemoteProtocolError
+from ._model.errors import SizeLimitError as SizeLimitError
+from ._model.errors import StallError as StallError
+from ._model.errors import StorageError as StorageError
+from ._model.errors import TotalTimeout as TotalTimeout
+from ._model.errors import TransportError as TransportError
+from ._model.errors import UnsafePathError as UnsafePathError
+from ._model.events import Event as Event
+from ._model.events import EventHook as EventHook
+from ._model.events import Finished as Finished
+from ._model.events import HostLimitChanged as HostLimitChanged
+from ._model.events import Progress as Progress
+from ._model.events import Queued as Queued
+from ._model.events import Retrying as Retrying
+from ._model.events import SourceDropped as SourceDropped
+from ._model.events import Started as Started
+from ._model.options import USE_DEFAULT as USE_DEFAULT
+from ._model.pieces import Pieces as Pieces
+from ._model.request import Item as Item
+from ._model.request import Outcome as Outcome
+from ._model.request import Request as Request
 from ._version import __version__ as __version__
 
 if _TYPE_CHECKING:
-    from ._mirror import MirrorChange as MirrorChange
-    from ._mirror import MirrorReport as MirrorReport
-    from ._mirror import mirror as mirror
-    from ._unpack import unpack as unpack
+    from ._disk.unpack import unpack as unpack
+    from ._mirror.run import MirrorChange as MirrorChange
+    from ._mirror.run import MirrorReport as MirrorReport
+    from ._mirror.run import mirror as mirror
 
 # Imported on first use: the mirror brings sqlite3 and an HTML parser, which a script that only
 # downloads should not pay for at start-up (about 20 ms of it); unpack brings zipfile and
 # tarfile (about 5 ms).
 _LAZY = {
-    "MirrorChange": "._mirror",
-    "MirrorReport": "._mirror",
-    "mirror": "._mirror",
-    "unpack": "._unpack",
+    "MirrorChange": "._mirror.run",
+    "MirrorReport": "._mirror.run",
+    "mirror": "._mirror.run",
+    "unpack": "._disk.unpack",
 }
 
 

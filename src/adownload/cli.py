@@ -23,12 +23,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, S
 from pathlib import Path
 from typing import BinaryIO
 
-from . import _loop, metalink
-from ._cli_args import Options, downloader_keywords, parse_options
-from ._cli_dask import ClusterError
-from ._cli_input import KNOWN_KEYS, InputReader, RejectedEntry, request_for
-from ._cli_network import load_cookies_into, save_cookies_of
-from ._cli_report import (
+from . import metalink
+from ._cli.args import Options, downloader_keywords, parse_options
+from ._cli.dask import ClusterError
+from ._cli.input import KNOWN_KEYS, InputReader, RejectedEntry, request_for
+from ._cli.network import load_cookies_into, save_cookies_of
+from ._cli.report import (
     JsonReporter,
     LibraryLog,
     LinesReporter,
@@ -38,15 +38,16 @@ from ._cli_report import (
     is_terminal,
     standard_streams,
 )
-from ._cli_shared import PROG, STDIN, UsageError
-from ._config import Existing
-from ._downloader import Downloader
-from ._events import Finished, Queued
-from ._exceptions import DownloadError, InvalidRequestError
-from ._files import part_path
-from ._models import Outcome, Request
-from ._state import bytes_held
-from ._util import redact
+from ._cli.shared import PROG, STDIN, UsageError
+from ._client import loop as _loop
+from ._client.downloader import Downloader
+from ._disk.files import part_path
+from ._disk.state import bytes_held
+from ._model.config import Existing
+from ._model.errors import DownloadError, InvalidRequestError
+from ._model.events import Finished, Queued
+from ._model.request import Outcome, Request
+from ._model.util import redact
 
 __all__ = ["main"]
 
@@ -68,11 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "mirror":
         # Imported here: the mirror's modules (sqlite3, the index parser) cost a download
         # run about 30 ms of start-up.
-        from ._cli_mirror import main as mirror_main
+        from ._cli.mirror import main as mirror_main
 
         return mirror_main(args[1:])
     if args and args[0] == "cache":
-        from ._cli_cache import main as cache_main
+        from ._cli.cache import main as cache_main
 
         return cache_main(args[1:])
     return _download(args)
@@ -164,7 +165,7 @@ def _display(options: Options, out: Stream, err: Stream) -> Reporter:
     if options.json:
         return JsonReporter(out, err)
     if options.bars and not options.quiet and is_terminal(err):
-        from ._cli_progress import BarsReporter  # rich loads only for a terminal
+        from ._cli.progress import BarsReporter  # rich loads only for a terminal
 
         return BarsReporter(out, err, file=err.file)
     return LinesReporter(out, err, quiet=options.quiet)
@@ -308,7 +309,7 @@ async def _engine(options: Options, reporter: Reporter) -> AsyncGenerator[AsComp
         yield runner.as_completed
         return
     if options.scheduler is not None:
-        from ._cli_dask import cluster_runner
+        from ._cli.dask import cluster_runner
 
         async with cluster_runner(options.scheduler, on_event=reporter, **keywords) as runner:
             yield runner.as_completed

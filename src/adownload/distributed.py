@@ -46,10 +46,10 @@ except ImportError as exc:  # pragma: no cover - the extra is not installed
         "adownload.distributed needs Dask's distributed: pip install 'adownload[dask]'"
     ) from exc
 
-from ._dask_run import Run
-from ._downloader import DownloaderOptions
-from ._models import Item, Outcome
-from ._runner import WorkerRunner, travelling
+from ._client.downloader import DownloaderOptions
+from ._model.request import Item, Outcome
+from ._runners.base import WorkerRunner, travelling
+from ._runners.dask import Run
 
 __all__ = ["DaskRunner", "Report"]
 

@@ -27,15 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import InvalidRequestError
-from ._files import safe_filename
-from ._models import Request, parse_url
-from ._pieces import Pieces
-from ._util import redact, whole_number
-from ._verify import hash_name, parse_checksum
+from ._disk.files import safe_filename
+from ._model.errors import InvalidRequestError
+from ._model.pieces import Pieces
+from ._model.request import Request, parse_url
+from ._model.util import redact, whole_number
+from ._model.verify import hash_name, parse_checksum
 
 if TYPE_CHECKING:
-    from ._downloader import Downloader
+    from ._client.downloader import Downloader
 
 __all__ = ["MAX_DOCUMENT", "MAX_URLS", "MetalinkError", "MetalinkFile", "fetch", "parse"]
 
@@ -144,7 +144,7 @@ def parse(source: bytes | str | os.PathLike[str]) -> list[MetalinkFile]:
 async def fetch(url: str, downloader: Downloader) -> list[MetalinkFile]:
     """Download the Metalink at `url` with `downloader` (into memory, at most
     `MAX_DOCUMENT` bytes) and parse it; a failed download raises its `DownloadError`."""
-    from ._sinks import MemorySink
+    from ._disk.sinks import MemorySink
 
     sink = MemorySink()
     await downloader.download(Request(url, sink=sink, max_size=MAX_DOCUMENT))

@@ -7,14 +7,14 @@ many small files, where one Python process's per-file cost is the limit and more
     async for outcome in runner.as_completed(manifest):
         ...
 
-Each worker is a `python -m adownload._proc_worker` child running one `Downloader` with its
-share of the limits: `limits` are the whole run's, as for one downloader (`max_transfers` is
-split among the workers, each host's `max_per_host` too, and `rate`), so a server sees no
-more connections than from one process. A request goes to the worker its file's name hashes
-to, so two requests of one file never run in two processes at once. The input (any iterable
-or async iterable) is read as the workers finish, at most `window` requests in hand per
-worker. The caller gets outcomes as they complete, each naming the process that wrote the
-file (`Outcome.worker`), and the same events as from a local downloader (`on_event`).
+Each worker is a `python -m adownload._runners.process_worker` child running one `Downloader`
+with its share of the limits: `limits` are the whole run's, as for one downloader
+(`max_transfers` is split among the workers, each host's `max_per_host` too, and `rate`), so a
+server sees no more connections than from one process. A request goes to the worker its file's
+name hashes to, so two requests of one file never run in two processes at once. The input (any
+iterable or async iterable) is read as the workers finish, at most `window` requests in hand per
+worker. The caller gets outcomes as they complete, each naming the process that wrote the file
+(`Outcome.worker`), and the same events as from a local downloader (`on_event`).
 
 When it pays: a worker costs the start of an interpreter (about 0.3-0.6 s of CPU here) and
 each file a little copying between processes; against that, each worker's files cost one
@@ -35,10 +35,10 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from typing import Unpack
 
-from ._downloader import DownloaderOptions
-from ._models import Item, Outcome
-from ._proc_run import Run
-from ._runner import WorkerRunner, travelling
+from ._client.downloader import DownloaderOptions
+from ._model.request import Item, Outcome
+from ._runners.base import WorkerRunner, travelling
+from ._runners.process import Run
 
 __all__ = ["ProcessRunner"]
 

@@ -1,0 +1,515 @@
+"""What the command line prints: lines for logs and pipes, JSON Lines, and the summary.
+
+Every reporter is an `on_event` hook: it sees the downloader's public events and nothing else.
+The progress bars for a terminal live in `_cli_progress`, which imports rich; nothing here does,
+so a run in a pipe or a cron job starts without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .._disk.files import part_path
+from .._disk.state import bytes_held
+from .._engine.adaptive import HostLimit
+from .._model.errors import DownloadError
+from .._model.events import (
+    Event,
+    Finished,
+    HostLimitChanged,
+    Progress,
+    Queued,
+    Retrying,
+    SourceDropped,
+    Started,
+)
+from .._model.request import Outcome
+from .._model.util import describe_error
+
+__all__ = ["JsonReporter", "LinesReporter", "Reporter", "Stream", "Tally", "visible"]
+
+#: Failures kept for the summary; the rest are counted (and were printed as they happened).
+MAX_LISTED_FAILURES = 20
+
+
+# Control characters (C0, DEL, C1) as escapes: a server's text in an error message must not
+# move the cursor or recolour a terminal, and a log file stays plain text.
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def visible(text: str) -> str:
+    """`text` with its control characters as `\\xNN` escapes."""
+    return text.translate(_VISIBLE)
+
+
+def is_terminal(stream: Stream) -> bool:
+    """Whether `stream` is a terminal that takes a live display (not TERM=dumb)."""
+    try:
+        return stream.file.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
+
+
+class LibraryLog(logging.Handler):
+    """The library's log records as the command's own lines on `err`: `PROG: level: message`,
+    then a traceback (a bug the library caught) a line at a time, each line's control
+    characters escaped (one line of literal `\\x0a`s is no traceback a person can read)."""
+
+    def __init__(self, err: Stream, prog: str) -> None:
+        super().__init__()
+        self._err = err
+        self._prog = prog
+
+    def emit(self, record: logging.LogRecord) -> None:
+        first, *rest = self.format(record).split("\n")
+        self._err.line(f"{self._prog}: {record.levelname.lower()}: {first}")
+        for line in rest:
+            self._err.line(line)
+
+
+class Stream:
+    """A text stream that a closed pipe (`adownload ... | head`) silences instead of crashing.
+
+    Writes are small and happen on the event loop: a terminal or a pipe takes them at once, and
+    keeping them in order matters more than a thread hop would save.
+    """
+
+    def __init__(self, file: TextIO | None) -> None:
+        # None: the descriptor was closed when the command started (`cmd >&-`).
+        self.file: TextIO = file if file is not None else io.StringIO()
+        self.closed = file is None
+
+    def line(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            self.file.write(visible(text) + "\n")
+            self.file.flush()
+        except BrokenPipeError:
+            self.closed = True
+            # Later writes, and the interpreter's flush at exit, go nowhere instead of failing.
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.file.fileno())
+                os.close(devnull)
+
+
+def format_size(size: float) -> str:
+    """Bytes in binary units, the ones sizes and rates are given in (`--limit-rate 10M` is
+    10 MiB/s, as wget, curl and aria2c read it): `999 B`, `1.2 MiB`. One convention both
+    ways, named so that it cannot be misread.
+
+    >>> format_size(1023), format_size(1536), format_size(10 << 20)
+    ('1023 B', '1.5 KiB', '10.0 MiB')
+    """
+    scale, unit = size_unit(size)
+    return f"{size:.0f} B" if scale == 1 else f"{size / scale:.1f} {unit}"
+
+
+def size_unit(size: float) -> tuple[int, str]:
+    """The binary unit `format_size` shows `size` in: (its bytes, its name)."""
+    if size < 1024:
+        return 1, "B"
+    scale = 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if size < 1023.95 * scale:  # what would round to 1024.0 takes the next unit
+            return scale, unit
+        scale <<= 10
+    return scale, "TiB"
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+@dataclass
+class Tally:
+    """What happened so far, for the summary and the exit status."""
+
+    downloaded: int = 0
+    skipped: int = 0
+    failed: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    #: With --adaptive: what the downloader learnt of each host, told at the end.
+    hosts: dict[str, HostLimit] = field(default_factory=dict)
+    #: --spider: files are checked, not downloaded.
+    spider: bool = False
+    #: Downloads cut short by an interruption, and the bytes they had fetched in this run.
+    cut_short: int = 0
+    cut_short_bytes: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.downloaded + self.skipped + self.failed
+
+    def add(self, outcome: Outcome) -> None:
+        # What this run fetched: a continued file's earlier bytes would inflate the speed.
+        if not self.spider:
+            self.bytes += max(0, outcome.size - outcome.resumed_from)
+        if outcome.error is not None:
+            self.failed += 1
+            if len(self.failures) < MAX_LISTED_FAILURES:
+                self.failures.append((outcome.url, describe_error(outcome.error, outcome.url)))
+        elif outcome.skipped:
+            self.skipped += 1
+        else:
+            self.downloaded += 1
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def summary(self) -> list[str]:
+        """The closing lines: counts, bytes, time and speed, then which files failed and why."""
+        elapsed = self.elapsed()
+        if self.spider:
+            lines = [
+                f"{self.downloaded} found, {self.failed} failed (checked, nothing downloaded)"
+                f" in {format_seconds(elapsed)}"
+            ]
+        else:
+            fetched = self.bytes + self.cut_short_bytes
+            speed = fetched / elapsed if elapsed > 0 else 0.0
+            short = f", {self.cut_short} cut short" if self.cut_short else ""
+            lines = [
+                f"{self.downloaded} downloaded, {self.skipped} skipped, {self.failed} failed"
+                f"{short}: {format_size(fetched)} in {format_seconds(elapsed)}"
+                f" ({format_size(speed)}/s)"
+            ]
+        lines.extend(host_lines(self.hosts))
+        if self.failed:
+            lines.append("failed:")
+            lines.extend(f"  {url}: {why}" for url, why in self.failures)
+            if self.failed > len(self.failures):
+                lines.append(f"  ... and {self.failed - len(self.failures)} more, shown above")
+        return lines
+
+
+class Reporter:
+    """The base of every display: dispatches events and keeps the `Tally`.
+
+    Call it with each event (it is the downloader's `on_event` hook); `set_total` says how many
+    files there are once that is known, and `finish` prints the end of the story.
+    """
+
+    def __init__(self, out: Stream, err: Stream) -> None:
+        self.out = out
+        self.err = err
+        self.tally = Tally()
+        self.total: int | None = None
+        # The target of each download under way, to say which .part files an interrupted run
+        # leaves behind; keyed by the Request, as every event of a download carries it.
+        self._targets: dict[int, Path] = {}
+        # Bytes each download under way fetched in this run: (its offset, received so far).
+        self._fetching: dict[int, tuple[int, int]] = {}
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case Queued():
+                self.queued(event)
+            case Started(request=request, path=path, offset=offset):
+                if path is not None:
+                    self._targets[id(request)] = path
+                self._fetching[id(request)] = (offset, offset)
+                self.started(event)
+            case Progress(request=request, received=received):
+                key = id(request)
+                if key in self._fetching:
+                    self._fetching[key] = (self._fetching[key][0], received)
+                self.progress(event)
+            case Retrying():
+                self.retrying(event)
+            case HostLimitChanged():
+                self.host_limit(event)
+            case SourceDropped():
+                self.source_dropped(event)
+            case Finished(outcome=outcome):
+                if outcome.request is not None:
+                    self._targets.pop(id(outcome.request), None)
+                    self._fetching.pop(id(outcome.request), None)
+                self.tally.add(outcome)
+                self.finished(outcome)
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+
+    def unfinished(self) -> list[Path]:
+        """The targets of the downloads that started and never finished (an interrupted run)."""
+        return list(self._targets.values())
+
+    def count_cut_short(self) -> None:
+        """An interruption: the downloads under way count in the summary, with the bytes they
+        fetched in this run (what their `.part` holds past its start, once it is closed)."""
+        fetched = 0
+        for key, (offset, received) in self._fetching.items():
+            target = self._targets.get(key)
+            kept = bytes_held(part_path(target)) if target is not None else 0
+            fetched += max(0, max(kept, received) - offset)
+        self.tally.cut_short = len(self._fetching)
+        self.tally.cut_short_bytes = fetched
+
+    def warn(self, text: str) -> None:
+        """A problem that does not stop a download (an option ignored in an input file)."""
+        self.err.line(f"adownload: warning: {text}")
+
+    @contextlib.asynccontextmanager
+    async def showing(self) -> AsyncIterator[None]:
+        """Around the downloads: a live display runs while this is open."""
+        yield
+
+    def queued(self, event: Queued) -> None:
+        pass
+
+    def started(self, event: Started) -> None:
+        pass
+
+    def progress(self, event: Progress) -> None:
+        pass
+
+    def retrying(self, event: Retrying) -> None:
+        self.err.line(
+            f"retrying {event.url} in {event.delay:.1f} s"
+            f" (attempt {event.attempt} failed: {describe_error(event.error, event.url)})"
+        )
+
+    def host_limit(self, event: HostLimitChanged) -> None:
+        pass
+
+    def source_dropped(self, event: SourceDropped) -> None:
+        self.err.line(f"not using {event.source} for {event.url} any more: {event.reason}")
+
+    def finished(self, outcome: Outcome) -> None:
+        if outcome.error is not None:
+            self.err.line(f"failed {outcome.url}: {describe_error(outcome.error, outcome.url)}")
+
+    def finish(self, *, interrupted: bool) -> None:
+        for line in self.tally.summary():
+            self.err.line(line)
+
+
+class LinesReporter(Reporter):
+    """For pipes and logs: one line per finished file, no control characters.
+
+    Files in place go to standard output, failures to standard error as they happen; the
+    summary follows on standard error. `quiet` keeps only the failures.
+    """
+
+    def __init__(self, out: Stream, err: Stream, *, quiet: bool) -> None:
+        super().__init__(out, err)
+        self.quiet = quiet
+
+    def retrying(self, event: Retrying) -> None:
+        if not self.quiet:
+            super().retrying(event)
+
+    def warn(self, text: str) -> None:
+        if not self.quiet:
+            super().warn(text)
+
+    def host_limit(self, event: HostLimitChanged) -> None:
+        if not self.quiet:
+            self.err.line(host_change_line(event))
+
+    def source_dropped(self, event: SourceDropped) -> None:
+        if not self.quiet:
+            super().source_dropped(event)
+
+    def finished(self, outcome: Outcome) -> None:
+        super().finished(outcome)
+        if self.quiet or outcome.error is not None:
+            return
+        if self.tally.spider:
+            self.out.line(f"found {outcome.url} ({found(outcome)})")
+        elif outcome.skipped:
+            # A skip after an answer: 304, or a 200 whose copy is not newer (-N).
+            why = "not modified" if outcome.status in (200, 304) else "already there"
+            self.out.line(f"skipped {outcome.path} ({why})")
+        elif outcome.path is None:
+            self.out.line(
+                f"wrote {outcome.url} to standard output ({format_size(outcome.size)}"
+                f" in {format_seconds(outcome.elapsed)})"
+            )
+        else:
+            self.out.line(
+                f"saved {outcome.path} ({format_size(outcome.size)}"
+                f" in {format_seconds(outcome.elapsed)}{_from_sources(outcome)})"
+            )
+
+    def finish(self, *, interrupted: bool) -> None:
+        if not self.quiet:
+            super().finish(interrupted=interrupted)
+        elif self.tally.failed:
+            self.err.line(f"{self.tally.failed} of {self.tally.done} downloads failed")
+
+
+class JsonReporter(Reporter):
+    """JSON Lines on standard output: one object per event, and a summary object at the end.
+
+        Every object has `type` (queued, started, progress, retrying, host_limit, finished,
+        summary). The
+        events of a file have its `url`; byte counts are `bytes` (received or written so far) and
+        `total` (announced size, or null); a failure has `error` (the message) and `error_type`
+        (the adownload exception's name). A `finished` object's `bytes` is the file's size,
+    `resumed_from` the part of it an earlier run had fetched, `worker` the Dask worker that
+    wrote it (with --scheduler; else null), `sources` the URLs that sent its bytes in this run,
+    each with its `bytes` (a `source_dropped` object, with `source` and `reason`, tells of a
+    mirror that serves the file no more); the summary's `bytes` counts what
+    this run fetched, its `hosts` what --adaptive learnt per host (empty without it). An entry
+    of an input file that cannot be downloaded has
+        only a `finished` event.
+    """
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        self.out.line(json.dumps(record))
+
+    def queued(self, event: Queued) -> None:
+        self._emit({"type": "queued", "url": event.url})
+
+    def started(self, event: Started) -> None:
+        self._emit(
+            {
+                "type": "started",
+                "url": event.url,
+                "path": _path(event.path),
+                "total": event.total,
+                "offset": event.offset,
+            }
+        )
+
+    def progress(self, event: Progress) -> None:
+        self._emit(
+            {"type": "progress", "url": event.url, "bytes": event.received, "total": event.total}
+        )
+
+    def retrying(self, event: Retrying) -> None:
+        self._emit(
+            {
+                "type": "retrying",
+                "url": event.url,
+                "attempt": event.attempt,
+                "delay": round(event.delay, 3),
+                **_error(event.error),
+            }
+        )
+
+    def host_limit(self, event: HostLimitChanged) -> None:
+        self._emit(
+            {
+                "type": "host_limit",
+                "url": event.url,
+                "previous": event.previous,
+                "limit": event.limit,
+                "reason": event.reason,
+            }
+        )
+
+    def source_dropped(self, event: SourceDropped) -> None:
+        self._emit(
+            {
+                "type": "source_dropped",
+                "url": event.url,
+                "source": event.source,
+                "reason": event.reason,
+            }
+        )
+
+    def finished(self, outcome: Outcome) -> None:
+        self._emit(
+            {
+                "type": "finished",
+                "url": outcome.url,
+                "ok": outcome.ok,
+                "skipped": outcome.skipped,
+                "path": _path(outcome.path),
+                "status": outcome.status,
+                "bytes": outcome.size,
+                "final_url": outcome.final_url,
+                "elapsed": round(outcome.elapsed, 3),
+                "attempts": outcome.attempts,
+                "resumed_from": outcome.resumed_from,
+                "worker": outcome.worker,
+                "sources": [{"url": url, "bytes": count} for url, count in outcome.sources],
+                **_error(outcome.error),
+            }
+        )
+
+    def finish(self, *, interrupted: bool) -> None:
+        tally = self.tally
+        self._emit(
+            {
+                "type": "summary",
+                "downloaded": tally.downloaded,
+                "skipped": tally.skipped,
+                "failed": tally.failed,
+                "bytes": tally.bytes,
+                "elapsed": round(tally.elapsed(), 3),
+                "interrupted": interrupted,
+                "hosts": {origin: dataclasses.asdict(host) for origin, host in tally.hosts.items()},
+            }
+        )
+
+
+def _from_sources(outcome: Outcome) -> str:
+    """ ", from 3 mirrors" for a file that came from several URLs at once, else nothing."""
+    count = len(outcome.sources)
+    return f", from {count} mirrors" if count > 1 else ""
+
+
+def found(outcome: Outcome) -> str:
+    """What --spider says of a file that exists: its status, and its size when announced."""
+    said = [f"HTTP {outcome.status}" if outcome.status is not None else "exists"]
+    if outcome.size:
+        said.append(format_size(outcome.size))
+    return ", ".join(said)
+
+
+def host_change_line(event: HostLimitChanged) -> str:
+    """The line for a change of a host's adaptive limit."""
+    return (
+        f"{event.url}: {event.limit} connections at most now (was {event.previous}): {event.reason}"
+    )
+
+
+def host_lines(hosts: dict[str, HostLimit]) -> list[str]:
+    """The summary's lines for what adaptive limits learnt, a host a line."""
+    return [
+        f"{origin}: {host.limit} connections at the end (between {host.lowest} and"
+        f" {host.highest}; cut {host.cuts} times, {host.throttled} answers 429 or 503)"
+        for origin, host in hosts.items()
+    ]
+
+
+def _path(path: os.PathLike[str] | None) -> str | None:
+    return None if path is None else os.fspath(path)
+
+
+def _error(error: DownloadError | None) -> dict[str, str | None]:
+    if error is None:
+        return {"error": None, "error_type": None}
+    return {"error": describe_error(error), "error_type": type(error).__name__}
+
+
+def standard_streams() -> tuple[Stream, Stream]:
+    """stdout and stderr, set to show an unencodable file name escaped instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    return Stream(sys.stdout), Stream(sys.stderr)

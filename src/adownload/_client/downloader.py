@@ -1,0 +1,495 @@
+"""The `Downloader`: one HTTP session, its limits, and the ways to run many downloads."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import ssl
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal, Self, TypedDict
+
+import aiohttp
+from aiohttp.abc import AbstractCookieJar
+
+from .._cache import fetch as _fetch
+from .._cache.store import Cache
+from .._disk.sinks import FileSink, Sink, SinkOpener
+from .._engine.adaptive import HostLimit
+from .._engine.limits import KeyedPrimitives, Limiter
+from .._engine.settings import Settings
+from .._model.auth import Auth, Netrc, check_auth
+from .._model.config import Existing, Limits, Retry, Segments, Timeout
+from .._model.events import EventHook, emitter
+from .._model.options import Options, check_proxy
+from .._model.proxy import NoProxy
+from .._model.request import Item, Outcome, request_for
+from .._model.util import cancel_and_wait
+from .._protocols.http.cookies import Cookie, add_cookies, new_jar, read_cookies, save_cookies
+from .._protocols.http.exchange import ACCEPT_ENCODING, merge_headers
+from .._protocols.http.session import open_session
+from .._protocols.network import Network, environment_of
+from .._version import USER_AGENT
+from .batch import perform, run_all
+
+__all__ = ["Downloader", "DownloaderOptions"]
+
+log = logging.getLogger("adownload")
+
+#: Bytes aiohttp buffers per response before it stops reading the socket. Measured on one
+#: 256 MiB body from nginx on loopback (py-spy, event-loop thread): at 256 KiB the transport
+#: pauses and resumes reading (two epoll_ctl calls) every couple of recv()s, 6 % of the loop's
+#: samples, and readchunk() hands over small pieces (8 %); at 1 MiB, as large as a FileSink
+#: block, that is 1.7 % and 2 %, and the loop thread needs 13 % fewer samples for the same
+#: bytes. 4 MiB gains nothing more and holds more memory per connection; 64 KiB costs 20 %
+#: more CPU.
+_READ_BUFSIZE = 1 << 20
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+
+class DownloaderOptions(TypedDict, total=False):
+    """The keywords of `Downloader` but `session` and `dest`, for the blocking functions
+    (`adownload.download(url, retry=..., proxy=...)`), which open a downloader of their own
+    on an event loop of their own: a borrowed session belongs to another loop, and `dest` is
+    the call's. `test_api` holds this to the `Downloader`'s signature, name by name and type
+    by type, so an option added there cannot be missed here."""
+
+    limits: Limits
+    timeout: Timeout
+    existing: Existing
+    headers: Mapping[str, str] | None
+    content_disposition: bool
+    writer: SinkOpener
+    max_redirects: int
+    on_event: EventHook | None
+    retry: Retry
+    resume: bool
+    max_size: int | None
+    verify_digests: bool
+    allow_downgrade: bool
+    decode_content: bool
+    segments: Segments
+    splice: bool
+    proxy: str | None
+    no_proxy: str | Iterable[str] | None
+    trust_env: bool
+    auth: Auth | None
+    netrc: str | os.PathLike[str] | Netrc | Literal[False] | None
+    cookies: str | os.PathLike[str] | AbstractCookieJar | None
+    verify: ssl.SSLContext | bool
+
+
+class _State(enum.Enum):
+    UNOPENED = enum.auto()
+    OPEN = enum.auto()
+    CLOSED = enum.auto()
+
+
+class Downloader:
+    """Downloads files over one `aiohttp.ClientSession`, many at a time.
+
+    Use it as an async context manager; it opens its own session and closes it on exit, or
+    borrows `session` (and never closes it), to embed in an application that has one.
+
+    >>> async with Downloader(dest="mirror/") as dl:                   # doctest: +SKIP
+    ...     outcome = await dl.download("https://example.org/a.zip")
+    ...     outcomes = await dl.download_many(urls)
+
+    Options (every one keyword-only, each with a default that is safe for a stranger's server):
+
+    - `dest`: the directory files go into unless a call or a `Request` says otherwise (".").
+    - `limits`: files in flight in all and connections per host (`Limits`).
+    - `timeout`: connect, idle-read and total limits per file (`Timeout`).
+    - `existing`: what to do when a target file exists (`Existing.SKIP`: leave it, don't refetch).
+    - `headers`: request headers sent with every request.
+    - `content_disposition`: name files as the server's Content-Disposition header says (made
+      safe, inside the destination directory). Off by default: a URL's name is predictable.
+    - `writer`: opens the sink for each file (`FileSink.open`; `AiofilesSink.open` or
+      `GeneratorSink.open` are the alternatives).
+    - `max_redirects`: redirects followed per request (10).
+    - `session`: an `aiohttp.ClientSession` to borrow instead of opening one.
+    - `on_event`: called with each `Event` (queued, started, progress, retrying, finished) of
+      every download; see `adownload.Event`.
+    - `retry`: when and how often to try again (`Retry`: 4 attempts, exponential backoff).
+    - `resume`: keep the `.part` of a failed download (when the server gave validators) and
+      continue it later, in this run or the next (True).
+    - `max_size`: the largest file accepted, in bytes; refused from its Content-Length before
+      any byte is written, and checked while streaming (None: no limit).
+    - `verify_digests`: check the Content-Digest, Repr-Digest or Digest a server sends (True).
+    - `allow_downgrade`: follow a redirect from https to plain http (False).
+    - `segments`: how a large file is split over several connections (`Segments`).
+    - `decode_content`: ask for and decode a compressed Content-Encoding (False: the bytes on
+      disk are the bytes sent). Decoded downloads are not resumed; `max_size` caps the decoded
+      size, so a decompression bomb stops at the limit.
+    - `splice`: on Linux, move a large (4 MiB or more) plain-http body from the socket to the
+      file inside the kernel, with `splice(2)`, instead of through Python (True). It is used only
+      when nothing needs to see the bytes: no checksum or digest to compute, no rate limit, no
+      `min_speed`, the default `writer`. False: every body takes the read path.
+    - `proxy`: the proxy every request goes through, as a URL: `http://` or `https://` (TLS to
+      the proxy), with CONNECT for https targets; `socks4://`, `socks4a://`, `socks5://`, or
+      `socks5h://` (the proxy looks names up). Credentials go in the URL
+      (`socks5://user:pw@host:1080`) and are never shown. A `Request` may set its own.
+    - `no_proxy`: hosts reached directly whatever the proxy: "a.example, .b.example,
+      127.0.0.1, 10.0.0.0/8", or a list; `*` for all. A name covers its subdomains.
+    - `trust_env`: read the environment as curl does: `http_proxy`, `https_proxy`,
+      `all_proxy` and `no_proxy` (`HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` too, but not
+      `HTTP_PROXY`), and logins from `$NETRC` or `~/.netrc`. Off: the library reads no
+      environment unless asked. `proxy` and `no_proxy` win over the variables.
+    - `auth`: credentials for the servers: a (login, password) pair or `BasicAuth` for basic,
+      `DigestAuth` for digest; the login of ftp:// URLs too. Sent only to the origin of each
+      request's own URL, never past a redirect to another host nor to a mirror elsewhere.
+    - `netrc`: a `.netrc` file to take logins from, by host, for requests that bring none of
+      their own (no `auth`, no userinfo, no Authorization header); False: none, even with
+      `trust_env`.
+    - `cookies`: a Netscape `cookies.txt` file (as curl, wget and aria2c write) to start the
+      cookie jar with, or an aiohttp cookie jar to use. The jar keeps what servers set, for
+      hosts named by IP address too; `save_cookies` writes it back.
+    - `verify`: check servers' certificates (True), with this `ssl.SSLContext`, or not at
+      all (False); the SOCKS routes' too when a `session` is borrowed.
+    """
+
+    def __init__(
+        self,
+        *,
+        dest: str | os.PathLike[str] = ".",
+        limits: Limits = Limits(),  # noqa: B008  (frozen, so sharing the default is safe)
+        timeout: Timeout = Timeout(),  # noqa: B008
+        existing: Existing = Existing.SKIP,
+        headers: Mapping[str, str] | None = None,
+        content_disposition: bool = False,
+        writer: SinkOpener = FileSink.open,
+        max_redirects: int = 10,
+        session: aiohttp.ClientSession | None = None,
+        on_event: EventHook | None = None,
+        retry: Retry = Retry(),  # noqa: B008  (frozen)
+        resume: bool = True,
+        max_size: int | None = None,
+        verify_digests: bool = True,
+        allow_downgrade: bool = False,
+        decode_content: bool = False,
+        segments: Segments = Segments(),  # noqa: B008  (frozen)
+        splice: bool = True,
+        proxy: str | None = None,
+        no_proxy: str | Iterable[str] | None = None,
+        trust_env: bool = False,
+        auth: Auth | None = None,
+        netrc: str | os.PathLike[str] | Netrc | Literal[False] | None = None,
+        cookies: str | os.PathLike[str] | AbstractCookieJar | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be an adownload.Limits, not {limits!r}")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError(f"session must be an aiohttp.ClientSession, not {session!r}")
+        # Each option is checked, and has its default, in Options.
+        self._options = Options(
+            timeout=timeout,
+            existing=existing,
+            content_disposition=content_disposition,
+            max_redirects=max_redirects,
+            retry=retry,
+            resume=resume,
+            max_size=max_size,
+            verify_digests=verify_digests,
+            allow_downgrade=allow_downgrade,
+            decode_content=decode_content,
+            segments=segments,
+            splice=splice,
+            proxy=check_proxy(proxy),
+            auth=check_auth(auth),
+        )
+        if not isinstance(verify, ssl.SSLContext | bool):
+            raise TypeError(f"verify must be a bool or an ssl.SSLContext, not {verify!r}")
+        if cookies is not None and session is not None:
+            raise ValueError(
+                "cookies= is for the downloader's own session; a borrowed session keeps its"
+                " own cookie_jar (load it there)"
+            )
+        self._verify = verify
+        self._no_proxy = NoProxy.parse(no_proxy)
+        self._environment, self._netrc = environment_of(bool(trust_env), netrc=netrc is None)
+        if isinstance(netrc, Netrc):  # read already (a pipe can be read once)
+            self._netrc = netrc
+        elif netrc is not None and netrc is not False:
+            self._netrc = Netrc(netrc)
+        self._jar: AbstractCookieJar | None = None
+        self._cookies: list[Cookie] = []
+        if isinstance(cookies, AbstractCookieJar):
+            self._jar = cookies
+        elif cookies is not None:
+            # Read now, for an early error; a jar can be made only with the event loop running.
+            self._cookies = read_cookies(cookies)
+        self._dest = Path(dest)
+        self._limits = limits
+        # identity: the bytes on disk are the bytes of the resource; a .tar.gz stays gzipped.
+        defaults = {"User-Agent": USER_AGENT}
+        # Decoded: only the codings that can be decoded here are asked for.
+        defaults["Accept-Encoding"] = ACCEPT_ENCODING if decode_content else "identity"
+        self._headers = merge_headers(defaults, headers)
+        self._writer = writer
+        self._session = session
+        self._owns_session = session is None
+        self._settings: Settings | None = None
+        self._state = _State.UNOPENED
+        self._runners: set[asyncio.Task[None]] = set()
+        self._emit = emitter(on_event)
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    def host_limits(self) -> dict[str, HostLimit]:
+        """With `Limits(adaptive=True)`: what this downloader learnt of each host it used, by
+        origin (`http://host:port`): the limit now, the highest and lowest it reached, its cuts,
+        throttling answers and pauses. Empty without adaptive limits or before it opens."""
+        if self._settings is None:
+            return {}
+        return self._settings.limiter.host_limits()
+
+    @property
+    def cookie_jar(self) -> AbstractCookieJar:
+        """The cookies this downloader sends and keeps (its session's jar); open it first."""
+        return self._open_settings().network.session.cookie_jar
+
+    def save_cookies(self, path: str | os.PathLike[str]) -> int:
+        """Write the cookie jar to `path` as a Netscape `cookies.txt` file (mode 0600, replaced
+        at once); the number of cookies written. `StorageError` if it cannot be written."""
+        jar = self.cookie_jar
+        if not isinstance(jar, aiohttp.CookieJar):
+            raise TypeError(f"cannot save the cookies of a {type(jar).__name__}")
+        return save_cookies(jar, path)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state is _State.OPEN:
+            raise RuntimeError("this Downloader is already open")
+        if self._state is _State.CLOSED:
+            raise RuntimeError("a closed Downloader cannot be reopened; make a new one")
+        session = self._session
+        if session is None:
+            jar = self._jar
+            if jar is None:
+                jar = new_jar()
+                add_cookies(jar, self._cookies)
+            session = self._session = open_session(tls=self._verify, cookie_jar=jar)
+        elif session.closed:
+            raise RuntimeError("the borrowed aiohttp.ClientSession is closed")
+        network = Network(
+            session,
+            tls=self._verify,
+            no_proxy=self._no_proxy,
+            environment=self._environment,
+            netrc=self._netrc,
+        )
+        self._settings = Settings(
+            network=network,
+            dest=self._dest,
+            options=self._options,
+            headers=self._headers,
+            writer=self._writer,
+            read_bufsize=_READ_BUFSIZE,
+            limiter=Limiter(self._limits, max_pause=self._options.retry.max_delay, emit=self._emit),
+            path_locks=KeyedPrimitives(asyncio.Lock),
+            emit=self._emit,
+        )
+        self._state = _State.OPEN
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop what is still running and close the session if this downloader opened it."""
+        if self._state is not _State.OPEN:
+            self._state = _State.CLOSED
+            return
+        self._state = _State.CLOSED
+        try:
+            for runner in list(self._runners):
+                await cancel_and_wait(runner)
+        finally:
+            if self._settings is not None:
+                for pool in self._settings.pools.values():
+                    await pool.close()
+                await self._settings.network.close()
+            if self._owns_session and self._session is not None:
+                await self._session.close()
+
+    def _open_settings(self) -> Settings:
+        if self._state is _State.OPEN and self._settings is not None:
+            return self._settings
+        if self._state is _State.UNOPENED:
+            raise RuntimeError(
+                "this Downloader is not open: use it as 'async with Downloader() as dl:'"
+            )
+        raise RuntimeError("this Downloader is closed")
+
+    # --- one file ---------------------------------------------------------------------------
+
+    async def download(
+        self,
+        item: Item,
+        *,
+        dest: str | os.PathLike[str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        existing: Existing | None = None,
+        timeout: Timeout | None = None,
+        sink: Sink | None = None,
+        checksum: str | None = None,
+        max_size: int | None = None,
+    ) -> Outcome:
+        """Download one file and return its `Outcome`; raise a `DownloadError` if it fails.
+
+        `dest` is a directory if it exists as one or ends with a path separator (the file is
+        named after the URL); otherwise it is the exact path of the file. The other keywords
+        override the downloader's settings for this file (see `Request`).
+        """
+        settings = self._open_settings()
+        request = request_for(
+            item,
+            dest=dest,
+            headers=headers,
+            existing=existing,
+            timeout=timeout,
+            sink=sink,
+            checksum=checksum,
+            max_size=max_size,
+        )
+        outcome = await perform(settings, request, None)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome
+
+    # --- the cache ----------------------------------------------------------------------------
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        checksum: str | None = None,
+        cache: Cache | str | os.PathLike[str] | None = None,
+    ) -> Path:
+        """The path of a verified local copy of `url` in the download cache, downloading it
+        only when the cache lacks it or it changed upstream.
+
+        With `checksum` ("sha256:<hex>", ...), a cached file with that digest is returned
+        without a request; without one, the cached file is revalidated with a conditional
+        request. `cache` is a `Cache` or its directory (default: `$ADOWNLOAD_CACHE`, else the
+        user cache directory). Several processes fetching one URL at once download it once.
+        With the server unreachable, a cached copy is returned with a `StaleCacheWarning`.
+        """
+        self._open_settings()
+        return await _fetch.fetch(self, url, checksum=checksum, cache=cache)
+
+    async def fetch_many(
+        self,
+        items: Iterable[str | tuple[str, str | None]] | Registry,
+        *,
+        cache: Cache | str | os.PathLike[str] | None = None,
+    ) -> list[Path]:
+        """`fetch` every item (a URL, a (URL, checksum) pair, or every file of a `Registry`)
+        at once, within this downloader's limits; the paths, in order."""
+        self._open_settings()
+        return await _fetch.fetch_many(self, items, cache=cache)
+
+    # --- many files -------------------------------------------------------------------------
+
+    async def download_many(
+        self,
+        items: Iterable[Item] | AsyncIterable[Item],
+        *,
+        dest: str | os.PathLike[str] | None = None,
+    ) -> list[Outcome]:
+        """Download every item, `limits.max_transfers` at a time, into the `dest` directory.
+
+        Returns one `Outcome` per item, in the order of `items`. A failed item is an outcome with
+        its `error`; it never stops the others. Cancelling the call cancels every transfer it
+        started, keeps each resumable `.part` (removing the others), and re-raises
+        `CancelledError`.
+        """
+        settings = self._open_settings()
+        results: dict[int, Outcome] = {}
+
+        async def store(index: int, outcome: Outcome) -> None:
+            results[index] = outcome
+
+        await self._run(settings, items, _directory(dest), store)
+        return [results[i] for i in range(len(results))]
+
+    async def as_completed(
+        self,
+        items: Iterable[Item] | AsyncIterable[Item],
+        *,
+        dest: str | os.PathLike[str] | None = None,
+    ) -> AsyncGenerator[Outcome, None]:
+        """Download every item like `download_many`, yielding each `Outcome` as it finishes.
+
+        `items` is consumed lazily, as transfer slots free up: a generator of millions of URLs
+        is never held in memory, and neither are the outcomes the caller has already taken.
+        Leaving the loop early stops the remaining transfers; to stop them at once rather than
+        when the generator is collected, wrap it in `contextlib.aclosing`.
+        """
+        settings = self._open_settings()
+        # Bounded: workers wait for a slow consumer instead of piling outcomes up.
+        ready: asyncio.Queue[Outcome] = asyncio.Queue(maxsize=self._limits.max_transfers)
+
+        async def publish(_index: int, outcome: Outcome) -> None:
+            await ready.put(outcome)
+
+        runner = asyncio.create_task(self._run(settings, items, _directory(dest), publish))
+        self._runners.add(runner)
+        runner.add_done_callback(self._runners.discard)
+        try:
+            while True:
+                if not ready.empty():
+                    yield ready.get_nowait()
+                    continue
+                if runner.done():
+                    if runner.cancelled() and self._state is _State.CLOSED:
+                        raise RuntimeError("the Downloader was closed during as_completed()")
+                    runner.result()  # the error of the items' iterator, if any
+                    if ready.empty():
+                        return
+                    continue
+                getter = asyncio.ensure_future(ready.get())
+                try:
+                    await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not getter.done():
+                        await cancel_and_wait(getter)
+                if not getter.cancelled():
+                    yield getter.result()
+        finally:
+            if not runner.done():
+                await cancel_and_wait(runner)
+
+    async def _run(
+        self,
+        settings: Settings,
+        items: Iterable[Item] | AsyncIterable[Item],
+        dest: Path | None,
+        emit: Callable[[int, Outcome], Awaitable[None]],
+    ) -> None:
+        await run_all(settings, items, dest, emit, workers=self._limits.max_transfers)
+
+
+def _directory(dest: str | os.PathLike[str] | None) -> Path | None:
+    return None if dest is None else Path(dest)

@@ -1,0 +1,303 @@
+"""The sink and verify steps of a file's way: where one answer's body goes, and what it must
+match before `Transfer` commits it.
+
+A `Receiver` copies a body into a caller's sink, or into the `.part` in one stream or in
+segments over several connections (`_segmented.py`), with the one `Meter` counting, capping
+and timing it, then checks every expected digest. A mismatch or a body over the size limit
+discards the bytes on hand; any other failure keeps a resumable part (`Target.keep_or_discard`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+from yarl import URL
+
+from .._disk.sinks import FileSink, Sink, close_quietly
+from .._disk.state import PartState
+from .._model.config import Segments
+from .._model.errors import ChecksumMismatchError, DownloadError, RemoteProtocolError
+from .._model.events import Started
+from .._model.options import Options
+from .._model.pieces import PieceCheck, pieces_failed
+from .._model.util import IdleTimeout, redact
+from .._model.verify import NO_HASHES, Expected, Hashes, check_all, expected_digests
+from .._protocols.base import Answer, Body, Plan
+from .adaptive import HostGate
+from .plan import segments_for
+from .segmented import Engine, Segmented
+from .segments import Layout
+from .settings import Settings
+from .stream import Meter, Span, stream_body
+
+
+class Owner(Engine, Protocol):
+    """What a receiver needs of the transfer it works for, besides what segments need."""
+
+    resumed_from: int
+
+
+class Receiver:
+    """The bytes of one download as they arrive: `meter` counts them while a body runs,
+    `layout` holds the segments of a segmented one."""
+
+    def __init__(self, owner: Owner, settings: Settings, options: Options) -> None:
+        self._owner = owner
+        self._settings = settings
+        self._options = options
+        self.meter: Meter | None = None
+        self.layout: Layout | None = None
+        self.sink_size = 0  # bytes in a caller's sink
+        #: Bytes each URL delivered in this download (the outcome's `sources`).
+        self.served: dict[str, int] = {}
+        self._gauge: HostGate | None = None
+        self._sink_touched = False  # whether a caller's sink has been written to
+
+    def bytes_on_hand(self) -> int:
+        owner = self._owner
+        if owner.request.sink is not None:
+            return self.sink_size
+        return owner.target.bytes_on_hand()
+
+    async def receive(
+        self,
+        answer: Answer,
+        body: Body,
+        plan: Plan,
+        offset: int,
+        length: int | None,
+        *,
+        fresh: bool,
+        idle: IdleTimeout,
+    ) -> None:
+        """Copy `body` to `offset` of the caller's sink, or of the part, which is then complete
+        and verified (its commit is the caller's). `fresh`: a whole body, not a continuation."""
+        owner = self._owner
+        self.layout = None
+        # Adaptive concurrency learns from the bytes of the host whose permit the attempt holds.
+        self._gauge = self._settings.limiter.gate(plan.url)
+        sink = owner.request.sink
+        if sink is not None:
+            if fresh and self._sink_touched:
+                await _truncate(sink, owner.url)
+            self._sink_touched = True
+            await self._stream(answer, body, sink, plan, offset, length, idle)
+            return
+        segments = self._segmenting(answer, plan, offset, length, fresh)
+        target = owner.target
+        file_sink = await target.open_part(fresh)
+        try:
+            if segments is not None and length is not None:
+                assert isinstance(file_sink, FileSink)
+                await self._segmented(answer, body, file_sink, plan, offset, length, segments, idle)
+            else:
+                await self._stream(answer, body, file_sink, plan, offset, length, idle)
+            # Inside: the last writes land only now, and a full disk may refuse them too.
+            await self.close(file_sink)
+        except BaseException as exc:
+            await close_quietly(file_sink)
+            target.keep_or_discard(exc, None if self.layout is None else self.layout.ranges())
+            raise
+        if segments is None and owner.request.pieces is not None and length is not None:
+            await self._check_every_piece(length)
+
+    async def verify_on_hand(self, size: int) -> None:
+        """The bytes on hand are the whole file: check the caller's checksum against them."""
+        full, partial, expected = expected_digests(self._owner.request.expected_digest, ())
+        if expected:
+            await self._hash_prefix(full, size)
+            self._verify(expected, full, partial)
+
+    async def close(self, sink: Sink) -> None:
+        try:
+            await sink.close()
+        except OSError as exc:
+            raise self._owner.target.storage_error(exc) from exc
+
+    # --- one stream -------------------------------------------------------------------------
+
+    def _new_meter(
+        self,
+        position: int,
+        length: int | None,
+        full: Hashes,
+        partial: Hashes,
+        gauge: HostGate | None = None,
+    ) -> Meter:
+        owner, settings, timeout = self._owner, self._settings, self._owner.timeout
+        min_speed = timeout.min_speed
+        return Meter(
+            url=owner.url,
+            request=owner.request,
+            position=position,
+            length=length,
+            emit=settings.emit,
+            bucket=settings.limiter.bucket,
+            full=full,
+            partial=partial,
+            max_size=self._options.max_size,
+            min_speed=None if min_speed is None else (min_speed, timeout.min_speed_window),
+            on_limit=owner.discard,
+            gauge=gauge,
+        )
+
+    async def _stream(
+        self,
+        answer: Answer,
+        body: Body,
+        sink: Sink,
+        plan: Plan,
+        offset: int,
+        length: int | None,
+        idle: IdleTimeout,
+    ) -> None:
+        """Copy the body into `sink` from `offset`, hashing, counting and checking as it goes."""
+        owner, emit = self._owner, self._settings.emit
+        full, partial, expected = expected_digests(owner.request.expected_digest, answer.digests)
+        if full and offset:
+            await self._hash_prefix(full, offset)
+        if emit is not None:
+            emit(Started(owner.url, owner.request, owner.target.path, length, offset))
+        meter = self.meter = self._new_meter(offset, length, full, partial, self._gauge)
+        own_sink = owner.request.sink is None
+        try:
+            await stream_body(
+                answer, body, sink, Span(offset), meter,
+                length=length, touch=idle.touch, storage_error=owner.target.storage_error,
+                url=owner.url, kernel=own_sink, on_excess=owner.discard,
+            )  # fmt: skip
+        finally:
+            if not own_sink:
+                self.sink_size = meter.position
+            shown = redact(str(plan.url))
+            self.served[shown] = self.served.get(shown, 0) + meter.position - offset
+        self._verify(expected, full, partial)
+
+    async def _check_every_piece(self, length: int) -> None:
+        """A file that came in one stream: its piece hashes must hold too."""
+        owner = self._owner
+        pieces, part = owner.request.pieces, owner.target.part
+        assert pieces is not None
+        assert part is not None
+        checks = PieceCheck(pieces, length)
+        try:
+            bad = await checks.check(part, list(range(len(pieces.hashes))))
+        except OSError as exc:
+            raise owner.target.storage_error(exc, part) from exc
+        if bad:
+            owner.discard()
+            count = f"{len(bad)} of {len(pieces.hashes)}"
+            why = f"{count} pieces failed their hashes, piece {bad[0]} first"
+            raise pieces_failed(owner.url, pieces, bad[0], why)
+
+    def _verify(self, expected: list[Expected], full: Hashes, partial: Hashes = NO_HASHES) -> None:
+        """Check every expected digest; a mismatch discards the bytes on hand, so nothing of a
+        wrong file is kept for resuming."""
+        try:
+            check_all(expected, full, partial, url=self._owner.url)
+        except ChecksumMismatchError:
+            self._owner.discard()
+            raise
+
+    async def _hash_prefix(self, hashes: Hashes, length: int) -> None:
+        """Feed the bytes already on hand to `hashes`: a resumed file is hashed whole."""
+        owner = self._owner
+        if owner.request.sink is not None:
+            raise RemoteProtocolError(
+                "cannot verify a digest of a resumed download into a custom sink", url=owner.url
+            )
+        await owner.target.hash_part(hashes, length)
+
+    # --- segments ---------------------------------------------------------------------------
+
+    def _segmenting(
+        self, answer: Answer, plan: Plan, offset: int, length: int | None, fresh: bool
+    ) -> Segments | None:
+        owner, state = self._owner, self._owner.target.state
+        splittable = not (
+            self._options.decode_content
+            # Each segment opens its own FileSink on the part; other writers may not take
+            # writes out of order (a generator cannot).
+            or self._settings.writer != FileSink.open
+            or plan.url in owner.no_ranges
+            or plan.url in owner.no_segments
+        )
+        validators = state or validators_of(owner, answer, length)
+        return segments_for(
+            self._options.segments, answer, plan,
+            offset=offset, length=length, fresh=fresh, state=state,
+            validators=validators, splittable=splittable,
+        )  # fmt: skip
+
+    async def _segmented(
+        self,
+        answer: Answer,
+        body: Body,
+        sink: FileSink,
+        plan: Plan,
+        offset: int,
+        length: int,
+        segments: Segments,
+        idle: IdleTimeout,
+    ) -> None:
+        """Fetch the body over up to `segments.count` connections (more with adaptive limits,
+        see `Limiter.segment_count`; the I/O is `_segmented.py`'s), then check the digests of
+        the whole file."""
+        owner, settings = self._owner, self._settings
+        validators = owner.target.state or validators_of(owner, answer, length)
+        count = settings.limiter.segment_count(segments.count)
+        segments = dataclasses.replace(segments, count=count)
+        full, _, expected = expected_digests(owner.request.expected_digest, answer.digests)
+        runner = Segmented.prepare(
+            owner, answer, plan, offset, length, segments, validators=validators,
+            mirrors=self._mirrors(answer, expected), settings=settings,
+            retry=self._options.retry,
+        )  # fmt: skip
+        self.layout = runner.layout
+        owner.resumed_from = done_before = runner.done_before
+        idle.disarm()  # from here on each connection watches its own silence
+        if settings.emit is not None:
+            settings.emit(Started(owner.url, owner.request, owner.target.path, length, done_before))
+        self.meter = runner.meter = self._new_meter(done_before, length, NO_HASHES, NO_HASHES)
+        try:
+            await runner.run(body, sink, offset, segments.count)
+        finally:
+            for url, count in runner.shares():
+                self.served[url] = self.served.get(url, 0) + count
+        # Bytes arrived out of order, so a digest of the whole file cannot be computed while
+        # streaming: read the finished part once. A Content-Digest of one partial answer
+        # covers only its own part and is not checked here.
+        checks = [entry for entry in expected if entry[2] == "full"]
+        if checks:
+            await self._hash_prefix(full, length)
+            self._verify(checks, full)
+
+    def _mirrors(self, answer: Answer, expected: list[Expected]) -> list[URL]:
+        """The URLs that may serve segments beside the answer's: the request's mirrors and
+        the server's `Link: rel=duplicate` ones, only when something proves the bytes of the
+        whole file (piece hashes, a checksum, a digest the first server announced): copies
+        that differ would otherwise be spliced into one file nobody could tell is wrong."""
+        request = self._owner.request
+        proven = request.pieces is not None or any(scope == "full" for *_, scope in expected)
+        if not proven:
+            return []
+        return list(
+            dict.fromkeys([request.parsed_url, *request.parsed_mirrors, *answer.duplicates])
+        )
+
+
+def validators_of(owner: Engine, answer: Answer, length: int | None) -> PartState:
+    """What a part of `answer`'s body belongs to, for resuming it later."""
+    return PartState.of(owner.request.parsed_url, length, answer.etag, answer.last_modified)
+
+
+async def _truncate(sink: Sink, url: str) -> None:
+    """Empty a caller's sink before a download starts over, if the sink can be emptied."""
+    truncate = getattr(sink, "truncate", None)
+    if truncate is None:
+        raise DownloadError(
+            f"{redact(url)} must start over, but its sink cannot be emptied (it has no truncate())",
+            url=url,
+        )
+    await truncate(0)

@@ -1,0 +1,426 @@
+"""One file's way from URL to disk: plan, exchange, sink, verify, commit, outcome.
+
+Only a complete, verified file ever reaches its final name. Bytes go to `<name>.part`; when
+the server gave validators (a strong ETag or Last-Modified), `<name>.part.state` records what
+the part belongs to, so a later attempt, or a later run, continues it instead of starting over.
+The part is moved into place (`Target.commit`) once the body is complete and every digest
+matches. A failure keeps a resumable part and removes anything else; the final name is never
+touched before the commit.
+
+`Transfer` is the engine for one file and knows no protocol: each attempt asks its `Exchange`
+(`_http.py`, `_ftp.py`) for an `Answer` and a `Body` (`_answer.py`) and decides from the
+verdict what to keep, discard or retry. Everything on disk is the `Target`'s (`_target.py`),
+the body goes to its sink through a `Receiver` (`_receive.py`: one stream or segments, then the
+digests), retries through `_retry.with_retries`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+from yarl import URL
+
+from .._disk import files as _files
+from .._disk.existing import Skipped
+from .._disk.sinks import close_quietly
+from .._disk.target import Target
+from .._model.config import Existing
+from .._model.errors import (
+    DestinationExistsError,
+    DownloadError,
+    FileMismatchError,
+    FTPReplyError,
+    HTTPStatusError,
+    RemoteProtocolError,
+    SizeLimitError,
+    TotalTimeout,
+)
+from .._model.events import Retrying
+from .._model.request import Outcome, Request, check_credentials
+from .._model.util import IdleTimeout, redact, same_origin
+from .._protocols.base import Answer, Body, Exchange, Plan, Verdict
+from . import exchanges as _protocols
+from .plan import Judgement, Next, judge, newer, plan_for
+from .receive import Receiver, validators_of
+from .retry import StartOver, with_retries
+from .settings import Settings
+from .stream import read_watchdog
+
+log = logging.getLogger("adownload")
+
+#: The total timeout of a download without one.
+_UNBOUNDED = contextlib.nullcontext()
+
+
+class Transfer:
+    """The state of one download while it runs; `run()` does it and returns its `Outcome`."""
+
+    def __init__(self, settings: Settings, request: Request, dest: Path | None) -> None:
+        self._settings = settings
+        self.request = request
+        # What outcomes, events, errors and logs name: the URL without its userinfo. Only the
+        # request itself (the caller's own object) holds the URL as given.
+        self.url = redact(str(request.url))
+        self.options = options = settings.options.for_request(request)
+        self.timeout = options.timeout
+        self.existing = options.existing
+        self.max_size = options.max_size
+        self._dest = dest
+        self._resume = options.resume and not options.decode_content
+        # The final path, the .part and its state: everything this download does on disk.
+        self.target = Target(settings, request, self.url, self.existing, resume=self._resume)
+        self.started = time.monotonic()
+        # What the outcome reports.
+        self.status: int | None = None
+        self.final_url: str | None = None
+        self.attempts = 0
+        self.resumed_from = 0
+        self.etag: str | None = None  # validators of the answer that produced the file
+        self.last_modified: str | None = None
+        self._size = 0
+        # What earlier attempts learnt about the URLs.
+        self.no_ranges: set[URL] = set()  # URLs whose range answers cannot be trusted
+        self.no_segments: set[URL] = set()  # URLs whose bounded ranges (segments) fail
+        self._exchanges: dict[str, Exchange] = {}
+        # Where the bytes go, and what they must match.
+        self.receiver = Receiver(self, settings, options)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the file on hand (what the outcome reports as its size)."""
+        meter = self.receiver.meter
+        return meter.position if meter is not None else self._size
+
+    @size.setter
+    def size(self, value: int) -> None:
+        self.receiver.meter = None
+        self._size = value
+
+    def outcome(self, error: DownloadError | None = None, *, skipped: bool = False) -> Outcome:
+        return Outcome(
+            url=self.url,
+            request=self.request,
+            path=self.target.path,
+            error=error,
+            status=self.status,
+            size=self.size,
+            skipped=skipped,
+            final_url=self.final_url,
+            elapsed=time.monotonic() - self.started,
+            attempts=self.attempts,
+            resumed_from=self.resumed_from,
+            etag=self.etag,
+            last_modified=self.last_modified,
+            replaced=self.target.replaced and error is None and not skipped,
+            sources=tuple(self.receiver.served.items()),
+        )
+
+    # --- what the segments and the protocols use --------------------------------------------
+
+    def exchange_for(self, url: URL) -> Exchange:
+        """The exchange of `url`'s protocol, made once per transfer."""
+        kind = _protocols.kind(url)
+        exchange = self._exchanges.get(kind)
+        if exchange is None:
+            exchange = _protocols.exchange(kind, self._settings, self.request, self.options)
+            self._exchanges[kind] = exchange
+        return exchange
+
+    def watchdog(self, *, grace: float) -> contextlib.AbstractAsyncContextManager[IdleTimeout]:
+        """An `IdleTimeout` for one exchange, whose expiry the caller sees as `ReadTimeout`."""
+        return read_watchdog(self.timeout.read, grace=grace, url=self.url)
+
+    def discard(self) -> None:
+        """Forget the bytes on hand: in a caller's sink, or the `.part` (if ours) and its state."""
+        self.receiver.sink_size = 0
+        self.target.discard()
+
+    def note_retry(self, what: str, error: DownloadError, delay: float, *, new: bool) -> None:
+        """Another request follows after `delay`; `new`: one that no attempt counted yet."""
+        if new:
+            self.attempts += 1
+        log.info("%s %d for %s failed: %s", what, self.attempts, self.url, error)
+        if self._settings.emit is not None:
+            self._settings.emit(Retrying(self.url, self.request, self.attempts, delay, error))
+
+    # --- the whole download ---------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        """Download the file; raise a `DownloadError` when it fails for good."""
+        request = self.request
+        check_credentials(request, self._settings.headers, self.url, auth=self.options.auth)
+        try:
+            try:
+                if request.check_only:
+                    pass  # no file is written, or looked at
+                elif request.sink is None:
+                    if request.path is not None:
+                        target = Path(request.path)
+                        self.target.ensure_directory(target.parent)
+                        await self.target.claim(target)
+                    elif not self.options.content_disposition:
+                        name = _files.name_from_url(request.parsed_url)
+                        directory = self.target.directory(self._dest)
+                        await self.target.claim(self.target.join(directory, name))
+                    # else: the name comes with the first answer, see _receive.
+                    await self.target.continue_final()
+                await self._with_total_timeout()
+            finally:
+                await self.target.release()
+        except Skipped as skip:
+            self.target.path = skip.path
+            self.size = 0
+            return self.outcome(skipped=True)
+        return self.outcome()
+
+    async def _with_total_timeout(self) -> None:
+        limit = self.timeout.total
+        total = None if limit is None else asyncio.timeout(limit)
+        sink = self.request.sink
+        try:
+            async with _UNBOUNDED if total is None else total:
+                await self._attempt_all()
+            if sink is not None:
+                await self.receiver.close(sink)
+        except TimeoutError as exc:
+            if sink is not None:
+                await close_quietly(sink)
+            if total is not None and total.expired():
+                raise TotalTimeout(
+                    f"download took longer than {limit}s: {self.url}",
+                    url=self.url,
+                    phase="total",
+                    seconds=limit,
+                ) from exc
+            raise
+        except BaseException:
+            if sink is not None:
+                await close_quietly(sink)
+            raise
+
+    async def _attempt_all(self) -> None:
+        """Try the URL and its mirrors, retrying as the `Retry` policy says."""
+        urls = [self.request.parsed_url, *self.request.parsed_mirrors]
+
+        async def attempt(index: int) -> None:
+            while True:
+                self.attempts += 1
+                try:
+                    await self._attempt(urls[index])
+                    return
+                except StartOver:
+                    log.info("starting %s over from the first byte", self.url)
+
+        await with_retries(
+            attempt,
+            policy=self.options.retry,
+            sources=len(urls),
+            started=self.started,
+            on_retry=lambda error, delay: self.note_retry("attempt", error, delay, new=False),
+        )
+
+    # --- one attempt ----------------------------------------------------------------------
+
+    async def _attempt(self, url: URL) -> None:
+        plan = self._plan(url)
+        # A mirror on another origin gets none of the credentials given for the URL's.
+        plan.foreign = plan.foreign or not same_origin(url, self.request.parsed_url)
+        exchange = self.exchange_for(url)
+        timeout = self.timeout
+        async with (
+            self._settings.limiter.slot(url),
+            self.watchdog(grace=timeout.connect or 0.0) as idle,
+        ):
+            with exchange.errors(self.url, read=timeout.read):
+                try:
+                    answer, body = await exchange.open(plan, idle, url=self.url)
+                except HTTPStatusError as exc:
+                    self.status = exc.status
+                    if exc.status == 304:
+                        self._not_modified(plan)
+                    raise
+                except FTPReplyError as exc:
+                    self.status = exc.code
+                    raise
+                if self.request.check_only:
+                    self._checked(answer)
+                    await body.close(reuse=False)
+                    return
+                try:
+                    await self._receive(answer, body, plan, idle)
+                except BaseException:
+                    await body.close(reuse=False)
+                    raise
+                await body.close(reuse=body.at_eof())
+
+    def _commit(self) -> None:
+        path = self.target.commit()
+        if self.existing is Existing.NEWER and self.last_modified:
+            # As wget -N: the file takes the server's time, which the next run sends back.
+            _files.set_modified(path, self.last_modified)
+
+    def _asked_since(self) -> str | None:
+        """The request's own If-Modified-Since (a mirror's, or a caller's), when it is the only
+        condition: with If-None-Match too, a 200 says the ETag changed."""
+        headers = self.request.headers
+        if not headers:
+            return None
+        names = {name.lower(): value for name, value in headers.items()}
+        if "if-none-match" in names:
+            return None
+        return names.get("if-modified-since")
+
+    def _not_modified(self, plan: Plan) -> None:
+        """A 304 (or, under `Existing.NEWER`, a copy that is not newer): the file here is
+        current, so a `.part` of ours is stale; with `Existing.NEWER` (which asked for it) the
+        download is skipped."""
+        self.target.discard()
+        if plan.if_modified_since is not None and self.target.path is not None:
+            raise Skipped(self.target.path)
+
+    def _checked(self, answer: Answer) -> None:
+        """`check_only`: the answer is all the outcome needs; the body is never read."""
+        self.status = answer.status
+        self.final_url = redact(str(answer.final_url))
+        self.etag, self.last_modified = answer.etag, answer.last_modified
+        self.size = answer.length or 0
+
+    def _plan(self, url: URL) -> Plan:
+        state = self.target.state
+        ranges = self._resume and url not in self.no_ranges
+        if ranges and state is not None and state.sparse and state.length:
+            if url not in self.no_segments:
+                return plan_for(url, state, have=0, ranges=True)
+            start = self.target.to_prefix()  # now a prefix, continued in one stream
+            log.info("%s: continuing from byte %d in one stream", self.url, start)
+        have = self.receiver.bytes_on_hand() if ranges and state is not None else 0
+        plan = plan_for(url, state, have=have, ranges=ranges)
+        if not plan.ranged:
+            plan.if_modified_since = self.target.since
+        return plan
+
+    async def _receive(self, answer: Answer, body: Body, plan: Plan, idle: IdleTimeout) -> None:
+        self.status = answer.status
+        self.final_url = redact(str(answer.final_url))
+        self.etag, self.last_modified = answer.etag, answer.last_modified
+        fresh = answer.verdict is Verdict.WHOLE
+        since = plan.if_modified_since or self._asked_since()
+        if since is not None and fresh and not newer(answer.last_modified, since):
+            # A 200 all the same (nginx's default `if_modified_since exact` answers so unless
+            # the dates are equal): the copy here stands, as wget -N and curl -z decide.
+            self._not_modified(plan)
+            raise HTTPStatusError(
+                f"{self.url} is not newer than {since}: not modified",
+                url=self.url,
+                status=304,
+                reason="Not Modified (by date)",
+            )
+        offset, length = self._judge(answer, plan)
+        self._check_length(answer, length)
+        if offset is None:
+            await self._finish_complete()
+            return
+        # `fresh`: a whole body, not the continuation of bytes on hand (a partial answer may
+        # start at 0: the first hole of a segmented part).
+        if self.request.sink is None and self.target.part is None:
+            # Content-Disposition naming: the target is known only now.
+            name = answer.name or _files.name_from_url(self.request.parsed_url)
+            directory = self.target.directory(self._dest)
+            await self.target.claim(self.target.join(directory, name), resume=False)
+        if self.max_size is not None and length is not None and length > self.max_size:
+            self.discard()
+            raise SizeLimitError(
+                f"{self.url} is {length} bytes, over the limit of {self.max_size}",
+                url=self.url,
+                limit=self.max_size,
+            )
+        if fresh:
+            # A fresh body starts: remember its validators when it can be resumed later.
+            state = validators_of(self, answer, length)
+            self.receiver.sink_size = 0
+            # Kept for later only when a later request could continue it: validators for
+            # If-Range, and a server that says it serves ranges (one that does not, as
+            # `python -m http.server`, would send the whole file again).
+            resumable = self._resume and state.resumable and answer.ranges
+            self.target.start_fresh(state if resumable else None, length)
+        # A probe re-reads the last byte of a part that is already whole.
+        self.resumed_from = offset + 1 if plan.probe else offset
+        await self.receiver.receive(answer, body, plan, offset, length, fresh=fresh, idle=idle)
+        if self.request.sink is None:
+            self._commit()
+            log.debug("saved %s (%d bytes)", self.target.path, self.size)
+
+    def _judge(self, answer: Answer, plan: Plan) -> tuple[int | None, int | None]:
+        """Carry out `_plan.judge`: (where the body goes, the whole file's length); offset
+        None when the bytes on hand are the whole, current file."""
+        judgement = judge(answer, plan, self.target.state)
+        if self.target.continued is not None:
+            self._judge_continued(answer, judgement)
+        match judgement.next:
+            case Next.REFUSE:
+                self.no_ranges.add(plan.url)
+                raise RemoteProtocolError(answer.problem, url=self.url)
+            case Next.START_OVER:
+                self.discard()
+                raise StartOver
+            case Next.COMPLETE:
+                return None, None
+        if judgement.discard:
+            log.info("%s: the server sent the whole file; starting over", self.url)
+            self.discard()
+        return judgement.offset, judgement.length
+
+    def _check_length(self, answer: Answer, length: int | None) -> None:
+        """The file's length as the answer says it, against what the request knows of it
+        (`size`, the pieces): another length is another file, and this URL does not serve
+        it (the next mirror may). Nothing on hand is touched."""
+        request = self.request
+        if length is None:
+            return
+        if request.size is not None and length != request.size:
+            problem = f"it is {length} bytes, not the {request.size} expected"
+        elif request.pieces is not None:
+            problem = request.pieces.problem_with(length) or ""
+        else:
+            return
+        if problem:
+            shown = redact(str(answer.final_url))
+            raise FileMismatchError(f"{shown} does not serve this file: {problem}", url=self.url)
+
+    def _judge_continued(self, answer: Answer, judgement: Judgement) -> None:
+        """`Existing.CONTINUE`: a file at the final name is continued only from its end, by a
+        range the server sends, under a checksum; anything else leaves it as it was."""
+        size, path = self.target.continued, self.target.path
+        assert size is not None
+        assert path is not None
+        if judgement.next is Next.COMPLETE:
+            self.discard()
+            raise Skipped(path)  # already the server's length
+        if judgement.next is Next.CONTINUE and not judgement.discard:
+            if self.request.expected_digest is not None:
+                return
+            why = (
+                f"nothing shows that its {size} bytes are the start of this file: give its"
+                " checksum to continue it, or replace it"
+            )
+        elif answer.verdict is Verdict.WHOLE:
+            why = "the server does not send ranges of it, so only a whole new copy could replace it"
+        elif answer.length is not None and answer.length < size:
+            why = f"it is {size} bytes, longer than the server's {answer.length}"
+        else:
+            why = "the server's answer to the range does not fit it"
+        self.discard()
+        raise DestinationExistsError(
+            f"{path} exists and is not continued: {why}", url=self.url, path=path
+        )
+
+    async def _finish_complete(self) -> None:
+        """The bytes on hand are the whole current file: verify the checksum and commit."""
+        self.size = self.resumed_from = self.receiver.bytes_on_hand()
+        await self.receiver.verify_on_hand(self.size)
+        if self.request.sink is None:
+            self._commit()
