@@ -48,6 +48,21 @@ def as_cache(cache: Cache | str | os.PathLike[str] | None) -> Cache:
     return cache if isinstance(cache, Cache) else Cache(cache)
 
 
+async def stored_copy(store: Cache, request: Request) -> Path | None:
+    """The stored copy of `request` that its checksum vouches for, found without the lock and
+    without a request (so without a session); None without a checksum or such a copy."""
+    wanted = request.expected_digest
+    if wanted is None:
+        return None
+    # A stored file never changes, so a checksum can vouch for it without the lock.
+    key = store.key(request.parsed_url)
+    cached = await asyncio.to_thread(store.cached, store.record(key), wanted)
+    if cached is None and wanted[0] == "sha256":
+        # The same bytes reached by another URL are the file asked for.
+        cached = await asyncio.to_thread(store.by_digest, wanted[1])
+    return cached
+
+
 async def fetch(
     dl: Downloader,
     url: str,
@@ -61,14 +76,9 @@ async def fetch(
     shown = redact(str(request.parsed_url))
     wanted = request.expected_digest
     key = store.key(request.parsed_url)
-    if wanted is not None:
-        # A stored file never changes, so a checksum can vouch for it without the lock.
-        cached = await asyncio.to_thread(store.cached, store.record(key), wanted)
-        if cached is None and wanted[0] == "sha256":
-            # The same bytes reached by another URL are the file asked for.
-            cached = await asyncio.to_thread(store.by_digest, wanted[1])
-        if cached is not None:
-            return cached  # no request at all
+    cached = await stored_copy(store, request)
+    if cached is not None:
+        return cached  # no request at all
     try:
         async with store.lock(key):
             final = await _fetch_locked(dl, store, key, request, shown)

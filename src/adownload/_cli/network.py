@@ -20,14 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypedDict
 
-import aiohttp
-
 from .._client.downloader import Downloader
 from .._model.auth import BasicAuth, DigestAuth, Netrc
 from .._model.errors import InvalidRequestError, StorageError
 from .._model.options import check_proxy
 from .._model.proxy import NoProxy
-from .._protocols.http.cookies import Cookie, add_cookies, read_cookies
+from .._protocols.http.cookie_file import Cookie, read_cookies
 from .._protocols.network import environment_of
 from .shared import UsageError
 
@@ -192,6 +190,10 @@ def network_options(args: argparse.Namespace) -> NetworkOptions:
 def load_cookies_into(downloader: Downloader, network: NetworkOptions) -> None:
     """Put the cookies of the command line in the open downloader's jar."""
     if network.cookies:
+        import aiohttp  # the downloader is open: aiohttp is imported already
+
+        from .._protocols.http.cookies import add_cookies
+
         jar = downloader.cookie_jar
         assert isinstance(jar, aiohttp.CookieJar)  # the downloader's own
         add_cookies(jar, list(network.cookies))

@@ -19,9 +19,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self, TypedDict
 
-import aiohttp
-from aiohttp.abc import AbstractCookieJar
-
 from .._cache import fetch as _fetch
 from .._cache.store import Cache
 from .._disk.sinks import FileSink, Sink, SinkOpener
@@ -35,10 +32,8 @@ from .._model.options import Options, check_proxy
 from .._model.proxy import NoProxy
 from .._model.request import Item, Outcome, request_for
 from .._model.util import cancel_and_wait
-from .._protocols.http.cookies import Cookie, add_cookies, new_jar, read_cookies, save_cookies
-from .._protocols.http.exchange import ACCEPT_ENCODING, merge_headers
-from .._protocols.http.session import open_session
-from .._protocols.network import Network, environment_of
+from .._protocols.http.headers import merge_headers
+from .._protocols.network import environment_of
 from .._version import USER_AGENT
 from .batch import perform, run_all
 
@@ -56,6 +51,10 @@ log = logging.getLogger("adownload")
 _READ_BUFSIZE = 1 << 20
 
 if TYPE_CHECKING:
+    import aiohttp
+    from aiohttp.abc import AbstractCookieJar
+
+    from .._protocols.http.cookies import Cookie
     from .registry import Registry
 
 
@@ -191,8 +190,11 @@ class Downloader:
     ) -> None:
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be an adownload.Limits, not {limits!r}")
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise TypeError(f"session must be an aiohttp.ClientSession, not {session!r}")
+        if session is not None:
+            import aiohttp  # the caller's session: aiohttp is imported already
+
+            if not isinstance(session, aiohttp.ClientSession):
+                raise TypeError(f"session must be an aiohttp.ClientSession, not {session!r}")
         # Each option is checked, and has its default, in Options.
         self._options = Options(
             timeout=timeout,
@@ -226,17 +228,24 @@ class Downloader:
             self._netrc = Netrc(netrc)
         self._jar: AbstractCookieJar | None = None
         self._cookies: list[Cookie] = []
-        if isinstance(cookies, AbstractCookieJar):
-            self._jar = cookies
-        elif cookies is not None:
-            # Read now, for an early error; a jar can be made only with the event loop running.
-            self._cookies = read_cookies(cookies)
+        if cookies is not None:
+            # aiohttp (which the cookie module needs) is imported here only for a caller's
+            # cookies; without them, when the downloader opens.
+            from aiohttp.abc import AbstractCookieJar
+
+            from .._protocols.http.cookies import read_cookies
+
+            if isinstance(cookies, AbstractCookieJar):
+                self._jar = cookies
+            else:
+                # Read now, for an early error; a jar can be made only with the loop running.
+                self._cookies = read_cookies(cookies)
         self._dest = Path(dest)
         self._limits = limits
         # identity: the bytes on disk are the bytes of the resource; a .tar.gz stays gzipped.
         defaults = {"User-Agent": USER_AGENT}
         # Decoded: only the codings that can be decoded here are asked for.
-        defaults["Accept-Encoding"] = ACCEPT_ENCODING if decode_content else "identity"
+        defaults["Accept-Encoding"] = _accept_encoding() if decode_content else "identity"
         self._headers = merge_headers(defaults, headers)
         self._writer = writer
         self._session = session
@@ -266,6 +275,10 @@ class Downloader:
     def save_cookies(self, path: str | os.PathLike[str]) -> int:
         """Write the cookie jar to `path` as a Netscape `cookies.txt` file (mode 0600, replaced
         at once); the number of cookies written. `StorageError` if it cannot be written."""
+        import aiohttp
+
+        from .._protocols.http.cookies import save_cookies
+
         jar = self.cookie_jar
         if not isinstance(jar, aiohttp.CookieJar):
             raise TypeError(f"cannot save the cookies of a {type(jar).__name__}")
@@ -278,6 +291,11 @@ class Downloader:
             raise RuntimeError("this Downloader is already open")
         if self._state is _State.CLOSED:
             raise RuntimeError("a closed Downloader cannot be reopened; make a new one")
+        # aiohttp and the HTTP modules are imported here, when the first downloader opens.
+        from .._protocols.http.cookies import add_cookies, new_jar
+        from .._protocols.http.session import open_session
+        from .._protocols.network import Network
+
         session = self._session
         if session is None:
             jar = self._jar
@@ -493,3 +511,10 @@ class Downloader:
 
 def _directory(dest: str | os.PathLike[str] | None) -> Path | None:
     return None if dest is None else Path(dest)
+
+
+def _accept_encoding() -> str:
+    """What `decode_content=True` asks for: the codings aiohttp can decode here."""
+    from .._protocols.http.exchange import ACCEPT_ENCODING
+
+    return ACCEPT_ENCODING

@@ -9,8 +9,9 @@ from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
+from .._cache import fetch as _fetch
 from .._cache.store import Cache
-from .._model.request import Item, Outcome
+from .._model.request import Item, Outcome, Request
 from . import loop as _loop
 from .downloader import Downloader, DownloaderOptions
 
@@ -89,9 +90,16 @@ def fetch(
     >>> adownload.fetch("https://example.org/iris.csv", checksum="sha256:...")  # doctest: +SKIP
     """
 
+    dl = Downloader(**options)  # the options checked, nothing opened
+    store = _fetch.as_cache(cache)
+
     async def main() -> Path:
-        async with Downloader(**options) as dl:
-            return await dl.fetch(url, checksum=checksum, cache=cache)
+        # A copy its checksum vouches for is returned before any session (or aiohttp) exists.
+        copy = await _fetch.stored_copy(store, Request(url, checksum=checksum))
+        if copy is not None:
+            return copy
+        async with dl:
+            return await dl.fetch(url, checksum=checksum, cache=store)
 
     return _run(main)
 

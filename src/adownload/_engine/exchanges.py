@@ -8,7 +8,7 @@ from yarl import URL
 from .._model.options import Options
 from .._model.request import Request
 from .._protocols.base import Exchange
-from .._protocols.http.exchange import HttpExchange, merge_headers
+from .._protocols.http.headers import merge_headers
 from .settings import Settings
 
 
@@ -26,6 +26,8 @@ def exchange(kind: str, settings: Settings, request: Request, options: Options) 
         return FtpExchange(
             pool_of(settings.pools, settings.network.netrc), settings.network, options
         )
+    from .._protocols.http.exchange import HttpExchange  # aiohttp: imported on first use
+
     headers = settings.headers
     if request.headers:
         headers = merge_headers(headers, request.headers)

@@ -14,14 +14,16 @@ from __future__ import annotations
 import os
 import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import aiohttp
 from yarl import URL
 
 from .._model.auth import Netrc
 from .._model.errors import InvalidRequestError
 from .._model.proxy import EnvironmentProxies, NoProxy, Proxy
-from .http.session import open_session
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,8 @@ class Network:
 
     def _socks_session(self, proxy: Proxy) -> aiohttp.ClientSession:
         from aiohttp_socks import ProxyConnector, ProxyType
+
+        from .http.session import open_session
 
         kind = ProxyType.SOCKS4 if proxy.url.scheme.startswith("socks4") else ProxyType.SOCKS5
         connector = ProxyConnector(

@@ -30,9 +30,10 @@ import select
 import socket
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = [
     "PIPE_SIZE",

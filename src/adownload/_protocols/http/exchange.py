@@ -39,6 +39,7 @@ from ..base import Answer, Plan, Verdict, range_answer, retry_after
 from ..network import Network
 from .auth import Credentials, without_credentials
 from .errors import translate_client_errors
+from .headers import merge_headers as merge_headers
 
 log = logging.getLogger("adownload")
 
@@ -475,12 +476,3 @@ def name_from_disposition(header: str | None) -> str | None:
     if not filename:
         return None
     return safe_filename(filename)
-
-
-def merge_headers(*layers: Mapping[str, str] | None) -> CIMultiDict[str]:
-    """Header layers merged, later ones winning."""
-    merged: CIMultiDict[str] = CIMultiDict()
-    for layer in layers:
-        if layer:
-            merged.update(layer)
-    return merged
