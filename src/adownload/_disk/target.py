@@ -344,6 +344,19 @@ class Target:
                 _files.remove_quietly(self.state_file)
             self.state_absent = True
 
+    def lay_out(self, ranges: list[tuple[int, int]]) -> None:
+        """The part is filled by segments from now on: its state says so, with the `ranges`
+        written so far, and is saved."""
+        if self.state is not None:
+            self.state.sparse = True
+            self.note_ranges(ranges)
+
+    def note_ranges(self, ranges: list[tuple[int, int]]) -> None:
+        """Save the `ranges` a segmented part holds by now (what a killed process resumes)."""
+        if self.state is not None:
+            self.state.ranges = ranges
+            self.save_state()
+
     def save_state(self) -> None:
         if self.state is None or self.state_file is None:
             return

@@ -1,7 +1,9 @@
-"""Which `Exchange` serves a URL: HTTP for http and https, FTP for ftp (aioftp is imported only
-when the first ftp URL is met)."""
+"""Which `Exchange` serves a URL: HTTP for http and https, FTP for ftp. Each protocol's module
+(and its library: aiohttp, aioftp) is imported when its first URL is met."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from yarl import URL
 
@@ -11,14 +13,41 @@ from .._protocols.base import Exchange
 from .._protocols.http.headers import merge_headers
 from .settings import Settings
 
+#: The HTTP exchange's class, once its module (and aiohttp) is imported.
+_http: Any = None
+
 
 def kind(url: URL) -> str:
     """The protocol of `url`: "http" (also for https) or "ftp"."""
     return "ftp" if url.scheme == "ftp" else "http"
 
 
+class Exchanges:
+    """The exchanges of one download, one per protocol, made when its first URL needs it; the
+    transfer and its segments share them (and so an HTTP exchange's credentials)."""
+
+    __slots__ = ("_made", "_options", "_request", "_settings")
+
+    def __init__(self, settings: Settings, request: Request, options: Options) -> None:
+        self._settings = settings
+        self._request = request
+        self._options = options
+        self._made: dict[str, Exchange] = {}
+
+    def __call__(self, url: URL) -> Exchange:
+        """The exchange that serves `url`."""
+        protocol = kind(url)
+        made = self._made.get(protocol)
+        if made is None:
+            made = self._made[protocol] = exchange(
+                protocol, self._settings, self._request, self._options
+            )
+        return made
+
+
 def exchange(kind: str, settings: Settings, request: Request, options: Options) -> Exchange:
     """A new exchange of protocol `kind` for one download, with its `options`."""
+    global _http
     if kind == "ftp":
         from .._protocols.ftp.client import pool_of
         from .._protocols.ftp.exchange import FtpExchange
@@ -26,9 +55,12 @@ def exchange(kind: str, settings: Settings, request: Request, options: Options) 
         return FtpExchange(
             pool_of(settings.pools, settings.network.netrc), settings.network, options
         )
-    from .._protocols.http.exchange import HttpExchange  # aiohttp: imported on first use
+    if _http is None:
+        from .._protocols.http.exchange import HttpExchange
 
+        _http = HttpExchange
     headers = settings.headers
     if request.headers:
         headers = merge_headers(headers, request.headers)
-    return HttpExchange(settings.network, headers, options, read_bufsize=settings.read_bufsize)
+    made: Exchange = _http(settings.network, headers, options, read_bufsize=settings.read_bufsize)
+    return made

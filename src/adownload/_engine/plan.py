@@ -105,6 +105,55 @@ def judge(answer: Answer, plan: Plan, state: PartState | None) -> Judgement:
     return Judgement(Next.CONTINUE, plan.offset, answer.length)
 
 
+class SegmentNext(enum.Enum):
+    """What a segment's answer means: the facts a segment reports, for the runner to act on."""
+
+    USE = "use"  # the range asked for, of the same file
+    START_OVER = "start over"  # the file changed: the bytes on hand are worthless
+    RANGES_IGNORED = "ranges ignored"  # the same file, whole: this server ignores ranges
+    REFUSED = "refused"  # no usable range: the next attempt is one stream, never spliced
+
+
+def judge_segment(answer: Answer, validators: PartState) -> SegmentNext:
+    """What the answer to a segment's ranged request (with If-Range) means, given the
+    `validators` of the file the part belongs to.
+
+    >>> v1, url = PartState("http://h/f", 100, '"v1"', None), URL("http://h/f")
+    >>> judge_segment(Answer(Verdict.PARTIAL, url, length=100, etag='"v1"'), v1)
+    <SegmentNext.USE: 'use'>
+    >>> judge_segment(Answer(Verdict.WHOLE, url, length=100, etag='"v2"'), v1)
+    <SegmentNext.START_OVER: 'start over'>
+    >>> judge_segment(Answer(Verdict.WHOLE, url, length=100, etag='"v1"'), v1)
+    <SegmentNext.RANGES_IGNORED: 'ranges ignored'>
+    """
+    same = (not answer.etag and not answer.last_modified) or validators.matches(
+        answer.etag, answer.last_modified
+    )
+    verdict = answer.verdict
+    if verdict is Verdict.PARTIAL and answer.length is not None:
+        return SegmentNext.USE if same else SegmentNext.START_OVER
+    if verdict is Verdict.WHOLE:
+        # If-Range did its job when the file changed; the same file whole ignores ranges.
+        return SegmentNext.RANGES_IGNORED if same else SegmentNext.START_OVER
+    return SegmentNext.REFUSED
+
+
+def mirror_problem(
+    answer: Answer, plan: Plan, length: int, validators: PartState | None
+) -> str | None:
+    """Why a mirror's answer to a segment cannot be used (None: it can): the range asked for,
+    of a file of `length` bytes, of the version its earlier answers (`validators`) were."""
+    if answer.verdict is Verdict.PARTIAL and answer.length == length:
+        if validators is None or validators.matches(answer.etag, answer.last_modified):
+            return None
+        return "its copy changed during the download"
+    if answer.verdict is Verdict.WHOLE:
+        return "it answers a range with the whole file"
+    if answer.length is not None and answer.length != length:
+        return f"it says the file is {answer.length} bytes, not {length}"
+    return answer.problem or f"its answer does not fit bytes={plan.offset}-{plan.stop}"
+
+
 def segments_for(
     segments: Segments,
     answer: Answer,

@@ -10,7 +10,6 @@ discards the bytes on hand; any other failure keeps a resumable part (`Target.ke
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
 
 from yarl import URL
 
@@ -21,29 +20,26 @@ from .._model.errors import ChecksumMismatchError, DownloadError, RemoteProtocol
 from .._model.events import Started
 from .._model.options import Options
 from .._model.pieces import PieceCheck, pieces_failed
+from .._model.request import Request
 from .._model.util import IdleTimeout, redact
 from .._model.verify import NO_HASHES, Expected, Hashes, check_all, expected_digests
 from .._protocols.base import Answer, Body, Plan
 from .adaptive import HostGate
+from .download import Download
 from .plan import segments_for
-from .segmented import Engine, Segmented
+from .segment_job import plan_job
+from .segmented import Segmented
 from .segments import Layout
 from .settings import Settings
 from .stream import Meter, Span, stream_body
-
-
-class Owner(Engine, Protocol):
-    """What a receiver needs of the transfer it works for, besides what segments need."""
-
-    resumed_from: int
 
 
 class Receiver:
     """The bytes of one download as they arrive: `meter` counts them while a body runs,
     `layout` holds the segments of a segmented one."""
 
-    def __init__(self, owner: Owner, settings: Settings, options: Options) -> None:
-        self._owner = owner
+    def __init__(self, download: Download, settings: Settings, options: Options) -> None:
+        self._download = download
         self._settings = settings
         self._options = options
         self.meter: Meter | None = None
@@ -55,10 +51,15 @@ class Receiver:
         self._sink_touched = False  # whether a caller's sink has been written to
 
     def bytes_on_hand(self) -> int:
-        owner = self._owner
-        if owner.request.sink is not None:
+        download = self._download
+        if download.request.sink is not None:
             return self.sink_size
-        return owner.target.bytes_on_hand()
+        return download.target.bytes_on_hand()
+
+    def discard(self) -> None:
+        """Forget the bytes on hand: in a caller's sink, or the `.part` (if ours) and its state."""
+        self.sink_size = 0
+        self._download.target.discard()
 
     async def receive(
         self,
@@ -73,19 +74,19 @@ class Receiver:
     ) -> None:
         """Copy `body` to `offset` of the caller's sink, or of the part, which is then complete
         and verified (its commit is the caller's). `fresh`: a whole body, not a continuation."""
-        owner = self._owner
+        download = self._download
         self.layout = None
         # Adaptive concurrency learns from the bytes of the host whose permit the attempt holds.
         self._gauge = self._settings.limiter.gate(plan.url)
-        sink = owner.request.sink
+        sink = download.request.sink
         if sink is not None:
             if fresh and self._sink_touched:
-                await _truncate(sink, owner.url)
+                await _truncate(sink, download.url)
             self._sink_touched = True
             await self._stream(answer, body, sink, plan, offset, length, idle)
             return
         segments = self._segmenting(answer, plan, offset, length, fresh)
-        target = owner.target
+        target = download.target
         file_sink = await target.open_part(fresh)
         try:
             if segments is not None and length is not None:
@@ -99,12 +100,12 @@ class Receiver:
             await close_quietly(file_sink)
             target.keep_or_discard(exc, None if self.layout is None else self.layout.ranges())
             raise
-        if segments is None and owner.request.pieces is not None and length is not None:
+        if segments is None and download.request.pieces is not None and length is not None:
             await self._check_every_piece(length)
 
     async def verify_on_hand(self, size: int) -> None:
         """The bytes on hand are the whole file: check the caller's checksum against them."""
-        full, partial, expected = expected_digests(self._owner.request.expected_digest, ())
+        full, partial, expected = expected_digests(self._download.request.expected_digest, ())
         if expected:
             await self._hash_prefix(full, size)
             self._verify(expected, full, partial)
@@ -113,7 +114,7 @@ class Receiver:
         try:
             await sink.close()
         except OSError as exc:
-            raise self._owner.target.storage_error(exc) from exc
+            raise self._download.target.storage_error(exc) from exc
 
     # --- one stream -------------------------------------------------------------------------
 
@@ -125,11 +126,12 @@ class Receiver:
         partial: Hashes,
         gauge: HostGate | None = None,
     ) -> Meter:
-        owner, settings, timeout = self._owner, self._settings, self._owner.timeout
+        download, settings = self._download, self._settings
+        timeout = download.timeout
         min_speed = timeout.min_speed
         return Meter(
-            url=owner.url,
-            request=owner.request,
+            url=download.url,
+            request=download.request,
             position=position,
             length=length,
             emit=settings.emit,
@@ -138,7 +140,7 @@ class Receiver:
             partial=partial,
             max_size=self._options.max_size,
             min_speed=None if min_speed is None else (min_speed, timeout.min_speed_window),
-            on_limit=owner.discard,
+            on_limit=self.discard,
             gauge=gauge,
         )
 
@@ -153,19 +155,19 @@ class Receiver:
         idle: IdleTimeout,
     ) -> None:
         """Copy the body into `sink` from `offset`, hashing, counting and checking as it goes."""
-        owner, emit = self._owner, self._settings.emit
-        full, partial, expected = expected_digests(owner.request.expected_digest, answer.digests)
+        download, emit = self._download, self._settings.emit
+        full, partial, expected = expected_digests(download.request.expected_digest, answer.digests)
         if full and offset:
             await self._hash_prefix(full, offset)
         if emit is not None:
-            emit(Started(owner.url, owner.request, owner.target.path, length, offset))
+            emit(Started(download.url, download.request, download.target.path, length, offset))
         meter = self.meter = self._new_meter(offset, length, full, partial, self._gauge)
-        own_sink = owner.request.sink is None
+        own_sink = download.request.sink is None
         try:
             await stream_body(
                 answer, body, sink, Span(offset), meter,
-                length=length, touch=idle.touch, storage_error=owner.target.storage_error,
-                url=owner.url, kernel=own_sink, on_excess=owner.discard,
+                length=length, touch=idle.touch, storage_error=download.target.storage_error,
+                url=download.url, kernel=own_sink, on_excess=self.discard,
             )  # fmt: skip
         finally:
             if not own_sink:
@@ -176,54 +178,55 @@ class Receiver:
 
     async def _check_every_piece(self, length: int) -> None:
         """A file that came in one stream: its piece hashes must hold too."""
-        owner = self._owner
-        pieces, part = owner.request.pieces, owner.target.part
+        download = self._download
+        pieces, part = download.request.pieces, download.target.part
         assert pieces is not None
         assert part is not None
         checks = PieceCheck(pieces, length)
         try:
             bad = await checks.check(part, list(range(len(pieces.hashes))))
         except OSError as exc:
-            raise owner.target.storage_error(exc, part) from exc
+            raise download.target.storage_error(exc, part) from exc
         if bad:
-            owner.discard()
+            self.discard()
             count = f"{len(bad)} of {len(pieces.hashes)}"
             why = f"{count} pieces failed their hashes, piece {bad[0]} first"
-            raise pieces_failed(owner.url, pieces, bad[0], why)
+            raise pieces_failed(download.url, pieces, bad[0], why)
 
     def _verify(self, expected: list[Expected], full: Hashes, partial: Hashes = NO_HASHES) -> None:
         """Check every expected digest; a mismatch discards the bytes on hand, so nothing of a
         wrong file is kept for resuming."""
         try:
-            check_all(expected, full, partial, url=self._owner.url)
+            check_all(expected, full, partial, url=self._download.url)
         except ChecksumMismatchError:
-            self._owner.discard()
+            self.discard()
             raise
 
     async def _hash_prefix(self, hashes: Hashes, length: int) -> None:
         """Feed the bytes already on hand to `hashes`: a resumed file is hashed whole."""
-        owner = self._owner
-        if owner.request.sink is not None:
+        download = self._download
+        if download.request.sink is not None:
             raise RemoteProtocolError(
-                "cannot verify a digest of a resumed download into a custom sink", url=owner.url
+                "cannot verify a digest of a resumed download into a custom sink", url=download.url
             )
-        await owner.target.hash_part(hashes, length)
+        await download.target.hash_part(hashes, length)
 
     # --- segments ---------------------------------------------------------------------------
 
     def _segmenting(
         self, answer: Answer, plan: Plan, offset: int, length: int | None, fresh: bool
     ) -> Segments | None:
-        owner, state = self._owner, self._owner.target.state
+        download = self._download
+        state = download.target.state
         splittable = not (
             self._options.decode_content
             # Each segment opens its own FileSink on the part; other writers may not take
             # writes out of order (a generator cannot).
             or self._settings.writer != FileSink.open
-            or plan.url in owner.no_ranges
-            or plan.url in owner.no_segments
+            or plan.url in download.facts.no_ranges
+            or plan.url in download.facts.no_segments
         )
-        validators = state or validators_of(owner, answer, length)
+        validators = state or validators_of(download.request, answer, length)
         return segments_for(
             self._options.segments, answer, plan,
             offset=offset, length=length, fresh=fresh, state=state,
@@ -244,21 +247,23 @@ class Receiver:
         """Fetch the body over up to `segments.count` connections (more with adaptive limits,
         see `Limiter.segment_count`; the I/O is `_segmented.py`'s), then check the digests of
         the whole file."""
-        owner, settings = self._owner, self._settings
-        validators = owner.target.state or validators_of(owner, answer, length)
+        download, settings = self._download, self._settings
+        validators = download.target.state or validators_of(download.request, answer, length)
         count = settings.limiter.segment_count(segments.count)
         segments = dataclasses.replace(segments, count=count)
-        full, _, expected = expected_digests(owner.request.expected_digest, answer.digests)
-        runner = Segmented.prepare(
-            owner, answer, plan, offset, length, segments, validators=validators,
-            mirrors=self._mirrors(answer, expected), settings=settings,
-            retry=self._options.retry,
+        full, _, expected = expected_digests(download.request.expected_digest, answer.digests)
+        job = plan_job(
+            download, answer, plan, offset, length, segments, validators=validators,
+            mirrors=self._mirrors(answer, expected),
         )  # fmt: skip
+        runner = Segmented(download, job, settings=settings, retry=self._options.retry)
         self.layout = runner.layout
-        owner.resumed_from = done_before = runner.done_before
+        download.facts.resumed_from = done_before = runner.done_before
         idle.disarm()  # from here on each connection watches its own silence
         if settings.emit is not None:
-            settings.emit(Started(owner.url, owner.request, owner.target.path, length, done_before))
+            settings.emit(
+                Started(download.url, download.request, download.target.path, length, done_before)
+            )
         self.meter = runner.meter = self._new_meter(done_before, length, NO_HASHES, NO_HASHES)
         try:
             await runner.run(body, sink, offset, segments.count)
@@ -278,7 +283,7 @@ class Receiver:
         the server's `Link: rel=duplicate` ones, only when something proves the bytes of the
         whole file (piece hashes, a checksum, a digest the first server announced): copies
         that differ would otherwise be spliced into one file nobody could tell is wrong."""
-        request = self._owner.request
+        request = self._download.request
         proven = request.pieces is not None or any(scope == "full" for *_, scope in expected)
         if not proven:
             return []
@@ -287,9 +292,9 @@ class Receiver:
         )
 
 
-def validators_of(owner: Engine, answer: Answer, length: int | None) -> PartState:
+def validators_of(request: Request, answer: Answer, length: int | None) -> PartState:
     """What a part of `answer`'s body belongs to, for resuming it later."""
-    return PartState.of(owner.request.parsed_url, length, answer.etag, answer.last_modified)
+    return PartState.of(request.parsed_url, length, answer.etag, answer.last_modified)
 
 
 async def _truncate(sink: Sink, url: str) -> None:

@@ -39,16 +39,15 @@ from .._model.errors import (
     SizeLimitError,
     TotalTimeout,
 )
-from .._model.events import Retrying
 from .._model.request import Outcome, Request, check_credentials
 from .._model.util import IdleTimeout, redact, same_origin
-from .._protocols.base import Answer, Body, Exchange, Plan, Verdict
-from . import exchanges as _protocols
+from .._protocols.base import Answer, Body, Plan, Verdict
+from .download import Download
+from .exchanges import Exchanges
 from .plan import Judgement, Next, judge, newer, plan_for
 from .receive import Receiver, validators_of
 from .retry import StartOver, with_retries
 from .settings import Settings
-from .stream import read_watchdog
 
 log = logging.getLogger("adownload")
 
@@ -72,33 +71,33 @@ class Transfer:
         self._dest = dest
         self._resume = options.resume and not options.decode_content
         # The final path, the .part and its state: everything this download does on disk.
-        self.target = Target(settings, request, self.url, self.existing, resume=self._resume)
+        self.target = target = Target(
+            settings, request, self.url, self.existing, resume=self._resume
+        )
         self.started = time.monotonic()
         # What the outcome reports.
         self.status: int | None = None
         self.final_url: str | None = None
-        self.attempts = 0
-        self.resumed_from = 0
         self.etag: str | None = None  # validators of the answer that produced the file
         self.last_modified: str | None = None
-        self._size = 0
-        # What earlier attempts learnt about the URLs.
-        self.no_ranges: set[URL] = set()  # URLs whose range answers cannot be trusted
-        self.no_segments: set[URL] = set()  # URLs whose bounded ranges (segments) fail
-        self._exchanges: dict[str, Exchange] = {}
+        #: The file's size when no body says it (skipped, checked, complete on hand).
+        self._size: int | None = None
+        # Handed down to the receiver and the segments, which add what they learn to its facts.
+        self.download = Download(
+            self.url, request, target, self.timeout, self.started,
+            Exchanges(settings, request, options), settings.emit,
+        )  # fmt: skip
+        self.facts = self.download.facts
         # Where the bytes go, and what they must match.
-        self.receiver = Receiver(self, settings, options)
+        self.receiver = Receiver(self.download, settings, options)
 
     @property
     def size(self) -> int:
         """Bytes of the file on hand (what the outcome reports as its size)."""
+        if self._size is not None:
+            return self._size
         meter = self.receiver.meter
-        return meter.position if meter is not None else self._size
-
-    @size.setter
-    def size(self, value: int) -> None:
-        self.receiver.meter = None
-        self._size = value
+        return 0 if meter is None else meter.position
 
     def outcome(self, error: DownloadError | None = None, *, skipped: bool = False) -> Outcome:
         return Outcome(
@@ -111,41 +110,13 @@ class Transfer:
             skipped=skipped,
             final_url=self.final_url,
             elapsed=time.monotonic() - self.started,
-            attempts=self.attempts,
-            resumed_from=self.resumed_from,
+            attempts=self.facts.attempts,
+            resumed_from=self.facts.resumed_from,
             etag=self.etag,
             last_modified=self.last_modified,
             replaced=self.target.replaced and error is None and not skipped,
             sources=tuple(self.receiver.served.items()),
         )
-
-    # --- what the segments and the protocols use --------------------------------------------
-
-    def exchange_for(self, url: URL) -> Exchange:
-        """The exchange of `url`'s protocol, made once per transfer."""
-        kind = _protocols.kind(url)
-        exchange = self._exchanges.get(kind)
-        if exchange is None:
-            exchange = _protocols.exchange(kind, self._settings, self.request, self.options)
-            self._exchanges[kind] = exchange
-        return exchange
-
-    def watchdog(self, *, grace: float) -> contextlib.AbstractAsyncContextManager[IdleTimeout]:
-        """An `IdleTimeout` for one exchange, whose expiry the caller sees as `ReadTimeout`."""
-        return read_watchdog(self.timeout.read, grace=grace, url=self.url)
-
-    def discard(self) -> None:
-        """Forget the bytes on hand: in a caller's sink, or the `.part` (if ours) and its state."""
-        self.receiver.sink_size = 0
-        self.target.discard()
-
-    def note_retry(self, what: str, error: DownloadError, delay: float, *, new: bool) -> None:
-        """Another request follows after `delay`; `new`: one that no attempt counted yet."""
-        if new:
-            self.attempts += 1
-        log.info("%s %d for %s failed: %s", what, self.attempts, self.url, error)
-        if self._settings.emit is not None:
-            self._settings.emit(Retrying(self.url, self.request, self.attempts, delay, error))
 
     # --- the whole download ---------------------------------------------------------------
 
@@ -173,7 +144,7 @@ class Transfer:
                 await self.target.release()
         except Skipped as skip:
             self.target.path = skip.path
-            self.size = 0
+            self._size = 0
             return self.outcome(skipped=True)
         return self.outcome()
 
@@ -206,9 +177,11 @@ class Transfer:
         """Try the URL and its mirrors, retrying as the `Retry` policy says."""
         urls = [self.request.parsed_url, *self.request.parsed_mirrors]
 
+        facts = self.facts
+
         async def attempt(index: int) -> None:
             while True:
-                self.attempts += 1
+                facts.attempts += 1
                 try:
                     await self._attempt(urls[index])
                     return
@@ -220,7 +193,9 @@ class Transfer:
             policy=self.options.retry,
             sources=len(urls),
             started=self.started,
-            on_retry=lambda error, delay: self.note_retry("attempt", error, delay, new=False),
+            on_retry=lambda error, delay: self.download.retrying(
+                "attempt", error, delay, new=False
+            ),
         )
 
     # --- one attempt ----------------------------------------------------------------------
@@ -229,11 +204,11 @@ class Transfer:
         plan = self._plan(url)
         # A mirror on another origin gets none of the credentials given for the URL's.
         plan.foreign = plan.foreign or not same_origin(url, self.request.parsed_url)
-        exchange = self.exchange_for(url)
+        exchange = self.download.exchanges(url)
         timeout = self.timeout
         async with (
             self._settings.limiter.slot(url),
-            self.watchdog(grace=timeout.connect or 0.0) as idle,
+            self.download.watchdog(grace=timeout.connect or 0.0) as idle,
         ):
             with exchange.errors(self.url, read=timeout.read):
                 try:
@@ -287,13 +262,13 @@ class Transfer:
         self.status = answer.status
         self.final_url = redact(str(answer.final_url))
         self.etag, self.last_modified = answer.etag, answer.last_modified
-        self.size = answer.length or 0
+        self._size = answer.length or 0
 
     def _plan(self, url: URL) -> Plan:
         state = self.target.state
-        ranges = self._resume and url not in self.no_ranges
+        ranges = self._resume and url not in self.facts.no_ranges
         if ranges and state is not None and state.sparse and state.length:
-            if url not in self.no_segments:
+            if url not in self.facts.no_segments:
                 return plan_for(url, state, have=0, ranges=True)
             start = self.target.to_prefix()  # now a prefix, continued in one stream
             log.info("%s: continuing from byte %d in one stream", self.url, start)
@@ -332,7 +307,7 @@ class Transfer:
             directory = self.target.directory(self._dest)
             await self.target.claim(self.target.join(directory, name), resume=False)
         if self.max_size is not None and length is not None and length > self.max_size:
-            self.discard()
+            self.receiver.discard()
             raise SizeLimitError(
                 f"{self.url} is {length} bytes, over the limit of {self.max_size}",
                 url=self.url,
@@ -340,7 +315,7 @@ class Transfer:
             )
         if fresh:
             # A fresh body starts: remember its validators when it can be resumed later.
-            state = validators_of(self, answer, length)
+            state = validators_of(self.request, answer, length)
             self.receiver.sink_size = 0
             # Kept for later only when a later request could continue it: validators for
             # If-Range, and a server that says it serves ranges (one that does not, as
@@ -348,7 +323,7 @@ class Transfer:
             resumable = self._resume and state.resumable and answer.ranges
             self.target.start_fresh(state if resumable else None, length)
         # A probe re-reads the last byte of a part that is already whole.
-        self.resumed_from = offset + 1 if plan.probe else offset
+        self.facts.resumed_from = offset + 1 if plan.probe else offset
         await self.receiver.receive(answer, body, plan, offset, length, fresh=fresh, idle=idle)
         if self.request.sink is None:
             self._commit()
@@ -362,16 +337,16 @@ class Transfer:
             self._judge_continued(answer, judgement)
         match judgement.next:
             case Next.REFUSE:
-                self.no_ranges.add(plan.url)
+                self.facts.no_ranges.add(plan.url)
                 raise RemoteProtocolError(answer.problem, url=self.url)
             case Next.START_OVER:
-                self.discard()
+                self.receiver.discard()
                 raise StartOver
             case Next.COMPLETE:
                 return None, None
         if judgement.discard:
             log.info("%s: the server sent the whole file; starting over", self.url)
-            self.discard()
+            self.receiver.discard()
         return judgement.offset, judgement.length
 
     def _check_length(self, answer: Answer, length: int | None) -> None:
@@ -398,7 +373,7 @@ class Transfer:
         assert size is not None
         assert path is not None
         if judgement.next is Next.COMPLETE:
-            self.discard()
+            self.receiver.discard()
             raise Skipped(path)  # already the server's length
         if judgement.next is Next.CONTINUE and not judgement.discard:
             if self.request.expected_digest is not None:
@@ -413,14 +388,14 @@ class Transfer:
             why = f"it is {size} bytes, longer than the server's {answer.length}"
         else:
             why = "the server's answer to the range does not fit it"
-        self.discard()
+        self.receiver.discard()
         raise DestinationExistsError(
             f"{path} exists and is not continued: {why}", url=self.url, path=path
         )
 
     async def _finish_complete(self) -> None:
         """The bytes on hand are the whole current file: verify the checksum and commit."""
-        self.size = self.resumed_from = self.receiver.bytes_on_hand()
-        await self.receiver.verify_on_hand(self.size)
+        self._size = self.facts.resumed_from = self.receiver.bytes_on_hand()
+        await self.receiver.verify_on_hand(self._size)
         if self.request.sink is None:
             self._commit()
