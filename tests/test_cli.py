@@ -332,27 +332,28 @@ def test_flags_map_to_the_library_options(tmp_path: Path) -> None:
         ]
     )
     assert options.limits == Limits(max_transfers=3, max_per_host=2, rate=10 << 20)
-    assert options.segments == Segments(count=8, min_size=1 << 20)
-    assert options.max_size == 2 << 30
-    assert options.resume is False
-    assert options.retry.attempts == 7
-    assert (options.retry.backoff, options.retry.max_delay, options.retry.budget) == (45, 45, 120)
-    assert options.timeout == Timeout(
+    assert options.download.segments == Segments(count=8, min_size=1 << 20)
+    assert options.download.max_size == 2 << 30
+    assert options.download.resume is False
+    assert options.download.retry.attempts == 7
+    retry = options.download.retry
+    assert (retry.backoff, retry.max_delay, retry.budget) == (45, 45, 120)
+    assert options.download.timeout == Timeout(
         connect=5, read=7, total=600, min_speed=1024, min_speed_window=20
     )
-    assert options.max_redirects == 0
+    assert options.download.max_redirects == 0
     assert options.headers == {"X-A": "1", "User-Agent": "tester/1.0"}
-    assert options.decode_content is True
-    assert options.existing is Existing.RENAME
+    assert options.download.decode_content is True
+    assert options.download.existing is Existing.RENAME
 
     defaults = parse_options([GOOD])
-    assert defaults.resume is True
+    assert defaults.download.resume is True
     assert defaults.limits == Limits()
-    assert defaults.segments == Segments()
-    assert defaults.retry == Retry()
-    assert defaults.existing is Existing.SKIP
-    assert parse_options(["--retry", "0", GOOD]).retry.attempts == 1
-    assert parse_options(["-c", GOOD]).resume is True
+    assert defaults.download.segments == Segments()
+    assert defaults.download.retry == Retry()
+    assert defaults.download.existing is Existing.SKIP
+    assert parse_options(["--retry", "0", GOOD]).download.retry.attempts == 1
+    assert parse_options(["-c", GOOD]).download.resume is True
     with pytest.raises(UsageError, match="not allowed with argument"):
         parse_options(["--tries", "2", "--retry", "2", GOOD])
 

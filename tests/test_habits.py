@@ -199,7 +199,7 @@ def test_aria2c_boolean_values_mean_what_they_say(flag: str, existing: str, quie
     from adownload._cli.args import parse_options
 
     options = parse_options([flag, "https://127.0.0.1/a.zip"])
-    assert options.existing.value == existing
+    assert options.download.existing.value == existing
     assert options.quiet is quiet
 
 
@@ -298,7 +298,7 @@ def test_the_mirror_parses_rate_and_retries_as_the_download_command() -> None:
         ["--limit-rate", "1M", "--retry", "4", "--retry-wait", "0.5", "http://127.0.0.1/", "d"]
     )
     assert options.limits.rate == 1 << 20
-    assert (options.retry.attempts, options.retry.backoff) == (5, 0.5)
+    assert (options.download.retry.attempts, options.download.retry.backoff) == (5, 0.5)
 
 
 @pytest.mark.parametrize(("tries", "ok"), [("1", False), ("2", True)])

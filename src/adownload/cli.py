@@ -200,7 +200,7 @@ def _how_to_continue(options: Options, unfinished: list[Path]) -> str:
         names = ", ".join(str(p) for p in kept[:3]) + (" ..." if len(kept) > 3 else "")
         size = format_size(sum(bytes_held(part) for part in kept))
         said.append(f"Kept {_count(len(kept), 'partial download')} ({names}; {size}).")
-    if lost and not options.resume:
+    if lost and not options.download.resume:
         said.append(f"{_count(lost, 'download')} cut short kept nothing (--no-continue).")
     elif lost:
         said.append(
@@ -209,7 +209,7 @@ def _how_to_continue(options: Options, unfinished: list[Path]) -> str:
             " (no ranges, or no ETag or Last-Modified), so the next run starts "
             f"{'it' if lost == 1 else 'them'} over."
         )
-    existing = options.existing
+    existing = options.download.existing
     if existing in (Existing.OVERWRITE, Existing.RENAME, Existing.ERROR):
         flag = {
             Existing.OVERWRITE: "--overwrite",
@@ -228,7 +228,7 @@ def _how_to_continue(options: Options, unfinished: list[Path]) -> str:
         )
     else:
         said.append("Run the same command again to go on: files already complete are skipped.")
-    if not options.resume:
+    if not options.download.resume:
         said.append("Without --no-continue, partial downloads are kept and continued.")
     return " ".join(said)
 
@@ -375,7 +375,7 @@ async def _items(
                         entry,
                         options.dest,
                         source=reader.name,
-                        segments=options.segments,
+                        segments=options.download.segments,
                         check_only=options.spider,
                     )
                 except RejectedEntry as exc:

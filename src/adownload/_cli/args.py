@@ -2,8 +2,10 @@
 
 Every check that can fail on the user's input happens here (or in the value types of
 `_cli_shared`), before anything is downloaded, and fails with one `UsageError` line.
-`downloader_keywords` is the one table from options to `Downloader` keywords: a new library
-option is one flag in `_cli_flags` and one line there.
+The library's per-download options are parsed into its own `Options` (`Options.download`,
+checked by the library, with the library's defaults) and handed to `Downloader` as they are
+(`downloader_keywords`): a new library option is one field of `adownload._model.options.Options`
+and one flag in `flags.py`.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import metalink
-from .._model.config import Existing, Limits, Retry, Segments, Timeout
+from .._model.config import Existing, Limits, Segments, Timeout
 from .._model.errors import InvalidRequestError
+from .._model.options import Options as DownloadOptions
 from .._model.request import Request
 from ..metalink import is_metalink_url
 from .flags import build_parser
-from .network import NetworkKeywords, NetworkOptions, network_options
+from .network import NetworkOptions, network_options
 from .shared import (
     AUTO_WORKERS,
     STDOUT,
@@ -48,16 +52,10 @@ class Options:
     metalink_urls: tuple[str, ...]
     dest: Path
     limits: Limits
-    timeout: Timeout
-    retry: Retry
-    segments: Segments
-    existing: Existing
+    #: The library's per-download options (timeouts, retries, segments, the existing-file
+    #: policy, ...), as the flags set them.
+    download: DownloadOptions
     headers: dict[str, str]
-    content_disposition: bool
-    resume: bool
-    max_size: int | None
-    max_redirects: int
-    decode_content: bool
     quiet: bool
     json: bool
     bars: bool
@@ -75,37 +73,15 @@ class Options:
     network: NetworkOptions = NetworkOptions()  # noqa: RUF009 (frozen)
 
 
-class DownloaderKeywords(NetworkKeywords):
-    dest: Path
-    limits: Limits
-    timeout: Timeout
-    retry: Retry
-    segments: Segments
-    existing: Existing
-    headers: dict[str, str]
-    content_disposition: bool
-    resume: bool
-    max_size: int | None
-    max_redirects: int
-    decode_content: bool
-    verify: ssl.SSLContext | bool
-
-
-def downloader_keywords(options: Options) -> DownloaderKeywords:
-    """The `Downloader` keywords the options stand for."""
+def downloader_keywords(options: Options) -> dict[str, Any]:
+    """The `Downloader` keywords the options stand for: the per-download options as parsed,
+    then what the command adds (the destination, the limits, the headers, the certificates,
+    the proxies and logins)."""
     return {
+        **options.download.keywords(),
         "dest": options.dest,
         "limits": options.limits,
-        "timeout": options.timeout,
-        "retry": options.retry,
-        "segments": options.segments,
-        "existing": options.existing,
         "headers": options.headers,
-        "content_disposition": options.content_disposition,
-        "resume": options.resume,
-        "max_size": options.max_size,
-        "max_redirects": options.max_redirects,
-        "decode_content": options.decode_content,
         "verify": options.tls,
         **options.network.keywords(),
     }
@@ -214,22 +190,24 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
                 rate=args.rate,
                 adaptive=args.adaptive,
             ),
-            timeout=Timeout(
-                connect=args.connect_timeout,
-                read=args.read_timeout,
-                total=args.max_time,
-                min_speed=args.min_speed,
-                min_speed_window=args.speed_window,
+            download=DownloadOptions(
+                timeout=Timeout(
+                    connect=args.connect_timeout,
+                    read=args.read_timeout,
+                    total=args.max_time,
+                    min_speed=args.min_speed,
+                    min_speed_window=args.speed_window,
+                ),
+                retry=retry_of(args),
+                segments=Segments(count=args.split, min_size=args.min_split_size),
+                existing=_existing(args),
+                content_disposition=args.content_disposition,
+                resume=args.resume is not False,
+                max_size=args.max_filesize,
+                max_redirects=args.max_redirects,
+                decode_content=args.compressed,
             ),
-            retry=retry_of(args),
-            segments=Segments(count=args.split, min_size=args.min_split_size),
-            existing=_existing(args),
             headers=headers,
-            content_disposition=args.content_disposition,
-            resume=args.resume is not False,
-            max_size=args.max_filesize,
-            max_redirects=args.max_redirects,
-            decode_content=args.compressed,
             quiet=args.quiet,
             json=args.json,
             bars=args.bars,

@@ -25,9 +25,11 @@ from .._client.downloader import Downloader
 from .._disk.files import name_from_url
 from .._engine.adaptive import HostLimit
 from .._mirror.run import MirrorChange, MirrorReport, mirror
-from .._model.config import Limits, Retry, Timeout
+from .._model.config import Limits, Timeout
 from .._model.errors import InvalidRequestError
 from .._model.events import Event, HostLimitChanged
+from .._model.options import DEFAULTS
+from .._model.options import Options as DownloadOptions
 from .._model.request import Request, parse_url
 from .._model.util import describe_error, redact
 from .dask import ClusterError
@@ -100,9 +102,9 @@ class MirrorOptions:
     depth: int | None
     quiet: bool
     limits: Limits
-    timeout: Timeout
     headers: dict[str, str]
-    retry: Retry = Retry()  # noqa: RUF009 (frozen)
+    #: The library's per-download options the flags set (timeouts, retries).
+    download: DownloadOptions = DEFAULTS
     json: bool = False
     tls: ssl.SSLContext | bool = True
     network: NetworkOptions = NetworkOptions()  # noqa: RUF009 (frozen)
@@ -249,9 +251,11 @@ def parse_options(argv: Sequence[str]) -> MirrorOptions:
             rate=args.rate,
             adaptive=args.adaptive,
         ),
-        timeout=Timeout(connect=args.connect_timeout, read=args.read_timeout),
         headers=unique_headers(pairs),
-        retry=retry_of(args),
+        download=DownloadOptions(
+            timeout=Timeout(connect=args.connect_timeout, read=args.read_timeout),
+            retry=retry_of(args),
+        ),
         json=args.json,
         tls=tls,
         network=network,
@@ -315,9 +319,8 @@ async def _run(
             delete = False
     # As the main command's: the proxy variables and ~/.netrc are read, as curl and wget do.
     keywords: dict[str, Any] = {
+        **options.download.keywords(),
         "limits": options.limits,
-        "timeout": options.timeout,
-        "retry": options.retry,
         "headers": options.headers,
         "verify": options.tls,
         **options.network.keywords(),

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .._model.config import Limits, Retry, Segments, Timeout
+from .._model.config import Limits, Retry
 from .._model.errors import InvalidRequestError
+from .._model.options import DEFAULTS
 from .._model.verify import parse_checksum
 
 PROG = "adownload"
@@ -31,19 +32,12 @@ STDIN = "-"
 STDOUT = "-"
 
 
+# Each flag's default is the library's (declared once, in `Limits` and `Options`).
 _DEFAULT_LIMITS = Limits()
-
-
-_DEFAULT_TIMEOUT = Timeout()
-
-
-_DEFAULT_RETRY = Retry()
-
-
-_DEFAULT_SEGMENTS = Segments()
-
-
-_DEFAULT_MAX_REDIRECTS = 10
+_DEFAULT_TIMEOUT = DEFAULTS.timeout
+_DEFAULT_RETRY = DEFAULTS.retry
+_DEFAULT_SEGMENTS = DEFAULTS.segments
+_DEFAULT_MAX_REDIRECTS = DEFAULTS.max_redirects
 
 
 # RFC 9110 field names are tokens.

@@ -28,7 +28,7 @@ from .._engine.settings import Settings
 from .._model.auth import Auth, Netrc, check_auth
 from .._model.config import Existing, Limits, Retry, Segments, Timeout
 from .._model.events import EventHook, emitter
-from .._model.options import Options, check_proxy
+from .._model.options import DEFAULTS, Options, check_proxy
 from .._model.proxy import NoProxy
 from .._model.request import Item, Outcome, request_for
 from .._model.util import cancel_and_wait
@@ -164,22 +164,22 @@ class Downloader:
         *,
         dest: str | os.PathLike[str] = ".",
         limits: Limits = Limits(),  # noqa: B008  (frozen, so sharing the default is safe)
-        timeout: Timeout = Timeout(),  # noqa: B008
-        existing: Existing = Existing.SKIP,
+        timeout: Timeout = DEFAULTS.timeout,
+        existing: Existing = DEFAULTS.existing,
         headers: Mapping[str, str] | None = None,
-        content_disposition: bool = False,
+        content_disposition: bool = DEFAULTS.content_disposition,
         writer: SinkOpener = FileSink.open,
-        max_redirects: int = 10,
+        max_redirects: int = DEFAULTS.max_redirects,
         session: aiohttp.ClientSession | None = None,
         on_event: EventHook | None = None,
-        retry: Retry = Retry(),  # noqa: B008  (frozen)
-        resume: bool = True,
-        max_size: int | None = None,
-        verify_digests: bool = True,
-        allow_downgrade: bool = False,
-        decode_content: bool = False,
-        segments: Segments = Segments(),  # noqa: B008  (frozen)
-        splice: bool = True,
+        retry: Retry = DEFAULTS.retry,
+        resume: bool = DEFAULTS.resume,
+        max_size: int | None = DEFAULTS.max_size,
+        verify_digests: bool = DEFAULTS.verify_digests,
+        allow_downgrade: bool = DEFAULTS.allow_downgrade,
+        decode_content: bool = DEFAULTS.decode_content,
+        segments: Segments = DEFAULTS.segments,
+        splice: bool = DEFAULTS.splice,
         proxy: str | None = None,
         no_proxy: str | Iterable[str] | None = None,
         trust_env: bool = False,

@@ -1,11 +1,13 @@
 """`Options`: every per-download option, declared once, with its default and its check.
 
-A `Downloader` holds one `Options` (its defaults); a `Request` may override the fields named
-in `PER_REQUEST`, and `Options.for_request` gives the options one download runs with. A
-request field left at `USE_DEFAULT` takes the downloader's value; any other value replaces
-it, `None` included where None means something (`Request(max_size=None)`: no size limit for
-this file, whatever the downloader's). Adding an option is one field here, one keyword of
-`Downloader`, and its flag in the CLI's table.
+A `Downloader` holds one `Options` (its defaults); a `Request` may override the fields named in
+`PER_REQUEST`, and `Options.for_request` gives the options one download runs with. A request
+field left at `USE_DEFAULT` takes the downloader's value; any other value replaces it, `None`
+included where None means something (`Request(max_size=None)`: no size limit for this file,
+whatever the downloader's). Adding an option is one field here (its type, default and check),
+one keyword of `Downloader` (whose default is read from `DEFAULTS`), and its flag in the CLI's
+table (whose default is read from `DEFAULTS` too); the command hands the options it parsed to
+the library as they are (`Options.keywords`).
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class Options:
         }
         return dataclasses.replace(self, **changes) if changes else self
 
+    def keywords(self) -> dict[str, Any]:
+        """These options as `Downloader` keywords, one per field."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
 
 def check_kind(name: str, value: object, kind: type, error: Callable[[str], Exception]) -> None:
     if not isinstance(value, kind):
@@ -99,3 +105,7 @@ def check_proxy(value: object) -> Proxy | None:
 def check_max_size(value: object, error: Callable[[str], Exception]) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
         raise error(f"max_size must be a number of bytes or None, not {value!r}")
+
+
+#: Every option at its default: where `Downloader`'s keywords and the command's flags read it.
+DEFAULTS: Final = Options()
