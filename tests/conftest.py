@@ -17,6 +17,47 @@ from adownload._protocols import splice as _splice
 from .servers import FaultServer, RawServer, Server, Stats, serve, serve_faults, serve_raw
 from .support import check_no_leaks, open_files_under, serve_in_thread, splice_threads
 
+#: Each test file's tier, set as a marker (`pytest -m unit`, `-m "not system"`): `unit` tests
+#: need no socket and no subprocess; `system` tests run the console script, a Dask cluster, real
+#: proxies, nginx, chaos, the README and the examples; `static` is ruff, mypy and the import
+#: contract, which CI runs as a step of its own (`pytest -m static`). Every other file is
+#: `integration`: the library against in-process servers on loopback.
+TIERS = {
+    "unit": {
+        "test_units.py",
+        "test_engine_units.py",
+        "test_fuzz.py",
+        "test_shards.py",
+        "test_cli_display_units.py",
+        "test_autoindex.py",
+    },
+    "system": {
+        "test_cli.py",
+        "test_cli_expect.py",
+        "test_cli_input.py",
+        "test_cli_network.py",
+        "test_cli_tls.py",
+        "test_cli_tty.py",
+        "test_habits.py",
+        "test_distributed.py",
+        "test_workers.py",
+        "test_proxy.py",
+        "test_chaos.py",
+        "test_benchmarks.py",
+        "test_examples.py",
+        "test_readme.py",
+        "test_startup.py",
+    },
+    "static": {"test_static_checks.py"},
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = item.path.name
+        tier = next((tier for tier, files in TIERS.items() if name in files), "integration")
+        item.add_marker(tier)
+
 
 @pytest.fixture(params=["read", "splice"])
 def body_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
