@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from pathlib import Path
 
 import aiohttp
@@ -102,12 +101,10 @@ async def test_downloads_overlap_up_to_the_limit(server: Server, dest: Path) -> 
     # Each file takes >= 0.6 s on the server: 6 at once take about one file's time.
     urls = [server(f"/slow/{i}.bin", delay=0.2, parts=3) for i in range(6)]
     async with Downloader(dest=dest, limits=Limits(max_transfers=6, max_per_host=6)) as dl:
-        started = time.monotonic()
         outcomes = await dl.download_many(urls)
-        elapsed = time.monotonic() - started
     assert all(o.ok for o in outcomes)
+    # Counted at the server, not timed: all six were in flight at once.
     assert server.stats.peak == 6
-    assert elapsed < 6 * 0.6 / 2, f"6 slow files took {elapsed:.2f}s: not concurrent"
 
 
 async def test_total_limit_is_never_exceeded(server: Server, dest: Path) -> None:

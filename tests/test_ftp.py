@@ -307,8 +307,9 @@ async def test_a_greeting_that_never_ends_is_bounded_by_the_timeouts(dest: Path)
     timeout = Timeout(connect=0.5, read=0.5, total=5)
     async with ScriptedFtp(script) as ftp, Downloader(dest=dest, timeout=timeout, retry=ONCE) as dl:
         outcome = (await dl.download_many([ftp.url("/a.bin")]))[0]
+    # The read or connect timeout ended it, not the total one (a sibling, not a subclass).
     assert isinstance(outcome.error, ReadTimeout | ConnectTimeout)
-    assert outcome.elapsed < 4
+    assert outcome.attempts == 1
     assert listing(dest) == []
 
 
