@@ -17,12 +17,13 @@ older commit) every adownload row also runs that code, through ``PYTHONPATH``, i
 rounds: the "before" and "after" of a change in one run. The table gives each row's median
 wall time, its CPU time, and the ratio to the bare loop (``small``) or to the baseline.
 ``python -X importtime`` then lists, for the start-up rows, how many modules each imports and
-whether aiohttp is among them.
+whether aiohttp is among them. Both trees are byte-compiled first, as a wheel install is.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import statistics
@@ -157,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     baseline = args.baseline.resolve() if args.baseline else None
     if baseline is not None and not (baseline / "adownload" / "__init__.py").is_file():
         parser.error(f"--baseline {baseline}: no adownload package there")
+    for tree in [SOURCE] + ([baseline] if baseline else []):
+        # As a wheel install does (see peers.precompile_package): with PYTHONDONTWRITEBYTECODE
+        # set, every run would otherwise compile the package from source.
+        compileall.compile_dir(tree / "adownload", quiet=1)
     nginx_binary = ensure_nginx(install=not args.no_install)
     work = Path(tempfile.mkdtemp(prefix="adownload-layers-", dir=args.workdir))
     try:
