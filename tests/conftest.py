@@ -30,6 +30,7 @@ TIERS = {
         "test_shards.py",
         "test_cli_display_units.py",
         "test_autoindex.py",
+        "test_engine_scripted.py",
     },
     "system": {
         "test_cli.py",

@@ -39,7 +39,8 @@ class Exchanges:
         protocol = kind(url)
         made = self._made.get(protocol)
         if made is None:
-            made = self._made[protocol] = exchange(
+            make = self._settings.exchange or exchange
+            made = self._made[protocol] = make(
                 protocol, self._settings, self._request, self._options
             )
         return made

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDict
 
@@ -16,6 +16,13 @@ from .._model.events import Event
 from .._model.options import Options
 from .._protocols.network import Network
 from .limits import KeyedPrimitives, Limiter
+
+if TYPE_CHECKING:
+    from .._model.request import Request
+    from .._protocols.base import Exchange
+
+#: (protocol, settings, request, options) -> the exchange of one download.
+ExchangeFactory = Callable[[str, "Settings", "Request", Options], "Exchange"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +50,6 @@ class Settings:
     #: Connection pools of protocols other than HTTP (aiohttp's session has its own), by
     #: protocol; each has `async close()`, which the downloader calls when it closes.
     pools: dict[str, Any] = field(default_factory=dict)
+    #: Makes the exchange of a protocol for one download: the network's (`exchanges.exchange`)
+    #: unless set; the engine's unit tests set one that answers from a script, in memory.
+    exchange: ExchangeFactory | None = None
