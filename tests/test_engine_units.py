@@ -14,8 +14,10 @@ from yarl import URL
 
 import adownload._engine.plan
 import adownload._mirror.ftp_list
+import adownload._model.names
 import adownload._protocols.base
 import adownload._protocols.ftp.client
+import adownload._protocols.http.answer
 from adownload import (
     USE_DEFAULT,
     Existing,
@@ -53,6 +55,8 @@ def state(**fields: object) -> PartState:
         adownload._engine.plan,
         adownload._protocols.ftp.client,
         adownload._mirror.ftp_list,
+        adownload._protocols.http.answer,
+        adownload._model.names,
     ],
 )
 def test_doctests(module: object) -> None:

@@ -44,8 +44,8 @@ from adownload._model.request import parse_url
 from adownload._model.verify import parse_checksum, parse_digest_fields, parse_legacy_digest
 from adownload._protocols.base import range_answer, retry_after
 from adownload._protocols.ftp.client import Client, mdtm_date, translate_ftp_errors
+from adownload._protocols.http.answer import MAX_DUPLICATES, duplicates, name_from_disposition
 from adownload._protocols.http.cookies import read_cookies, save_cookies
-from adownload._protocols.http.exchange import MAX_DUPLICATES, duplicates, name_from_disposition
 
 settings.register_profile(
     "quick",

@@ -37,7 +37,7 @@ from adownload import (
 from adownload._engine.segments import Layout, split
 from adownload._engine.sources import Sources
 from adownload._model.pieces import PieceCheck
-from adownload._protocols.http.exchange import MAX_DUPLICATES, duplicates
+from adownload._protocols.http.answer import MAX_DUPLICATES, duplicates
 from adownload.metalink import MAX_URLS, MetalinkError
 
 from .cli_support import COMMAND, cli_env, no_parts

@@ -534,6 +534,6 @@ def _import_http() -> None:
 
 def _accept_encoding() -> str:
     """What `decode_content=True` asks for: the codings aiohttp can decode here."""
-    from .._protocols.http.exchange import ACCEPT_ENCODING
+    from .._protocols.http.answer import ACCEPT_ENCODING
 
     return ACCEPT_ENCODING
