@@ -17,7 +17,7 @@ from ._cache.fetch import StaleCacheWarning as StaleCacheWarning
 from ._cache.store import Cache as Cache
 from ._cache.store import CacheEntry as CacheEntry
 from ._client.downloader import Downloader as Downloader
-from ._client.downloader import DownloaderOptions as DownloaderOptions
+from ._client.keywords import DownloaderOptions as DownloaderOptions
 from ._client.registry import Registry as Registry
 from ._client.registry import RegistryEntry as RegistryEntry
 from ._client.sync import download as download

@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - the extra is not installed
         "adownload.distributed needs Dask's distributed: pip install 'adownload[dask]'"
     ) from exc
 
-from ._client.downloader import DownloaderOptions
+from ._client.keywords import DownloaderOptions
 from ._model.request import Item, Outcome
 from ._runners.base import WorkerRunner, travelling
 from ._runners.dask import Run

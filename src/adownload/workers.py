@@ -35,7 +35,7 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from typing import Unpack
 
-from ._client.downloader import DownloaderOptions
+from ._client.keywords import DownloaderOptions
 from ._model.request import Item, Outcome
 from ._runners.base import WorkerRunner, travelling
 from ._runners.process import Run

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from pathlib import Path
 
 from yarl import URL
@@ -20,7 +20,7 @@ from .._engine.transfer import Transfer
 from .._model.errors import DownloadError
 from .._model.events import Finished, Queued
 from .._model.request import Item, Outcome, Request
-from .._model.util import redact
+from .._model.util import cancel_and_wait, redact
 
 log = logging.getLogger("adownload")
 
@@ -95,6 +95,49 @@ class _Source:
         index = self._index
         self._index += 1
         return index, item
+
+
+async def completed(
+    run: Callable[[Callable[[int, Outcome], Awaitable[None]]], Awaitable[None]],
+    *,
+    window: int,
+    tasks: set[asyncio.Task[None]],
+) -> AsyncGenerator[Outcome, None]:
+    """The outcomes of `run(emit)` as they finish (`as_completed`): `run` goes in a task of its
+    own, kept in `tasks` (so that closing the downloader can stop it), and hands each outcome
+    over through a queue of `window` (workers wait for a slow consumer instead of piling
+    outcomes up). Leaving early cancels the task."""
+    ready: asyncio.Queue[Outcome] = asyncio.Queue(maxsize=window)
+
+    async def publish(_index: int, outcome: Outcome) -> None:
+        await ready.put(outcome)
+
+    runner = asyncio.ensure_future(run(publish))
+    tasks.add(runner)
+    runner.add_done_callback(tasks.discard)
+    try:
+        while True:
+            if not ready.empty():
+                yield ready.get_nowait()
+                continue
+            if runner.done():
+                if runner.cancelled():  # only closing the downloader cancels it meanwhile
+                    raise RuntimeError("the Downloader was closed during as_completed()")
+                runner.result()  # the error of the items' iterator, if any
+                if ready.empty():
+                    return
+                continue
+            getter = asyncio.ensure_future(ready.get())
+            try:
+                await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not getter.done():
+                    await cancel_and_wait(getter)
+            if not getter.cancelled():
+                yield getter.result()
+    finally:
+        if not runner.done():
+            await cancel_and_wait(runner)
 
 
 async def outcome_of(settings: Settings, item: Item, dest: Path | None) -> Outcome:

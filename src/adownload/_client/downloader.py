@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
-import importlib
 import logging
 import os
 import ssl
-import sys
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -19,7 +18,7 @@ from collections.abc import (
 )
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Self, TypedDict
+from typing import TYPE_CHECKING, Literal, Self
 
 from .._cache import fetch as _fetch
 from .._cache.store import Cache
@@ -31,15 +30,14 @@ from .._model.auth import Auth, Netrc, check_auth
 from .._model.config import Existing, Limits, Retry, Segments, Timeout
 from .._model.events import EventHook, emitter
 from .._model.options import DEFAULTS, Options, check_proxy
-from .._model.proxy import NoProxy
 from .._model.request import Item, Outcome, request_for
 from .._model.util import cancel_and_wait
 from .._protocols.http.headers import merge_headers
-from .._protocols.network import environment_of
+from .._protocols.opening import network_config, open_network
 from .._version import USER_AGENT
-from .batch import perform, run_all
+from .batch import completed, perform, run_all
 
-__all__ = ["Downloader", "DownloaderOptions"]
+__all__ = ["Downloader"]
 
 log = logging.getLogger("adownload")
 
@@ -56,40 +54,7 @@ if TYPE_CHECKING:
     import aiohttp
     from aiohttp.abc import AbstractCookieJar
 
-    from .._protocols.http.cookies import Cookie
     from .registry import Registry
-
-
-class DownloaderOptions(TypedDict, total=False):
-    """The keywords of `Downloader` but `session` and `dest`, for the blocking functions
-    (`adownload.download(url, retry=..., proxy=...)`), which open a downloader of their own
-    on an event loop of their own: a borrowed session belongs to another loop, and `dest` is
-    the call's. `test_api` holds this to the `Downloader`'s signature, name by name and type
-    by type, so an option added there cannot be missed here."""
-
-    limits: Limits
-    timeout: Timeout
-    existing: Existing
-    headers: Mapping[str, str] | None
-    content_disposition: bool
-    writer: SinkOpener
-    max_redirects: int
-    on_event: EventHook | None
-    retry: Retry
-    resume: bool
-    max_size: int | None
-    verify_digests: bool
-    allow_downgrade: bool
-    decode_content: bool
-    segments: Segments
-    splice: bool
-    proxy: str | None
-    no_proxy: str | Iterable[str] | None
-    trust_env: bool
-    auth: Auth | None
-    netrc: str | os.PathLike[str] | Netrc | Literal[False] | None
-    cookies: str | os.PathLike[str] | AbstractCookieJar | None
-    verify: ssl.SSLContext | bool
 
 
 class _State(enum.Enum):
@@ -214,34 +179,14 @@ class Downloader:
             proxy=check_proxy(proxy),
             auth=check_auth(auth),
         )
-        if not isinstance(verify, ssl.SSLContext | bool):
-            raise TypeError(f"verify must be a bool or an ssl.SSLContext, not {verify!r}")
-        if cookies is not None and session is not None:
-            raise ValueError(
-                "cookies= is for the downloader's own session; a borrowed session keeps its"
-                " own cookie_jar (load it there)"
-            )
-        self._verify = verify
-        self._no_proxy = NoProxy.parse(no_proxy)
-        self._environment, self._netrc = environment_of(bool(trust_env), netrc=netrc is None)
-        if isinstance(netrc, Netrc):  # read already (a pipe can be read once)
-            self._netrc = netrc
-        elif netrc is not None and netrc is not False:
-            self._netrc = Netrc(netrc)
-        self._jar: AbstractCookieJar | None = None
-        self._cookies: list[Cookie] = []
-        if cookies is not None:
-            # aiohttp (which the cookie module needs) is imported here only for a caller's
-            # cookies; without them, when the downloader opens.
-            from aiohttp.abc import AbstractCookieJar
-
-            from .._protocols.http.cookies import read_cookies
-
-            if isinstance(cookies, AbstractCookieJar):
-                self._jar = cookies
-            else:
-                # Read now, for an early error; a jar can be made only with the loop running.
-                self._cookies = read_cookies(cookies)
+        self._network = network_config(
+            verify=verify,
+            no_proxy=no_proxy,
+            trust_env=trust_env,
+            netrc=netrc,
+            cookies=cookies,
+            borrowed=session is not None,
+        )
         self._dest = Path(dest)
         self._limits = limits
         # identity: the bytes on disk are the bytes of the resource; a .tar.gz stays gzipped.
@@ -293,30 +238,7 @@ class Downloader:
             raise RuntimeError("this Downloader is already open")
         if self._state is _State.CLOSED:
             raise RuntimeError("a closed Downloader cannot be reopened; make a new one")
-        # aiohttp and the HTTP modules are imported when the first downloader opens, in a worker
-        # thread: an application's event loop does not stall for the import (~0.15 s).
-        if _HTTP_MODULES[-1] not in sys.modules:
-            await asyncio.to_thread(_import_http)
-        from .._protocols.http.cookies import add_cookies, new_jar
-        from .._protocols.http.session import open_session
-        from .._protocols.network import Network
-
-        session = self._session
-        if session is None:
-            jar = self._jar
-            if jar is None:
-                jar = new_jar()
-                add_cookies(jar, self._cookies)
-            session = self._session = open_session(tls=self._verify, cookie_jar=jar)
-        elif session.closed:
-            raise RuntimeError("the borrowed aiohttp.ClientSession is closed")
-        network = Network(
-            session,
-            tls=self._verify,
-            no_proxy=self._no_proxy,
-            environment=self._environment,
-            netrc=self._netrc,
-        )
+        network, self._session = await open_network(self._network, self._session)
         self._settings = Settings(
             network=network,
             dest=self._dest,
@@ -471,38 +393,16 @@ class Downloader:
         when the generator is collected, wrap it in `contextlib.aclosing`.
         """
         settings = self._open_settings()
-        # Bounded: workers wait for a slow consumer instead of piling outcomes up.
-        ready: asyncio.Queue[Outcome] = asyncio.Queue(maxsize=self._limits.max_transfers)
+        directory = _directory(dest)
 
-        async def publish(_index: int, outcome: Outcome) -> None:
-            await ready.put(outcome)
+        def run(emit: Callable[[int, Outcome], Awaitable[None]]) -> Awaitable[None]:
+            return self._run(settings, items, directory, emit)
 
-        runner = asyncio.create_task(self._run(settings, items, _directory(dest), publish))
-        self._runners.add(runner)
-        runner.add_done_callback(self._runners.discard)
-        try:
-            while True:
-                if not ready.empty():
-                    yield ready.get_nowait()
-                    continue
-                if runner.done():
-                    if runner.cancelled() and self._state is _State.CLOSED:
-                        raise RuntimeError("the Downloader was closed during as_completed()")
-                    runner.result()  # the error of the items' iterator, if any
-                    if ready.empty():
-                        return
-                    continue
-                getter = asyncio.ensure_future(ready.get())
-                try:
-                    await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    if not getter.done():
-                        await cancel_and_wait(getter)
-                if not getter.cancelled():
-                    yield getter.result()
-        finally:
-            if not runner.done():
-                await cancel_and_wait(runner)
+        async with contextlib.aclosing(
+            completed(run, window=self._limits.max_transfers, tasks=self._runners)
+        ) as outcomes:
+            async for outcome in outcomes:
+                yield outcome
 
     async def _run(
         self,
@@ -516,20 +416,6 @@ class Downloader:
 
 def _directory(dest: str | os.PathLike[str] | None) -> Path | None:
     return None if dest is None else Path(dest)
-
-
-#: What a downloader needs to open (aiohttp among them), the HTTP exchange last.
-_HTTP_MODULES = (
-    "adownload._protocols.http.session",
-    "adownload._protocols.http.cookies",
-    "adownload._protocols.network",
-    "adownload._protocols.http.exchange",
-)
-
-
-def _import_http() -> None:
-    for name in _HTTP_MODULES:
-        importlib.import_module(name)
 
 
 def _accept_encoding() -> str:

@@ -13,7 +13,8 @@ from .._cache import fetch as _fetch
 from .._cache.store import Cache
 from .._model.request import Item, Outcome, Request
 from . import loop as _loop
-from .downloader import Downloader, DownloaderOptions
+from .downloader import Downloader
+from .keywords import DownloaderOptions
 
 if TYPE_CHECKING:
     from .registry import Registry
