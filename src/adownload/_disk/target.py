@@ -17,25 +17,25 @@ import stat
 from contextlib import AbstractAsyncContextManager
 from email.utils import formatdate
 from pathlib import Path
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 from .._model.config import Existing
 from .._model.errors import (
     ChecksumMismatchError,
     DestinationExistsError,
     DownloadError,
-    InvalidRequestError,
     SizeLimitError,
     StorageError,
     UnsafePathError,
 )
 from .._model.request import Request
-from .._model.sink import SinkOpener
 from .._model.verify import Hashes
 from . import existing as _existing
 from . import files as _files
+from . import places as _places
 from . import state as _state
 from .existing import Skipped
+from .places import Place
 from .sinks import FileSink, Sink, close_quietly
 from .state import PartState
 
@@ -47,30 +47,6 @@ log = logging.getLogger("adownload")
 #: thousand 64 KiB files, writing every state up front was the largest cost of ours (15 % of
 #: the event loop's samples: a temporary file, a rename and an unlink per file).
 EAGER_STATE = 1 << 20
-
-
-class Place(Protocol):
-    """What a target reads of its downloader: the fields it uses, not all of `Settings` (which
-    has them; the disk does not import the engine)."""
-
-    @property
-    def dest(self) -> Path: ...
-    @property
-    def writer(self) -> SinkOpener: ...
-    @property
-    def saved(self) -> _files.Ledger: ...
-    @property
-    def directories(self) -> set[Path]: ...
-    @property
-    def dest_paths(self) -> dict[str | Path, Path]: ...
-    @property
-    def path_locks(self) -> Locks: ...
-
-
-class Locks(Protocol):
-    """One lock per key (`KeyedPrimitives` of the engine's limits)."""
-
-    def hold(self, key: str) -> AbstractAsyncContextManager[None]: ...
 
 
 class Target:
@@ -231,7 +207,7 @@ class Target:
                     raise
                 # The directory went away since this downloader made it: make it again.
                 self._settings.directories.discard(part.parent)
-                self.ensure_directory(part.parent)
+                _places.ensure_directory(self._settings, part.parent, self._url)
                 sink = await writer(part, existing=False)
             self.part_ours = True
             try:
@@ -406,43 +382,6 @@ class Target:
             self.path = target
             self.remove_state()
             return target
-
-    # --- directories --------------------------------------------------------------------------
-
-    def directory(self, dest: Path | None) -> Path:
-        """The directory for a file named after its URL: the request's, the call's (`dest`) or
-        the downloader's; made if it is missing."""
-        given = self._request.dest or dest or self._settings.dest
-        if isinstance(given, str | Path):
-            known = self._settings.dest_paths
-            directory = known.get(given)
-            if directory is None:
-                directory = known[given] = Path(given)
-        else:
-            directory = Path(given)
-        self.ensure_directory(directory)
-        return directory
-
-    def ensure_directory(self, directory: Path) -> None:
-        known = self._settings.directories
-        if directory in known:
-            return
-        # mkdir is one quick syscall when the directory exists: cheaper inline than a thread hop.
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise InvalidRequestError(
-                f"the destination {directory} exists and is not a directory", url=self._url
-            ) from None
-        except OSError as exc:
-            raise self.storage_error(exc, directory) from exc
-        known.add(directory)
-
-    def join(self, directory: Path, name: str) -> Path:
-        try:
-            return _files.join_safely(directory, name)
-        except ValueError as exc:
-            raise UnsafePathError(str(exc), url=self._url, path=directory) from None
 
     def storage_error(self, exc: OSError, path: Path | None = None) -> StorageError:
         return _existing.storage_error(exc, path or self.path or Path("."), self._url)

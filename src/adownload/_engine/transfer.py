@@ -25,6 +25,7 @@ from pathlib import Path
 from yarl import URL
 
 from .._disk import files as _files
+from .._disk import places
 from .._disk.existing import Skipped
 from .._disk.sinks import close_quietly
 from .._disk.target import Target
@@ -131,12 +132,12 @@ class Transfer:
                 elif request.sink is None:
                     if request.path is not None:
                         target = Path(request.path)
-                        self.target.ensure_directory(target.parent)
+                        places.ensure_directory(self._settings, target.parent, self.url)
                         await self.target.claim(target)
                     elif not self.options.content_disposition:
                         name = _files.name_from_url(request.parsed_url)
-                        directory = self.target.directory(self._dest)
-                        await self.target.claim(self.target.join(directory, name))
+                        directory = places.directory(self._settings, request, self._dest, self.url)
+                        await self.target.claim(places.join(directory, name, self.url))
                     # else: the name comes with the first answer, see _receive.
                     await self.target.continue_final()
                 await self._with_total_timeout()
@@ -304,8 +305,8 @@ class Transfer:
         if self.request.sink is None and self.target.part is None:
             # Content-Disposition naming: the target is known only now.
             name = answer.name or _files.name_from_url(self.request.parsed_url)
-            directory = self.target.directory(self._dest)
-            await self.target.claim(self.target.join(directory, name), resume=False)
+            directory = places.directory(self._settings, self.request, self._dest, self.url)
+            await self.target.claim(places.join(directory, name, self.url), resume=False)
         if self.max_size is not None and length is not None and length > self.max_size:
             self.receiver.discard()
             raise SizeLimitError(
