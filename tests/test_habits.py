@@ -292,7 +292,7 @@ def test_the_mirror_takes_wgets_np_nh_and_the_download_commands_limits_and_json(
 
 
 def test_the_mirror_parses_rate_and_retries_as_the_download_command() -> None:
-    from adownload._cli.mirror import parse_options
+    from adownload._cli.mirror_flags import parse_options
 
     options = parse_options(
         ["--limit-rate", "1M", "--retry", "4", "--retry-wait", "0.5", "http://127.0.0.1/", "d"]

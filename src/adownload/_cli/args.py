@@ -33,10 +33,12 @@ from .shared import (
     UsageError,
     check_directory,
     curl_spellings,
-    retry_of,
     scheme_hint,
     tls_context,
     unique_headers,
+)
+from .shared_flags import (
+    retry_of,
 )
 
 __all__ = ["Options", "downloader_keywords", "parse_options"]

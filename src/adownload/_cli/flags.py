@@ -18,9 +18,6 @@ from .._model.config import Existing
 from .._version import __version__
 from .network import add_network_flags
 from .shared import (
-    _DEFAULT_MAX_REDIRECTS,
-    _DEFAULT_SEGMENTS,
-    _DEFAULT_TIMEOUT,
     PROG,
     Parser,
     _checksum,
@@ -30,6 +27,11 @@ from .shared import (
     _seconds,
     _segment_size,
     _size,
+)
+from .shared_flags import (
+    _DEFAULT_MAX_REDIRECTS,
+    _DEFAULT_SEGMENTS,
+    _DEFAULT_TIMEOUT,
     add_retry_flags,
     add_shared_option,
 )

@@ -8,16 +8,13 @@ failed, 2 for bad usage and 130 when interrupted.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
-import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from .._client import loop as _loop
@@ -25,20 +22,14 @@ from .._client.downloader import Downloader
 from .._disk.files import name_from_url
 from .._engine.adaptive import HostLimit
 from .._mirror.run import MirrorChange, MirrorReport, mirror
-from .._model.config import Limits, Timeout
 from .._model.errors import InvalidRequestError
 from .._model.events import Event, HostLimitChanged
-from .._model.options import DEFAULTS
-from .._model.options import Options as DownloadOptions
 from .._model.request import Request, parse_url
 from .._model.util import describe_error, redact
 from .dask import ClusterError
 from .input import InputReader, _inside
 from .network import (
-    NetworkOptions,
-    add_network_flags,
     load_cookies_into,
-    network_options,
     save_cookies_of,
 )
 from .report import (
@@ -52,215 +43,24 @@ from .report import (
     standard_streams,
 )
 from .shared import (
-    PROG,
     STDIN,
-    Parser,
     UsageError,
-    add_retry_flags,
-    add_shared_option,
-    check_directory,
-    retry_of,
-    tls_context,
-    unique_headers,
 )
 
 if TYPE_CHECKING:
     from .progress import MirrorBars
 
+from .mirror_flags import (
+    COMMAND,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    MirrorOptions,
+    parse_options,
+)
+
 __all__ = ["main"]
-
-COMMAND = f"{PROG} mirror"
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-DEFAULT_DEPTH = 10
-
-_EXAMPLES = f"""\
-examples:
-  {COMMAND} https://www.python.org/ftp/python/doc/ docs/ --include '*.zip' --depth 1
-  {COMMAND} http://127.0.0.1:8000/ copy/ --delete      also remove files gone upstream
-  {COMMAND} urls.txt archive/ --dry-run               show what would change, change nothing
-
-A rerun asks only for what changed (If-None-Match / If-Modified-Since): an unchanged file
-costs one request and no body. An interrupted run continues where it stopped when started
-again. State is kept in DEST/.adownload-mirror.sqlite; --delete removes only files that the
-mirror itself created.
-
-exit status: 0 every file is in place, 1 some failed, 2 bad usage, 130 interrupted.
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class MirrorOptions:
-    source: str  # a URL, a file name, or "-"
-    dest: Path
-    include: tuple[str, ...]
-    exclude: tuple[str, ...]
-    delete: bool
-    dry_run: bool
-    depth: int | None
-    quiet: bool
-    limits: Limits
-    headers: dict[str, str]
-    #: The library's per-download options the flags set (timeouts, retries).
-    download: DownloadOptions = DEFAULTS
-    json: bool = False
-    tls: ssl.SSLContext | bool = True
-    network: NetworkOptions = NetworkOptions()  # noqa: RUF009 (frozen)
-    #: `--scheduler`: fetch the files on this Dask cluster (the listing stays here).
-    scheduler: str | None = None
-
-
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, not {text!r}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog=COMMAND,
-        description="Make DEST a copy of a directory index or a list of URLs; rerun to update.",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    parser.add_argument(
-        "source",
-        metavar="SOURCE",
-        help="the URL of a directory index, or a file of URLs ('-' for standard input)",
-    )
-    parser.add_argument("dest", metavar="DEST", help="the directory to keep up to date")
-    what = parser.add_argument_group("what to mirror")
-    what.add_argument(
-        "--include",
-        "--accept",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="only files whose name (or path, if GLOB has a /) matches; may be repeated",
-    )
-    what.add_argument(
-        "--exclude",
-        "-R",
-        "--reject",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="leave out files and directories that match; may be repeated",
-    )
-    what.add_argument(
-        "--depth",
-        "-l",
-        "--level",
-        type=_depth,
-        default=DEFAULT_DEPTH,
-        metavar="N",
-        help="walk N levels of subdirectories below SOURCE (default: %(default)s)",
-    )
-    what.add_argument(
-        "--delete",
-        action="store_true",
-        help="remove files the mirror created that are gone upstream",
-    )
-    what.add_argument(
-        "-n",
-        "--dry-run",
-        action="store_true",
-        help="print what would change; write nothing",
-    )
-    what.add_argument(
-        "-np",
-        "--no-parent",
-        action="store_true",
-        help="wget's: never go above SOURCE (the mirror never does)",
-    )
-    what.add_argument(
-        "-nH",
-        "--no-host-directories",
-        action="store_true",
-        help="wget's: no directory per host (the mirror makes none: DEST is SOURCE's copy)",
-    )
-    network = parser.add_argument_group("connections and time limits")
-    for name in (
-        "jobs",
-        "per_host",
-        "adaptive",
-        "rate",
-        "scheduler",
-        "connect_timeout",
-        "read_timeout",
-        "user_agent",
-        "headers",
-        "insecure",
-        "cafile",
-    ):
-        add_shared_option(network, name)
-    add_retry_flags(parser)
-    add_network_flags(parser)
-    output = parser.add_argument_group("output")
-    output.add_argument(
-        "-q", "--quiet", action="store_true", help="print nothing but errors (exit status says)"
-    )
-    output.add_argument(
-        "--json",
-        action="store_true",
-        help="print one JSON object per change and a summary on standard output (JSON Lines)",
-    )
-    return parser
-
-
-def parse_options(argv: Sequence[str]) -> MirrorOptions:
-    args = build_parser().parse_args(argv)
-    source: str = args.source
-    if "://" in source:
-        try:
-            parse_url(source)
-        except InvalidRequestError as exc:
-            raise UsageError(str(exc)) from None
-    dest = Path(args.dest)
-    check_directory(dest)
-    network = network_options(args)
-    pairs: list[tuple[str, str]] = args.headers
-    if args.user_agent is not None:
-        pairs = [*pairs, args.user_agent]
-    if network.cookie_header is not None:
-        pairs = [*pairs, ("Cookie", network.cookie_header)]
-    tls = tls_context(args.insecure, args.cafile)
-    if args.scheduler is not None:
-        from .dask import check_cluster_options
-
-        check_cluster_options(tls, network)
-    return MirrorOptions(
-        source=source,
-        dest=dest,
-        include=tuple(args.include),
-        exclude=tuple(args.exclude),
-        delete=args.delete,
-        dry_run=args.dry_run,
-        depth=args.depth,
-        quiet=args.quiet,
-        limits=Limits(
-            max_transfers=args.jobs,
-            max_per_host=args.per_host,
-            rate=args.rate,
-            adaptive=args.adaptive,
-        ),
-        headers=unique_headers(pairs),
-        download=DownloadOptions(
-            timeout=Timeout(connect=args.connect_timeout, read=args.read_timeout),
-            retry=retry_of(args),
-        ),
-        json=args.json,
-        tls=tls,
-        network=network,
-        scheduler=args.scheduler,
-    )
 
 
 def main(argv: Sequence[str]) -> int:
