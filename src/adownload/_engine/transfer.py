@@ -100,15 +100,19 @@ class Transfer:
         meter = self.receiver.meter
         return 0 if meter is None else meter.position
 
-    def outcome(self, error: DownloadError | None = None, *, skipped: bool = False) -> Outcome:
+    def outcome(
+        self, error: DownloadError | None = None, *, skipped: Path | None = None
+    ) -> Outcome:
+        """The outcome so far: of a failure (`error`), of a skip (the file `skipped` left in
+        place), or of the file saved."""
         return Outcome(
             url=self.url,
             request=self.request,
-            path=self.target.path,
+            path=skipped or self.target.path,
             error=error,
             status=self.status,
             size=self.size,
-            skipped=skipped,
+            skipped=skipped is not None,
             final_url=self.final_url,
             elapsed=time.monotonic() - self.started,
             attempts=self.facts.attempts,
@@ -144,9 +148,8 @@ class Transfer:
             finally:
                 await self.target.release()
         except Skipped as skip:
-            self.target.path = skip.path
             self._size = 0
-            return self.outcome(skipped=True)
+            return self.outcome(skipped=skip.path)
         return self.outcome()
 
     async def _with_total_timeout(self) -> None:
