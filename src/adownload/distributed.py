@@ -37,7 +37,7 @@ import contextlib
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 try:
     import distributed
@@ -46,10 +46,12 @@ except ImportError as exc:  # pragma: no cover - the extra is not installed
         "adownload.distributed needs Dask's distributed: pip install 'adownload[dask]'"
     ) from exc
 
-from ._client.keywords import DownloaderOptions
-from ._model.request import Item, Outcome
 from ._runners.base import WorkerRunner, travelling
 from ._runners.dask import Run
+
+if TYPE_CHECKING:
+    from ._client.keywords import DownloaderOptions
+    from ._model.request import Item, Outcome
 
 __all__ = ["DaskRunner", "Report"]
 

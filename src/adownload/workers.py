@@ -33,12 +33,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable
-from typing import Unpack
+from typing import TYPE_CHECKING, Unpack
 
-from ._client.keywords import DownloaderOptions
-from ._model.request import Item, Outcome
 from ._runners.base import WorkerRunner, travelling
 from ._runners.process import Run
+
+if TYPE_CHECKING:
+    from ._client.keywords import DownloaderOptions
+    from ._model.request import Item, Outcome
 
 __all__ = ["ProcessRunner"]
 

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from .._client import loop as _loop
 from .._client.downloader import Downloader
 from .._disk.files import name_from_url
-from .._engine.adaptive import HostLimit
 from .._mirror.run import MirrorChange, MirrorReport, mirror
 from .._model.errors import InvalidRequestError
 from .._model.events import Event, HostLimitChanged
@@ -48,6 +47,7 @@ from .shared import (
 )
 
 if TYPE_CHECKING:
+    from .._engine.adaptive import HostLimit
     from .progress import MirrorBars
 
 from .mirror_flags import (

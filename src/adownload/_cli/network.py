@@ -18,9 +18,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, TypedDict
 
-from .._client.downloader import Downloader
 from .._model.auth import BasicAuth, DigestAuth, Netrc
 from .._model.errors import InvalidRequestError, StorageError
 from .._model.options import check_proxy
@@ -28,6 +27,9 @@ from .._model.proxy import NoProxy
 from .._protocols.http.cookie_file import Cookie, read_cookies
 from .._protocols.network import environment_of
 from .shared import UsageError
+
+if TYPE_CHECKING:
+    from .._client.downloader import Downloader
 
 
 def add_network_flags(parser: argparse.ArgumentParser) -> None:

@@ -34,17 +34,19 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from .._model.events import Progress as ProgressEvent
-from .._model.events import Retrying, Started
-from .._model.request import Outcome
 from .._model.util import cancel_and_wait, describe_error
 from .report import Reporter, Stream, format_size, size_unit, visible
+
+if TYPE_CHECKING:
+    from .._model.events import Progress as ProgressEvent
+    from .._model.events import Retrying, Started
+    from .._model.request import Outcome
 
 __all__ = ["BarsReporter", "Line", "format_left", "layout"]
 

@@ -15,12 +15,10 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._disk.files import part_path
 from .._disk.state import bytes_held
-from .._engine.adaptive import HostLimit
-from .._model.errors import DownloadError
 from .._model.events import (
     Event,
     Finished,
@@ -31,7 +29,6 @@ from .._model.events import (
     SourceDropped,
     Started,
 )
-from .._model.request import Outcome
 from .._model.util import describe_error
 from .output import LibraryLog as LibraryLog
 from .output import Stream as Stream
@@ -41,6 +38,11 @@ from .output import is_terminal as is_terminal
 from .output import size_unit as size_unit
 from .output import standard_streams as standard_streams
 from .output import visible as visible
+
+if TYPE_CHECKING:
+    from .._engine.adaptive import HostLimit
+    from .._model.errors import DownloadError
+    from .._model.request import Outcome
 
 __all__ = ["JsonReporter", "LinesReporter", "Reporter", "Stream", "Tally", "visible"]
 

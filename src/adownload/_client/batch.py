@@ -12,15 +12,18 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yarl import URL
 
-from .._engine.settings import Settings
 from .._engine.transfer import Transfer
 from .._model.errors import DownloadError
 from .._model.events import Finished, Queued
 from .._model.request import Item, Outcome, Request
 from .._model.util import cancel_and_wait, redact
+
+if TYPE_CHECKING:
+    from .._engine.settings import Settings
 
 log = logging.getLogger("adownload")
 

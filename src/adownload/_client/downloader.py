@@ -21,9 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
 
 from .._cache import fetch as _fetch
-from .._cache.store import Cache
 from .._disk.sinks import FileSink, Sink, SinkOpener
-from .._engine.adaptive import HostLimit
 from .._engine.limits import KeyedPrimitives, Limiter
 from .._engine.settings import Settings
 from .._model.auth import Auth, Netrc, check_auth
@@ -54,6 +52,8 @@ if TYPE_CHECKING:
     import aiohttp
     from aiohttp.abc import AbstractCookieJar
 
+    from .._cache.store import Cache
+    from .._engine.adaptive import HostLimit
     from .registry import Registry
 
 

@@ -9,13 +9,13 @@ import ssl
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Literal, TypedDict
 
-from .._model.auth import Auth, Netrc
-from .._model.config import Existing, Limits, Retry, Segments, Timeout
-from .._model.events import EventHook
-from .._model.sink import SinkOpener
-
 if TYPE_CHECKING:
     from aiohttp.abc import AbstractCookieJar
+
+    from .._model.auth import Auth, Netrc
+    from .._model.config import Existing, Limits, Retry, Segments, Timeout
+    from .._model.events import EventHook
+    from .._model.sink import SinkOpener
 
 __all__ = ["DownloaderOptions"]
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from .._cache import fetch as _fetch
-from .._cache.store import Cache
 from .._model.request import Item, Outcome, Request
 from . import loop as _loop
 from .downloader import Downloader
-from .keywords import DownloaderOptions
 
 if TYPE_CHECKING:
+    from .._cache.store import Cache
+    from .keywords import DownloaderOptions
     from .registry import Registry
 
 __all__ = ["download", "download_many", "fetch", "fetch_many"]

@@ -13,6 +13,7 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._model.config import Existing
 from .._model.errors import (
@@ -23,7 +24,9 @@ from .._model.errors import (
 )
 from .._model.verify import Hashes
 from . import files as _files
-from .files import Ledger
+
+if TYPE_CHECKING:
+    from .files import Ledger
 
 log = logging.getLogger("adownload")
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .._model.errors import InvalidRequestError, UnsafePathError
-from .._model.request import Request
-from .._model.sink import SinkOpener
 from . import existing as _existing
 from . import files as _files
+
+if TYPE_CHECKING:
+    from .._model.request import Request
+    from .._model.sink import SinkOpener
 
 __all__ = ["Locks", "Place", "directory", "ensure_directory", "join"]
 

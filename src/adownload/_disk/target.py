@@ -17,7 +17,7 @@ import stat
 from contextlib import AbstractAsyncContextManager
 from email.utils import formatdate
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .._model.config import Existing
 from .._model.errors import (
@@ -28,16 +28,18 @@ from .._model.errors import (
     StorageError,
     UnsafePathError,
 )
-from .._model.request import Request
-from .._model.verify import Hashes
 from . import existing as _existing
 from . import files as _files
 from . import places as _places
 from . import state as _state
 from .existing import Skipped
-from .places import Place
 from .sinks import FileSink, Sink, close_quietly
 from .state import PartState
+
+if TYPE_CHECKING:
+    from .._model.request import Request
+    from .._model.verify import Hashes
+    from .places import Place
 
 log = logging.getLogger("adownload")
 

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yarl import URL
 
-from .._model.options import Options
-from .._model.request import Request
-from .._protocols.base import Exchange
 from .._protocols.http.headers import merge_headers
-from .settings import Settings
+
+if TYPE_CHECKING:
+    from .._model.options import Options
+    from .._model.request import Request
+    from .._protocols.base import Exchange
+    from .settings import Settings
 
 #: The HTTP exchange's class, once its module (and aiohttp) is imported.
 _http: Any = None

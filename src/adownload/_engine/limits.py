@@ -10,14 +10,16 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 
 from yarl import URL
 
-from .._model.config import Limits
 from .._model.errors import StallError
 from .._model.events import Event, HostLimitChanged
 from .adaptive import KEEP, HostGate, HostLimit
+
+if TYPE_CHECKING:
+    from .._model.config import Limits
 
 log = logging.getLogger("adownload")
 

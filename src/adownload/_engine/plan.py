@@ -7,18 +7,22 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
 from yarl import URL
 
-from .._disk.state import PartState
-from .._model.config import Segments
 from .._protocols.base import Answer, Plan, Verdict
+
+if TYPE_CHECKING:
+    from .._disk.state import PartState
+    from .._model.config import Segments
 
 
 def plan_for(url: URL, state: PartState | None, *, have: int, ranges: bool) -> Plan:
     """The request for `url`, given the part's `state` and the `have` bytes on hand (a prefix;
     unused for a sparse part). `ranges`: whether ranges may be asked of this URL at all.
 
+    >>> from adownload._disk.state import PartState
     >>> state = PartState("http://h/f", 100, '"v1"', None)
     >>> plan = plan_for(URL("http://h/f"), state, have=40, ranges=True)
     >>> plan.offset, plan.stop, plan.if_range
@@ -118,6 +122,7 @@ def judge_segment(answer: Answer, validators: PartState) -> SegmentNext:
     """What the answer to a segment's ranged request (with If-Range) means, given the
     `validators` of the file the part belongs to.
 
+    >>> from adownload._disk.state import PartState
     >>> v1, url = PartState("http://h/f", 100, '"v1"', None), URL("http://h/f")
     >>> judge_segment(Answer(Verdict.PARTIAL, url, length=100, etag='"v1"'), v1)
     <SegmentNext.USE: 'use'>

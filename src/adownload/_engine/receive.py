@@ -10,28 +10,31 @@ discards the bytes on hand; any other failure keeps a resumable part (`Target.ke
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from yarl import URL
 
 from .._disk.sinks import FileSink, Sink, close_quietly
 from .._disk.state import PartState
-from .._model.config import Segments
 from .._model.errors import ChecksumMismatchError, DownloadError, RemoteProtocolError
 from .._model.events import Started
-from .._model.options import Options
 from .._model.pieces import PieceCheck, pieces_failed
-from .._model.request import Request
 from .._model.util import IdleTimeout, redact
 from .._model.verify import NO_HASHES, Expected, Hashes, check_all, expected_digests
-from .._protocols.base import Answer, Body, Plan
-from .adaptive import HostGate
-from .download import Download
 from .plan import segments_for
 from .segment_job import plan_job
 from .segmented import Segmented
-from .segments import Layout
-from .settings import Settings
 from .stream import Meter, Span, stream_body
+
+if TYPE_CHECKING:
+    from .._model.config import Segments
+    from .._model.options import Options
+    from .._model.request import Request
+    from .._protocols.base import Answer, Body, Plan
+    from .adaptive import HostGate
+    from .download import Download
+    from .segments import Layout
+    from .settings import Settings
 
 
 class Receiver:

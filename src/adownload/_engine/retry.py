@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from .._model.config import Retry
 from .._model.errors import (
     ChecksumMismatchError,
     ContentDecodingError,
@@ -25,6 +25,9 @@ from .._model.errors import (
     TransportError,
     UnsafePathError,
 )
+
+if TYPE_CHECKING:
+    from .._model.config import Retry
 
 # Errors after which trying again cannot help: the next attempt would meet the same wall.
 FATAL = (

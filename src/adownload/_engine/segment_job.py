@@ -10,21 +10,24 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from yarl import URL
 
 from .._disk.state import PartState
-from .._model.config import Segments
 from .._model.errors import FileMismatchError, RemoteProtocolError
 from .._model.events import SourceDropped
 from .._model.pieces import PieceCheck, pieces_failed
 from .._model.util import redact
 from .._protocols.base import Answer, Plan, Verdict
-from .download import Download
 from .plan import SegmentNext, judge_segment, layout_for, mirror_problem
 from .retry import StartOver
 from .segments import Layout, Segment
 from .sources import Source, Sources
+
+if TYPE_CHECKING:
+    from .._model.config import Segments
+    from .download import Download
 
 log = logging.getLogger("adownload")
 

@@ -15,9 +15,9 @@ import contextlib
 import logging
 import os
 import time
+from typing import TYPE_CHECKING
 
 from .._disk.sinks import FileSink, SinkOpener
-from .._model.config import Retry
 from .._model.errors import (
     DownloadError,
     FileMismatchError,
@@ -29,14 +29,17 @@ from .._model.events import PROGRESS_INTERVAL
 from .._model.util import IdleTimeout, describe_error, redact, same_origin
 from .._protocols import splice as _splice
 from .._protocols.base import Body, Plan
-from .download import Download
-from .limits import Limiter
 from .retry import FATAL, StartOver, with_retries
 from .segment_job import Job, check_answer, check_mirror, check_pieces, credit, drop
-from .segments import Layout, Segment
-from .settings import Settings
-from .sources import Source
 from .stream import Meter, kernel_pump, pump
+
+if TYPE_CHECKING:
+    from .._model.config import Retry
+    from .download import Download
+    from .limits import Limiter
+    from .segments import Layout, Segment
+    from .settings import Settings
+    from .sources import Source
 
 log = logging.getLogger("adownload")
 

@@ -17,10 +17,10 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .._disk.sinks import FileSink
 from .._disk.state import merge
 
 if TYPE_CHECKING:
+    from .._disk.sinks import FileSink
     from .sources import Source
 
 

@@ -13,10 +13,14 @@ follows the download as it goes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from yarl import URL
 
-from .._disk.state import PartState
 from .._model.util import redact
+
+if TYPE_CHECKING:
+    from .._disk.state import PartState
 
 __all__ = ["Source", "Sources"]
 

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from .._disk.sinks import FileSink, Sink
 from .._model.errors import (
@@ -26,13 +27,15 @@ from .._model.errors import (
     StorageError,
 )
 from .._model.events import PROGRESS_INTERVAL, Event, Progress
-from .._model.request import Request
 from .._model.util import IdleTimeout, redact, wait_through_cancellation
 from .._model.verify import NO_HASHES, Hashes
 from .._protocols import splice as _splice
-from .._protocols.base import Answer, Body
-from .adaptive import HostGate
 from .limits import SpeedFloor, TokenBucket
+
+if TYPE_CHECKING:
+    from .._model.request import Request
+    from .._protocols.base import Answer, Body
+    from .adaptive import HostGate
 
 #: The end of a cursor that runs to the end of the body.
 UNBOUNDED = sys.maxsize

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yarl import URL
 
@@ -48,7 +49,9 @@ from .exchanges import Exchanges
 from .plan import Judgement, Next, judge, newer, plan_for
 from .receive import Receiver, validators_of
 from .retry import StartOver, with_retries
-from .settings import Settings
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 log = logging.getLogger("adownload")
 

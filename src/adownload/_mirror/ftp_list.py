@@ -12,17 +12,19 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aioftp
 from yarl import URL
 
-from .._engine.settings import Settings
 from .._engine.stream import read_watchdog
 from .._model.errors import RemoteProtocolError
 from .._model.util import redact, whole_number
 from .._protocols.ftp.client import Client, mdtm_date, pool_of, translate_ftp_errors
 from .._protocols.network import check_ftp_route
+
+if TYPE_CHECKING:
+    from .._engine.settings import Settings
 
 #: A listing larger than this is not a listing.
 MAX_LISTING_BYTES = 32 << 20

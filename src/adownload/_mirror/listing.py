@@ -12,10 +12,10 @@ from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from yarl import URL
 
-from .._client.downloader import Downloader
 from .._disk import files as _files
 from .._disk.files import INDEX_NAME, safe_filename
 from .._disk.sinks import MemorySink
@@ -23,6 +23,9 @@ from .._model.errors import DownloadError, InvalidRequestError, SizeLimitError, 
 from .._model.request import Outcome, Request
 from .._model.util import each
 from .autoindex import below, directory_url, listing_kind, parse_listing
+
+if TYPE_CHECKING:
+    from .._client.downloader import Downloader
 
 #: An index page larger than this is not an index page.
 _MAX_INDEX_BYTES = 32 << 20

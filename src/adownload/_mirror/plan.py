@@ -12,12 +12,15 @@ import stat
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._disk.files import RefusedPath, descend
 from .._model.errors import StorageError, UnsafePathError
 from .._model.util import redact
-from .listing import Upstream
 from .state import STATE_NAME, Record
+
+if TYPE_CHECKING:
+    from .listing import Upstream
 
 
 @dataclass(frozen=True, slots=True)

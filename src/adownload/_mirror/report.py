@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from .._model.errors import DownloadError
 from .._model.util import redact
+
+if TYPE_CHECKING:
+    from .._model.errors import DownloadError
 
 ChangeKind: TypeAlias = Literal["new", "updated", "unchanged", "deleted", "failed"]
 

@@ -19,10 +19,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
-from .errors import DownloadError
-from .request import Outcome, Request
+if TYPE_CHECKING:
+    from .errors import DownloadError
+    from .request import Outcome, Request
 
 __all__ = [
     "Event",

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from yarl import URL
 
@@ -16,9 +16,11 @@ from .config import Existing, Segments, Timeout
 from .errors import DownloadError, InvalidRequestError
 from .options import USE_DEFAULT, UseDefault, check_kind, check_max_size, check_proxy
 from .pieces import Pieces
-from .sink import Sink
 from .util import redact
 from .verify import parse_checksum
+
+if TYPE_CHECKING:
+    from .sink import Sink
 
 __all__ = ["Item", "Outcome", "Request"]
 

@@ -17,12 +17,14 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from yarl import URL
 
 from .._model.util import IdleTimeout, whole_number
-from .._model.verify import Expected
+
+if TYPE_CHECKING:
+    from .._model.verify import Expected
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import pickle
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._model.config import Limits
 from .._model.events import Event, emitter
-from .._model.request import Item, Outcome
+
+if TYPE_CHECKING:
+    from .._model.request import Item, Outcome
 
 __all__ = ["WorkerRunner", "travelling"]
 

@@ -19,17 +19,19 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yarl import URL
 
 from .._client import loop as _loop
 from .._client.downloader import Downloader
 from .._engine.adaptive import RELAYED
-from .._engine.limits import Limiter
 from .._model.events import Event, Finished, HostLimitChanged
-from .._model.request import Request
 from . import wire as _wire
+
+if TYPE_CHECKING:
+    from .._engine.limits import Limiter
+    from .._model.request import Request
 
 #: Seconds between two batches of events.
 _SEND_INTERVAL = 0.05

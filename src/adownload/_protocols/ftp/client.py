@@ -14,13 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aioftp
 from yarl import URL
 
-from ..._model.auth import BasicAuth, DigestAuth, Netrc
-from ..._model.config import Timeout
 from ..._model.errors import (
     ConnectError,
     ConnectTimeout,
@@ -32,6 +30,10 @@ from ..._model.errors import (
     TransportError,
 )
 from ..._model.util import redact, whole_number
+
+if TYPE_CHECKING:
+    from ..._model.auth import BasicAuth, DigestAuth, Netrc
+    from ..._model.config import Timeout
 
 #: Bytes asked of the data connection per read, and its buffer (asyncio's default is 64 KiB).
 CHUNK = 1 << 20

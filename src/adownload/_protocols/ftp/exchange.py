@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import socket
+from typing import TYPE_CHECKING
 
 import aioftp
 
@@ -29,7 +30,6 @@ from ..._model.errors import (
     InvalidRequestError,
     RemoteProtocolError,
 )
-from ..._model.options import Options
 from ..._model.util import IdleTimeout, redact, whole_number
 from .. import splice as _splice
 from ..base import Answer, Plan, Verdict
@@ -44,6 +44,9 @@ from .client import (
     translate_ftp_errors,
     went_away,
 )
+
+if TYPE_CHECKING:
+    from ..._model.options import Options
 
 log = logging.getLogger("adownload")
 

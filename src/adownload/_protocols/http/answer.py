@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import hdrs
@@ -14,10 +15,12 @@ from yarl import URL
 
 from ..._model.errors import ContentDecodingError, HTTPStatusError, RemoteProtocolError
 from ..._model.names import safe_filename
-from ..._model.options import Options
 from ..._model.util import redact, whole_number
 from ..._model.verify import Expected, parse_digest_fields, parse_legacy_digest
 from ..base import Answer, Plan, Verdict, range_answer, retry_after
+
+if TYPE_CHECKING:
+    from ..._model.options import Options
 
 
 def _decodable() -> frozenset[str]:

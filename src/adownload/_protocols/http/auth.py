@@ -4,12 +4,16 @@ proxy's own, each where it belongs and nowhere else."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
 from ..._model.auth import BasicAuth, DigestAuth, Netrc
-from ..._model.proxy import Proxy
+
+if TYPE_CHECKING:
+    from ..._model.proxy import Proxy
 
 #: Request headers that carry credentials: not sent on to another origin after a redirect.
 _CREDENTIALS = ("Authorization", "Proxy-Authorization", "Cookie")

@@ -14,21 +14,24 @@ import contextlib
 import functools
 import logging
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
 from ..._model.errors import ProxyError, RedirectError
-from ..._model.options import Options
 from ..._model.util import IdleTimeout, redact, same_origin
 from .. import splice as _splice
-from ..base import Answer, Plan
-from ..network import Network
 from .answer import _check_framing, answer_of
 from .auth import Credentials, without_credentials
 from .errors import translate_client_errors
 from .headers import merge_headers as merge_headers
+
+if TYPE_CHECKING:
+    from ..._model.options import Options
+    from ..base import Answer, Plan
+    from ..network import Network
 
 log = logging.getLogger("adownload")
 
