@@ -6,8 +6,8 @@
 `adownload --help` lists the options. The exit status is 0 when every file is in place
 (skipped ones count), 1 when some failed, 2 for bad usage and 130 when interrupted.
 
-The pieces: `_cli_args` (flags and their checks), `_cli_input` (input files, streamed),
-`_cli_report` (lines, JSON Lines, the summary) and `_cli_progress` (bars on a terminal).
+The pieces: `_cli.args` (flags and their checks), `_cli.input` (input files, streamed),
+`_cli.report` (lines, JSON Lines, the summary) and `_cli.progress` (bars on a terminal).
 """
 
 from __future__ import annotations

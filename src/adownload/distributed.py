@@ -9,16 +9,16 @@
             ...
         print(runner.report)
 
-Needs Dask's `distributed` (`pip install 'adownload[dask]'`). The input (any iterable or
-async iterable of URLs or `Request`s) is read lazily and cut into shards of one origin each
-(`_shards`); each shard is one Dask task that opens a `Downloader` of its own on a worker
-(`_dask_worker`) and streams its events back to the caller's side of the run (`_dask_run`).
-The caller gets outcomes as they complete, each naming the worker that wrote the file, and
-the same events as from a local downloader, so a progress display works unchanged. The
+Needs Dask's `distributed` (`pip install 'adownload[dask]'`). The input (any iterable or async
+iterable of URLs or `Request`s) is read lazily and cut into shards of one origin each
+(`_runners.shards`); each shard is one Dask task that opens a `Downloader` of its own on a worker
+(`_runners.dask_worker`) and streams its events back to the caller's side of the run
+(`_runners.dask`). The caller gets outcomes as they complete, each naming the worker that wrote the
+file, and the same events as from a local downloader, so a progress display works unchanged. The
 caller holds at most `buffer` requests at once, however long the input.
 
 Per-host limits hold for the whole cluster: at most `min(max_per_host, workers)` shards of an
-origin run at once, each with its share of the connections (see `_shards.share_of`).
+origin run at once, each with its share of the connections (see `_runners.shards.share_of`).
 
 Faults: a worker that dies has its shard run again by Dask elsewhere; the rerun skips the
 files already complete and continues the `.part` files, and outcomes the caller already had

@@ -4,7 +4,7 @@ With a checksum, a cached file that has it is returned without a request. Withou
 cached file is revalidated with a conditional request (`If-None-Match`, `If-Modified-Since`):
 a 304 costs no body. A new or changed file goes through the `Downloader` like any download
 (`.part` in `incoming/`, so a killed fetch continues where it stopped; verified; committed),
-then into the store (`_cache.py`). One fetch of a URL runs at a time across processes; the
+then into the store (`_cache/store.py`). One fetch of a URL runs at a time across processes; the
 others wait for its lock and then find the file. With the network unreachable, a cached copy
 is returned with a `StaleCacheWarning`, unless a checksum rules it out.
 """

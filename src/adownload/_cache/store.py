@@ -13,7 +13,7 @@ their process dies, so a killed fetch never leaves one held. A file's modificati
 its last use (written at most once an hour, `USE_GRANULARITY`), which least-recently-used
 eviction goes by.
 
-The fetching itself, through a `Downloader`, is `_fetch.py`'s.
+The fetching itself, through a `Downloader`, is `_cache/fetch.py`'s.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The command line's options: parsing and checking them, and what each one means to the library.
 
 Every check that can fail on the user's input happens here (or in the value types of
-`_cli_shared`), before anything is downloaded, and fails with one `UsageError` line.
+`_cli.shared`), before anything is downloaded, and fails with one `UsageError` line.
 The library's per-download options are parsed into its own `Options` (`Options.download`,
 checked by the library, with the library's defaults) and handed to `Downloader` as they are
 (`downloader_keywords`): a new library option is one field of `adownload._model.options.Options`

@@ -1,7 +1,7 @@
 """What the command line prints: lines for logs and pipes, JSON Lines, and the summary.
 
 Every reporter is an `on_event` hook: it sees the downloader's public events and nothing else.
-The progress bars for a terminal live in `_cli_progress`, which imports rich; nothing here does,
+The progress bars for a terminal live in `_cli.progress`, which imports rich; nothing here does,
 so a run in a pipe or a cron job starts without it.
 """
 

@@ -167,7 +167,7 @@ def _count0(text: str) -> int:
     return _whole(text, 0)
 
 
-#: `--workers auto`, before `_cli_workers.auto_workers` decides how many.
+#: `--workers auto`, before `_cli.workers.auto_workers` decides how many.
 AUTO_WORKERS = 0
 
 

@@ -1,5 +1,5 @@
 """The event loop the blocking entry points run (the command, `adownload.download` and the
-other wrappers of `_sync.py`, a Dask shard): uvloop's when it is installed, else asyncio's.
+other wrappers of `_client/sync.py`, a Dask shard): uvloop's when it is installed, else asyncio's.
 
 uvloop (`pip install 'adownload[uvloop]'`) runs the same asyncio code on libuv; per file it
 spends less time in the loop itself (see benchmarks/README.md). It is optional: asyncio's own

@@ -3,7 +3,7 @@
 `resolve` reads the target once (`lstat`: a link, a directory or a special file there is
 refused, never followed), then applies the policy (`Existing`) with the downloader's ledger of
 the files it saved in this run, so that two URLs mapping to one name never pass one file off
-as both. The errors for a path that cannot be used are made here too, for `_target.py`.
+as both. The errors for a path that cannot be used are made here too, for `_disk/target.py`.
 """
 
 from __future__ import annotations

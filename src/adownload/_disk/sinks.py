@@ -41,7 +41,7 @@ _CONTINUE_FLAGS = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CL
 def open_fd(path: Path, *, existing: bool = False) -> int:
     """Open `path` for writing without following a symlink; create it exclusively unless
     `existing`, which must then be a regular file (a FIFO would block the open, or take the
-    bytes: `_files.SpecialFileError`)."""
+    bytes: `_disk.files.SpecialFileError`)."""
     if existing:
         return open_regular(path, _CONTINUE_FLAGS)
     return os.open(path, CREATE_FLAGS, 0o666)  # exclusive, through no link: see _files

@@ -140,7 +140,7 @@ def load(path: Path) -> PartState | None:
     """The state at `path`, or None if it is unreadable, foreign, a link or of the wrong shape.
 
     Raises FileNotFoundError when there is no state at all (the caller then knows that there is
-    nothing to remove either), and `_files.SpecialFileError` for a FIFO, socket or device at
+    nothing to remove either), and `_disk.files.SpecialFileError` for a FIFO, socket or device at
     `path`, which is never opened in a way that could block.
     """
     try:

@@ -1,10 +1,10 @@
 """Where one download's bytes go on disk, and the rules for every file it touches there.
 
 A `Target` holds the final path, the `.part` beside it and its `.part.state`: the path lock,
-the existing-file policy (`_existing.py`, with the downloader's ledger of what it saved),
+the existing-file policy (`_disk/existing.py`, with the downloader's ledger of what it saved),
 adopting a resumable part only when it and its state agree, whose part a file at the `.part`
 name is, keeping or discarding the bytes on hand after a failure, and the no-clobber commit.
-Nothing else in the package touches the destination directory (`_existing.py` only reads
+Nothing else in the package touches the destination directory (`_disk/existing.py` only reads
 it). The exchange with the server is `Transfer`'s.
 """
 

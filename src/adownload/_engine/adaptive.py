@@ -17,7 +17,7 @@ A `HostGate` is one host's permits. Its `limit` starts at `INITIAL` and moves wi
   already as fast as it gets only load it.
 
 Files and the segments of large files take permits of the same gate, so both share the
-budget. `Limiter` (`_limits.py`) makes the gates and keeps what they learnt while a host is
+budget. `Limiter` (`_engine/limits.py`) makes the gates and keeps what they learnt while a host is
 idle (up to `KEEP` hosts).
 """
 

@@ -2,7 +2,7 @@
 match before `Transfer` commits it.
 
 A `Receiver` copies a body into a caller's sink, or into the `.part` in one stream or in
-segments over several connections (`_segmented.py`), with the one `Meter` counting, capping
+segments over several connections (`_engine/segmented.py`), with the one `Meter` counting, capping
 and timing it, then checks every expected digest. A mismatch or a body over the size limit
 discards the bytes on hand; any other failure keeps a resumable part (`Target.keep_or_discard`).
 """
@@ -248,7 +248,7 @@ class Receiver:
         idle: IdleTimeout,
     ) -> None:
         """Fetch the body over up to `segments.count` connections (more with adaptive limits,
-        see `Limiter.segment_count`; the I/O is `_segmented.py`'s), then check the digests of
+        see `Limiter.segment_count`; the I/O is `_engine/segmented.py`'s), then check the digests of
         the whole file."""
         download, settings = self._download, self._settings
         validators = download.target.state or validators_of(download.request, answer, length)

@@ -6,7 +6,7 @@ and a connection that runs out of pieces takes over the second half of the segme
 otherwise finish last (the slowest, by its remaining bytes over its speed), as aria2 does, as
 long as both halves keep at least `min_size` bytes. With piece hashes every cut falls on a
 piece boundary (`align`), so each piece comes from one request, and a bad piece can be fetched
-again on its own (`redo`). The I/O lives in `_segmented.py`; this module
+again on its own (`redo`). The I/O lives in `_engine/segmented.py`; this module
 only does the bookkeeping, and every method is synchronous, so a split can never land between a
 segment's check of its end and its claim of the bytes it is about to write.
 """

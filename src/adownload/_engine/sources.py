@@ -1,14 +1,14 @@
 """The sources of one segmented download: the URL and the mirrors that serve its segments at
 once, ranked by the throughput each one shows while the file downloads.
 
-Bookkeeping only, and synchronous (as `_segments.Layout`): `_segmented` asks `pick()` for the
-source of each request, `credit()`s it with the bytes it brings, and `drop()`s a source that
+Bookkeeping only, and synchronous (as `_engine.segments.Layout`): `_engine.segmented` asks `pick()`
+for the source of each request, `credit()`s it with the bytes it brings, and `drop()`s a source that
 failed or disagreed about the file. A source that sent a bad piece gets a strike: it is picked only
-when no clean source is left, and a second strike drops it. The choice (aria2c's adaptive
-selector, in spirit): a source nobody has measured yet first, so each is tried once; then the
-one with the best speed per connection so far; the caller's order (a Metalink's priorities)
-breaks ties. `_segmented` credits each source with its bytes as they arrive, so the ranking
-follows the download as it goes.
+when no clean source is left, and a second strike drops it. The choice (aria2c's adaptive selector,
+in spirit): a source nobody has measured yet first, so each is tried once; then the one with the
+best speed per connection so far; the caller's order (a Metalink's priorities) breaks ties.
+`_engine.segmented` credits each source with its bytes as they arrive, so the ranking follows the
+download as it goes.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every body, of any protocol, a whole file or one segment, goes through `pump`: r
 claim its bytes on the cursor, write them at their offset, and let the meter count them (the
 byte rate, the digests, the size cap, the minimum speed, the progress events). A large plain
 body, whole (`splice_body`) or one segment (`kernel_pump`), can go socket to file inside the
-kernel instead (`_splice.py`).
+kernel instead (`_protocols/splice.py`).
 """
 
 from __future__ import annotations
@@ -307,8 +307,8 @@ async def kernel_pump(
 ) -> int:
     """`pump` through the kernel: the bytes of the socket `taken` into the file from
     `cursor.position` until `cursor.end` (which a split may move closer meanwhile, never to less
-    than `_splice.PIPE_SIZE` past the position) or until the peer closes; the position reached.
-    The descriptor stays open: it is the caller's."""
+    than `_protocols.splice.PIPE_SIZE` past the position) or until the peer closes; the position
+    reached. The descriptor stays open: it is the caller's."""
     sock_fd, head = taken
     if head:
         position = cursor.position

@@ -8,10 +8,13 @@ matches. A failure keeps a resumable part and removes anything else; the final n
 touched before the commit.
 
 `Transfer` is the engine for one file and knows no protocol: each attempt asks its `Exchange`
-(`_http.py`, `_ftp.py`) for an `Answer` and a `Body` (`_answer.py`) and decides from the
-verdict what to keep, discard or retry. Everything on disk is the `Target`'s (`_target.py`),
-the body goes to its sink through a `Receiver` (`_receive.py`: one stream or segments, then the
-digests), retries through `_retry.with_retries`.
+(`_protocols/http/exchange.py`, `_protocols/ftp/exchange.py`) for an `Answer` and a `Body`
+(`_protocols/base.py`) and decides from the verdict what to keep, discard or retry. Everything on
+disk is the `Target`'s (`_disk/target.py`), the body goes to its sink through a `Receiver`
+(`_engine/receive.py`: one stream or segments, then the digests), retries through
+`_engine.retry.with_retries`. The receiver and the segments are handed the download's data
+(`Download`, `_engine/download.py`) and add what they learn to its `Facts`; they never see the
+transfer.
 """
 
 from __future__ import annotations
@@ -337,7 +340,7 @@ class Transfer:
             log.debug("saved %s (%d bytes)", self.target.path, self.size)
 
     def _judge(self, answer: Answer, plan: Plan) -> tuple[int | None, int | None]:
-        """Carry out `_plan.judge`: (where the body goes, the whole file's length); offset
+        """Carry out `_engine.plan.judge`: (where the body goes, the whole file's length); offset
         None when the bytes on hand are the whole, current file."""
         judgement = judge(answer, plan, self.target.state)
         if self.target.continued is not None:

@@ -2,7 +2,7 @@
 (below DEST, one checked component at a time), what is on disk there and in the state, and
 the conditions that make an unchanged file cost one 304 (or, for a listed FTP file, nothing).
 
-Pure decisions over paths, `os.lstat` results and state rows; `_mirror.py` does the asking.
+Pure decisions over paths, `os.lstat` results and state rows; `_mirror/run.py` does the asking.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ then asks for each file with the validators remembered from the last run (`If-No
 `If-Modified-Since`): an unchanged file costs one 304 and no body. Files go through the
 `Downloader` like any other download (`.part`, verified, committed atomically), each to the
 path of its URL below the base, made safe one component at a time. What the mirror fetched is
-recorded in `_mirror_state` right after each commit; `delete` removes only such files.
+recorded in `_mirror.state` right after each commit; `delete` removes only such files.
 """
 
 from __future__ import annotations

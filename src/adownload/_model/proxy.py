@@ -1,7 +1,7 @@
 """Proxies as data: a proxy URL checked and split from its credentials, the `no_proxy` list,
 and the proxy variables of an environment, read as curl reads them.
 
-Pure logic, no socket: `_network` uses these to choose the route of each request.
+Pure logic, no socket: `_protocols.network` uses these to choose the route of each request.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The protocol seam: what one request asks (`Plan`), what the server said (`Answer`), and the
-body that follows (`Body`). Protocols (`_http.py`, `_ftp.py`) turn their replies into these;
-the engine (`_transfer.py`, `_segmented.py`, `_stream.py`) sees nothing else.
+"""The protocol seam: what one request asks (`Plan`), what the server said (`Answer`), and the body
+that follows (`Body`). Protocols (`_protocols/http/exchange.py`, `_protocols/ftp/exchange.py`) turn
+their replies into these; the engine (`_engine/transfer.py`, `_engine/segmented.py`,
+`_engine/stream.py`) sees nothing else.
 
 Protocols return verdicts, the engine decides: a protocol says "the whole file", "bytes from
 this offset", "nothing at or past this offset", "a range I cannot vouch for"; whether that means

@@ -99,13 +99,13 @@ class SpliceCopy:
     """Moves bytes from a socket to a file, from `cursor.position` to `cursor.end`, in a thread
     of its own.
 
-    `position` (the cursor's) says how far the file is written; every byte before it is in the
-    file (the pipe may hold more, which a stop discards). The copy takes at most `PIPE_SIZE`
-    bytes from the socket at a time, never past the `end` it reads just before: so an `end`
-    moved to at least `PIPE_SIZE` past the position (see `_segments.Segment.reserve`) is never
-    overrun. The copy ends early, short of `end`, when the peer closes the connection; it raises
-    `SpliceReceiveError` when the socket fails, `OSError` when the file does, and
-    `InterruptedError` once `stop()` was called.
+    `position` (the cursor's) says how far the file is written; every byte before it is in the file
+    (the pipe may hold more, which a stop discards). The copy takes at most `PIPE_SIZE` bytes from
+    the socket at a time, never past the `end` it reads just before: so an `end` moved to at least
+    `PIPE_SIZE` past the position (see `_engine.segments.Segment.reserve`) is never overrun. The
+    copy ends early, short of `end`, when the peer closes the connection; it raises
+    `SpliceReceiveError` when the socket fails, `OSError` when the file does, and `InterruptedError`
+    once `stop()` was called.
     """
 
     __slots__ = ("_cursor", "_file_fd", "_sock_fd", "_stop_fd", "_stopping")

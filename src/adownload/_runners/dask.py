@@ -1,12 +1,12 @@
 """One `DaskRunner` call on the caller's side: the input read into shards, the shards
 submitted to Dask, and what comes back turned into outcomes and events.
 
-A reader task pulls the input (lazily, at most `buffer` requests held) into `_shards.Shards`;
-the loop submits a shard as one Dask task (`_dask_worker.run_shard`) when fewer than two per
-worker run and its origin has room; the workers' messages (from the run's bounded
-`distributed.Queue`) and the tasks' results come into one inbox. Indexes are mapped back to
-the caller's own `Request` objects, a rerun's repeats are dropped, and a shard Dask gave up
-on has its missing outcomes made failures.
+A reader task pulls the input (lazily, at most `buffer` requests held) into
+`_runners.shards.Shards`; the loop submits a shard as one Dask task
+(`_runners.dask_worker.run_shard`) when fewer than two per worker run and its origin has room; the
+workers' messages (from the run's bounded `distributed.Queue`) and the tasks' results come into one
+inbox. Indexes are mapped back to the caller's own `Request` objects, a rerun's repeats are dropped,
+and a shard Dask gave up on has its missing outcomes made failures.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """One `ProcessRunner` call on the caller's side: worker processes started, the input dealt
 out to them, and their events and outcomes turned back into the caller's.
 
-Each worker (`_proc_worker`, a `python -m` child with a pipe each way) runs one `Downloader`
-with its share of the limits (`_shards.share_of` splits each host's connections, as for a
-Dask cluster). A request goes to the worker its final name hashes to: two requests that would
-write one file always meet in one process, whose lock orders them, and never race each
-other's `.part` from two processes. Each worker holds at most `window` requests it has not
-finished; the input is read no faster than they finish, so memory stays flat however long it
-is. A worker that dies has its unfinished requests failed (their `.part` files are kept for a
-rerun) and gets no more; when none is left, the rest fails too.
+Each worker (`_runners.process_worker`, a `python -m` child with a pipe each way) runs one
+`Downloader` with its share of the limits (`_runners.shards.share_of` splits each host's
+connections, as for a Dask cluster). A request goes to the worker its final name hashes to: two
+requests that would write one file always meet in one process, whose lock orders them, and never
+race each other's `.part` from two processes. Each worker holds at most `window` requests it has not
+finished; the input is read no faster than they finish, so memory stays flat however long it is. A
+worker that dies has its unfinished requests failed (their `.part` files are kept for a rerun) and
+gets no more; when none is left, the rest fails too.
 """
 
 from __future__ import annotations

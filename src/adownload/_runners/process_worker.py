@@ -1,12 +1,12 @@
 """One worker process of `adownload.workers.ProcessRunner`, run as
 `python -m adownload._runners.process_worker`.
 
-It reads frames (`_wire`) on standard input: first its settings (the directory, the
-downloader's options, which events to send), then batches of `(index, Request)` and
-finally None, the end. It runs one `Downloader` over all of them with `as_completed`, and
-writes on standard output batches of wire events (`_wire.encode`), each outcome among them as
-a "finished" one, every `_SEND_INTERVAL` or as soon as `_BATCH` are waiting. Standard output
-carries nothing else; log records go to standard error, as the command's would.
+It reads frames (`_runners.wire`) on standard input: first its settings (the directory, the
+downloader's options, which events to send), then batches of `(index, Request)` and finally None,
+the end. It runs one `Downloader` over all of them with `as_completed`, and writes on standard
+output batches of wire events (`_runners.wire.encode`), each outcome among them as a "finished" one,
+every `_SEND_INTERVAL` or as soon as `_BATCH` are waiting. Standard output carries nothing else; log
+records go to standard error, as the command's would.
 
 A SIGINT (Ctrl-C at a terminal reaches every process of the group; the runner sends one when
 its caller cancels) cancels the downloads as an interruption does: `.part` files are kept.

@@ -1,8 +1,8 @@
 """FTP: one RETR (after SIZE, MDTM and REST) turned into an `Answer` and a `Body`.
 
-The second protocol behind the seam of `_answer.py`, on aioftp (imported with this module,
-which `_protocols` imports only when the first ftp URL is met). The connections are
-`_ftp_client`'s: logged-in control connections kept per host and user in the downloader's
+The second protocol behind the seam of `_protocols/base.py`, on aioftp (imported with this module,
+which `_engine.exchanges` imports only when the first ftp URL is met). The connections are
+`_protocols.ftp.client`'s: logged-in control connections kept per host and user in the downloader's
 `FtpPool`, like aiohttp's connection pool, so a thousand small files cost one login; each body
 has a passive data connection of its own (EPSV, then PASV), always to the control
 connection's peer.
