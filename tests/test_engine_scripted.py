@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 from yarl import URL
 
-from adownload import ChecksumMismatchError, Limits, Request, Retry, Segments
+from adownload import (
+    ChecksumMismatchError,
+    IncompleteBodyError,
+    Limits,
+    Request,
+    Retry,
+    Segments,
+    SizeLimitError,
+)
 from adownload._protocols.base import Plan
 
 from .scripted import Reply, engine, part, whole
@@ -121,3 +129,60 @@ async def test_a_404_fails_with_nothing_on_disk(tmp_path: Path) -> None:
     assert outcome.status == 404
     assert listing(tmp_path) == []
     assert len(run.exchange.plans) == 1  # a 404 is not retried
+
+
+async def test_a_503_is_retried_and_the_second_answer_saved(tmp_path: Path) -> None:
+    def reply(plan: Plan) -> Reply:
+        return Reply(status=503) if len(run.exchange.plans) == 1 else whole(URL_, DATA)
+
+    with engine(tmp_path, reply, retry=FAST) as run:
+        outcome = await run.run(Request(str(URL_)))
+    assert outcome.ok, outcome.error
+    assert (tmp_path / "data.bin").read_bytes() == DATA
+    assert listing(tmp_path) == ["data.bin"]
+    assert outcome.attempts == 2
+
+
+async def test_a_mirror_serves_the_file_its_url_does_not(tmp_path: Path) -> None:
+    mirror = URL("http://mirror.invalid/pub/data.bin")
+
+    def reply(plan: Plan) -> Reply:
+        return whole(mirror, DATA) if plan.url == mirror else Reply(status=404)
+
+    with engine(tmp_path, reply, retry=FAST) as run:
+        outcome = await run.run(Request(str(URL_), mirrors=[str(mirror)]))
+    assert outcome.ok, outcome.error
+    assert outcome.path == tmp_path / "data.bin"  # named after the request's URL
+    assert (tmp_path / "data.bin").read_bytes() == DATA
+    assert [plan.url for plan in run.exchange.plans] == [URL_, mirror]
+
+
+async def test_a_file_over_the_size_limit_is_refused_before_a_byte_is_written(
+    tmp_path: Path,
+) -> None:
+    with engine(tmp_path, lambda plan: whole(URL_, DATA), max_size=1000) as run:
+        outcome = await run.run(Request(str(URL_)))
+    assert isinstance(outcome.error, SizeLimitError)
+    assert listing(tmp_path) == []
+
+
+async def test_a_body_longer_than_announced_is_never_saved(tmp_path: Path) -> None:
+    def reply(plan: Plan) -> Reply:
+        answer = whole(URL_, DATA)
+        answer.chunks = [DATA, b"one byte too many"]  # more than the announced length
+        return answer
+
+    with engine(tmp_path, reply, retry=FAST) as run:
+        outcome = await run.run(Request(str(URL_)))
+    assert isinstance(outcome.error, IncompleteBodyError)
+    assert outcome.attempts == 3  # retried, as a broken body is
+    assert not (tmp_path / "data.bin").exists()
+    # The part kept is longer than the file: the next run never takes it as complete nor
+    # continues it, but fetches the file from its first byte.
+    assert listing(tmp_path) == ["data.bin.part", "data.bin.part.state"]
+    with engine(tmp_path, lambda plan: whole(URL_, DATA), retry=FAST) as again:
+        outcome = await again.run(Request(str(URL_)))
+    assert outcome.ok, outcome.error
+    assert (tmp_path / "data.bin").read_bytes() == DATA
+    assert listing(tmp_path) == ["data.bin"]
+    assert [plan.offset for plan in again.exchange.plans] == [0]
