@@ -175,6 +175,8 @@ async def test_a_body_longer_than_announced_is_never_saved(tmp_path: Path) -> No
     with engine(tmp_path, reply, retry=FAST) as run:
         outcome = await run.run(Request(str(URL_)))
     assert isinstance(outcome.error, IncompleteBodyError)
+    assert "received 300017 bytes" in str(outcome.error)
+    assert "more than the 300000 announced" in str(outcome.error)
     assert outcome.attempts == 3  # retried, as a broken body is
     assert not (tmp_path / "data.bin").exists()
     # The part kept is longer than the file: the next run never takes it as complete nor

@@ -263,9 +263,13 @@ def incomplete(
 ) -> IncompleteBodyError:
     """The error for a body that ended early (or late): counted in bytes of the whole file."""
     expected = length if length is not None else (None if announced is None else offset + announced)
+    if expected is not None and position > expected:
+        said = f"received {position} bytes of {redact(url)}, more than the {expected} announced"
+    else:
+        shown = expected if expected is not None else "unknown"
+        said = f"received {position} of {shown} bytes of {redact(url)}"
     return IncompleteBodyError(
-        f"received {position} of {expected if expected is not None else 'unknown'} bytes "
-        f"of {redact(url)}" + (f" (this response started at byte {offset})" if offset else ""),
+        said + (f" (this response started at byte {offset})" if offset else ""),
         url=url,
         expected=expected,
         received=position,
