@@ -70,6 +70,7 @@ class _Shard:
         self._address: str = worker.address
         self._index: dict[int, int] = {}  # id(request) -> index in the caller's input
         self._pending: list[list[Any]] = []
+        self._stop = asyncio.Event()  # every download ended: the sender sends what is left
 
     async def run(
         self, entries: list[Entry], dest: str, options: dict[str, Any]
@@ -91,6 +92,11 @@ class _Shard:
                 async for outcome in outcomes:
                     assert outcome.request is not None
                     results.append((self._index[id(outcome.request)], self._pack(outcome)))
+            # A message on its way to the queue (a put in a thread) arrives before the task
+            # returns: the caller moves the queue's messages to its inbox before the result,
+            # and drops as late an event that comes after the shard is settled.
+            self._stop.set()
+            await sender
         finally:
             await cancel_and_wait(watcher)
             await cancel_and_wait(sender)
@@ -114,8 +120,10 @@ class _Shard:
             self._pending.append(wire)
 
     async def _send_forever(self) -> None:
-        while True:
-            await asyncio.sleep(_SEND_INTERVAL)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_SEND_INTERVAL):
+                    await self._stop.wait()
             message = self._message()
             if message is not None:
                 # A round trip to the scheduler, which waits while the queue is full.
