@@ -244,3 +244,28 @@ async def test_check_only_reads_the_answer_and_writes_nothing(
     assert outcome.path is None
     assert failed.value.status == 404
     assert os.listdir(tmp_path) == []
+
+
+def test_the_public_annotations_resolve_at_runtime() -> None:
+    """`typing.get_type_hints` works on every public class and function (serializers and
+    validators call it), but `Downloader` and `DownloaderOptions`: their `session` and
+    `cookies` name aiohttp's types, and `import adownload` leaves aiohttp for the first open
+    downloader."""
+    import inspect
+    import typing
+
+    failed = {}
+    for name in adownload.__all__:
+        value = getattr(adownload, name)
+        if not (inspect.isclass(value) or inspect.isfunction(value)) or name in (
+            "Downloader",
+            "DownloaderOptions",
+        ):
+            continue
+        try:
+            typing.get_type_hints(value)
+            if inspect.isclass(value):
+                typing.get_type_hints(value.__init__)
+        except Exception as exc:
+            failed[name] = repr(exc)
+    assert failed == {}

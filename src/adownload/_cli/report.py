@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._disk.files import part_path
 from .._disk.state import bytes_held
+from .._engine.adaptive import HostLimit
 from .._model.events import (
     Event,
     Finished,
@@ -40,7 +41,6 @@ from .output import standard_streams as standard_streams
 from .output import visible as visible
 
 if TYPE_CHECKING:
-    from .._engine.adaptive import HostLimit
     from .._model.errors import DownloadError
     from .._model.request import Outcome
 

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
 
 from .._cache import fetch as _fetch
+from .._cache.fetch import Listed  # noqa: TC001 (public annotations resolve at runtime)
 from .._disk.sinks import FileSink, Sink, SinkOpener
 from .._engine.limits import KeyedPrimitives, Limiter
 from .._engine.settings import Settings
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 
     from .._cache.store import Cache
     from .._engine.adaptive import HostLimit
-    from .registry import Registry
 
 
 class _State(enum.Enum):
@@ -346,7 +346,7 @@ class Downloader:
 
     async def fetch_many(
         self,
-        items: Iterable[str | tuple[str, str | None]] | Registry,
+        items: Iterable[str | tuple[str, str | None]] | Listed,
         *,
         cache: Cache | str | os.PathLike[str] | None = None,
     ) -> list[Path]:

@@ -9,13 +9,14 @@ import ssl
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Literal, TypedDict
 
-if TYPE_CHECKING:
-    from aiohttp.abc import AbstractCookieJar
+from .._model.auth import Auth, Netrc
+from .._model.config import Existing, Limits, Retry, Segments, Timeout
+from .._model.events import EventHook
+from .._model.sink import SinkOpener
 
-    from .._model.auth import Auth, Netrc
-    from .._model.config import Existing, Limits, Retry, Segments, Timeout
-    from .._model.events import EventHook
-    from .._model.sink import SinkOpener
+if TYPE_CHECKING:
+    # aiohttp waits for the first open downloader (start-up imports only what runs).
+    from aiohttp.abc import AbstractCookieJar
 
 __all__ = ["DownloaderOptions"]
 

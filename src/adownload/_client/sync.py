@@ -7,17 +7,18 @@ import concurrent.futures
 import os
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack
 
 from .._cache import fetch as _fetch
+
+# Imported at runtime, not for type checkers only: the public functions' annotations resolve
+# (typing.get_type_hints), as tests/test_api.py checks.
+from .._cache.fetch import Listed  # noqa: TC001
+from .._cache.store import Cache  # noqa: TC001
 from .._model.request import Item, Outcome, Request
 from . import loop as _loop
 from .downloader import Downloader
-
-if TYPE_CHECKING:
-    from .._cache.store import Cache
-    from .keywords import DownloaderOptions
-    from .registry import Registry
+from .keywords import DownloaderOptions  # noqa: TC001
 
 __all__ = ["download", "download_many", "fetch", "fetch_many"]
 
@@ -106,7 +107,7 @@ def fetch(
 
 
 def fetch_many(
-    items: Iterable[str | tuple[str, str | None]] | Registry,
+    items: Iterable[str | tuple[str, str | None]] | Listed,
     *,
     cache: Cache | str | os.PathLike[str] | None = None,
     **options: Unpack[DownloaderOptions],

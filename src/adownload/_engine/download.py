@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING
 
 from yarl import URL
 
+from .._disk.target import Target
+from .._model.config import Timeout
 from .._model.events import Event, Retrying
+from .._model.request import Request
+from .exchanges import Exchanges
 from .stream import read_watchdog
 
 if TYPE_CHECKING:
-    from .._disk.target import Target
-    from .._model.config import Timeout
     from .._model.errors import DownloadError
-    from .._model.request import Request
     from .._model.util import IdleTimeout
-    from .exchanges import Exchanges
 
 log = logging.getLogger("adownload")
 

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 from multidict import CIMultiDict
 
 from .._disk.files import Ledger
+from .._disk.sinks import SinkOpener
+from .._model.events import Event
 from .._model.options import Options
+from .._protocols.network import Network
+from .limits import KeyedPrimitives, Limiter
 
 if TYPE_CHECKING:
-    from .._disk.sinks import SinkOpener
-    from .._model.events import Event
     from .._model.request import Request
     from .._protocols.base import Exchange
-    from .._protocols.network import Network
-    from .limits import KeyedPrimitives, Limiter
 
 #: (protocol, settings, request, options) -> the exchange of one download.
 ExchangeFactory = Callable[[str, "Settings", "Request", Options], "Exchange"]

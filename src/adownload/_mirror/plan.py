@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 from .._disk.files import RefusedPath, descend
 from .._model.errors import StorageError, UnsafePathError
 from .._model.util import redact
+from .listing import Upstream
 from .state import STATE_NAME, Record
 
 if TYPE_CHECKING:
-    from .listing import Upstream
+    pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
+from .._model.errors import DownloadError
 from .._model.util import redact
 
 if TYPE_CHECKING:
-    from .._model.errors import DownloadError
+    pass
 
 ChangeKind: TypeAlias = Literal["new", "updated", "unchanged", "deleted", "failed"]
 

@@ -47,7 +47,7 @@ class DigestAuth:
 
 
 #: What `auth=` takes: a `BasicAuth`, a `DigestAuth`, or a (login, password) pair for basic.
-Auth: TypeAlias = "BasicAuth | DigestAuth | tuple[str, str]"
+Auth: TypeAlias = BasicAuth | DigestAuth | tuple[str, str]
 
 
 def check_auth(value: object) -> BasicAuth | DigestAuth | None:

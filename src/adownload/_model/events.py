@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
+from .errors import DownloadError
+from .request import Outcome, Request
+
 if TYPE_CHECKING:
-    from .errors import DownloadError
-    from .request import Outcome, Request
+    pass
 
 __all__ = [
     "Event",

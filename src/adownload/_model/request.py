@@ -16,11 +16,12 @@ from .config import Existing, Segments, Timeout
 from .errors import DownloadError, InvalidRequestError
 from .options import USE_DEFAULT, UseDefault, check_kind, check_max_size, check_proxy
 from .pieces import Pieces
+from .sink import Sink
 from .util import redact
 from .verify import parse_checksum
 
 if TYPE_CHECKING:
-    from .sink import Sink
+    pass
 
 __all__ = ["Item", "Outcome", "Request"]
 
@@ -220,7 +221,7 @@ def _is_secret(name: str) -> bool:
 
 
 #: What `download_many` and `as_completed` accept for each file.
-Item: TypeAlias = "str | URL | Request"
+Item: TypeAlias = str | URL | Request
 
 
 @dataclass(frozen=True, slots=True)

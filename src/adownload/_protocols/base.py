@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Protocol
 from yarl import URL
 
 from .._model.util import IdleTimeout, whole_number
+from .._model.verify import Expected
 
 if TYPE_CHECKING:
-    from .._model.verify import Expected
+    pass
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 

@@ -23,6 +23,7 @@ from .._model.errors import InvalidRequestError
 from .._model.proxy import EnvironmentProxies, NoProxy, Proxy
 
 if TYPE_CHECKING:
+    # aiohttp waits for the first open downloader (start-up imports only what runs).
     import aiohttp
 
 

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Literal
 
 from .._model.auth import Netrc
 from .._model.proxy import EnvironmentProxies, NoProxy
+from .http.cookie_file import Cookie
 from .network import environment_of
 
 if TYPE_CHECKING:
+    # aiohttp waits for the first open downloader (start-up imports only what runs).
     import aiohttp
     from aiohttp.abc import AbstractCookieJar
 
-    from .http.cookie_file import Cookie
     from .network import Network
 
 __all__ = ["NetworkConfig", "network_config", "open_network"]
