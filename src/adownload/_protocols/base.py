@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import re
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -127,10 +126,6 @@ class Exchange(Protocol):
     def errors(self, url: str, *, read: float | None = None) -> AbstractContextManager[None]:
         """Translate the protocol library's exceptions to adownload's, naming `url`."""
         ...
-
-
-#: Opens one protocol's `Exchange` for a URL.
-ExchangeFor = Callable[[URL], Exchange]
 
 
 def range_answer(
