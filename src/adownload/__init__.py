@@ -3,12 +3,14 @@
 Streams every body to disk in chunks, runs many downloads at once within limits, and never
 leaves a truncated file at a final name.
 
->>> import asyncio, adownload                                         # doctest: +SKIP
+```pycon
+>>> import asyncio, adownload
 >>> async def main():
 ...     async with adownload.Downloader(dest="downloads/") as dl:
 ...         for outcome in await dl.download_many(urls):
 ...             print(outcome.url, outcome.ok, outcome.path)
 >>> asyncio.run(main())
+```
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING

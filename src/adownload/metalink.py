@@ -5,9 +5,11 @@ metalinker.org format aria2c and many mirrors still publish). Each `<file>` beco
 `MetalinkFile`, and its `request()` a `Request` whose mirrors, size, checksum and pieces let
 `adownload` fetch the file from several mirrors at once and check every piece as it lands.
 
->>> files = adownload.metalink.parse(Path("python-docs.meta4"))   # doctest: +SKIP
->>> async with adownload.Downloader() as dl:                      # doctest: +SKIP
+```pycon
+>>> files = adownload.metalink.parse(Path("python-docs.meta4"))
+>>> async with adownload.Downloader() as dl:
 ...     outcomes = await dl.download_many(f.request(dest="docs") for f in files)
+```
 
 A Metalink is input from a stranger, so it is parsed by defusedxml with DTDs, entities and
 external references refused (no entity expansion bomb, no file read through an entity), at

@@ -90,8 +90,10 @@ def format_size(size: float) -> str:
     10 MiB/s, as wget, curl and aria2c read it): `999 B`, `1.2 MiB`. One convention both
     ways, named so that it cannot be misread.
 
+    ```pycon
     >>> format_size(1023), format_size(1536), format_size(10 << 20)
     ('1023 B', '1.5 KiB', '10.0 MiB')
+    ```
     """
     scale, unit = size_unit(size)
     return f"{size:.0f} B" if scale == 1 else f"{size / scale:.1f} {unit}"

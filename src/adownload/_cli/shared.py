@@ -122,12 +122,14 @@ def curl_spellings(argv: Sequence[str]) -> list[str]:
     last) is curl's "name it after the URL", while `-O NAME` and `-O -` are the output name;
     `-s` before anything but a number (or last) is curl's silent, `-s 4` aria2c's split.
 
+    ```pycon
     >>> curl_spellings(["-fsSLO", "https://h/a.zip"])
     ['--fail', '--quiet', '--show-error', '--location', '--remote-name', 'https://h/a.zip']
     >>> curl_spellings(["-s", "4", "-O", "a.zip", "URL"])
     ['-s', '4', '-O', 'a.zip', 'URL']
     >>> curl_spellings(["-L", "-O", "https://h/a.zip"])
     ['-L', '--remote-name', 'https://h/a.zip']
+    ```
     """
     out: list[str] = []
     for position, arg in enumerate(argv):

@@ -69,9 +69,11 @@ class Downloader:
     Use it as an async context manager; it opens its own session and closes it on exit, or
     borrows `session` (and never closes it), to embed in an application that has one.
 
-    >>> async with Downloader(dest="mirror/") as dl:                   # doctest: +SKIP
+    ```pycon
+    >>> async with Downloader(dest="mirror/") as dl:
     ...     outcome = await dl.download("https://example.org/a.zip")
     ...     outcomes = await dl.download_many(urls)
+    ```
 
     Options (every one keyword-only, each with a default that is safe for a stranger's server):
 

@@ -49,7 +49,9 @@ def download(
     The blocking twin of `Downloader.download`, for scripts; it takes every keyword of
     `Downloader` (but `session`):
 
-    >>> adownload.download(url, dest="dl/", retry=adownload.Retry(attempts=8))  # doctest: +SKIP
+    ```pycon
+    >>> adownload.download(url, dest="dl/", retry=adownload.Retry(attempts=8))
+    ```
     """
 
     async def main() -> Outcome:
@@ -89,7 +91,9 @@ def fetch(
     `Downloader.fetch`, for scripts and notebooks (with every keyword of `Downloader` but
     `session`):
 
-    >>> adownload.fetch("https://example.org/iris.csv", checksum="sha256:...")  # doctest: +SKIP
+    ```pycon
+    >>> adownload.fetch("https://example.org/iris.csv", checksum="sha256:...")
+    ```
     """
 
     dl = Downloader(**options)  # the options checked, nothing opened

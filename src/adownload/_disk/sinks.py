@@ -249,8 +249,10 @@ class GeneratorSink:
     needed. Writes must be sequential: a generator has no offsets. `close()` sends None and then
     closes the generator, so a `with open(...)` inside it is closed too.
 
-    >>> sink = GeneratorSink(my_writer())            # doctest: +SKIP
-    >>> await dl.download(url, sink=sink)            # doctest: +SKIP
+    ```pycon
+    >>> sink = GeneratorSink(my_writer())
+    >>> await dl.download(url, sink=sink)
+    ```
     """
 
     __slots__ = ("_gen", "_position", "path")
@@ -299,10 +301,12 @@ class MemorySink:
 
     The whole body lives in memory: use it for small resources only, or set a size limit.
 
+    ```pycon
     >>> sink = MemorySink()
-    >>> outcome = await dl.download(url, sink=sink)   # doctest: +SKIP
-    >>> sink.getvalue()[:4]                          # doctest: +SKIP
+    >>> outcome = await dl.download(url, sink=sink)
+    >>> sink.getvalue()[:4]
     b'PK\\x03\\x04'
+    ```
     """
 
     __slots__ = ("_data", "closed")

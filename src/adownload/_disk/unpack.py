@@ -55,7 +55,9 @@ def unpack(
     for a file that is no such archive, and `StorageError` when the disk refuses; in every
     case nothing of the archive stays.
 
-    >>> paths = adownload.unpack(adownload.fetch(url, checksum=sha256))  # doctest: +SKIP
+    ```pycon
+    >>> paths = adownload.unpack(adownload.fetch(url, checksum=sha256))
+    ```
     """
     source = Path(archive)
     target = Path(into) if into is not None else source.with_name(source.name + SUFFIX)

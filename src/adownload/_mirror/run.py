@@ -97,8 +97,10 @@ async def mirror(
     again finishes the job without fetching completed files again. Raises `InvalidRequestError`
     for a malformed source URL; per-file and per-page failures are in the report instead.
 
+    ```pycon
     >>> report = await adownload.mirror("https://www.python.org/ftp/python/doc/", "docs",
-    ...                                 include=["*.zip"], max_depth=1)  # doctest: +SKIP
+    ...                                 include=["*.zip"], max_depth=1)
+    ```
     """
     for name, patterns in (("include", include), ("exclude", exclude)):
         if isinstance(patterns, str):

@@ -44,8 +44,10 @@ class Timeout:
 
     Each limit that runs out raises a `DownloadTimeout` subclass, which is also a `TimeoutError`.
 
+    ```pycon
     >>> Timeout(read=10)
     Timeout(connect=30.0, read=10, total=None, min_speed=None, min_speed_window=10.0)
+    ```
     """
 
     connect: float | None = 30.0
@@ -78,8 +80,10 @@ class Limits:
       be split over up to `max_per_host` connections, more than `Segments.count`. False by
       default: `max_per_host` is then a fixed number.
 
+    ```pycon
     >>> Limits(max_transfers=16, max_per_host=16)
     Limits(max_transfers=16, max_per_host=16, rate=None, adaptive=False)
+    ```
     """
 
     max_transfers: int = 10
@@ -109,8 +113,10 @@ class Segments:
     A file is split only when the server answers ranges with validators; each segment writes at
     its offset through the same sink, and `Limits.max_per_host` still caps the connections.
 
+    ```pycon
     >>> Segments(count=16)
     Segments(count=16, min_size=4194304)
+    ```
     """
 
     count: int = 4
@@ -139,8 +145,10 @@ class Retry:
     validators still match. Other 4xx statuses, checksum mismatches, size limits and refused
     redirects are not retried.
 
-    >>> Retry(attempts=6, max_delay=60).delay(1)  # doctest: +SKIP
+    ```pycon
+    >>> Retry(attempts=6, max_delay=60).delay(1)
     0.52
+    ```
     """
 
     attempts: int = 4

@@ -5,12 +5,14 @@ with one of the event classes below. It must be quick (update a progress bar, pu
 a queue); an exception it raises is logged and otherwise ignored, so a broken display never
 breaks a download.
 
->>> def show(event: adownload.Event) -> None:                     # doctest: +SKIP
+```pycon
+>>> def show(event: adownload.Event) -> None:
 ...     match event:
 ...         case adownload.Progress(received=n, total=total):
 ...             print(f"{event.url}: {n}/{total}")
 ...         case adownload.Finished(outcome=outcome):
 ...             print(outcome)
+```
 """
 
 from __future__ import annotations

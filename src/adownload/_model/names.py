@@ -45,12 +45,14 @@ def safe_filename(name: str, *, fallback: str = FALLBACK_NAME) -> str:
     that it and adownload's `.part.state.tmp` fit a file system's name limit, and returns
     `fallback` when nothing is left.
 
+    ```pycon
     >>> safe_filename("../../etc/passwd")
     'passwd'
     >>> safe_filename("C:\\\\Windows\\\\evil.dll")
     'evil.dll'
     >>> safe_filename("..")
     'download'
+    ```
     """
     name = unicodedata.normalize("NFC", name)
     name = name.replace("\\", "/").rsplit("/", 1)[-1]

@@ -32,8 +32,10 @@ class Pieces:
     shorter), each a hex digest of `algorithm` (any name hashlib knows; `sha-1`, `sha-256` as
     Metalink spells them are accepted).
 
+    ```pycon
     >>> Pieces(4, "sha-256", (hashlib.sha256(b"abcd").hexdigest(),)).algorithm
     'sha256'
+    ```
     """
 
     length: int

@@ -76,10 +76,12 @@ def parse_proxy(value: object, *, where: str = "proxy") -> Proxy:
 
     A URL without a scheme is an http proxy, as for curl (`127.0.0.1:3128`).
 
+    ```pycon
     >>> parse_proxy("socks5h://user:pw@127.0.0.1:1080")
     Proxy(url=URL('socks5h://127.0.0.1:1080'))
     >>> parse_proxy("127.0.0.1:3128").shown
     'http://127.0.0.1:3128'
+    ```
     """
     if isinstance(value, URL):
         text = str(value)

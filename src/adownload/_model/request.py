@@ -109,8 +109,10 @@ class Request:
 
     `proxy` and `auth` left at `USE_DEFAULT` take the downloader's.
 
+    ```pycon
     >>> Request("https://user:pw@example.org/a.zip", path="archives/a-2024.zip")
     Request(url='https://example.org/a.zip', path='archives/a-2024.zip')
+    ```
     """
 
     url: str | URL

@@ -40,8 +40,10 @@ def whole_number(text: str, *, digits: int = 20) -> int | None:
     None for anything else. (`str.isdigit` alone takes "²", which `int` refuses, and "٣",
     which it reads as 3: a stranger's header must be neither a crash nor another number.)
 
+    ```pycon
     >>> whole_number(" 42 "), whole_number("\u00b2"), whole_number("-1"), whole_number("1e3")
     (42, None, None, None)
+    ```
     """
     text = text.strip()
     if not text or len(text) > digits or not (text.isascii() and text.isdigit()):
@@ -70,8 +72,10 @@ def redact(text: str | URL) -> str:
 
     Works on the text itself, so a URL too malformed to parse is cut as well.
 
+    ```pycon
     >>> redact("ftp://user:secret@example.org/a.zip")
     'ftp://example.org/a.zip'
+    ```
     """
     text = str(text)
     if "@" not in text:  # the common case costs one scan

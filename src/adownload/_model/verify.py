@@ -34,8 +34,10 @@ def parse_checksum(text: str, *, url: str | None = None) -> tuple[str, str]:
     hashlib has works. 64 hex digits alone are a SHA-256, as pooch and `Registry` read them.
     Raises `InvalidRequestError` (a ValueError) for anything else.
 
+    ```pycon
     >>> parse_checksum("E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855")[0]
     'sha256'
+    ```
     """
     if not isinstance(text, str):
         raise InvalidRequestError(f"checksum must be a string like 'sha256:<hex>', not {text!r}")

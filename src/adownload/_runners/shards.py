@@ -32,12 +32,14 @@ __all__ = ["Shard", "Shards", "absolute", "final_path", "request_of", "share_of"
 def share_of(max_per_host: int, workers: int) -> tuple[int, int]:
     """How an origin's connection limit is split: (shards of it at once, connections each).
 
+    ```pycon
     >>> share_of(6, 2)
     (2, 3)
     >>> share_of(1, 4)
     (1, 1)
     >>> share_of(7, 2)
     (2, 3)
+    ```
     """
     shards = max(1, min(max_per_host, workers))
     return shards, max(1, max_per_host // shards)
@@ -171,10 +173,12 @@ def final_path(request: Request, dest: str | os.PathLike[str]) -> str:
     """The absolute path `request` writes, whatever spelled it: its `path`, else its URL's
     name in its `dest`, else in `dest` (the runner's). Two requests of one file have one.
 
+    ```pycon
     >>> final_path(Request("http://h/a/f.zip", dest="/d"), "/x")
     '/d/f.zip'
     >>> final_path(Request("http://h/g.zip", "/d/./f.zip"), "/x")
     '/d/f.zip'
+    ```
     """
     path = request.path
     if path is None:
