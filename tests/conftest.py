@@ -45,6 +45,7 @@ TIERS = {
         "test_proxy.py",
         "test_chaos.py",
         "test_benchmarks.py",
+        "test_docs.py",
         "test_examples.py",
         "test_readme.py",
         "test_startup.py",

@@ -35,6 +35,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {root};
+        {autoindex}
         location /html/ {{ alias {root}/; autoindex on; }}
         location /json/ {{ alias {root}/; autoindex on; autoindex_format json; }}
         location /xml/ {{ alias {root}/; autoindex on; autoindex_format xml; }}
@@ -60,7 +61,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def run_nginx(root: Path, prefix: Path) -> Iterator[Nginx]:
+def run_nginx(root: Path, prefix: Path, *, autoindex: bool = False) -> Iterator[Nginx]:
+    """nginx on `root`; with `autoindex`, every directory lists its files (as python.org's
+    download folders do), not only those under `/html/`."""
     binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
     if binary is None:
         pytest.skip("needs nginx")
@@ -68,7 +71,11 @@ def run_nginx(root: Path, prefix: Path) -> Iterator[Nginx]:
     for attempt in range(5):  # a port taken between the probe and nginx's bind: another one
         port = _free_port()
         conf = prefix / "nginx.conf"
-        conf.write_text(_CONF.format(prefix=prefix, port=port, root=root))
+        conf.write_text(
+            _CONF.format(
+                prefix=prefix, port=port, root=root, autoindex="autoindex on;" if autoindex else ""
+            )
+        )
         process = subprocess.Popen(
             [binary, "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr"],
             stdin=subprocess.DEVNULL,

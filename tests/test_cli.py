@@ -468,20 +468,17 @@ def test_sigint_against_a_server_without_ranges_promises_no_continuation(
     assert os.listdir(tmp_path) == []  # no .part that a rerun would only overwrite
 
 
-# --- the README -----------------------------------------------------------------------------
+# --- the command line's guide ----------------------------------------------------------------
 
-README = Path(__file__).parent.parent / "README.md"
+GUIDE = Path(__file__).parent.parent / "docs" / "guides" / "cli.md"
 PYTHON_ORG = "https://www.python.org/ftp/python/doc"
 
 
 def command_line_blocks() -> list[str]:
-    text = README.read_text()
-    section = text[text.index("\n## Command line\n") :]
-    section = section[: section.index("\n## ", 1)]
-    return re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    return re.findall(r"```sh\n(.*?)```", GUIDE.read_text(), flags=re.DOTALL)
 
 
-def test_readme_command_line_examples_run_as_pasted(
+def test_the_guides_command_line_examples_run_as_pasted(
     threaded_server: Server, tmp_path: Path
 ) -> None:
     blocks = command_line_blocks()

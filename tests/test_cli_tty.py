@@ -251,6 +251,29 @@ def test_a_mixed_batch_fits_every_width_shows_bytes_and_a_stall(
     final = screens[-1]
     assert f"failed {missing}: HTTP 404 Not Found" in final
     assert any(line.startswith("6 downloaded, 0 skipped, 2 failed: 3.0 MiB in ") for line in final)
+    if width == 80:
+        # The command line's guide shows this display at 80 columns: a screen it really shows.
+        seen = {_shape(line) for screen in screens for line in screen}
+        for line in _guide_picture():
+            assert len(line) <= width, line
+            assert _shape(line) in seen, (line, sorted(seen))
+
+
+GUIDE = Path(__file__).parent.parent / "docs" / "guides" / "cli.md"
+
+
+def _guide_picture() -> list[str]:
+    """The guide's picture of the display (the text block after "80 columns")."""
+    text = GUIDE.read_text()
+    start = text.index("```text\n", text.index("(80 columns, a mixed batch)")) + len("```text\n")
+    return text[start : text.index("```", start)].splitlines()
+
+
+def _shape(line: str) -> str:
+    """A line with its numbers, port and bar fill left out: what stays from run to run."""
+    line = re.sub(r"\d+(\.\d+)?", "9", line)
+    line = re.sub(r"[━╸╺]+", "━", line)
+    return " ".join(line.split())
 
 
 def test_the_mirror_shows_its_transfers_on_a_terminal_while_they_run(

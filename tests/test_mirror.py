@@ -482,15 +482,13 @@ async def test_a_run_killed_midway_and_run_again_ends_byte_identical(
     assert served.archive.body_bytes - sent <= missing
 
 
-# --- the README's example --------------------------------------------------------------------
+# --- the guide's example ---------------------------------------------------------------------
 
-README = Path(__file__).parent.parent / "README.md"
+GUIDE = Path(__file__).parent.parent / "docs" / "guides" / "mirror.md"
 
 
 def readme_mirror_blocks() -> list[str]:
-    section = README.read_text().split("## Mirror a documentation archive\n", 1)[1]
-    section = section.split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    return re.findall(r"```sh\n(.*?)```", GUIDE.read_text(), flags=re.DOTALL)
 
 
 def free_port() -> int:
@@ -500,7 +498,7 @@ def free_port() -> int:
         return port
 
 
-def test_readme_mirror_example_runs_as_pasted(tmp_path: Path) -> None:
+def test_the_guides_mirror_example_runs_as_pasted(tmp_path: Path) -> None:
     local, with_internet = readme_mirror_blocks()
     assert "https://www.python.org/ftp/python/doc/" in with_internet
     # Only the port changes: 8000 may be taken on a shared machine.

@@ -19,7 +19,7 @@ worker. The caller gets outcomes as they complete, each naming the process that 
 When it pays: a worker costs the start of an interpreter (about 0.3-0.6 s of CPU here) and
 each file a little copying between processes; against that, each worker's files cost one
 core's time. On this project's 2-core machine two workers pay from a few thousand small files
-(see benchmarks/README.md); for a few hundred files, or for large ones (the kernel copies
+(see docs/benchmarks.md); for a few hundred files, or for large ones (the kernel copies
 those, and one process fills a fast link), one process is faster.
 
 Faults: a worker that dies (killed, out of memory) has its unfinished downloads fail with an

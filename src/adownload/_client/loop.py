@@ -2,7 +2,7 @@
 other wrappers of `_client/sync.py`, a Dask shard): uvloop's when it is installed, else asyncio's.
 
 uvloop (`pip install 'adownload[uvloop]'`) runs the same asyncio code on libuv; per file it
-spends less time in the loop itself (see benchmarks/README.md). It is optional: asyncio's own
+spends less time in the loop itself (see docs/benchmarks.md). It is optional: asyncio's own
 loop is the default, fully supported and tested, and `ADOWNLOAD_LOOP=asyncio` keeps it even
 where uvloop is installed. An application that runs its own loop gets no say from us: the
 `Downloader` runs on whatever loop it is awaited on.

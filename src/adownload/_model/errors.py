@@ -1,28 +1,7 @@
 """The exceptions adownload raises, all rooted at `DownloadError`.
 
-```
-DownloadError                       every failure of a download; has .url
-├── InvalidRequestError (ValueError) bad input: malformed URL, unknown scheme, bad option
-├── UnsafePathError (ValueError)     a name or target that would escape or write through a link
-├── DestinationExistsError (FileExistsError)   the target (or its .part name) may not be replaced
-├── HTTPStatusError                  the server answered with an error status; has .status
-├── FTPReplyError                    an FTP server's error reply (550, 530, 421...); has .code
-├── ChecksumMismatchError            the bytes do not match the expected or announced digest
-├── SizeLimitError                   the file is larger than the size limit; has .limit
-├── TransportError                   the exchange with the server failed
-│   ├── ConnectError                 no connection could be made
-│   ├── ProxyError                   the proxy refused, failed its handshake, or wants credentials
-│   ├── RedirectError                too many redirects, or a redirect we refuse to follow
-│   └── RemoteProtocolError          the server broke HTTP (malformed or cut-short response)
-│       ├── ContentDecodingError     a Content-Encoding that cannot be decoded (final)
-│       └── IncompleteBodyError      the body ended before its announced length; has .received
-├── DownloadTimeout (TimeoutError)   a time limit ran out; has .phase
-│   ├── ConnectTimeout               while connecting
-│   ├── ReadTimeout                  no byte arrived for the idle-read limit
-│   ├── StallError                   the transfer ran below the minimum speed
-│   └── TotalTimeout                 the whole download took longer than its total limit
-└── StorageError (OSError)           the local file system refused (no space, permission, ...)
-```
+The classes below are the one statement of the tree: the documentation's exception page
+(`docs/reference/errors.md`) is generated from them, each with its docstring's first line.
 
 aiohttp's exceptions are translated to these in exactly one place,
 `adownload._protocols.http.errors.translate_client_errors`;
