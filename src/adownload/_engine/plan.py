@@ -22,13 +22,11 @@ def plan_for(url: URL, state: PartState | None, *, have: int, ranges: bool) -> P
     """The request for `url`, given the part's `state` and the `have` bytes on hand (a prefix;
     unused for a sparse part). `ranges`: whether ranges may be asked of this URL at all.
 
-    ```pycon
     >>> from adownload._disk.state import PartState
     >>> state = PartState("http://h/f", 100, '"v1"', None)
     >>> plan = plan_for(URL("http://h/f"), state, have=40, ranges=True)
     >>> plan.offset, plan.stop, plan.if_range
     (40, None, '"v1"')
-    ```
     """
     if state is None or not ranges:
         return Plan(url, 0)
@@ -59,12 +57,10 @@ def newer(last_modified: str | None, since: str) -> bool:
     answers 200 to If-Modified-Since anyway (nginx's default `if_modified_since exact` does
     unless the dates are equal). Without a date to compare, it may be: fetched.
 
-    ```pycon
     >>> newer("Tue, 01 Dec 2026 10:00:00 GMT", "Tue, 01 Dec 2026 10:00:00 GMT")
     False
     >>> newer("Wed, 02 Dec 2026 10:00:00 GMT", "Tue, 01 Dec 2026 10:00:00 GMT")
     True
-    ```
     """
     if last_modified is None:
         return True
@@ -126,7 +122,6 @@ def judge_segment(answer: Answer, validators: PartState) -> SegmentNext:
     """What the answer to a segment's ranged request (with If-Range) means, given the
     `validators` of the file the part belongs to.
 
-    ```pycon
     >>> from adownload._disk.state import PartState
     >>> v1, url = PartState("http://h/f", 100, '"v1"', None), URL("http://h/f")
     >>> judge_segment(Answer(Verdict.PARTIAL, url, length=100, etag='"v1"'), v1)
@@ -135,7 +130,6 @@ def judge_segment(answer: Answer, validators: PartState) -> SegmentNext:
     <SegmentNext.START_OVER: 'start over'>
     >>> judge_segment(Answer(Verdict.WHOLE, url, length=100, etag='"v1"'), v1)
     <SegmentNext.RANGES_IGNORED: 'ranges ignored'>
-    ```
     """
     same = (not answer.etag and not answer.last_modified) or validators.matches(
         answer.etag, answer.last_modified

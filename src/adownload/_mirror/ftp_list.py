@@ -124,10 +124,8 @@ def plain_name(name: str) -> bool:
     """Whether a listed name is one plain component: no `/` or `\\`, not `.` or `..`, no
     control characters.
 
-    ```pycon
     >>> [plain_name(n) for n in ("a.zip", "../a", "a/b", "..", "a\\x1bb")]
     [True, False, False, False, False]
-    ```
     """
     if not name or name in (".", "..") or "/" in name or "\\" in name:
         return False

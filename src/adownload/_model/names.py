@@ -52,6 +52,7 @@ def safe_filename(name: str, *, fallback: str = FALLBACK_NAME) -> str:
     'evil.dll'
     >>> safe_filename("..")
     'download'
+
     ```
     """
     name = unicodedata.normalize("NFC", name)

@@ -139,14 +139,12 @@ def range_answer(
     to a bounded range (`bytes a-END/TOTAL`, which some servers send) holds what was asked, and
     the reader stops at `stop`. Its Content-Length, when given, must be the range's size.
 
-    ```pycon
     >>> range_answer("bytes 100-199/1000", 100, 100, 199, 1000)
     (100, 199, 1000)
     >>> range_answer("bytes 100-999/1000", 900, 100, 199, 1000)  # open-ended: it holds 100-199
     (100, 999, 1000)
     >>> range_answer("bytes 101-199/1000", 99, 100, 199, 1000) is None
     True
-    ```
     """
     match = _CONTENT_RANGE.match(value or "")
     if match is None:

@@ -304,12 +304,10 @@ def translate_ftp_errors(url: str, *, read: float | None = None) -> Iterator[Non
 def mdtm_date(value: str) -> str | None:
     """An MDTM reply (`YYYYMMDDHHMMSS[.sss]`, UTC; RFC 3659) as an HTTP date, or None.
 
-    ```pycon
     >>> mdtm_date("20261202101530")
     'Wed, 02 Dec 2026 10:15:30 GMT'
     >>> mdtm_date("2026") is None
     True
-    ```
     """
     digits = value.split(".", 1)[0]
     if len(digits) != 14 or not digits.isdigit():

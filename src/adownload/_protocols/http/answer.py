@@ -194,10 +194,8 @@ def name_from_disposition(header: str | None) -> str | None:
     """The safe file name a Content-Disposition header value proposes (aiohttp's parser, as
     `ClientResponse.content_disposition` reads it, then `safe_filename`), or None.
 
-    ```pycon
     >>> name_from_disposition('attachment; filename="../../etc/passwd"')
     'passwd'
-    ```
     """
     if header is None:
         return None
