@@ -6,7 +6,9 @@ A page asks for one with a marker on a line of its own:
   by group, read from the parser the command itself runs, so the page cannot drift from
   `--help`;
 - `<!-- generated: errors -->`: the exception tree, walked from `adownload.DownloadError`'s
-  subclasses, each with the first line of its docstring.
+  subclasses, each with the first line of its docstring;
+- `<!-- generated: options -->`: every keyword of `Downloader`, from the declarations in
+  `adownload._model.catalogue` and the defaults of `Downloader`'s signature.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def _generate(kind: str, name: str | None) -> str:
         return _cli_reference(name)
     if kind == "errors":
         return _error_tree()
+    if kind == "options":
+        return _options_table()
     raise ValueError(f"unknown generated part {kind!r}")
 
 
@@ -147,3 +151,42 @@ _FIRST = [
     "DownloadTimeout",
     "StorageError",
 ]
+
+
+# --- the options ----------------------------------------------------------------------------
+
+
+def _options_table() -> str:
+    import inspect
+
+    import adownload
+    from adownload._model.catalogue import KEYWORDS
+
+    parameters = inspect.signature(adownload.Downloader).parameters
+    lines = []
+    for declared in KEYWORDS:
+        default = _default(parameters[declared.name].default)
+        facts = [f"Workers and Dask: {declared.travels}."]
+        if declared.per_request:
+            facts.insert(0, "A `Request` may set its own.")
+        if declared.flags:
+            facts.append("Flags: " + ", ".join(f"`{flag}`" for flag in declared.flags) + ".")
+        lines += [
+            f"`{declared.name}` = {default}",
+            f":   {declared.help[0].upper()}{declared.help[1:]}",
+            "",
+            f"    {' '.join(facts)}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _default(value: object) -> str:
+    import enum
+
+    if isinstance(value, enum.Enum):
+        return f"`{type(value).__name__}.{value.name}`"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"`{value.__qualname__}`"
+    text = repr(value)
+    return f"`{text}`" if len(text) < 60 else f"`{type(value).__name__}()`"

@@ -4,6 +4,7 @@ blocking API's keywords held to the `Downloader`'s signature."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import typing
 from pathlib import Path
@@ -112,3 +113,29 @@ def test_the_blocking_functions_take_every_option_of_the_downloader() -> None:
     for function in (adownload.download, adownload.download_many, adownload.fetch):
         options = inspect.signature(function).parameters["options"]
         assert options.kind is inspect.Parameter.VAR_KEYWORD
+
+
+def test_every_keyword_is_declared_once_and_the_declarations_hold() -> None:
+    """The catalogue (adownload._model.catalogue) names every keyword of `Downloader`, in its
+    order; what it says a `Request` may set, `Request` has; the flags it names, the command
+    has; and the docstrings list what it says."""
+    from adownload._cli.flags import build_parser
+    from adownload._model.catalogue import KEYWORDS
+    from adownload._model.options import PER_REQUEST, Options
+
+    names = [declared.name for declared in KEYWORDS]
+    assert names == list(inspect.signature(adownload.Downloader).parameters)
+    assert len(set(names)) == len(names)
+    fields = {field.name for field in dataclasses.fields(adownload.Request)}
+    shared = [declared.name for declared in KEYWORDS if declared.per_request]
+    assert set(shared) <= fields
+    assert set(PER_REQUEST) <= {field.name for field in dataclasses.fields(Options)}
+    assert set(PER_REQUEST) == set(shared) - {"dest", "headers"}
+    flags = {flag for action in build_parser()._actions for flag in action.option_strings}
+    for declared in KEYWORDS:
+        assert set(declared.flags) <= flags, (declared.name, set(declared.flags) - flags)
+        assert declared.help.endswith("."), declared.name
+        assert f"- `{declared.name}`: {declared.help}" in " ".join(
+            (adownload.Downloader.__doc__ or "").split()
+        )
+    assert ", ".join(f"`{name}`" for name in shared[:-1]) in (adownload.Request.__doc__ or "")

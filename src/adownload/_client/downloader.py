@@ -8,6 +8,7 @@ import enum
 import logging
 import os
 import ssl
+import textwrap
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -26,6 +27,7 @@ from .._disk.sinks import FileSink, Sink, SinkOpener
 from .._engine.limits import KeyedPrimitives, Limiter
 from .._engine.settings import Settings
 from .._model.auth import Auth, Netrc, check_auth
+from .._model.catalogue import describe
 from .._model.config import Existing, Limits, Retry, Segments, Timeout
 from .._model.events import EventHook, emitter
 from .._model.options import DEFAULTS, Options, check_proxy
@@ -75,58 +77,12 @@ class Downloader:
     ...     outcomes = await dl.download_many(urls)
     ```
 
-    Options (every one keyword-only, each with a default that is safe for a stranger's server):
-
-    - `dest`: the directory files go into unless a call or a `Request` says otherwise (".").
-    - `limits`: files in flight in all and connections per host (`Limits`).
-    - `timeout`: connect, idle-read and total limits per file (`Timeout`).
-    - `existing`: what to do when a target file exists (`Existing.SKIP`: leave it, don't refetch).
-    - `headers`: request headers sent with every request.
-    - `content_disposition`: name files as the server's Content-Disposition header says (made
-      safe, inside the destination directory). Off by default: a URL's name is predictable.
-    - `writer`: opens the sink for each file (`FileSink.open`; `AiofilesSink.open` or
-      `GeneratorSink.open` are the alternatives).
-    - `max_redirects`: redirects followed per request (10).
-    - `session`: an `aiohttp.ClientSession` to borrow instead of opening one.
-    - `on_event`: called with each `Event` (queued, started, progress, retrying, finished) of
-      every download; see `adownload.Event`.
-    - `retry`: when and how often to try again (`Retry`: 4 attempts, exponential backoff).
-    - `resume`: keep the `.part` of a failed download (when the server gave validators) and
-      continue it later, in this run or the next (True).
-    - `max_size`: the largest file accepted, in bytes; refused from its Content-Length before
-      any byte is written, and checked while streaming (None: no limit).
-    - `verify_digests`: check the Content-Digest, Repr-Digest or Digest a server sends (True).
-    - `allow_downgrade`: follow a redirect from https to plain http (False).
-    - `segments`: how a large file is split over several connections (`Segments`).
-    - `decode_content`: ask for and decode a compressed Content-Encoding (False: the bytes on
-      disk are the bytes sent). Decoded downloads are not resumed; `max_size` caps the decoded
-      size, so a decompression bomb stops at the limit.
-    - `splice`: on Linux, move a large (4 MiB or more) plain-http body from the socket to the
-      file inside the kernel, with `splice(2)`, instead of through Python (True). It is used only
-      when nothing needs to see the bytes: no checksum or digest to compute, no rate limit, no
-      `min_speed`, the default `writer`. False: every body takes the read path.
-    - `proxy`: the proxy every request goes through, as a URL: `http://` or `https://` (TLS to
-      the proxy), with CONNECT for https targets; `socks4://`, `socks4a://`, `socks5://`, or
-      `socks5h://` (the proxy looks names up). Credentials go in the URL
-      (`socks5://user:pw@host:1080`) and are never shown. A `Request` may set its own.
-    - `no_proxy`: hosts reached directly whatever the proxy: "a.example, .b.example,
-      127.0.0.1, 10.0.0.0/8", or a list; `*` for all. A name covers its subdomains.
-    - `trust_env`: read the environment as curl does: `http_proxy`, `https_proxy`,
-      `all_proxy` and `no_proxy` (`HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` too, but not
-      `HTTP_PROXY`), and logins from `$NETRC` or `~/.netrc`. Off: the library reads no
-      environment unless asked. `proxy` and `no_proxy` win over the variables.
-    - `auth`: credentials for the servers: a (login, password) pair or `BasicAuth` for basic,
-      `DigestAuth` for digest; the login of ftp:// URLs too. Sent only to the origin of each
-      request's own URL, never past a redirect to another host nor to a mirror elsewhere.
-    - `netrc`: a `.netrc` file to take logins from, by host, for requests that bring none of
-      their own (no `auth`, no userinfo, no Authorization header); False: none, even with
-      `trust_env`.
-    - `cookies`: a Netscape `cookies.txt` file (as curl, wget and aria2c write) to start the
-      cookie jar with, or an aiohttp cookie jar to use. The jar keeps what servers set, for
-      hosts named by IP address too; `save_cookies` writes it back.
-    - `verify`: check servers' certificates (True), with this `ssl.SSLContext`, or not at
-      all (False); the SOCKS routes' too when a `session` is borrowed.
+    Every keyword is keyword-only, with a default that is safe for a stranger's server; what
+    each does is declared once, in `adownload._model.catalogue`, from which the list below (in
+    `help(Downloader)`) and the documentation's options table are made.
     """
+
+    __doc__ = f"{__doc__}\n    Options:\n\n{textwrap.indent(describe(), '    ')}\n"
 
     def __init__(
         self,

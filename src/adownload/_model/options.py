@@ -5,9 +5,10 @@ A `Downloader` holds one `Options` (its defaults); a `Request` may override the 
 field left at `USE_DEFAULT` takes the downloader's value; any other value replaces it, `None`
 included where None means something (`Request(max_size=None)`: no size limit for this file,
 whatever the downloader's). Adding an option is one field here (its type, default and check),
-one keyword of `Downloader` (whose default is read from `DEFAULTS`), and its flag in the CLI's
-table (whose default is read from `DEFAULTS` too); the command hands the options it parsed to
-the library as they are (`Options.keywords`).
+its declaration in `catalogue.KEYWORDS` (what it does, its flags, whether a request may set it,
+whether it travels), one keyword of `Downloader` (whose default is read from `DEFAULTS`), and
+its flag in the CLI's table (whose default is read from `DEFAULTS` too); the command hands the
+options it parsed to the library as they are (`Options.keywords`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
 from .auth import BasicAuth, DigestAuth, check_auth
+from .catalogue import KEYWORDS
 from .config import Existing, Retry, Segments, Timeout
 from .proxy import Proxy, parse_proxy
 
@@ -34,8 +36,14 @@ class _UseDefault(enum.Enum):
 USE_DEFAULT: Final = _UseDefault.USE_DEFAULT
 UseDefault: TypeAlias = Literal[_UseDefault.USE_DEFAULT]
 
-#: The options a `Request` may set for its own file.
-PER_REQUEST: Final = ("timeout", "existing", "max_size", "segments", "proxy", "auth")
+#: The options a `Request` replaces for its own file: the per-request keywords of the catalogue
+#: that are options of one download (`dest` and `headers`, also a request's, are not replaced
+#: but placed and added).
+PER_REQUEST: Final = tuple(
+    declared.name
+    for declared in KEYWORDS
+    if declared.per_request and declared.name not in ("dest", "headers")
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from yarl import URL
 
 from .auth import Auth, check_auth
+from .catalogue import KEYWORDS
 from .config import Existing, Segments, Timeout
 from .errors import DownloadError, InvalidRequestError
 from .options import USE_DEFAULT, UseDefault, check_kind, check_max_size, check_proxy
@@ -68,6 +69,11 @@ def parse_url(url: str | URL) -> URL:
     return parsed.with_fragment(None) if parsed.raw_fragment else parsed
 
 
+def _shared_keywords() -> str:
+    names = [f"`{declared.name}`" for declared in KEYWORDS if declared.per_request]
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """One file to download, with options that override the downloader's for this file only.
@@ -75,15 +81,6 @@ class Request:
     - `url`: http, https or ftp, as a string or `yarl.URL`. Checked when the Request is made.
     - `path`: the exact file to write. Without it the file goes into the `dest` directory of the
       call (or of the downloader), named after the URL's last path segment.
-    - `dest`: the directory for this file, when `path` is not given.
-    - `headers`: extra request headers, added to the downloader's.
-    - `existing`: the policy when the target file exists (see `Existing`).
-    - `timeout`: time limits for this file (see `Timeout`).
-
-    `existing`, `timeout`, `max_size` and `segments` override the downloader's for this file;
-    left at `USE_DEFAULT`, they take the downloader's (None, for the first three and
-    `segments`, means the same, except for `max_size`, where None means no limit).
-
     - `sink`: send the bytes to this sink (e.g. a `MemorySink`) instead of a file.
     - `check_only`: check that the file exists and download nothing (as wget's `--spider`):
       the request is sent and its answer's status read; the outcome has the `status`, the
@@ -100,20 +97,21 @@ class Request:
     - `pieces`: the hashes of the file's pieces (`Pieces`, as a Metalink lists them): each
       piece is checked as it lands, and a bad one is fetched again, from another mirror when
       there is one.
-    - `max_size`: the largest file accepted, in bytes; None: no limit for this file.
-    - `segments`: how this file may be split over several connections (see `Segments`).
-    - `proxy`: the proxy for this file (a URL: http, https, socks4, socks4a, socks5, socks5h);
-      None: none but the environment's, when the downloader has `trust_env`.
-    - `auth`: credentials for this file's server (a (login, password) pair for basic, a
-      `BasicAuth` or a `DigestAuth`), sent to its origin only; None: none.
 
-    `proxy` and `auth` left at `USE_DEFAULT` take the downloader's.
+    The keywords a request shares with `Downloader` (listed below, in `help(Request)`, and
+    marked in the documentation's options table) are the `Downloader` keywords of those
+    names, for this file only (`headers` are added to the downloader's); left out, they are
+    the downloader's. None means none (no size limit for `max_size`, no proxy but the
+    environment's when the downloader has `trust_env`, no credentials), or the default for
+    `existing`, `timeout` and `segments`.
 
     ```pycon
     >>> Request("https://user:pw@example.org/a.zip", path="archives/a-2024.zip")
     Request(url='https://example.org/a.zip', path='archives/a-2024.zip')
     ```
     """
+
+    __doc__ = f"{__doc__}\n    Shared with `Downloader`: {_shared_keywords()}.\n"
 
     url: str | URL
     path: str | os.PathLike[str] | None = None
