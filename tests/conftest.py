@@ -46,6 +46,7 @@ TIERS = {
         "test_chaos.py",
         "test_benchmarks.py",
         "test_docs.py",
+        "test_stores.py",
         "test_examples.py",
         "test_readme.py",
         "test_startup.py",

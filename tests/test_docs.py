@@ -56,6 +56,7 @@ NOT_RUN = {
     ("README.md", ".venv/bin/python -m pytest                 # the tests, on f"),
     ("quickstart.md", "python3 -m venv .venv && .venv/bin/pip install -e ."),
     ("guides/workers.md", "dask scheduler --host 127.0.0.1 --port 8786 &               "),
+    ("guides/stores.md", "pip install -e '.[cloud]'"),
 }
 
 #: The files the pages download, by path on the stand-in server.
@@ -140,6 +141,7 @@ def write_world(root: Path) -> None:
 @dataclass
 class World:
     substitutions: dict[str, str]
+    root: Path
 
 
 def _free_port() -> int:
@@ -147,6 +149,23 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextlib.contextmanager
+def s3_store(root: Path) -> Iterator[str]:
+    """moto's S3 server with a public bucket `python-docs` of two archives; its endpoint."""
+    from .store_servers import boto, moto_server
+
+    with moto_server() as endpoint:
+        client = boto(endpoint)
+        client.create_bucket(Bucket="python-docs")
+        for version in ("3.12.7", "3.13.2"):
+            archive = root / "ftp/python/doc" / version / f"python-{version}-docs-html.zip"
+            key = f"{version.rsplit('.', 1)[0]}/{archive.name}"
+            client.put_object(
+                Bucket="python-docs", Key=key, Body=archive.read_bytes(), ACL="public-read"
+            )
+        yield endpoint
 
 
 @contextlib.contextmanager
@@ -191,7 +210,8 @@ def world(tmp_path: Path) -> Iterator[World]:
                 "ftp://ftp.example.org": f"ftp://127.0.0.1:{ftp}",
                 "127.0.0.1:8000": f"127.0.0.1:{port}",
                 "http.server 8000": f"http.server {port}",
-            }
+            },
+            root,
         )
 
 
@@ -237,6 +257,10 @@ def test_every_code_block_runs(page: Path, world: World, tmp_path: Path) -> None
     }
     python = [substitute(b.code, substitutions) for b in runs if b.lang == "python"]
     with contextlib.ExitStack() as stack:
+        if any("s3://" in block.code for block in runs):
+            endpoint = stack.enter_context(s3_store(world.root))
+            substitutions = {**substitutions, "http://127.0.0.1:9000": endpoint}
+            python = [code.replace("http://127.0.0.1:9000", endpoint) for code in python]
         if any("tcp://scheduler:8786" in code for code in python):
             address = stack.enter_context(dask_scheduler())
             python = [code.replace("tcp://scheduler:8786", address) for code in python]
@@ -252,20 +276,20 @@ def test_every_code_block_runs(page: Path, world: World, tmp_path: Path) -> None
             )
             assert result.returncode == 0, f"{name}:\n{result.stderr}"
             assert "Traceback" not in result.stderr, result.stderr
-    for block in runs:
-        if block.lang != "sh":
-            continue
-        script = substitute(block.code, substitutions)
-        result = subprocess.run(
-            ["bash", "-e", "-c", script],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, f"{name}: {block.first_line}\n{result.stderr}"
-        assert "Traceback" not in result.stderr, result.stderr
+        for block in runs:
+            if block.lang != "sh":
+                continue
+            script = substitute(block.code, substitutions)
+            result = subprocess.run(
+                ["bash", "-e", "-c", script],
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert result.returncode == 0, f"{name}: {block.first_line}\n{result.stderr}"
+            assert "Traceback" not in result.stderr, result.stderr
     assert not list(cwd.rglob("*.part")), "a page left a .part behind"
 
 

@@ -14,6 +14,7 @@ from yarl import URL
 
 import adownload._engine.plan
 import adownload._mirror.ftp_list
+import adownload._mirror.store_list
 import adownload._model.names
 import adownload._protocols.base
 import adownload._protocols.ftp.client
@@ -31,8 +32,8 @@ from adownload import (
 from adownload._disk.state import PartState
 from adownload._engine.plan import Next, judge, layout_for, plan_for, segments_for
 from adownload._engine.retry import retryable, with_retries
-from adownload._mirror.ftp_list import plain_name
 from adownload._model.errors import ConnectError, FTPReplyError, IncompleteBodyError, StorageError
+from adownload._model.names import plain_name
 from adownload._model.options import Options
 from adownload._protocols.base import Answer, Plan, Verdict
 from adownload._protocols.ftp.client import mdtm_date
@@ -54,9 +55,9 @@ def state(**fields: object) -> PartState:
         adownload._protocols.base,
         adownload._engine.plan,
         adownload._protocols.ftp.client,
-        adownload._mirror.ftp_list,
         adownload._protocols.http.answer,
         adownload._model.names,
+        adownload._mirror.store_list,
     ],
 )
 def test_doctests(module: object) -> None:
@@ -352,7 +353,7 @@ def test_the_mirror_asks_with_the_validators_it_recorded(tmp_path: Path) -> None
 
 
 def test_a_listed_ftp_file_is_current_when_size_and_time_agree(tmp_path: Path) -> None:
-    from adownload._mirror.listing import Upstream
+    from adownload._mirror.listing import Listed, Upstream
     from adownload._mirror.plan import Pending, listed_current
     from adownload._mirror.state import Record
 
@@ -362,7 +363,7 @@ def test_a_listed_ftp_file_is_current_when_size_and_time_agree(tmp_path: Path) -
     when = "Mon, 02 Nov 2026 10:00:00 GMT"
 
     def pending(listed: tuple[int | None, str | None], record: Record | None) -> Pending:
-        file = Upstream(Request(url), ("a.txt",), listed=listed)
+        file = Upstream(Request(url), ("a.txt",), listed=Listed(*listed))
         return Pending(file, url, target, True, record, 5, {})
 
     row = Record("a.txt", url, None, when, 5, owned=True, done=True)

@@ -36,9 +36,10 @@ from adownload._client.registry import Registry
 from adownload._disk.files import name_from_url, safe_filename
 from adownload._disk.state import _parse as parse_state
 from adownload._mirror.autoindex import parse_index
-from adownload._mirror.ftp_list import _entry, plain_name
+from adownload._mirror.ftp_list import _entry
 from adownload._model.auth import NetrcSyntaxError, parse_netrc
 from adownload._model.errors import DownloadError
+from adownload._model.names import plain_name
 from adownload._model.proxy import NoProxy, parse_proxy
 from adownload._model.request import parse_url
 from adownload._model.verify import parse_checksum, parse_digest_fields, parse_legacy_digest
@@ -584,3 +585,66 @@ def test_digits_that_are_not_ascii_are_no_numbers(value: str) -> None:
     # The class of defect hypothesis found first: str.isdigit() takes these.
     assert retry_after(value) is None
     assert duplicates([{"url": URL("http://127.0.0.1/m"), "pri": value}])[0].host == "127.0.0.1"
+
+
+# --- object stores ---------------------------------------------------------------------------
+
+
+@given(st.sampled_from(["s3", "gs", "az"]), text, text)
+def test_an_object_store_url_is_a_bucket_and_a_key_or_a_clear_error(
+    scheme: str, bucket: str, key: str
+) -> None:
+    raw = f"{scheme}://{bucket}/{key}"
+    try:
+        url = parse_url(raw)
+    except InvalidRequestError:
+        return
+    from adownload._protocols.store.exchange import object_key
+
+    assert url.scheme == scheme
+    assert url.raw_host and url.raw_host == url.raw_host.lower()
+    try:
+        found = object_key(url, raw)
+    except InvalidRequestError:
+        return
+    assert found and not found.endswith("/")
+    assert not any(ord(c) < 32 for c in found)
+
+
+@given(st.lists(st.one_of(text, st.sampled_from(["", ".", "..", "a", "\x01"])), max_size=6))
+def test_a_listing_goes_on_past_a_bad_key(segments: list[str]) -> None:
+    from adownload._mirror.store_list import skip_past
+
+    key = "/".join(segments)
+    after = skip_past(key)
+    bad = any(
+        s in ("", ".", "..") or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in s)
+        for s in key.split("/")
+    )
+    if not bad:
+        assert after is None
+        return
+    assert after is not None and after > key  # the listing moves forward
+    assert all(part not in ("", ".", "..") for part in after.split("/"))
+
+
+@given(
+    st.dictionaries(st.sampled_from(["AWS_ACCESS_KEY_ID", "AWS_REGION", "AWS_ENDPOINT_URL",
+                                     "AWS_DEFAULT_REGION", "AZURE_STORAGE_ACCOUNT_NAME",
+                                     "GOOGLE_APPLICATION_CREDENTIALS", "HOME"]), text),
+    st.dictionaries(text, st.one_of(text, st.booleans(), st.integers())),
+)
+def test_store_config_is_keys_and_strings_or_a_type_error(
+    environ: dict[str, str], options: dict[str, Any]
+) -> None:
+    from adownload._model.stores import store_config
+
+    environ["HOME"] = "/nonexistent-home"
+    try:
+        config = store_config(options, trust_env=True, environ=environ)
+    except (TypeError, InvalidRequestError):
+        return
+    for scheme in ("s3", "gs", "az"):
+        for key, value in config.for_scheme(scheme).items():
+            assert key == key.lower() and isinstance(value, str)
+    assert "secret" not in repr(config).lower() or "secret" in repr(list(options)).lower()

@@ -54,7 +54,7 @@ _V4 = "urn:ietf:params:xml:ns:metalink"
 _V3 = "http://www.metalinker.org/"
 #: Whole-file hashes by strength: the strongest one given is checked.
 _STRENGTH = ("sha512", "sha384", "sha256", "sha224", "sha1", "md5")
-_SCHEMES = ("http", "https", "ftp")
+_SCHEMES = ("http", "https", "ftp", "s3", "gs", "az")
 _LOWEST = 999_999  # Metalink 4's priorities run from 1 (best) to 999999
 
 

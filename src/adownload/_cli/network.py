@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
 
+from yarl import URL
+
 from .._model.auth import BasicAuth, DigestAuth, Netrc
 from .._model.errors import InvalidRequestError, StorageError
 from .._model.options import check_proxy
@@ -117,6 +119,31 @@ def add_network_flags(parser: argparse.ArgumentParser) -> None:
         help="write the cookies (those loaded, and those the servers set) to FILE at the end,"
         " readable by you only",
     )
+    stores = parser.add_argument_group(
+        "object stores (s3://, gs://, az://; pip install 'adownload[cloud]')",
+        "(credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,"
+        " AWS_PROFILE and ~/.aws, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*, as the"
+        " clouds' own tools read them)",
+    )
+    stores.add_argument(
+        "--endpoint-url",
+        dest="endpoint_url",
+        metavar="URL",
+        help="the object store's endpoint, for S3-compatible stores (MinIO, R2, Ceph...); as"
+        " aws-cli's --endpoint-url (default: AWS_ENDPOINT_URL, else AWS's)",
+    )
+    stores.add_argument(
+        "--region",
+        dest="region",
+        metavar="REGION",
+        help="the bucket's region, as aws-cli's --region (default: AWS_REGION, else us-east-1)",
+    )
+    stores.add_argument(
+        "--no-sign-request",
+        dest="no_sign_request",
+        action="store_true",
+        help="send no credentials: for public buckets, as aws-cli's --no-sign-request",
+    )
 
 
 class NetworkKeywords(TypedDict):
@@ -125,6 +152,7 @@ class NetworkKeywords(TypedDict):
     trust_env: bool
     auth: BasicAuth | DigestAuth | None
     netrc: Netrc | Literal[False]
+    store_options: dict[str, dict[str, str]] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +167,9 @@ class NetworkOptions:
     cookies: tuple[Cookie, ...] = field(default=(), repr=False)
     cookie_header: str | None = field(default=None, repr=False)
     save_cookies: Path | None = None
+    #: --endpoint-url, --region, --no-sign-request, as obstore's configuration keys (the
+    #: first two S3's), by scheme.
+    store_options: tuple[tuple[str, str, str], ...] = ()
 
     def keywords(self) -> NetworkKeywords:
         """The `Downloader` keywords they stand for."""
@@ -148,6 +179,7 @@ class NetworkOptions:
             "trust_env": True,
             "auth": self.auth,
             "netrc": self.netrc,
+            "store_options": _by_scheme(self.store_options),
         }
 
 
@@ -186,7 +218,34 @@ def network_options(args: argparse.Namespace) -> NetworkOptions:
         cookies=tuple(cookies),
         cookie_header="; ".join(header) if header else None,
         save_cookies=save,
+        store_options=_store_flags(args),
     )
+
+
+def _by_scheme(options: tuple[tuple[str, str, str], ...]) -> dict[str, dict[str, str]] | None:
+    found: dict[str, dict[str, str]] = {}
+    for scheme, key, value in options:
+        found.setdefault(scheme, {})[key] = value
+    return found or None
+
+
+def _store_flags(args: argparse.Namespace) -> tuple[tuple[str, str, str], ...]:
+    """The object store flags as store options (they win over the variables)."""
+    options: list[tuple[str, str, str]] = []
+    if args.endpoint_url is not None:
+        endpoint = URL(args.endpoint_url)
+        if endpoint.scheme not in ("http", "https") or not endpoint.host:
+            raise UsageError(
+                f"--endpoint-url must be an http or https URL, not {args.endpoint_url!r}"
+            )
+        options.append(("s3", "endpoint", args.endpoint_url))
+    if args.region is not None:
+        if not args.region or not all(c.isalnum() or c == "-" for c in args.region):
+            raise UsageError(f"--region {args.region!r} is not a region name")
+        options.append(("s3", "region", args.region))
+    if args.no_sign_request:
+        options += [(scheme, "skip_signature", "true") for scheme in ("s3", "gs", "az")]
+    return tuple(options)
 
 
 def load_cookies_into(downloader: Downloader, network: NetworkOptions) -> None:

@@ -32,6 +32,7 @@ from .._model.config import Existing, Limits, Retry, Segments, Timeout
 from .._model.events import EventHook, emitter
 from .._model.options import DEFAULTS, Options, check_proxy
 from .._model.request import Item, Outcome, request_for
+from .._model.stores import store_config
 from .._model.util import cancel_and_wait
 from .._protocols.http.headers import merge_headers
 from .._protocols.opening import network_config, open_network
@@ -112,6 +113,7 @@ class Downloader:
         netrc: str | os.PathLike[str] | Netrc | Literal[False] | None = None,
         cookies: str | os.PathLike[str] | AbstractCookieJar | None = None,
         verify: ssl.SSLContext | bool = True,
+        store_options: Mapping[str, object] | None = None,
     ) -> None:
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be an adownload.Limits, not {limits!r}")
@@ -144,6 +146,9 @@ class Downloader:
             netrc=netrc,
             cookies=cookies,
             borrowed=session is not None,
+        )
+        self._stores = store_config(
+            store_options, trust_env=bool(trust_env), verify=verify is not False
         )
         self._dest = Path(dest)
         self._limits = limits
@@ -207,6 +212,7 @@ class Downloader:
             limiter=Limiter(self._limits, max_pause=self._options.retry.max_delay, emit=self._emit),
             path_locks=KeyedPrimitives(asyncio.Lock),
             emit=self._emit,
+            stores=self._stores,
         )
         self._state = _State.OPEN
         return self

@@ -51,3 +51,4 @@ class DownloaderOptions(TypedDict, total=False):
     netrc: str | os.PathLike[str] | Netrc | Literal[False] | None
     cookies: str | os.PathLike[str] | AbstractCookieJar | None
     verify: ssl.SSLContext | bool
+    store_options: Mapping[str, object] | None

@@ -1,5 +1,6 @@
-"""Which `Exchange` serves a URL: HTTP for http and https, FTP for ftp. Each protocol's module
-(and its library: aiohttp, aioftp) is imported when its first URL is met."""
+"""Which `Exchange` serves a URL: HTTP for http and https, FTP for ftp, obstore for s3, gs and az.
+Each protocol's module (and its library: aiohttp, aioftp, obstore) is imported when its first
+URL is met."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from yarl import URL
 
+from .._model.errors import InvalidRequestError
 from .._protocols.http.headers import merge_headers
 
 if TYPE_CHECKING:
@@ -19,9 +21,12 @@ if TYPE_CHECKING:
 _http: Any = None
 
 
+_KINDS = {"ftp": "ftp", "s3": "store", "gs": "store", "az": "store"}
+
+
 def kind(url: URL) -> str:
-    """The protocol of `url`: "http" (also for https) or "ftp"."""
-    return "ftp" if url.scheme == "ftp" else "http"
+    """The protocol of `url`: "http" (also for https), "ftp", or "store" (s3, gs, az)."""
+    return _KINDS.get(url.scheme, "http")
 
 
 class Exchanges:
@@ -57,6 +62,20 @@ def exchange(kind: str, settings: Settings, request: Request, options: Options) 
 
         return FtpExchange(
             pool_of(settings.pools, settings.network.netrc), settings.network, options
+        )
+    if kind == "store":
+        try:
+            from .._protocols.store.exchange import StoreExchange, stores_of
+        except ModuleNotFoundError as exc:
+            if exc.name != "obstore":
+                raise
+            raise InvalidRequestError(
+                "s3://, gs:// and az:// URLs need obstore: pip install 'adownload[cloud]'",
+                url=None,
+            ) from None
+
+        return StoreExchange(
+            stores_of(settings.pools, settings.stores, verify=settings.stores.verify), options
         )
     if _http is None:
         from .._protocols.http.exchange import HttpExchange

@@ -14,6 +14,7 @@ from .._disk.files import Ledger
 from .._disk.sinks import SinkOpener
 from .._model.events import Event
 from .._model.options import Options
+from .._model.stores import StoreConfig
 from .._protocols.network import Network
 from .limits import KeyedPrimitives, Limiter
 
@@ -50,6 +51,9 @@ class Settings:
     #: Connection pools of protocols other than HTTP (aiohttp's session has its own), by
     #: protocol; each has `async close()`, which the downloader calls when it closes.
     pools: dict[str, Any] = field(default_factory=dict)
+    #: How object stores (s3, gs, az) are reached: the `store_options`, and the environment's
+    #: with `trust_env`.
+    stores: StoreConfig = StoreConfig({})  # noqa: RUF009 (frozen)
     #: Makes the exchange of a protocol for one download: the network's (`exchanges.exchange`)
     #: unless set; the engine's unit tests set one that answers from a script, in memory.
     exchange: ExchangeFactory | None = None

@@ -19,6 +19,7 @@ from yarl import URL
 
 from .._engine.stream import read_watchdog
 from .._model.errors import RemoteProtocolError
+from .._model.names import plain_name
 from .._model.util import redact, whole_number
 from .._protocols.ftp.client import Client, mdtm_date, pool_of, translate_ftp_errors
 from .._protocols.network import check_ftp_route
@@ -118,15 +119,3 @@ def _entry(line: bytes, parse: Callable[[bytes], tuple[PurePosixPath, Any]]) -> 
     size = whole_number(raw)
     modified = mdtm_date(str(info.get("modify", "")))
     return Entry(name, kind == "dir", size, modified)
-
-
-def plain_name(name: str) -> bool:
-    """Whether a listed name is one plain component: no `/` or `\\`, not `.` or `..`, no
-    control characters.
-
-    >>> [plain_name(n) for n in ("a.zip", "../a", "a/b", "..", "a\\x1bb")]
-    [True, False, False, False, False]
-    """
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
-        return False
-    return not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from yarl import URL
 
@@ -20,8 +21,9 @@ from .._disk import files as _files
 from .._disk.files import INDEX_NAME, safe_filename
 from .._disk.sinks import MemorySink
 from .._model.errors import DownloadError, InvalidRequestError, SizeLimitError, UnsafePathError
+from .._model.names import plain_name
 from .._model.request import Outcome, Request
-from .._model.util import each
+from .._model.util import each, redact
 from .autoindex import below, directory_url, listing_kind, parse_listing
 
 if TYPE_CHECKING:
@@ -58,14 +60,23 @@ class PageSink(MemorySink):
 
 
 @dataclass(frozen=True, slots=True)
+class Listed:
+    """What a listing says of a file, which decides whether it changed: FTP's size and
+    modification time (an HTTP date), an object store's size, time and ETag."""
+
+    size: int | None
+    modified: str | None
+    etag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Upstream:
     """One file upstream: where it comes from and where it goes below DEST."""
 
     request: Request
     parts: tuple[str, ...]
-    #: (size, modified) from an FTP listing, which decides whether a file changed; None for
-    #: HTTP, where a conditional request does.
-    listed: tuple[int | None, str | None] | None = None
+    #: From an FTP or object store listing; None for HTTP, where a conditional request decides.
+    listed: Listed | None = None
 
     @property
     def rel(self) -> str:
@@ -180,10 +191,51 @@ class Lister:
                     elif self.wanted(here):
                         file_url = url.with_path(url.path + entry.name)
                         files.append(
-                            Upstream(Request(file_url), here, (entry.size, entry.modified))
+                            Upstream(Request(file_url), here, Listed(entry.size, entry.modified))
                         )
             level = next_level
             depth += 1
+        return self._one_url_per_file(files)
+
+    async def walk_store(self, start: URL, dl: Downloader) -> list[Upstream]:
+        """The objects below the prefix `start` (`s3://bucket/docs/`), from the store's
+        paginated listing; a key's `/` are folders, as aws-cli's sync sees them."""
+        from .store_list import BadKey, list_prefix
+
+        self.base = start if start.path.endswith("/") else start.with_path(start.path + "/")
+        files: list[Upstream] = []
+        async for found in list_prefix(dl._open_settings(), self.base):
+            if isinstance(found, BadKey):
+                self.complete = False  # keys were skipped: nothing is deleted
+                self._fail(
+                    UnsafePathError(
+                        f"the key {found.key!r} has no safe local path (an empty, '.' or '..'"
+                        " component, or a control character): not mirrored, and the keys"
+                        " listed in its page before it may be missing too (the store's client"
+                        " cannot read the page): the mirror is incomplete",
+                        url=redact(f"{start.scheme}://{start.raw_host}/{found.key}"),
+                    )
+                )
+                continue
+            rest, entry = found
+            parts = tuple(rest.split("/"))
+            if any(not plain_name(part) for part in parts):
+                url = str(self.base) + quote(rest, safe="/")
+                self._fail(
+                    UnsafePathError(
+                        f"the key {rest!r} has no safe local path (an empty, '.', '..' or"
+                        " control-character component): not mirrored",
+                        url=redact(url),
+                    )
+                )
+                continue
+            here = tuple(safe_filename(part) for part in parts)
+            if self.max_depth is not None and len(parts) - 1 > self.max_depth:
+                continue
+            if any(self.pruned(here[:n]) for n in range(1, len(here))) or not self.wanted(here):
+                continue
+            file_url = self.base.with_path(self.base.path + rest)
+            files.append(Upstream(Request(file_url), here, entry))
         return self._one_url_per_file(files)
 
     def _one_url_per_file(self, files: list[Upstream]) -> list[Upstream]:

@@ -102,15 +102,19 @@ def conditions(record: Record | None, info: os.stat_result | None, url: str) -> 
 
 
 def listed_current(job: Pending) -> bool:
-    """For a listed (FTP) file on disk: whether the listing shows the version on disk. With a
-    finished row: the same size and modification time as recorded; without one (a file put
+    """For a listed (FTP, object store) file on disk: whether the listing shows the version
+    on disk. With a finished row: the same size and modification time (ETag, for a store) as
+    recorded; without one (a file put
     there by hand, a run killed after the commit): the same size and not older upstream."""
-    assert job.file.listed is not None
-    size, modified = job.file.listed
+    listed = job.file.listed
+    assert listed is not None
+    size, modified = listed.size, listed.modified
     record = job.record
     if not job.existed or size is None or job.size != size:
         return False
     if record is not None and record.done and record.url == redact(job.url):
+        if listed.etag is not None:  # an object store's: the ETag says it all
+            return record.length == size and record.etag == listed.etag
         return record.length == size and modified is not None and record.last_modified == modified
     if modified is None:
         return False

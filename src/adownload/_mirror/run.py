@@ -40,6 +40,7 @@ from .._model.errors import (
     UnsafePathError,
 )
 from .._model.request import Outcome, Request, parse_url
+from .._model.stores import STORE_SCHEMES
 from .._model.util import redact
 from .listing import Lister, Upstream
 from .plan import Pending, listed_current, plan, storage_error, target_path
@@ -183,6 +184,8 @@ class _Mirror:
         lister = self.lister
         if start is not None and start.scheme == "ftp":
             files = await lister.walk_ftp(start, dl)
+        elif start is not None and start.scheme in STORE_SCHEMES:
+            files = await lister.walk_store(start, dl)
         elif start is not None:
             files = await lister.walk(start, dl)
         else:
@@ -313,7 +316,7 @@ class _Mirror:
                     outcome.etag,
                     # For a listed file, the listing's own time: the next listing is compared
                     # with it (LIST gives minutes where MDTM gives seconds).
-                    outcome.last_modified if listed is None else listed[1],
+                    outcome.last_modified if listed is None else listed.modified,
                     outcome.size,
                     owned=True,
                     done=True,
@@ -335,7 +338,8 @@ class _Mirror:
             row = Record(
                 job.file.rel,
                 url,
-                last_modified=None if listed is None else listed[1],
+                etag=None if listed is None else listed.etag,
+                last_modified=None if listed is None else listed.modified,
                 length=job.size,
                 owned=record is not None and record.owned,
                 done=True,

@@ -194,6 +194,17 @@ KEYWORDS: Final = (
         ("--no-check-certificate", "--ca-certificate"),
         travels="True or False: yes; an `ssl.SSLContext`: no",
     ),
+    Keyword(
+        "store_options",
+        "how object stores (`s3://`, `gs://`, `az://` URLs) are reached, as obstore's"
+        " configuration keys: `endpoint`, `region`, `access_key_id`, `secret_access_key`,"
+        ' `session_token`, `skip_signature`, ... (for every scheme, or under `"s3"`,'
+        ' `"gs"`, `"az"`). With `trust_env`, the standard variables (`AWS_*`,'
+        " `GOOGLE_APPLICATION_CREDENTIALS`, `AZURE_STORAGE_*`) and AWS's shared files come"
+        " first. Without credentials, requests are unsigned (public buckets). Needs the"
+        " `cloud` extra.",
+        ("--endpoint-url", "--region", "--no-sign-request"),
+    ),
 )
 
 _BY_NAME: Final = {declared.name: declared for declared in KEYWORDS}

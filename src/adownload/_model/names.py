@@ -93,3 +93,15 @@ def name_from_url(url: URL) -> str:
         return INDEX_NAME
     # url.name is percent-decoded, so "a%2F..%2Fb" arrives here as "a/../b" and is cut to "b".
     return safe_filename(url.name)
+
+
+def plain_name(name: str) -> bool:
+    """Whether a listed name is one plain component: no `/` or `\\`, not `.` or `..`, no
+    control characters.
+
+    >>> [plain_name(n) for n in ("a.zip", "../a", "a/b", "..", "a\\x1bb")]
+    [True, False, False, False, False]
+    """
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        return False
+    return not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name)

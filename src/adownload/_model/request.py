@@ -18,6 +18,7 @@ from .errors import DownloadError, InvalidRequestError
 from .options import USE_DEFAULT, UseDefault, check_kind, check_max_size, check_proxy
 from .pieces import Pieces
 from .sink import Sink
+from .stores import STORE_SCHEMES, check_bucket
 from .util import redact
 from .verify import parse_checksum
 
@@ -26,11 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Item", "Outcome", "Request"]
 
-_SCHEMES = frozenset({"http", "https", "ftp"})
+_SCHEMES = frozenset({"http", "https", "ftp", *STORE_SCHEMES})
 
 
 def parse_url(url: str | URL) -> URL:
-    """Parse and check a URL given by a caller: absolute, http, https or ftp, with a host.
+    """Parse and check a URL given by a caller: absolute, http, https or ftp with a host, or
+    an object store's (s3, gs, az) with a bucket.
 
     Every error names the URL without its userinfo (`DownloadError` cuts it).
     """
@@ -61,11 +63,14 @@ def parse_url(url: str | URL) -> URL:
         raise InvalidRequestError(f"URL is not absolute: {text!r}", url=text)
     if parsed.scheme.lower() not in _SCHEMES:
         raise InvalidRequestError(
-            f"unsupported URL scheme {parsed.scheme!r} in {text!r}: only http, https and ftp",
+            f"unsupported URL scheme {parsed.scheme!r} in {text!r}: only http, https, ftp,"
+            " s3, gs and az",
             url=text,
         )
     if not parsed.host:
         raise InvalidRequestError(f"URL has no host: {text!r}", url=text)
+    if parsed.scheme in STORE_SCHEMES:
+        check_bucket(parsed, text)
     return parsed.with_fragment(None) if parsed.raw_fragment else parsed
 
 
