@@ -101,7 +101,9 @@ def _check(dest: Path, objects: dict[str, bytes]) -> str | None:
     return None
 
 
-def _argv(tool: str, python: str, endpoint: str, bucket: str, dest: Path, keys: list[str]) -> list[str]:
+def _argv(
+    tool: str, python: str, endpoint: str, bucket: str, dest: Path, keys: list[str]
+) -> list[str]:
     if tool == "adownload":
         return [python, "-c", ADOWNLOAD, endpoint, str(dest), *(f"s3://{bucket}/{k}" for k in keys)]
     if tool == "boto3":

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -203,3 +204,70 @@ async def s3_front(upstream: str) -> AsyncIterator[S3Front]:
             yield front
         finally:
             await runner.cleanup()
+
+
+#: Azurite's well-known development account (public, in Microsoft's documentation).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+@contextlib.contextmanager
+def azurite(root: Path) -> Iterator[str]:
+    """Azurite's blob service (Microsoft's emulator, from npm) on 127.0.0.1; its endpoint.
+    `.ci/run` installs it; a machine without `azurite-blob` on PATH skips these tests."""
+    import shutil
+
+    import pytest
+
+    binary = shutil.which("azurite-blob")
+    if binary is None:
+        pytest.skip("needs azurite-blob (npm install azurite)")
+    for _ in range(5):
+        port = _free_port()
+        process = subprocess.Popen(
+            [
+                binary,
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(port),
+                "--location",
+                str(root),
+                "--silent",
+                "--skipApiVersionCheck",
+                "--loose",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            time.sleep(0.05)
+        if process.poll() is None:
+            break
+    else:  # pragma: no cover
+        raise RuntimeError("azurite did not start")
+    try:
+        yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def azure_container(endpoint: str, name: str) -> Any:
+    """A new container on Azurite (with Azure's own SDK); its client, to put blobs with."""
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+        f"AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"
+    )
+    return service.create_container(name)

@@ -602,12 +602,14 @@ def test_an_object_store_url_is_a_bucket_and_a_key_or_a_clear_error(
     from adownload._protocols.store.exchange import object_key
 
     assert url.scheme == scheme
-    assert url.raw_host and url.raw_host == url.raw_host.lower()
+    assert url.raw_host
+    assert url.raw_host == url.raw_host.lower()
     try:
         found = object_key(url, raw)
     except InvalidRequestError:
         return
-    assert found and not found.endswith("/")
+    assert found
+    assert not found.endswith("/")
     assert not any(ord(c) < 32 for c in found)
 
 
@@ -624,14 +626,26 @@ def test_a_listing_goes_on_past_a_bad_key(segments: list[str]) -> None:
     if not bad:
         assert after is None
         return
-    assert after is not None and after > key  # the listing moves forward
+    assert after is not None
+    assert after > key
     assert all(part not in ("", ".", "..") for part in after.split("/"))
 
 
 @given(
-    st.dictionaries(st.sampled_from(["AWS_ACCESS_KEY_ID", "AWS_REGION", "AWS_ENDPOINT_URL",
-                                     "AWS_DEFAULT_REGION", "AZURE_STORAGE_ACCOUNT_NAME",
-                                     "GOOGLE_APPLICATION_CREDENTIALS", "HOME"]), text),
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_REGION",
+                "AWS_ENDPOINT_URL",
+                "AWS_DEFAULT_REGION",
+                "AZURE_STORAGE_ACCOUNT_NAME",
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                "HOME",
+            ]
+        ),
+        text,
+    ),
     st.dictionaries(text, st.one_of(text, st.booleans(), st.integers())),
 )
 def test_store_config_is_keys_and_strings_or_a_type_error(
@@ -646,5 +660,6 @@ def test_store_config_is_keys_and_strings_or_a_type_error(
         return
     for scheme in ("s3", "gs", "az"):
         for key, value in config.for_scheme(scheme).items():
-            assert key == key.lower() and isinstance(value, str)
+            assert key == key.lower()
+            assert isinstance(value, str)
     assert "secret" not in repr(config).lower() or "secret" in repr(list(options)).lower()

@@ -515,3 +515,45 @@ async def test_the_command_downloads_and_mirrors_a_bucket(s3: S3Front, tmp_path:
     code, _, err = await _adownload("--endpoint-url", "not a url", "s3://b-b/k", cwd=tmp_path)
     assert code == 2
     assert "--endpoint-url must be an http or https URL" in err
+
+
+# --- Azure, on Azurite -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def azure(tmp_path: Path) -> Iterator[str]:
+    from .store_servers import azurite
+
+    with azurite(tmp_path / "azurite") as endpoint:
+        yield endpoint
+
+
+async def test_azure_blobs_download_fail_like_a_404_and_mirror(azure: str, tmp_path: Path) -> None:
+    from .store_servers import AZURITE_ACCOUNT, AZURITE_KEY, azure_container
+
+    container = azure_container(azure, "docs")
+    data = body(3 * MIB, "azure")
+    container.upload_blob("3.13/big.bin", data)
+    container.upload_blob("3.13/notes.txt", b"notes")
+    options = {
+        "az": {"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY, "endpoint": azure}
+    }
+    async with Downloader(
+        dest=tmp_path / "got", store_options=options, segments=Segments(count=3, min_size=MIB)
+    ) as dl:
+        big, missing = await dl.download_many(["az://docs/3.13/big.bin", "az://docs/none.txt"])
+    assert big.ok, big.error
+    assert (tmp_path / "got/big.bin").read_bytes() == data
+    assert isinstance(missing.error, HTTPStatusError)
+    assert missing.error.status == 404
+    assert listing(tmp_path / "got") == ["big.bin"]
+    assert AZURITE_KEY not in str(missing.error)
+    for run in ("first", "again"):
+        changes: list[adownload.MirrorChange] = []
+        async with Downloader(store_options=options) as dl:
+            await adownload.mirror(
+                "az://docs/", tmp_path / "copy", downloader=dl, on_change=changes.append
+            )
+        expected = "new" if run == "first" else "unchanged"
+        assert sorted(c.kind for c in changes) == [expected] * 2, changes
+    assert (tmp_path / "copy/3.13/big.bin").read_bytes() == data

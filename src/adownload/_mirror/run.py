@@ -313,7 +313,9 @@ class _Mirror:
                 row = Record(
                     job.file.rel,
                     url,
-                    outcome.etag,
+                    # For a listed object, the listing's ETag, which the next listing is
+                    # compared with (Azure's listing and GET spell it differently).
+                    listed.etag if listed is not None and listed.etag else outcome.etag,
                     # For a listed file, the listing's own time: the next listing is compared
                     # with it (LIST gives minutes where MDTM gives seconds).
                     outcome.last_modified if listed is None else listed.modified,
