@@ -211,6 +211,32 @@ async def test_access_denied_is_final_names_the_bucket_and_no_secret(
     assert SECRET_KEY not in repr(store_config(signed(s3), trust_env=False))
 
 
+async def test_an_expired_token_is_final_and_says_so(s3: S3Front, tmp_path: Path) -> None:
+    s3.put("t.txt", b"t")
+    s3.plan("t.txt", ["status:400:ExpiredToken"])
+    options = {**signed(s3), "session_token": "an-old-token-Z9"}
+    async with Downloader(dest=tmp_path, store_options=options, retry=FAST) as dl:
+        [outcome] = await dl.download_many([f"s3://{s3.bucket}/t.txt"])
+    assert isinstance(outcome.error, HTTPStatusError)
+    assert outcome.error.status == 400
+    assert str(outcome.error) == (
+        f"the credentials for the bucket {s3.bucket!r} were refused for s3://{s3.bucket}/t.txt"
+        " (400 ExpiredToken): they are wrong or expired"
+    )
+    assert "an-old-token-Z9" not in repr(outcome)
+    assert len(s3.gets("t.txt")) == 1
+    assert listing(tmp_path) == []
+
+
+def test_an_unknown_region_or_option_type_is_refused_at_once() -> None:
+    with pytest.raises(InvalidRequestError, match="'Mars Base!' is not a region name"):
+        Downloader(store_options={"region": "Mars Base!"})
+    with pytest.raises(TypeError, match="store option 'endpoint' must be a string"):
+        Downloader(store_options={"endpoint": ["http://a"]})
+    with pytest.raises(TypeError, match="store_options must be a mapping"):
+        Downloader(store_options="endpoint=x")  # type: ignore[arg-type]
+
+
 async def test_no_credentials_send_unsigned_requests(s3: S3Front, tmp_path: Path) -> None:
     s3.put("public.txt", b"public", public=True)
     async with Downloader(dest=tmp_path, store_options={"endpoint": s3.endpoint}) as dl:

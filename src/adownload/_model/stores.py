@@ -42,6 +42,8 @@ _NAME_RULES: Final = {
     "az": re.compile(r"^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$"),
 }
 
+_REGION: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
 #: The variables read with `trust_env`, by scheme: each is a configuration key of obstore (its
 #: name in lower case), so none is interpreted here.
 _VARIABLES: Final = {
@@ -172,6 +174,11 @@ def store_config(
             else:
                 for scheme in STORE_SCHEMES:
                     by_scheme[scheme][canonical(scheme, _key(key))] = _value(key, given)
+    region = by_scheme["s3"].get("region")
+    if region is not None and not _REGION.match(region):
+        raise InvalidRequestError(
+            f"{region!r} is not a region name (us-east-1, eu-west-3, auto...)", url=None
+        )
     return StoreConfig(dict(by_scheme.items()), trust_env, verify)
 
 

@@ -284,9 +284,8 @@ def translate_store_errors(url: str) -> Iterator[None]:
     except (PermissionDeniedError, UnauthenticatedError, PermissionError) as exc:
         status = _status(exc) or 403
         code = _code(exc) or "AccessDenied"
-        bucket = url.split("/")[2] if url.count("/") >= 2 else url
         raise HTTPStatusError(
-            f"access denied to the bucket {bucket!r} for {url} ({status} {code}): the"
+            f"access denied to the bucket {_bucket(url)!r} for {url} ({status} {code}): the"
             " credentials are missing, wrong or expired, or lack the right",
             url=url,
             status=status,
@@ -294,8 +293,16 @@ def translate_store_errors(url: str) -> Iterator[None]:
         ) from None
     except BaseError as exc:
         answered = _status(exc)
+        code = _code(exc) or ""
+        if code in _REFUSED_CREDENTIALS:
+            raise HTTPStatusError(
+                f"the credentials for the bucket {_bucket(url)!r} were refused for {url}"
+                f" ({answered} {code}): they are wrong or expired",
+                url=url,
+                status=answered or 403,
+                reason=code,
+            ) from None
         if answered is not None:
-            code = _code(exc) or ""
             raise HTTPStatusError(
                 f"{url}: the store answered {answered} {code}".rstrip(),
                 url=url,
@@ -303,6 +310,23 @@ def translate_store_errors(url: str) -> Iterator[None]:
                 reason=code,
             ) from None
         raise ConnectError(f"cannot reach the store of {url}: {_reason(exc)}", url=url) from None
+
+
+#: The store's codes for credentials it does not take (final: asking again changes nothing).
+_REFUSED_CREDENTIALS = frozenset(
+    {
+        "ExpiredToken",
+        "InvalidToken",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+        "AuthenticationFailed",
+    }
+)
+
+
+def _bucket(url: str) -> str:
+    return url.split("/")[2] if url.count("/") >= 2 else url
 
 
 def _status(exc: BaseException) -> int | None:
