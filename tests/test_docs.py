@@ -354,3 +354,16 @@ def test_the_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
     api = (site / "reference/api/index.html").read_text()
     assert "adownload.Downloader" in api
     assert "&gt;&gt;&gt;" in api  # the docstrings' examples, as code
+
+
+def test_the_reference_has_every_public_name() -> None:
+    """Each name a program can import from `adownload` has its section in the reference."""
+    import adownload
+
+    api = (ROOT / "docs/reference/api.md").read_text()
+    documented = set(re.findall(r"^::: adownload\.(\w+)$", api, re.MULTILINE))
+    assert documented == set(adownload.__all__) - {"__version__"}
+    runners = (ROOT / "docs/reference/runners.md").read_text()
+    for name in ("workers.ProcessRunner", "distributed.DaskRunner", "distributed.Report"):
+        assert f"::: adownload.{name}" in runners
+    assert "::: adownload.metalink" in (ROOT / "docs/reference/metalink.md").read_text()
