@@ -98,6 +98,24 @@ async def test_a_large_object_comes_in_ranged_segments(s3: S3Front, tmp_path: Pa
     assert listing(tmp_path) == ["big.bin"]
 
 
+async def test_newer_only_and_spider_work_as_for_http(s3: S3Front, tmp_path: Path) -> None:
+    s3.put("n.txt", b"first")
+    url = f"s3://{s3.bucket}/n.txt"
+    async with Downloader(dest=tmp_path, store_options=signed(s3)) as dl:
+        first = await dl.download(url)
+    async with Downloader(dest=tmp_path, store_options=signed(s3), existing=Existing.NEWER) as dl:
+        again = await dl.download(url)
+        checked = await dl.download(Request(url, check_only=True))
+    assert first.ok
+    assert again.skipped, again.error
+    assert again.status == 304
+    assert checked.ok
+    assert checked.size == 5
+    assert checked.status == 200
+    assert (tmp_path / "n.txt").read_bytes() == b"first"
+    assert listing(tmp_path) == ["n.txt"]
+
+
 async def test_a_missing_key_is_a_failed_outcome_like_a_404(s3: S3Front, tmp_path: Path) -> None:
     s3.put("here.txt", b"here")
     async with Downloader(dest=tmp_path, store_options=signed(s3)) as dl:
