@@ -13,6 +13,10 @@ process with each tool into an empty folder:
   `max_concurrent_requests = 16`), unsigned too.
 - `s5cmd`, when it is on PATH (`s5cmd --no-sign-request --endpoint-url E cp 's3://b/*' DIR`).
 
+With `--listing N`, it measures instead the mirror of a prefix of N keys and of N/10 keys
+(`adownload mirror --dry-run`: the paginated listing and the plan, no body), to show that the
+caller's peak RSS does not grow with the number of keys.
+
 Every run is checked (the files' SHA-256). Prints wall time, CPU time (the tool's process and
 its children) and peak RSS, medians, and adownload / boto3. moto is a Python server and
 bounds both: the ratio compares what each client costs on top of the same server.
@@ -118,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--large", type=int, default=1024, help="MiB of the large object")
     parser.add_argument("--small", type=int, default=1000, help="how many 64 KiB objects")
+    parser.add_argument("--listing", type=int, default=0, help="keys of the listing measure")
     args = parser.parse_args(argv)
+    if args.listing:
+        return _listing(args.python, args.listing)
     tools = ["adownload", "boto3"] + (["s5cmd"] if shutil.which("s5cmd") else [])
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -180,6 +187,79 @@ def main(argv: list[str] | None = None) -> int:
                     rss = max(r.max_rss_kib for r in runs) / KIB
                     print(f"{label:<16} {tool:<10} {wall:8.2f} {cpu:8.2f} {rss:8.1f}")
                 print(f"{label:<16} {'adl/boto3':<10} {walls['adownload'] / walls['boto3']:8.2f}")
+    finally:
+        moto.terminate()
+        moto.wait(30)
+    return 0
+
+
+def _listing(python: str, keys: int) -> int:
+    """Peak RSS of `adownload mirror --dry-run` over N/10 keys and over N keys."""
+    import socket
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    port = _free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    moto = subprocess.Popen(
+        [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="b",
+            aws_secret_access_key="b",
+            region_name="us-east-1",
+        )
+        sizes = {"tenth": keys // 10, "all": keys}
+        for bucket, count in sizes.items():
+            client.create_bucket(Bucket=bucket)
+            with ThreadPoolExecutor(16) as pool:
+                list(
+                    pool.map(
+                        lambda n, b=bucket: client.put_object(
+                            Bucket=b,
+                            Key=f"d{n % 100:02d}/k{n:07d}.bin",
+                            Body=b"x",
+                            ACL="public-read",
+                        ),
+                        range(count),
+                    )
+                )
+        print(f"{'keys':>8} {'wall s':>8} {'CPU s':>8} {'RSS MiB':>8}")
+        with tempfile.TemporaryDirectory(prefix="adownload-listing-bench-") as temp:
+            for bucket, count in sizes.items():
+                log = Path(temp) / f"{bucket}.log"
+                argv = [
+                    python,
+                    "-m",
+                    "adownload",
+                    "mirror",
+                    "--dry-run",
+                    "-q",
+                    f"s3://{bucket}/",
+                    str(Path(temp) / bucket),
+                    "--endpoint-url",
+                    endpoint,
+                    "--no-sign-request",
+                ]
+                measured = measured_process(argv, log, timeout=3600)
+                if measured.exit_code != 0:
+                    print(f"{bucket}: exit {measured.exit_code}: {log.read_text()[-500:]}")
+                    return 1
+                rss = measured.max_rss_kib / KIB
+                print(f"{count:>8} {measured.wall_s:8.2f} {measured.cpu_s:8.2f} {rss:8.1f}")
     finally:
         moto.terminate()
         moto.wait(30)

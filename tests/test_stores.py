@@ -467,6 +467,47 @@ async def test_a_prefix_is_mirrored_and_a_rerun_transfers_no_body(
     ]
 
 
+async def test_a_long_listing_is_fetched_batch_by_batch(
+    s3: S3Front, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 2 (2000 in use): collisions and --delete must hold across batches, where
+    # only the paths claimed so far are remembered, on disk.
+    import adownload._mirror.listing
+
+    monkeypatch.setattr(adownload._mirror.listing, "STORE_BATCH", 2)
+    for n in range(7):
+        s3.put(f"b/f{n}.txt", f"file {n}".encode())
+    s3.put("b/z/.notes.txt", b"hidden")  # comes to z/notes.txt, as the next one does
+    s3.put("b/z/notes.txt", b"notes")
+    dest = tmp_path / "copy"
+
+    async def run(**options: object) -> list[adownload.MirrorChange]:
+        changes: list[adownload.MirrorChange] = []
+        async with Downloader(store_options=signed(s3)) as dl:
+            await adownload.mirror(
+                f"s3://{s3.bucket}/b/",
+                dest,
+                downloader=dl,
+                on_change=changes.append,
+                **options,  # type: ignore[arg-type]
+            )
+        return changes
+
+    first = await run()
+    assert sorted(c.kind for c in first) == ["failed"] + ["new"] * 8
+    [failed] = [c for c in first if c.kind == "failed"]
+    assert "would be saved as z/notes.txt" in str(failed.error)
+    assert (dest / "z/notes.txt").read_bytes() == b"hidden"  # the first listed keeps it
+    s3.delete("b/f0.txt")
+    s3.delete("b/f5.txt")
+    second = await run(delete=True)
+    deleted = sorted(str(c.path.relative_to(dest)) for c in second if c.kind == "deleted")
+    assert deleted == ["f0.txt", "f5.txt"]
+    assert sorted(p.name for p in dest.iterdir() if p.suffix == ".txt") == [
+        f"f{n}.txt" for n in (1, 2, 3, 4, 6)
+    ]
+
+
 async def test_hostile_keys_never_leave_dest(s3: S3Front, tmp_path: Path) -> None:
     s3.put("p/ok.txt", b"ok")
     s3.put("p/a/../evil.txt", b"evil")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
@@ -28,6 +28,7 @@ from .autoindex import below, directory_url, listing_kind, parse_listing
 
 if TYPE_CHECKING:
     from .._client.downloader import Downloader
+    from .seen import Seen
 
 #: An index page larger than this is not an index page.
 _MAX_INDEX_BYTES = 32 << 20
@@ -57,6 +58,10 @@ class PageSink(MemorySink):
         self._sniffed = True
         if listing_kind(start) is None:
             raise NotAListing("no listing", url=None)
+
+
+#: Objects of a store's listing fetched per batch (see `Lister.walk_store`).
+STORE_BATCH = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,14 +202,31 @@ class Lister:
             depth += 1
         return self._one_url_per_file(files)
 
-    async def walk_store(self, start: URL, dl: Downloader) -> list[Upstream]:
+    async def walk_store(
+        self, start: URL, dl: Downloader, seen: Seen
+    ) -> AsyncIterator[list[Upstream]]:
         """The objects below the prefix `start` (`s3://bucket/docs/`), from the store's
-        paginated listing; a key's `/` are folders, as aws-cli's sync sees them."""
+        paginated listing, `STORE_BATCH` at a time: a prefix of millions of keys is never held
+        whole. A key's `/` are folders, as aws-cli's sync sees them. Two keys that come to one
+        local path never share it: within a batch the one whose name needs no change keeps it,
+        across batches the first (`seen` remembers the paths claimed, on disk)."""
         from .store_list import BadKey, list_prefix
 
         self.base = start if start.path.endswith("/") else start.with_path(start.path + "/")
         files: list[Upstream] = []
-        async for found in list_prefix(dl._open_settings(), self.base):
+        listing = list_prefix(dl._open_settings(), self.base)
+        while True:
+            try:
+                found = await anext(listing)
+            except StopAsyncIteration:
+                break
+            except DownloadError as exc:  # the listing itself failed: what came is kept
+                self.complete = False
+                self._fail(exc)
+                break
+            if len(files) >= STORE_BATCH:
+                yield await self._claimed(files, seen)
+                files = []
             if isinstance(found, BadKey):
                 self.complete = False  # keys were skipped: nothing is deleted
                 self._fail(
@@ -236,7 +258,27 @@ class Lister:
                 continue
             file_url = self.base.with_path(self.base.path + rest)
             files.append(Upstream(Request(file_url), here, entry))
-        return self._one_url_per_file(files)
+        if files:
+            yield await self._claimed(files, seen)
+
+    async def _claimed(self, files: list[Upstream], seen: Seen) -> list[Upstream]:
+        """The files of a batch whose local paths no other URL claimed before."""
+        files = self._one_url_per_file(files)
+        owners = await seen.claim((file.rel, str(file.request.url)) for file in files)
+        kept = []
+        for file, owner in zip(files, owners, strict=True):
+            if owner is None:
+                kept.append(file)
+                continue
+            url = str(file.request.url)
+            self._fail(
+                UnsafePathError(
+                    f"{url} would be saved as {file.rel}, which {owner} is saved as: not mirrored",
+                    url=url,
+                    path=self._dest / file.rel,
+                )
+            )
+        return kept
 
     def _one_url_per_file(self, files: list[Upstream]) -> list[Upstream]:
         """Two remote names that come to one local one (`.notes.txt` and `notes.txt`: a name

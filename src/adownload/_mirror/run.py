@@ -45,6 +45,7 @@ from .._model.util import redact
 from .listing import Lister, Upstream
 from .plan import Pending, listed_current, plan, storage_error, target_path
 from .report import ChangeKind, MirrorChange, MirrorReport
+from .seen import Seen
 from .state import MirrorState, Record
 
 __all__ = ["ChangeKind", "MirrorChange", "MirrorReport", "MirrorSource", "mirror"]
@@ -182,10 +183,11 @@ class _Mirror:
                     errno=exc.errno,
                 ) from exc
         lister = self.lister
+        if start is not None and start.scheme in STORE_SCHEMES:
+            await self._run_store(start, dl)
+            return self.report
         if start is not None and start.scheme == "ftp":
             files = await lister.walk_ftp(start, dl)
-        elif start is not None and start.scheme in STORE_SCHEMES:
-            files = await lister.walk_store(start, dl)
         elif start is not None:
             files = await lister.walk(start, dl)
         else:
@@ -205,6 +207,27 @@ class _Mirror:
             await state.close()
         return self.report
 
+    async def _run_store(self, start: URL, dl: Downloader) -> None:
+        """An object store's prefix, fetched a batch of the listing at a time: what must
+        outlive a batch (the paths claimed, for collisions and `--delete`) is on disk, so the
+        memory is flat whatever the number of keys."""
+        seen = Seen()
+        state = await MirrorState.open(self.dest, read_only=self.dry_run)
+        try:
+            async for files in self.lister.walk_store(start, dl, seen):
+                records = await state.records_for(file.rel for file in files)
+                await self._fetch(files, state, dl, {record.path: record for record in records})
+            if not self.lister.complete:
+                self.report.complete = False
+            if self.delete:
+                if self.report.complete:
+                    await self._delete_unseen(seen, state)
+                else:
+                    log.warning("not deleting anything: the listing of the source is incomplete")
+        finally:
+            await state.close()
+            await seen.close()
+
     def _in_scope(self, record: Record) -> bool:
         """Whether this run would have seen `record`'s file if it were still upstream."""
         parts = tuple(record.path.split("/"))
@@ -218,8 +241,15 @@ class _Mirror:
 
     # --- fetching ---------------------------------------------------------------------------
 
-    async def _fetch(self, files: list[Upstream], state: MirrorState, dl: Downloader) -> None:
-        records = {record.path: record for record in await state.records()}
+    async def _fetch(
+        self,
+        files: list[Upstream],
+        state: MirrorState,
+        dl: Downloader,
+        records: dict[str, Record] | None = None,
+    ) -> None:
+        if records is None:
+            records = {record.path: record for record in await state.records()}
         # One pass over the disk in a thread: a stat per file, thousands of them.
         jobs = await asyncio.to_thread(plan, self.dest, files, records)
         for job in jobs:
@@ -354,30 +384,46 @@ class _Mirror:
     async def _delete(self, upstream: set[str], state: MirrorState) -> None:
         emptied: set[Path] = set()
         for record in await state.records():
-            if record.path in upstream or not self._in_scope(record):
-                continue
-            try:
-                target = target_path(self.dest, tuple(record.path.split("/")), record.url)
-            except UnsafePathError:
-                continue  # never ours to touch
-            ours = record.owned and await asyncio.to_thread(is_regular_file, target)
-            if self.dry_run:
-                if ours:
-                    self._tell(MirrorChange("deleted", target, record.url, dry_run=True))
-                continue
-            if ours:
-                try:
-                    await asyncio.to_thread(os.unlink, target)
-                except FileNotFoundError:
-                    ours = False
-                except OSError as exc:
-                    self._fail(storage_error(exc, target, record.url), path=target)
-                    continue
-            await state.forget(record.path)
-            if ours:
-                self._tell(MirrorChange("deleted", target, record.url))
-                emptied.add(target.parent)
+            if record.path not in upstream:
+                await self._delete_one(record, state, emptied)
         await asyncio.to_thread(remove_empty_directories, emptied, self.dest)
+
+    async def _delete_unseen(self, seen: Seen, state: MirrorState) -> None:
+        """`_delete` for a streamed listing: the rows a page at a time, checked against the
+        paths the listing claimed."""
+        emptied: set[Path] = set()
+        async for page in state.pages():
+            present = await seen.which(record.path for record in page)
+            for record in page:
+                if record.path not in present:
+                    await self._delete_one(record, state, emptied)
+        await asyncio.to_thread(remove_empty_directories, emptied, self.dest)
+
+    async def _delete_one(self, record: Record, state: MirrorState, emptied: set[Path]) -> None:
+        """Delete the file of `record` (gone upstream) if this mirror made it, and its row."""
+        if not self._in_scope(record):
+            return
+        try:
+            target = target_path(self.dest, tuple(record.path.split("/")), record.url)
+        except UnsafePathError:
+            return  # never ours to touch
+        ours = record.owned and await asyncio.to_thread(is_regular_file, target)
+        if self.dry_run:
+            if ours:
+                self._tell(MirrorChange("deleted", target, record.url, dry_run=True))
+            return
+        if ours:
+            try:
+                await asyncio.to_thread(os.unlink, target)
+            except FileNotFoundError:
+                ours = False
+            except OSError as exc:
+                self._fail(storage_error(exc, target, record.url), path=target)
+                return
+        await state.forget(record.path)
+        if ours:
+            self._tell(MirrorChange("deleted", target, record.url))
+            emptied.add(target.parent)
 
 
 def remove_empty_directories(directories: set[Path], dest: Path) -> None:

@@ -21,7 +21,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +167,45 @@ class MirrorState:
             return [_record(row) for row in rows]
 
         return await self._call(records)
+
+    async def records_for(self, paths: Iterable[str]) -> list[Record]:
+        """The rows of `paths` that exist."""
+        paths = list(paths)
+
+        def records_for() -> list[Record]:
+            if self._db is None:
+                return []
+            found: list[Record] = []
+            for start in range(0, len(paths), 500):
+                chunk = paths[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM files WHERE path IN ({marks})", chunk
+                )
+                found.extend(_record(row) for row in rows)
+            return found
+
+        return await self._call(records_for)
+
+    async def pages(self, size: int = 1000) -> AsyncIterator[list[Record]]:
+        """Every row, sorted by path, `size` at a time (a large mirror is never read whole)."""
+        after = ""
+        while True:
+
+            def page(after: str = after) -> list[Record]:
+                if self._db is None:
+                    return []
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM files WHERE path > ? ORDER BY path LIMIT ?",
+                    (after, size),
+                )
+                return [_record(row) for row in rows]
+
+            found = await self._call(page)
+            if not found:
+                return
+            yield found
+            after = found[-1].path
 
     async def put(self, record: Record) -> None:
         """Insert or replace the row of `record.path`, in a transaction of its own."""
