@@ -27,13 +27,17 @@ Needs the `test` extra (moto[server], boto3, obstore) in the driver interpreter.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .common import KIB, MIB
@@ -78,6 +82,28 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextlib.contextmanager
+def _moto(python: str) -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 for the run; its endpoint."""
+    port = _free_port()
+    moto = subprocess.Popen(
+        [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        moto.terminate()
+        moto.wait(30)
 
 
 def _fill(endpoint: str, bucket: str, objects: dict[str, bytes]) -> None:
@@ -127,23 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.listing:
         return _listing(args.python, args.listing)
     tools = ["adownload", "boto3"] + (["s5cmd"] if shutil.which("s5cmd") else [])
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    moto = subprocess.Popen(
-        [args.python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        import socket
-        import time
-
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with _moto(args.python) as endpoint:
         block = os.urandom(MIB)
         sets = {
             f"1 x {args.large} MiB": ("large", {"large.bin": block * args.large}),
@@ -187,34 +197,16 @@ def main(argv: list[str] | None = None) -> int:
                     rss = max(r.max_rss_kib for r in runs) / KIB
                     print(f"{label:<16} {tool:<10} {wall:8.2f} {cpu:8.2f} {rss:8.1f}")
                 print(f"{label:<16} {'adl/boto3':<10} {walls['adownload'] / walls['boto3']:8.2f}")
-    finally:
-        moto.terminate()
-        moto.wait(30)
     return 0
 
 
 def _listing(python: str, keys: int) -> int:
     """Peak RSS of `adownload mirror --dry-run` over N/10 keys and over N keys."""
-    import socket
-    import time
     from concurrent.futures import ThreadPoolExecutor
 
     import boto3
 
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    moto = subprocess.Popen(
-        [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with _moto(python) as endpoint:
         client = boto3.client(
             "s3",
             endpoint_url=endpoint,
@@ -260,9 +252,6 @@ def _listing(python: str, keys: int) -> int:
                     return 1
                 rss = measured.max_rss_kib / KIB
                 print(f"{count:>8} {measured.wall_s:8.2f} {measured.cpu_s:8.2f} {rss:8.1f}")
-    finally:
-        moto.terminate()
-        moto.wait(30)
     return 0
 
 

@@ -8,10 +8,7 @@ for HTTP. Buckets are filled with boto3, straight at moto, so that setting up is
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +18,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from .support import child_server
+
 _SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 #: Fake credentials: moto accepts any. A distinctive secret, to search every output for.
@@ -28,41 +27,12 @@ ACCESS_KEY = "AKIAADOWNLOADTEST"
 SECRET_KEY = "s3cret-D0-N0T-SH0W-7f3a"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """moto's S3 server as a child process; its endpoint."""
-    for _ in range(5):
-        port = _free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while process.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            time.sleep(0.05)
-        if process.poll() is None:
-            break
-    else:  # pragma: no cover - five ports taken in a row
-        raise RuntimeError("moto's server did not start")
-    try:
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p"]
+    with child_server(lambda port: [*command, str(port)], "moto's server") as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def boto(endpoint: str) -> Any:
@@ -224,42 +194,12 @@ def azurite(root: Path) -> Iterator[str]:
     binary = shutil.which("azurite-blob")
     if binary is None:
         pytest.skip("needs azurite-blob (npm install azurite)")
-    for _ in range(5):
-        port = _free_port()
-        process = subprocess.Popen(
-            [
-                binary,
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                str(port),
-                "--location",
-                str(root),
-                "--silent",
-                "--skipApiVersionCheck",
-                "--loose",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while process.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            time.sleep(0.05)
-        if process.poll() is None:
-            break
-    else:  # pragma: no cover
-        raise RuntimeError("azurite did not start")
-    try:
+    options = ["--location", str(root), "--silent", "--skipApiVersionCheck", "--loose"]
+    with child_server(
+        lambda port: [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), *options],
+        "azurite",
+    ) as port:
         yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def azure_container(endpoint: str, name: str) -> Any:

@@ -11,7 +11,9 @@ import contextlib
 import json
 import os
 import random
+import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -149,3 +151,40 @@ def splice_threads() -> list[threading.Thread]:
         if not running or time.monotonic() > deadline:
             return running
         time.sleep(0.005)
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on now (a child server binds it next)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def child_server(command: Callable[[int], list[str]], name: str) -> Iterator[int]:
+    """Run the server `command(port)` starts as a child process until it listens on
+    127.0.0.1 (another port if one was taken meanwhile); its port. Stopped on exit."""
+    for _ in range(5):
+        port = free_port()
+        process = subprocess.Popen(
+            command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            time.sleep(0.05)
+        if process.poll() is None:
+            break
+    else:  # pragma: no cover - five ports taken in a row
+        raise RuntimeError(f"{name} did not start")
+    try:
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -205,3 +205,32 @@ def test_the_disk_check_counts_the_outputs_of_each_scenarios_own_tools() -> None
     )
     assert everything < 40 * (1 << 30)  # the whole run fits a disk of 79 GiB free
     assert set(scenarios.SCENARIO_TOOLS) == set(scenarios.SCENARIO_NAMES)
+
+
+def test_the_object_store_benchmark_checks_and_compares_both_tools() -> None:
+    """`benchmarks.stores` at its smallest: both tools fetch, are checked, and are compared."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.stores",
+            "--repeat",
+            "1",
+            "--large",
+            "2",
+            "--small",
+            "5",
+        ],
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("1 x 2 MiB") and " adownload " in line for line in lines)
+    assert any(line.startswith("5 x 64 KiB") and " boto3 " in line for line in lines)
+    assert sum("adl/boto3" in line for line in lines) == 2

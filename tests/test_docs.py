@@ -26,7 +26,6 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import zipfile
@@ -38,6 +37,7 @@ import pytest
 
 from .ftp_servers import PASSWORD, USER, pyftpdlib_server
 from .nginx_server import run_nginx
+from .support import free_port
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -144,13 +144,6 @@ class World:
     root: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def s3_store(root: Path) -> Iterator[str]:
     """moto's S3 server with a public bucket `python-docs` of two archives; its endpoint."""
@@ -198,7 +191,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         pyftpdlib_server(tmp_path / "ftp") as ftp,
     ):
         base = f"http://127.0.0.1:{nginx.port}"
-        port = _free_port()  # the mirror page's http.server: 8000 may be taken
+        port = free_port()  # the mirror page's http.server: 8000 may be taken
         # The longest first: a URL is rewritten by the most specific prefix that fits.
         yield World(
             {
