@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from .support import free_port
+
 _CONF = """\
 daemon off;
 master_process off;
@@ -53,13 +55,6 @@ class Nginx:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def run_nginx(root: Path, prefix: Path, *, autoindex: bool = False) -> Iterator[Nginx]:
     """nginx on `root`; with `autoindex`, every directory lists its files (as python.org's
@@ -69,7 +64,7 @@ def run_nginx(root: Path, prefix: Path, *, autoindex: bool = False) -> Iterator[
         pytest.skip("needs nginx")
     prefix.mkdir(parents=True, exist_ok=True)
     for attempt in range(5):  # a port taken between the probe and nginx's bind: another one
-        port = _free_port()
+        port = free_port()
         conf = prefix / "nginx.conf"
         conf.write_text(
             _CONF.format(
