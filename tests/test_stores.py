@@ -644,3 +644,22 @@ async def test_azure_blobs_download_fail_like_a_404_and_mirror(azure: str, tmp_p
         expected = "new" if run == "first" else "unchanged"
         assert sorted(c.kind for c in changes) == [expected] * 2, changes
     assert (tmp_path / "copy/3.13/big.bin").read_bytes() == data
+
+
+async def test_a_store_that_never_answers_times_out(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        async with Downloader(
+            dest=tmp_path,
+            store_options={"endpoint": endpoint},
+            timeout=adownload.Timeout(connect=1, read=0.5),
+            retry=Retry(attempts=2, backoff=0.01),
+        ) as dl:
+            [outcome] = await dl.download_many(["s3://bucket/k.txt"])
+    assert isinstance(outcome.error, adownload.ReadTimeout)
+    assert outcome.attempts == 2
+    assert listing(tmp_path) == []
