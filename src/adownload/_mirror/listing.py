@@ -239,7 +239,7 @@ class Lister:
                     )
                 )
                 continue
-            rest, entry = found
+            rest, size, modified, etag = found
             parts = tuple(rest.split("/"))
             if any(not plain_name(part) for part in parts):
                 url = str(self.base) + quote(rest, safe="/")
@@ -257,7 +257,7 @@ class Lister:
             if any(self.pruned(here[:n]) for n in range(1, len(here))) or not self.wanted(here):
                 continue
             file_url = self.base.with_path(self.base.path + rest)
-            files.append(Upstream(Request(file_url), here, entry))
+            files.append(Upstream(Request(file_url), here, Listed(size, modified, etag)))
         if files:
             yield await self._claimed(files, seen)
 

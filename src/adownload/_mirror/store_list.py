@@ -17,7 +17,6 @@ from urllib.parse import unquote
 from yarl import URL
 
 from .._model.util import redact
-from .listing import Listed
 
 if TYPE_CHECKING:
     from .._engine.settings import Settings
@@ -36,10 +35,13 @@ class BadKey(Exception):
         self.resumed_after = resumed_after
 
 
-async def list_prefix(settings: Settings, base: URL) -> AsyncIterator[tuple[str, Listed] | BadKey]:
-    """Each object below the prefix `base` (`s3://bucket/docs/`): its key after the prefix,
-    and what the listing says of it (size, time, ETag); a `BadKey` for a key that cannot be
-    read, after which the listing goes on past it."""
+#: An object as the listing shows it: its key after the prefix, size, time (an HTTP date), ETag.
+Object = tuple[str, int, str | None, str | None]
+
+
+async def list_prefix(settings: Settings, base: URL) -> AsyncIterator[Object | BadKey]:
+    """Each object below the prefix `base` (`s3://bucket/docs/`); a `BadKey` for a key that
+    cannot be read, after which the listing goes on past it."""
     import obstore
     from obstore.exceptions import InvalidPathError
 
@@ -72,7 +74,7 @@ async def list_prefix(settings: Settings, base: URL) -> AsyncIterator[tuple[str,
                         if not rest or rest.endswith("/"):
                             continue  # the prefix itself, or a folder marker
                         modified = http_date(meta["last_modified"])
-                        yield rest, Listed(int(meta["size"]), modified, meta.get("e_tag"))
+                        yield rest, int(meta["size"]), modified, meta.get("e_tag")
                         offset = key
             except InvalidPathError as exc:
                 bad = _bad_key(str(exc))
