@@ -385,6 +385,33 @@ async def test_an_endpoint_that_is_no_object_store_is_a_clear_error(
     assert listing(tmp_path) == []
 
 
+async def test_a_web_server_that_answers_200_is_no_object_store(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<html>a web page</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        endpoint = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        async with Downloader(
+            dest=tmp_path, store_options={"endpoint": endpoint}, retry=Retry(attempts=1)
+        ) as dl:
+            [outcome] = await dl.download_many(["s3://bucket/page.html"])
+    finally:
+        await runner.cleanup()
+    assert isinstance(outcome.error, adownload.RemoteProtocolError)
+    assert str(outcome.error).startswith(
+        "s3://bucket/page.html: the answer is not an object store's: "
+    )
+    assert listing(tmp_path) == []
+
+
 async def test_an_unreachable_store_is_a_connect_error(tmp_path: Path) -> None:
     import socket
 

@@ -100,7 +100,7 @@ def make_store(scheme: str, bucket: str, config: StoreConfig, *, verify: bool, s
 
     keys: Any = config.for_scheme(scheme)  # obstore's TypedDicts, by key
     client: Any = {}
-    endpoint = keys.get("endpoint", "")
+    endpoint = keys.get("endpoint") or keys.get("base_url") or ""
     if endpoint.startswith("http://"):
         client["allow_http"] = True
     if not verify:
@@ -177,6 +177,11 @@ class StoreExchange:
                     return await self._past_the_end(store, key, plan), StoreBody.empty()
                 raise
             idle.touch()
+        if not result.meta.get("e_tag"):
+            # S3, GCS and Azure send every object's ETag: a web server's page is not an object.
+            raise RemoteProtocolError(
+                f"{url}: the answer is not an object store's: it has no ETag", url=url
+            )
         return _answer(result, plan, ranged=ranged), StoreBody(result, url)
 
     async def _past_the_end(self, store: Any, key: str, plan: Plan) -> Answer:
@@ -309,7 +314,15 @@ def translate_store_errors(url: str) -> Iterator[None]:
                 status=answered,
                 reason=code,
             ) from None
-        raise ConnectError(f"cannot reach the store of {url}: {_reason(exc)}", url=url) from None
+        if _unreachable(exc):
+            raise ConnectError(
+                f"cannot reach the store of {url}: {_reason(exc)}", url=url
+            ) from None
+        # An answer obstore cannot use (no Last-Modified, no ETag, a body that is no listing):
+        # not an object store, or not one obstore understands.
+        raise RemoteProtocolError(
+            f"{url}: the answer is not an object store's: {_first_line(exc)}", url=url
+        ) from None
 
 
 #: The store's codes for credentials it does not take (final: asking again changes nothing).
@@ -339,6 +352,14 @@ def _code(exc: BaseException) -> str | None:
     return match[1] if match else None
 
 
+def _unreachable(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(
+        marker in text
+        for marker in ("error sending request", "connection refused", "timed out", "dns error")
+    )
+
+
 def _reason(exc: BaseException) -> str:
     """A short reason without the request obstore quotes (which may carry a signature)."""
     text = str(exc)
@@ -349,7 +370,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    """obstore's first line, without what could carry a secret: the query of a URL (an Azure
+    SAS token travels there) and any word that names a key, token or signature."""
     line = str(exc).split("\n", 1)[0]
+    line = re.sub(r"(https?://[^\s?]+)\?\S*", r"\1", line)
     return re.sub(r"(?i)(key|secret|token|signature|credential)\S*", r"\1…", line)[:200]
 
 
