@@ -157,12 +157,10 @@ class StoreExchange:
             if plan.ranged:
                 end = None if plan.stop is None else plan.stop + 1
                 options["range"] = {"offset": plan.offset} if end is None else (plan.offset, end)
-                if plan.if_range:
-                    condition = "if_match" if plan.if_range.endswith('"') else None
-                    if condition is None:
-                        options["if_unmodified_since"] = _date(plan.if_range)
-                    else:
-                        options["if_match"] = plan.if_range
+                if plan.if_range and plan.if_range.endswith('"'):  # an ETag
+                    options["if_match"] = plan.if_range
+                elif plan.if_range:  # a Last-Modified date
+                    options["if_unmodified_since"] = _date(plan.if_range)
             elif plan.if_modified_since:
                 options["if_modified_since"] = _date(plan.if_modified_since)
             ranged = plan.ranged
@@ -251,7 +249,9 @@ class StoreBody:
             return b""
         except BaseError as exc:
             raise RemoteProtocolError(
-                f"the object's body broke off: {self._url} ({_reason(exc)})", url=self._url
+                f"the object's body broke off: {self._url}"
+                f" ({_network_reason(exc) or type(exc).__name__})",
+                url=self._url,
             ) from None
         return chunk if isinstance(chunk, bytes) else bytes(chunk)
 
@@ -314,10 +314,9 @@ def translate_store_errors(url: str) -> Iterator[None]:
                 status=answered,
                 reason=code,
             ) from None
-        if _unreachable(exc):
-            raise ConnectError(
-                f"cannot reach the store of {url}: {_reason(exc)}", url=url
-            ) from None
+        reason = _network_reason(exc)
+        if reason is not None:
+            raise ConnectError(f"cannot reach the store of {url}: {reason}", url=url) from None
         # An answer obstore cannot use (no Last-Modified, no ETag, a body that is no listing):
         # not an object store, or not one obstore understands.
         raise RemoteProtocolError(
@@ -352,21 +351,15 @@ def _code(exc: BaseException) -> str | None:
     return match[1] if match else None
 
 
-def _unreachable(exc: BaseException) -> bool:
+#: What obstore says of a connection that failed, as the short reason our messages give (its
+#: own message quotes the request, which may carry a signature).
+_NETWORK = ("error sending request", "connection refused", "timed out", "connection reset", "dns")
+
+
+def _network_reason(exc: BaseException) -> str | None:
+    """Why the connection failed, in a few words; None when it was not the connection."""
     text = str(exc).lower()
-    return any(
-        marker in text
-        for marker in ("error sending request", "connection refused", "timed out", "dns error")
-    )
-
-
-def _reason(exc: BaseException) -> str:
-    """A short reason without the request obstore quotes (which may carry a signature)."""
-    text = str(exc)
-    for marker in ("error sending request", "Connection refused", "timed out", "reset", "dns"):
-        if marker.lower() in text.lower():
-            return marker
-    return type(exc).__name__
+    return next((marker for marker in _NETWORK if marker in text), None)
 
 
 def _first_line(exc: BaseException) -> str:
