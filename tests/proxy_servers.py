@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .support import free_port
+
 USER, PASSWORD = "alice", "pr0xy-s3cret"
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -37,13 +39,6 @@ SOCKS_OUT = "127.0.0.7"
 
 needs_tinyproxy = shutil.which("tinyproxy")
 needs_microsocks = shutil.which("microsocks")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], name: str) -> None:

@@ -19,13 +19,12 @@ from .proxy_servers import (
     USER,
     RunningProxy,
     SocksServer,
-    free_port,
     needs_tinyproxy,
     serve_socks,
     tinyproxy,
 )
 from .servers import FaultServer
-from .support import listing, serve_in_thread
+from .support import free_port, listing, serve_in_thread
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -28,7 +27,7 @@ from adownload import (
 from adownload._mirror.state import STATE_NAME, MirrorState
 
 from .autoindex_server import Archive, Running, serve_archive
-from .support import adownload_tasks, open_files_under, payload
+from .support import adownload_tasks, free_port, open_files_under, payload
 
 TREE = {
     "index.txt": b"the archive\n",
@@ -489,13 +488,6 @@ GUIDE = Path(__file__).parent.parent / "docs" / "guides" / "mirror.md"
 
 def readme_mirror_blocks() -> list[str]:
     return re.findall(r"```sh\n(.*?)```", GUIDE.read_text(), flags=re.DOTALL)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_the_guides_mirror_example_runs_as_pasted(tmp_path: Path) -> None:

@@ -35,7 +35,6 @@ from .proxy_servers import (
     USER,
     RunningProxy,
     closer,
-    free_port,
     microsocks,
     needs_microsocks,
     needs_tinyproxy,
@@ -44,7 +43,7 @@ from .proxy_servers import (
     tls_front,
 )
 from .servers import FaultServer
-from .support import FAST, MIB, ONCE, listing, payload, serve_tls
+from .support import FAST, MIB, ONCE, free_port, listing, payload, serve_tls
 
 tinyproxy_only = pytest.mark.skipif(not needs_tinyproxy, reason="needs tinyproxy")
 microsocks_only = pytest.mark.skipif(not needs_microsocks, reason="needs microsocks")

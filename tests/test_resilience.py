@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from adownload import (
 )
 
 from .servers import FaultServer
-from .support import FAST, ONCE, listing, payload
+from .support import FAST, ONCE, free_port, listing, payload
 
 #: Every test runs with bodies read through Python and copied by the kernel (conftest).
 pytestmark = pytest.mark.usefixtures("body_path")
@@ -50,13 +49,6 @@ SLACK = 256 << 10
 
 def retries(events: list[Event]) -> list[Retrying]:
     return [event for event in events if isinstance(event, Retrying)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- bodies that break off ----------------------------------------------------------------
