@@ -164,6 +164,10 @@ async def test_a_changed_object_is_fetched_whole_never_spliced(s3: S3Front, tmp_
         first = await dl.download_many([f"s3://{s3.bucket}/doc.bin"])
     assert not first[0].ok
     assert listing(tmp_path) == ["doc.bin.part", "doc.bin.part.state"]  # as after a kill
+    state = (tmp_path / "doc.bin.part.state").read_text()
+    assert f"s3://{s3.bucket}/doc.bin" in state
+    assert SECRET_KEY not in state
+    assert ACCESS_KEY not in state
     s3.put("doc.bin", new)  # the object changes between the runs
     async with Downloader(dest=tmp_path, store_options=signed(s3), retry=FAST) as dl:
         outcome = await dl.download(f"s3://{s3.bucket}/doc.bin")
@@ -318,6 +322,9 @@ async def test_the_cache_fetches_an_object_once(s3: S3Front, tmp_path: Path) -> 
     assert first.read_bytes() == data
     assert first.name == "iris.csv"
     assert len(s3.gets()) == 1  # the second answered from the cache, no request
+    for stored in (tmp_path / "cache").rglob("*"):  # its records name the URL, no secret
+        if stored.is_file() and stored != first:
+            assert SECRET_KEY.encode() not in stored.read_bytes(), stored
 
 
 async def test_metalink_sources_may_be_object_stores(s3: S3Front, tmp_path: Path) -> None:
