@@ -697,3 +697,45 @@ async def test_a_store_that_never_answers_times_out(tmp_path: Path) -> None:
     assert isinstance(outcome.error, adownload.ReadTimeout)
     assert outcome.attempts == 2
     assert listing(tmp_path) == []
+
+
+# --- where object stores meet the other capabilities ----------------------------------------
+
+
+def test_the_blocking_functions_take_store_urls(moto: str, tmp_path: Path) -> None:
+    from .store_servers import boto
+
+    boto(moto).create_bucket(Bucket="blocking")
+    boto(moto).put_object(Bucket="blocking", Key="b.txt", Body=b"blocking", ACL="public-read")
+    outcome = adownload.download(
+        "s3://blocking/b.txt", dest=tmp_path, store_options={"endpoint": moto}
+    )
+    assert outcome.ok
+    assert (tmp_path / "b.txt").read_bytes() == b"blocking"
+
+
+async def test_worker_processes_take_store_urls_and_options(s3: S3Front, tmp_path: Path) -> None:
+    from adownload.workers import ProcessRunner
+
+    for n in range(6):
+        s3.put(f"w/{n}.txt", f"object {n}".encode())
+    runner = ProcessRunner(2, dest=tmp_path, store_options=signed(s3))
+    outcomes = await runner.download_many([f"s3://{s3.bucket}/w/{n}.txt" for n in range(6)])
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert 1 <= len({o.worker for o in outcomes}) <= 2  # each names its process
+    for n in range(6):
+        assert (tmp_path / f"{n}.txt").read_bytes() == f"object {n}".encode()
+
+
+async def test_a_proxy_is_refused_for_an_object_store_not_bypassed(
+    s3: S3Front, tmp_path: Path
+) -> None:
+    s3.put("p.txt", b"p")
+    async with Downloader(
+        dest=tmp_path, store_options=signed(s3), proxy="http://127.0.0.1:9"
+    ) as dl:
+        [outcome] = await dl.download_many([f"s3://{s3.bucket}/p.txt"])
+    assert isinstance(outcome.error, InvalidRequestError)
+    assert "not through a proxy" in str(outcome.error)
+    assert s3.gets() == []  # nothing went around the proxy
+    assert listing(tmp_path) == []
