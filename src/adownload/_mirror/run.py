@@ -29,7 +29,6 @@ from typing import Protocol, TypeAlias
 from yarl import URL
 
 from .._client.downloader import Downloader
-from .._disk.files import is_regular_file
 from .._disk.sinks import MemorySink
 from .._model.config import Existing
 from .._model.errors import (
@@ -42,8 +41,9 @@ from .._model.errors import (
 from .._model.request import Outcome, Request, parse_url
 from .._model.stores import STORE_SCHEMES
 from .._model.util import redact
+from .deleting import Deleter
 from .listing import Lister, Upstream
-from .plan import Pending, listed_current, plan, storage_error, target_path
+from .plan import Pending, listed_current, plan
 from .report import ChangeKind, MirrorChange, MirrorReport
 from .seen import Seen
 from .state import MirrorState, Record
@@ -198,11 +198,8 @@ class _Mirror:
         state = await MirrorState.open(self.dest, read_only=self.dry_run)
         try:
             await self._fetch(files, state, dl)
-            if self.delete:
-                if self.report.complete:
-                    await self._delete({f.rel for f in files}, state)
-                else:
-                    log.warning("not deleting anything: the listing of the source is incomplete")
+            if self._may_delete():
+                await self._deleter(state).all_but({f.rel for f in files})
         finally:
             await state.close()
         return self.report
@@ -219,14 +216,27 @@ class _Mirror:
                 await self._fetch(files, state, dl, {record.path: record for record in records})
             if not self.lister.complete:
                 self.report.complete = False
-            if self.delete:
-                if self.report.complete:
-                    await self._delete_unseen(seen, state)
-                else:
-                    log.warning("not deleting anything: the listing of the source is incomplete")
+            if self._may_delete():
+                await self._deleter(state).unseen(seen)
         finally:
             await state.close()
             await seen.close()
+
+    def _may_delete(self) -> bool:
+        """Whether to delete what is gone upstream: asked, and only after a complete listing."""
+        if self.delete and not self.report.complete:
+            log.warning("not deleting anything: the listing of the source is incomplete")
+        return self.delete and self.report.complete
+
+    def _deleter(self, state: MirrorState) -> Deleter:
+        return Deleter(
+            self.dest,
+            state,
+            dry_run=self.dry_run,
+            in_scope=self._in_scope,
+            tell=self._tell,
+            fail=self._fail,
+        )
 
     def _in_scope(self, record: Record) -> bool:
         """Whether this run would have seen `record`'s file if it were still upstream."""
@@ -378,64 +388,3 @@ class _Mirror:
             )
         self._tell(MirrorChange("unchanged", job.target, url, dry_run=dry))
         return row
-
-    # --- deleting ---------------------------------------------------------------------------
-
-    async def _delete(self, upstream: set[str], state: MirrorState) -> None:
-        emptied: set[Path] = set()
-        for record in await state.records():
-            if record.path not in upstream:
-                await self._delete_one(record, state, emptied)
-        await asyncio.to_thread(remove_empty_directories, emptied, self.dest)
-
-    async def _delete_unseen(self, seen: Seen, state: MirrorState) -> None:
-        """`_delete` for a streamed listing: the rows a page at a time, checked against the
-        paths the listing claimed."""
-        emptied: set[Path] = set()
-        async for page in state.pages():
-            present = await seen.which(record.path for record in page)
-            for record in page:
-                if record.path not in present:
-                    await self._delete_one(record, state, emptied)
-        await asyncio.to_thread(remove_empty_directories, emptied, self.dest)
-
-    async def _delete_one(self, record: Record, state: MirrorState, emptied: set[Path]) -> None:
-        """Delete the file of `record` (gone upstream) if this mirror made it, and its row."""
-        if not self._in_scope(record):
-            return
-        try:
-            target = target_path(self.dest, tuple(record.path.split("/")), record.url)
-        except UnsafePathError:
-            return  # never ours to touch
-        ours = record.owned and await asyncio.to_thread(is_regular_file, target)
-        if self.dry_run:
-            if ours:
-                self._tell(MirrorChange("deleted", target, record.url, dry_run=True))
-            return
-        if ours:
-            try:
-                await asyncio.to_thread(os.unlink, target)
-            except FileNotFoundError:
-                ours = False
-            except OSError as exc:
-                self._fail(storage_error(exc, target, record.url), path=target)
-                return
-        await state.forget(record.path)
-        if ours:
-            self._tell(MirrorChange("deleted", target, record.url))
-            emptied.add(target.parent)
-
-
-def remove_empty_directories(directories: set[Path], dest: Path) -> None:
-    """Remove each of `directories` that a deletion left empty, and each parent it leaves
-    empty in turn, up to `dest` (kept). `rmdir` removes only an empty directory, so nothing a
-    user put there is lost; a link is never followed (`rmdir` of a link fails)."""
-    top = os.path.abspath(dest)
-    for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
-        current = os.path.abspath(directory)
-        while current != top and current.startswith(top + os.sep):
-            try:
-                os.rmdir(current)
-            except OSError:
-                break  # not empty (or not ours to remove): neither are its parents
-            current = os.path.dirname(current)
