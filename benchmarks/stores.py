@@ -39,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .common import KIB, MIB
 from .measure import Measurement, measured_process
@@ -106,16 +107,21 @@ def _moto(python: str) -> Iterator[str]:
         moto.wait(30)
 
 
-def _fill(endpoint: str, bucket: str, objects: dict[str, bytes]) -> None:
+def _client(endpoint: str) -> Any:
+    """boto3's S3 client for moto (which takes any credentials), to fill the buckets."""
     import boto3
 
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id="bench",
         aws_secret_access_key="bench",
         region_name="us-east-1",
     )
+
+
+def _fill(endpoint: str, bucket: str, objects: dict[str, bytes]) -> None:
+    client = _client(endpoint)
     client.create_bucket(Bucket=bucket)
     for key, data in objects.items():
         client.put_object(Bucket=bucket, Key=key, Body=data, ACL="public-read")
@@ -204,16 +210,8 @@ def _listing(python: str, keys: int) -> int:
     """Peak RSS of `adownload mirror --dry-run` over N/10 keys and over N keys."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import boto3
-
     with _moto(python) as endpoint:
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="b",
-            aws_secret_access_key="b",
-            region_name="us-east-1",
-        )
+        client = _client(endpoint)
         sizes = {"tenth": keys // 10, "all": keys}
         for bucket, count in sizes.items():
             client.create_bucket(Bucket=bucket)

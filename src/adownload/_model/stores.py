@@ -21,7 +21,6 @@ from yarl import URL
 from .errors import InvalidRequestError
 
 __all__ = [
-    "SECRET_KEYS",
     "STORE_SCHEMES",
     "StoreConfig",
     "canonical",
@@ -75,19 +74,6 @@ _VARIABLES: Final = {
         "AZURE_TENANT_ID",
     ),
 }
-
-#: The keys that carry a secret (canonical names): never shown, logged or stored.
-SECRET_KEYS: Final = frozenset(
-    {
-        "secret_access_key",
-        "session_token",
-        "account_key",
-        "sas_key",
-        "token",
-        "client_secret",
-        "service_account_key",
-    }
-)
 
 _PREFIXES: Final = {"s3": ("aws_",), "gs": ("google_",), "az": ("azure_storage_", "azure_")}
 _ALIASES: Final = {"endpoint_url": "endpoint", "default_region": "region"}

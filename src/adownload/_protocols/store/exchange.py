@@ -22,7 +22,7 @@ import contextlib
 import datetime
 import re
 from collections.abc import AsyncIterator, Iterator
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -376,8 +376,6 @@ def _quoted(text: str) -> str:
 
 
 def _date(text: str) -> datetime.datetime:
-    from email.utils import parsedate_to_datetime
-
     return parsedate_to_datetime(text)
 
 
