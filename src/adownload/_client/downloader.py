@@ -243,6 +243,7 @@ class Downloader:
                 await self._session.close()
 
     def _open_settings(self) -> Settings:
+        """What the open downloader runs with; see `settings_of`."""
         if self._state is _State.OPEN and self._settings is not None:
             return self._settings
         if self._state is _State.UNOPENED:
@@ -387,3 +388,11 @@ def _accept_encoding() -> str:
     from .._protocols.http.answer import ACCEPT_ENCODING
 
     return ACCEPT_ENCODING
+
+
+def settings_of(dl: Downloader) -> Settings:
+    """The settings an open downloader runs its downloads with, for the clients built on it
+    (the mirror lists an FTP directory or a store's prefix with them; a worker process reads
+    its limiter): one seam, instead of each reaching into the downloader. `RuntimeError` when
+    it is not open."""
+    return dl._open_settings()

@@ -28,6 +28,7 @@ from .autoindex import below, directory_url, listing_kind, parse_listing
 
 if TYPE_CHECKING:
     from .._client.downloader import Downloader
+    from .._engine.settings import Settings
     from .seen import Seen
 
 #: An index page larger than this is not an index page.
@@ -166,12 +167,11 @@ class Lister:
             depth += 1
         return self._one_url_per_file(files)
 
-    async def walk_ftp(self, start: URL, dl: Downloader) -> list[Upstream]:
+    async def walk_ftp(self, start: URL, settings: Settings) -> list[Upstream]:
         """The files below the FTP directory `start`, from its listings (MLSD, else LIST)."""
         from .ftp_list import list_directory
 
         self.base = base = start if start.path.endswith("/") else start.with_path(start.path + "/")
-        settings = dl._open_settings()
         files: list[Upstream] = []
         level: list[tuple[URL, tuple[str, ...]]] = [(base, ())]
         depth = 0
@@ -203,7 +203,7 @@ class Lister:
         return self._one_url_per_file(files)
 
     async def walk_store(
-        self, start: URL, dl: Downloader, seen: Seen
+        self, start: URL, settings: Settings, seen: Seen
     ) -> AsyncIterator[list[Upstream]]:
         """The objects below the prefix `start` (`s3://bucket/docs/`), from the store's
         paginated listing, `STORE_BATCH` at a time: a prefix of millions of keys is never held
@@ -214,7 +214,7 @@ class Lister:
 
         self.base = start if start.path.endswith("/") else start.with_path(start.path + "/")
         files: list[Upstream] = []
-        listing = list_prefix(dl._open_settings(), self.base)
+        listing = list_prefix(settings, self.base)
         while True:
             try:
                 found = await anext(listing)

@@ -28,7 +28,7 @@ from typing import Protocol, TypeAlias
 
 from yarl import URL
 
-from .._client.downloader import Downloader
+from .._client.downloader import Downloader, settings_of
 from .._disk.sinks import MemorySink
 from .._model.config import Existing
 from .._model.errors import (
@@ -187,7 +187,7 @@ class _Mirror:
             await self._run_store(start, dl)
             return self.report
         if start is not None and start.scheme == "ftp":
-            files = await lister.walk_ftp(start, dl)
+            files = await lister.walk_ftp(start, settings_of(dl))
         elif start is not None:
             files = await lister.walk(start, dl)
         else:
@@ -211,7 +211,7 @@ class _Mirror:
         seen = Seen()
         state = await MirrorState.open(self.dest, read_only=self.dry_run)
         try:
-            async for files in self.lister.walk_store(start, dl, seen):
+            async for files in self.lister.walk_store(start, settings_of(dl), seen):
                 records = await state.records_for(file.rel for file in files)
                 await self._fetch(files, state, dl, {record.path: record for record in records})
             if not self.lister.complete:

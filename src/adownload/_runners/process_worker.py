@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from yarl import URL
 
 from .._client import loop as _loop
-from .._client.downloader import Downloader
+from .._client.downloader import Downloader, settings_of
 from .._engine.adaptive import RELAYED
 from .._model.events import Event, Finished, HostLimitChanged
 from . import wire as _wire
@@ -58,7 +58,7 @@ class _Worker:
                 Downloader(dest=dest, on_event=self._event, **options) as dl,
                 contextlib.aclosing(dl.as_completed(self._requests(queue))) as outcomes,
             ):
-                self._limiter = dl._open_settings().limiter
+                self._limiter = settings_of(dl).limiter
                 async for outcome in outcomes:
                     assert outcome.request is not None
                     index = self._index.pop(id(outcome.request))
