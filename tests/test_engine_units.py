@@ -30,7 +30,16 @@ from adownload import (
     Timeout,
 )
 from adownload._disk.state import PartState
-from adownload._engine.plan import Next, judge, layout_for, plan_for, segments_for
+from adownload._engine.plan import (
+    Judgement,
+    Next,
+    asked_since,
+    continued_problem,
+    judge,
+    layout_for,
+    plan_for,
+    segments_for,
+)
 from adownload._engine.retry import retryable, with_retries
 from adownload._model.errors import ConnectError, FTPReplyError, IncompleteBodyError, StorageError
 from adownload._model.names import plain_name
@@ -109,6 +118,33 @@ def test_judging_answers_against_the_part() -> None:
     probe = Plan(URL_, 99, probe=True, stop=99, if_range=V1, length=100)
     assert judge(answer(Verdict.END, length=100, etag=V1), probe, part).next is Next.COMPLETE
     assert judge(answer(Verdict.END, length=100, etag='"v2"'), probe, part).next is Next.START_OVER
+
+
+def test_continuing_a_file_at_its_final_name() -> None:
+    # Existing.CONTINUE: only a range from its end, under a checksum, continues the file.
+    partial = answer(Verdict.PARTIAL, offset=40, length=100)
+    go_on = Judgement(Next.CONTINUE, 40, 100)
+    assert continued_problem(partial, go_on, 40, checksum=True) is None
+    assert "give its checksum" in (continued_problem(partial, go_on, 40, checksum=False) or "")
+    whole = answer(Verdict.WHOLE, length=100)
+    restart = Judgement(Next.CONTINUE, 0, 100, discard=True)
+    assert "does not send ranges" in (continued_problem(whole, restart, 40, checksum=True) or "")
+    short = answer(Verdict.BAD_RANGE, length=30)
+    refused = Judgement(Next.REFUSE)
+    assert "longer than the server's 30" in (
+        continued_problem(short, refused, 40, checksum=True) or ""
+    )
+    assert "does not fit" in (
+        continued_problem(answer(Verdict.BAD_RANGE), refused, 40, checksum=True) or ""
+    )
+
+
+def test_a_requests_own_if_modified_since() -> None:
+    since = "Sun, 01 Dec 2024 00:00:00 GMT"
+    assert asked_since(None) is None
+    assert asked_since({"if-MODIFIED-since": since}) == since
+    assert asked_since({"If-Modified-Since": since, "If-None-Match": '"v1"'}) is None
+    assert asked_since({"Accept": "*/*"}) is None
 
 
 def test_the_segment_decision() -> None:

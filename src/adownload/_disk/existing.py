@@ -3,7 +3,8 @@
 `resolve` reads the target once (`lstat`: a link, a directory or a special file there is
 refused, never followed), then applies the policy (`Existing`) with the downloader's ledger of
 the files it saved in this run, so that two URLs mapping to one name never pass one file off
-as both. The errors for a path that cannot be used are made here too, for `_disk/target.py`.
+as both. What is at a `.part` name (`part_size`, `make_room_for_part`) and the errors for a
+path that cannot be used are decided here too, for `_disk/target.py`.
 """
 
 from __future__ import annotations
@@ -139,3 +140,45 @@ async def _matches(target: Path, wanted: tuple[str, str], url: str) -> bool:
     except OSError as exc:
         raise storage_error(exc, target, url) from exc
     return hashes.digest(wanted[0]).hex() == wanted[1]
+
+
+def part_size(part: Path, url: str) -> int | None:
+    """The size of the regular file at `part`; None when there is none (or a link, which is
+    removed when the body starts). A FIFO, socket or device there is refused."""
+    try:
+        info = os.lstat(part)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise storage_error(exc, part, url) from exc
+    if stat.S_ISREG(info.st_mode):
+        return info.st_size
+    if stat.S_ISLNK(info.st_mode):
+        return None
+    raise special(_files.kind_of(info.st_mode), part, url)
+
+
+def make_room_for_part(part: Path, final: Path, ours: bool, url: str) -> None:
+    """A fresh body meets something at the `.part` name of `final`: remove it if it is ours
+    (`ours`, or marked as ours: a leftover of a killed run) or a planted link; refuse anything
+    else, which is not ours to delete."""
+    try:
+        info = os.lstat(part)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise storage_error(exc, part, url) from exc
+    if stat.S_ISLNK(info.st_mode) or (
+        stat.S_ISREG(info.st_mode) and (ours or _files.is_marked(part))
+    ):
+        # Removing a link removes the link, not its target.
+        _files.remove_quietly(part)
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise special(_files.kind_of(info.st_mode), part, url)
+    raise DestinationExistsError(
+        f"{part} is in the way: adownload did not make it and will not replace it "
+        f"(move it away to download {final})",
+        url=url,
+        path=part,
+    )

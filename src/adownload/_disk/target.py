@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import stat
 from contextlib import AbstractAsyncContextManager
 from email.utils import formatdate
 from pathlib import Path
@@ -116,14 +115,14 @@ class Target:
             state = _state.load(self.state_file)
         except FileNotFoundError:
             # Nothing to resume. A .part without a state is replaced when the body starts, if
-            # it is ours (see _make_room_for_part).
+            # it is ours (see _existing.make_room_for_part).
             self.state_absent = True
             return
         except _files.SpecialFileError as exc:
             raise self._special(exc.kind, self.state_file) from None
         # A state beside it makes the part ours, whatever else is wrong with the pair.
         self.part_ours = True
-        size = self._part_size(part)
+        size = _existing.part_size(part, self._url)
         if (
             state is not None
             and state.resumable
@@ -202,7 +201,8 @@ class Target:
             except FileExistsError:
                 # Created with O_EXCL, so finding something costs no extra call when, as almost
                 # always, there is nothing: a leftover of ours or a link goes, anything else stays.
-                self._make_room_for_part()
+                assert self.path is not None
+                _existing.make_room_for_part(part, self.path, self.part_ours, self._url)
                 sink = await writer(part, existing=False)
             except FileNotFoundError:
                 if part.parent not in self._settings.directories:
@@ -399,47 +399,6 @@ class Target:
         while key.endswith(_files.PART_SUFFIX):
             key = key[: -len(_files.PART_SUFFIX)]
         return self._settings.path_locks.hold(key)
-
-    def _part_size(self, part: Path) -> int | None:
-        """The size of the regular file at `part`; None when there is none (or a link, which is
-        removed when the body starts). A FIFO, socket or device there is refused."""
-        try:
-            info = os.lstat(part)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise self.storage_error(exc, part) from exc
-        if stat.S_ISREG(info.st_mode):
-            return info.st_size
-        if stat.S_ISLNK(info.st_mode):
-            return None
-        raise self._special(_files.kind_of(info.st_mode), part)
-
-    def _make_room_for_part(self) -> None:
-        """A fresh body meets something at the `.part` name: remove it if it is ours (a leftover
-        of a killed run) or a planted link; refuse anything else, which is not ours to delete."""
-        part = self.part
-        assert part is not None
-        try:
-            info = os.lstat(part)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise self.storage_error(exc, part) from exc
-        if stat.S_ISLNK(info.st_mode) or (
-            stat.S_ISREG(info.st_mode) and (self.part_ours or _files.is_marked(part))
-        ):
-            # Removing a link removes the link, not its target.
-            _files.remove_quietly(part)
-            return
-        if not stat.S_ISREG(info.st_mode):
-            raise self._special(_files.kind_of(info.st_mode), part)
-        raise DestinationExistsError(
-            f"{part} is in the way: adownload did not make it and will not replace it "
-            f"(move it away to download {self.path})",
-            url=self._url,
-            path=part,
-        )
 
     def _special(self, kind: str, path: Path) -> UnsafePathError:
         return _existing.special(kind, path, self._url)

@@ -22,7 +22,7 @@ from .._model.config import Timeout
 from .._model.events import Event, Retrying
 from .._model.request import Request
 from .exchanges import Exchanges
-from .stream import read_watchdog
+from .watchdog import read_watchdog
 
 if TYPE_CHECKING:
     from .._model.errors import DownloadError

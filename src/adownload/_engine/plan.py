@@ -5,6 +5,7 @@ unit-tested without a socket. `Transfer` carries them out (truncating, discardin
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
@@ -116,6 +117,37 @@ class SegmentNext(enum.Enum):
     START_OVER = "start over"  # the file changed: the bytes on hand are worthless
     RANGES_IGNORED = "ranges ignored"  # the same file, whole: this server ignores ranges
     REFUSED = "refused"  # no usable range: the next attempt is one stream, never spliced
+
+
+def continued_problem(
+    answer: Answer, judgement: Judgement, size: int, *, checksum: bool
+) -> str | None:
+    """`Existing.CONTINUE` with a file of `size` bytes at the final name (not yet the server's
+    whole length): None when the answer continues it, from its end, under a `checksum`; else
+    why it is not continued (then it stays as it was)."""
+    if judgement.next is Next.CONTINUE and not judgement.discard:
+        if checksum:
+            return None
+        return (
+            f"nothing shows that its {size} bytes are the start of this file: give its"
+            " checksum to continue it, or replace it"
+        )
+    if answer.verdict is Verdict.WHOLE:
+        return "the server does not send ranges of it, so only a whole new copy could replace it"
+    if answer.length is not None and answer.length < size:
+        return f"it is {size} bytes, longer than the server's {answer.length}"
+    return "the server's answer to the range does not fit it"
+
+
+def asked_since(headers: Mapping[str, str] | None) -> str | None:
+    """A request's own If-Modified-Since (a mirror's, or a caller's), when it is its only
+    condition: with If-None-Match too, a 200 says the ETag changed."""
+    if not headers:
+        return None
+    names = {name.lower(): value for name, value in headers.items()}
+    if "if-none-match" in names:
+        return None
+    return names.get("if-modified-since")
 
 
 def judge_segment(answer: Answer, validators: PartState) -> SegmentNext:

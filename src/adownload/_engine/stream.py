@@ -14,20 +14,18 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .._disk.sinks import FileSink, Sink
 from .._model.errors import (
     ContentDecodingError,
     IncompleteBodyError,
-    ReadTimeout,
     RemoteProtocolError,
     SizeLimitError,
     StorageError,
 )
 from .._model.events import PROGRESS_INTERVAL, Event, Progress
-from .._model.util import IdleTimeout, redact, wait_through_cancellation
+from .._model.util import redact, wait_through_cancellation
 from .._model.verify import NO_HASHES, Hashes
 from .._protocols import splice as _splice
 from .limits import SpeedFloor, TokenBucket
@@ -376,43 +374,3 @@ async def _run_copy(
         return copy.position  # the peer closed or broke early: the caller sees it is short
     except OSError as exc:
         raise storage_error(exc) from exc
-
-
-def read_watchdog(seconds: float | None, *, grace: float, url: str) -> ReadWatchdog:
-    """An `IdleTimeout` for one exchange, whose expiry the caller sees as `ReadTimeout`."""
-    return ReadWatchdog(seconds, grace=grace, url=url)
-
-
-class ReadWatchdog(IdleTimeout):
-    """`read_watchdog`'s timeout: an `IdleTimeout` that raises `ReadTimeout` when it expires
-    (a class rather than a generator: every exchange enters one)."""
-
-    __slots__ = ("_url",)
-
-    def __init__(self, seconds: float | None, *, grace: float, url: str) -> None:
-        super().__init__(seconds, grace=grace)
-        self._url = url
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            await super().__aexit__(exc_type, exc, tb)
-        except TimeoutError as error:
-            self._raise_expired(error)
-            raise
-        if isinstance(exc, TimeoutError):
-            self._raise_expired(exc)
-
-    def _raise_expired(self, error: TimeoutError) -> None:
-        if self.expired():
-            seconds = self._seconds
-            raise ReadTimeout(
-                f"no data received for {seconds}s from {redact(self._url)}",
-                url=self._url,
-                phase="read",
-                seconds=seconds,
-            ) from error

@@ -49,7 +49,7 @@ from .._model.util import IdleTimeout, redact, same_origin
 from .._protocols.base import Answer, Body, Plan, Verdict
 from .download import Download
 from .exchanges import Exchanges
-from .plan import Judgement, Next, judge, newer, plan_for
+from .plan import Judgement, Next, asked_since, continued_problem, judge, newer, plan_for
 from .receive import Receiver, validators_of
 from .retry import StartOver, with_retries
 
@@ -248,17 +248,6 @@ class Transfer:
             # As wget -N: the file takes the server's time, which the next run sends back.
             _files.set_modified(path, self.last_modified)
 
-    def _asked_since(self) -> str | None:
-        """The request's own If-Modified-Since (a mirror's, or a caller's), when it is the only
-        condition: with If-None-Match too, a 200 says the ETag changed."""
-        headers = self.request.headers
-        if not headers:
-            return None
-        names = {name.lower(): value for name, value in headers.items()}
-        if "if-none-match" in names:
-            return None
-        return names.get("if-modified-since")
-
     def _not_modified(self, plan: Plan) -> None:
         """A 304 (or, under `Existing.NEWER`, a copy that is not newer): the file here is
         current, so a `.part` of ours is stale; with `Existing.NEWER` (which asked for it) the
@@ -293,7 +282,7 @@ class Transfer:
         self.final_url = redact(str(answer.final_url))
         self.etag, self.last_modified = answer.etag, answer.last_modified
         fresh = answer.verdict is Verdict.WHOLE
-        since = plan.if_modified_since or self._asked_since()
+        since = plan.if_modified_since or asked_since(self.request.headers)
         if since is not None and fresh and not newer(answer.last_modified, since):
             # A 200 all the same (nginx's default `if_modified_since exact` answers so unless
             # the dates are equal): the copy here stands, as wget -N and curl -z decide.
@@ -377,27 +366,19 @@ class Transfer:
             raise FileMismatchError(f"{shown} does not serve this file: {problem}", url=self.url)
 
     def _judge_continued(self, answer: Answer, judgement: Judgement) -> None:
-        """`Existing.CONTINUE`: a file at the final name is continued only from its end, by a
-        range the server sends, under a checksum; anything else leaves it as it was."""
+        """`Existing.CONTINUE`: carry out `continued_problem`; the file is skipped when it is
+        whole already, and left as it was when it cannot be continued."""
         size, path = self.target.continued, self.target.path
         assert size is not None
         assert path is not None
         if judgement.next is Next.COMPLETE:
             self.receiver.discard()
             raise Skipped(path)  # already the server's length
-        if judgement.next is Next.CONTINUE and not judgement.discard:
-            if self.request.expected_digest is not None:
-                return
-            why = (
-                f"nothing shows that its {size} bytes are the start of this file: give its"
-                " checksum to continue it, or replace it"
-            )
-        elif answer.verdict is Verdict.WHOLE:
-            why = "the server does not send ranges of it, so only a whole new copy could replace it"
-        elif answer.length is not None and answer.length < size:
-            why = f"it is {size} bytes, longer than the server's {answer.length}"
-        else:
-            why = "the server's answer to the range does not fit it"
+        why = continued_problem(
+            answer, judgement, size, checksum=self.request.expected_digest is not None
+        )
+        if why is None:
+            return
         self.receiver.discard()
         raise DestinationExistsError(
             f"{path} exists and is not continued: {why}", url=self.url, path=path

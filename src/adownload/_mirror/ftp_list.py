@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import aioftp
 from yarl import URL
 
-from .._engine.stream import read_watchdog
+from .._engine.watchdog import read_watchdog
 from .._model.errors import RemoteProtocolError
 from .._model.names import plain_name
 from .._model.util import redact, whole_number
