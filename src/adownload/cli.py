@@ -27,9 +27,9 @@ from . import metalink
 from ._cli.args import Options, downloader_keywords, parse_options
 from ._cli.dask import ClusterError
 from ._cli.input import KNOWN_KEYS, InputReader, RejectedEntry, request_for
+from ._cli.json_lines import JsonReporter
 from ._cli.network import load_cookies_into, save_cookies_of
 from ._cli.report import (
-    JsonReporter,
     LibraryLog,
     LinesReporter,
     Reporter,
