@@ -279,7 +279,8 @@ def _connections(parser: argparse.ArgumentParser) -> None:
         type=_segment_size,
         default=_DEFAULT_SEGMENTS.min_size,
         metavar="SIZE",
-        help="never split a file into pieces smaller than SIZE (default: 4M)",
+        help="never split a file into pieces smaller than SIZE"
+        f" (default: {_DEFAULT_SEGMENTS.min_size >> 20}M)",
     )
     add_shared_option(network, "rate")
     add_shared_option(network, "connect_timeout")
