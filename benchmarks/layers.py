@@ -84,7 +84,10 @@ def build_rows(python: str, work: Path, port: int, baseline: Path | None) -> lis
 
 def run_rows(rows: list[Row], work: Path, files: list, repeat: int) -> None:
     for round_ in range(repeat):
-        for index, row in enumerate(rows):
+        # Every other round runs the rows in reverse, so that no row always runs right after
+        # another one's writes (this disk's creates slow down while it writes them back).
+        order = list(enumerate(rows))
+        for index, row in order if round_ % 2 == 0 else reversed(order):
             dest = work / f"out-{round_}-{index}"
             argv = [arg.replace("DEST", str(dest)) for arg in row.argv]
             argv = [arg.replace("MIRROR-", str(work / "mirror-")) for arg in argv]

@@ -739,3 +739,40 @@ async def test_a_proxy_is_refused_for_an_object_store_not_bypassed(
     assert "not through a proxy" in str(outcome.error)
     assert s3.gets() == []  # nothing went around the proxy
     assert listing(tmp_path) == []
+
+
+async def test_a_dask_cluster_takes_store_urls_and_options(s3: S3Front, tmp_path: Path) -> None:
+    """The credentials travel with the options to each worker of a real `LocalCluster`; a
+    missing key fails there as it does here, and nothing else is saved for it."""
+    from distributed import Client, LocalCluster
+
+    from adownload.distributed import DaskRunner
+
+    for n in range(5):
+        s3.put(f"d/{n}.bin", body(3000 + n, seed=f"dask {n}"))
+    urls = [f"s3://{s3.bucket}/d/{n}.bin" for n in range(5)]
+    async with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            asynchronous=True,
+        ) as cluster,
+        Client(cluster, asynchronous=True) as client,
+    ):
+        runner = DaskRunner(client, dest=tmp_path, shard_size=2, store_options=signed(s3))
+        outcomes = await runner.download_many([*urls, f"s3://{s3.bucket}/d/missing.bin"])
+    assert [o.ok for o in outcomes] == [True] * 5 + [False]
+    missing = outcomes[5].error
+    assert isinstance(missing, HTTPStatusError)
+    assert missing.status == 404
+    assert SECRET_KEY not in str(missing)
+    assert all(o.worker for o in outcomes[:5])  # each names the worker that wrote it
+    assert listing(tmp_path) == [f"{n}.bin" for n in range(5)]
+    for n in range(5):
+        assert (tmp_path / f"{n}.bin").read_bytes() == body(3000 + n, seed=f"dask {n}")
+    asked = s3.gets()
+    assert sorted(a.key for a in asked) == sorted(f"d/{n}.bin" for n in [*range(5), "missing"])
+    assert all(a.signed for a in asked)
