@@ -106,7 +106,8 @@ def answer_of(response: aiohttp.ClientResponse, plan: Plan, url: str, options: O
         raise status_error(response, url, "no file" if 200 <= status < 300 else "")
     if options.verify_digests and not options.decode_content:
         answer.digests = _digests(headers, partial=status == 206)
-        answer.duplicates = duplicates(response.links.getall("duplicate", ()))
+        if "Link" in headers:  # aiohttp parses `links` anew on each access
+            answer.duplicates = duplicates(response.links.getall("duplicate", ()))
     if options.content_disposition:
         answer.name = _name_from_response(response)
     return answer
