@@ -72,7 +72,8 @@ _SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "default": _DEFAULT_LIMITS.adaptive,
             "help": "find each host's connection limit by itself, up to -x: fewer connections "
             "to a server that answers 429 or 503, times out or gains nothing from more, more "
-            "to one that caps each connection's speed (default: off)",
+            "to one that caps each connection's speed"
+            f" (default: {'on' if _DEFAULT_LIMITS.adaptive else 'off'})",
         },
     ),
     "rate": (
