@@ -124,18 +124,18 @@ def test_continuing_a_file_at_its_final_name() -> None:
     # Existing.CONTINUE: only a range from its end, under a checksum, continues the file.
     partial = answer(Verdict.PARTIAL, offset=40, length=100)
     go_on = Judgement(Next.CONTINUE, 40, 100)
-    assert continued_problem(partial, go_on, 40, checksum=True) is None
-    assert "give its checksum" in (continued_problem(partial, go_on, 40, checksum=False) or "")
+    assert continued_problem(partial, go_on, 40, verified=True) is None
+    assert "give its checksum" in (continued_problem(partial, go_on, 40, verified=False) or "")
     whole = answer(Verdict.WHOLE, length=100)
     restart = Judgement(Next.CONTINUE, 0, 100, discard=True)
-    assert "does not send ranges" in (continued_problem(whole, restart, 40, checksum=True) or "")
+    assert "does not send ranges" in (continued_problem(whole, restart, 40, verified=True) or "")
     short = answer(Verdict.BAD_RANGE, length=30)
     refused = Judgement(Next.REFUSE)
     assert "longer than the server's 30" in (
-        continued_problem(short, refused, 40, checksum=True) or ""
+        continued_problem(short, refused, 40, verified=True) or ""
     )
     assert "does not fit" in (
-        continued_problem(answer(Verdict.BAD_RANGE), refused, 40, checksum=True) or ""
+        continued_problem(answer(Verdict.BAD_RANGE), refused, 40, verified=True) or ""
     )
 
 

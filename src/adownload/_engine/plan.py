@@ -120,13 +120,13 @@ class SegmentNext(enum.Enum):
 
 
 def continued_problem(
-    answer: Answer, judgement: Judgement, size: int, *, checksum: bool
+    answer: Answer, judgement: Judgement, size: int, *, verified: bool
 ) -> str | None:
     """`Existing.CONTINUE` with a file of `size` bytes at the final name (not yet the server's
-    whole length): None when the answer continues it, from its end, under a `checksum`; else
-    why it is not continued (then it stays as it was)."""
+    whole length): None when the answer continues it, from its end, under a checksum
+    (`verified`); else why it is not continued (then it stays as it was)."""
     if judgement.next is Next.CONTINUE and not judgement.discard:
-        if checksum:
+        if verified:
             return None
         return (
             f"nothing shows that its {size} bytes are the start of this file: give its"

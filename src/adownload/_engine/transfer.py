@@ -375,7 +375,7 @@ class Transfer:
             self.receiver.discard()
             raise Skipped(path)  # already the server's length
         why = continued_problem(
-            answer, judgement, size, checksum=self.request.expected_digest is not None
+            answer, judgement, size, verified=self.request.expected_digest is not None
         )
         if why is None:
             return
