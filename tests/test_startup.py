@@ -20,7 +20,16 @@ from adownload import Cache, Downloader
 from .support import payload, serve_app
 
 #: Modules an entry point that does not download has no use for.
-HEAVY = ("aiohttp", "aiohttp_socks", "aioftp", "aiofiles", "rich", "multidict._multidict_py")
+HEAVY = (
+    "aiohttp",
+    "aiohttp_socks",
+    "aioftp",
+    "aiofiles",
+    "rich",
+    "multidict._multidict_py",
+    "obstore",
+    "configparser",  # for AWS's shared files only
+)
 
 
 def _imported(code: str, *args: str) -> list[str]:

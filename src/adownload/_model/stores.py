@@ -8,7 +8,6 @@ Nothing here talks to a store; `adownload._protocols.store` does, through obstor
 
 from __future__ import annotations
 
-import configparser
 import os
 import re
 from collections.abc import Mapping
@@ -198,6 +197,8 @@ def _aws_profile(environ: Mapping[str, str]) -> dict[str, str]:
         "region": "region",
         "endpoint_url": "endpoint",
     }
+    import configparser  # only here: every start-up would pay for it
+
     for path, section in (
         (config, "default" if profile == "default" else f"profile {profile}"),
         (credentials, profile),
