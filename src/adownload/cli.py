@@ -48,6 +48,7 @@ from ._model.errors import DownloadError, InvalidRequestError
 from ._model.events import Finished, Queued
 from ._model.request import Outcome, Request
 from ._model.util import redact
+from ._protocols.opening import import_http
 
 __all__ = ["main"]
 
@@ -122,6 +123,8 @@ def _download_with(argv: list[str], out: Stream, err: Stream) -> int:
         return EXIT_INTERRUPTED
     # With -O -, standard output carries the file: every message goes to standard error.
     reporter = _reporter(options, err if options.stdout else out, err)
+    if options.workers == 1 and options.scheduler is None:
+        import_http()  # a downloader opens in this process; see import_http
     try:
         _loop.run(_run(options, readers, reporter))
     except KeyboardInterrupt:

@@ -25,6 +25,7 @@ from .._model.errors import InvalidRequestError
 from .._model.events import Event, HostLimitChanged
 from .._model.request import Request, parse_url
 from .._model.util import describe_error, redact
+from .._protocols.opening import import_http
 from .dask import ClusterError
 from .input import InputReader, _inside
 from .network import (
@@ -81,6 +82,8 @@ def main(argv: Sequence[str]) -> int:
 
         bars = MirrorBars(out, err, file=err.file)
     printer = _Printer(out, err, quiet=options.quiet, json=options.json, bars=bars)
+    if options.scheduler is None:
+        import_http()  # a downloader opens in this process; see import_http
     try:
         report = _loop.run(_run(options, reader, printer))
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from .._client import loop as _loop
 from .._client.downloader import Downloader, settings_of
 from .._engine.adaptive import RELAYED
 from .._model.events import Event, Finished, HostLimitChanged
+from .._protocols.opening import import_http
 from . import wire as _wire
 
 if TYPE_CHECKING:
@@ -148,6 +149,7 @@ async def _main() -> None:
 
 
 def main() -> int:
+    import_http()  # this process opens a downloader; see import_http
     try:
         _loop.run(_main())
     except KeyboardInterrupt:
