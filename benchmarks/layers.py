@@ -6,8 +6,10 @@ Rows, each the median of ``--repeat`` runs taken in turn (A B C ... A B C ...), 
 fresh directory, every process under ``rusage_launcher.py``:
 
 - ``small``: N x 64 KiB files (default 1000) from a private nginx on 127.0.0.1, 16 at a time:
-  ``run_aiohttp.py`` (the bare loop, the floor of our stack) and ``run_adownload.py``
-  (``download_many``), each on asyncio's loop and on uvloop's;
+  ``run_aiohttp.py`` (the bare loop, the floor of our stack), ``run_guarded.py`` (the bare
+  loop plus the per-file guarantees' own system calls, checks, permits and watchdog, written
+  directly: what the guarantees cost apart from the library's structure) and
+  ``run_adownload.py`` (``download_many``), each on asyncio's loop and on uvloop's;
 - ``--version`` and ``--help`` of the command (``python -m adownload``), ``import adownload``;
 - a mirror rerun with nothing to do: ``adownload mirror`` of a 20-file nginx listing into a
   folder that already holds it.
@@ -68,6 +70,8 @@ def build_rows(python: str, work: Path, port: int, baseline: Path | None) -> lis
     for loop in LOOPS:
         drive = [python, str(HERE / "run_aiohttp.py"), str(urls), "DEST", "--loop", loop]
         rows.append(Row(f"aiohttp-loop [{loop}]", drive, ""))
+        drive = [python, str(HERE / "run_guarded.py"), str(urls), "DEST", "--loop", loop]
+        rows.append(Row(f"guarded loop [{loop}]", drive, ""))
         for tree, src in trees:
             drive = [python, str(HERE / "run_adownload.py"), str(urls), "DEST", "--loop", loop]
             rows.append(Row(f"library [{loop}]", with_tree(src, drive), tree))
@@ -122,7 +126,11 @@ def report(rows: list[Row], python: str, baseline: Path | None) -> None:
     def median(values: list[float]) -> float | None:
         return statistics.median(values) if values else None
 
-    floor = {row.name.split()[-1]: median(row.walls) for row in rows if not row.tree}
+    floor = {
+        row.name.split()[-1]: median(row.walls)
+        for row in rows
+        if not row.tree and row.name.startswith("aiohttp-loop")
+    }
     base = {row.name: median(row.walls) for row in rows if row.tree == "baseline"}
     print(f"\n{'row':<30} {'tree':<9} {'median s':>9} {'cpu s':>7} {'vs loop':>8} {'vs base':>8}")
     for row in rows:
@@ -131,7 +139,8 @@ def report(rows: list[Row], python: str, baseline: Path | None) -> None:
             print(f"{row.name:<30} {row.tree:<9} FAILED: {row.failures[0] if row.failures else ''}")
             continue
         cpu = median(row.cpus) or 0.0
-        loop = floor.get(row.name.split()[-1]) if row.name.startswith("library") else None
+        measured = row.name.startswith(("library", "guarded"))
+        loop = floor.get(row.name.split()[-1]) if measured else None
         vs_loop = f"{wall / loop:.2f}x" if loop else ""
         other = base.get(row.name) if row.tree == "this" else None
         vs_base = f"{wall / other:.2f}x" if other else ""

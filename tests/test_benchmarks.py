@@ -234,3 +234,46 @@ def test_the_object_store_benchmark_checks_and_compares_both_tools() -> None:
     assert any(line.startswith("1 x 2 MiB") and " adownload " in line for line in lines)
     assert any(line.startswith("5 x 64 KiB") and " boto3 " in line for line in lines)
     assert sum("adl/boto3" in line for line in lines) == 2
+
+
+async def test_the_guarded_loop_saves_whole_files_and_no_short_one(tmp_path: Path) -> None:
+    """`run_guarded.py`, the benchmark's floor with the guarantees' work: whole files at their
+    names, no `.part` left, a file already there left alone, and a body shorter than its
+    Content-Length never at its final name."""
+    bodies = {f"f{n}.bin": hashlib.sha256(str(n).encode()).digest() * (100 + n) for n in range(5)}
+
+    async def handler(request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
+        name = request.match_info["name"]
+        if name == "short.bin":
+            response = aiohttp.web.StreamResponse(headers={"Content-Length": "1000"})
+            await response.prepare(request)
+            await response.write(b"x" * 10)
+            request.transport.close()  # type: ignore[union-attr]
+            return response
+        return aiohttp.web.Response(body=bodies[name])
+
+    app = aiohttp.web.Application()
+    app.router.add_get("/{name}", handler)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "f0.bin").write_bytes(b"mine")
+    async with serve_app(app) as port:
+        urls = tmp_path / "urls.txt"
+        names = [*bodies, "short.bin"]
+        urls.write_text("".join(f"http://127.0.0.1:{port}/{name}\n" for name in names))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(BENCHMARKS / "run_guarded.py"),
+            str(urls),
+            str(dest),
+            "-j",
+            "3",
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert b"short.bin" in err
+    assert sorted(p.name for p in dest.iterdir()) == sorted(bodies)
+    assert (dest / "f0.bin").read_bytes() == b"mine"
+    for name in list(bodies)[1:]:
+        assert (dest / name).read_bytes() == bodies[name]
