@@ -29,10 +29,13 @@ from adownload import (
 )
 from adownload._model.stores import store_config
 
+from .proxy_servers import needs_tinyproxy, tinyproxy
 from .store_servers import ACCESS_KEY, SECRET_KEY, S3Front, moto_server, s3_front
 from .support import FAST, listing
 
 MIB = 1 << 20
+
+tinyproxy_only = pytest.mark.skipif(not needs_tinyproxy, reason="needs tinyproxy")
 
 
 @pytest.fixture(scope="session")
@@ -727,17 +730,81 @@ async def test_worker_processes_take_store_urls_and_options(s3: S3Front, tmp_pat
         assert (tmp_path / f"{n}.txt").read_bytes() == f"object {n}".encode()
 
 
-async def test_a_proxy_is_refused_for_an_object_store_not_bypassed(
-    s3: S3Front, tmp_path: Path
-) -> None:
+async def test_a_dead_proxy_fails_the_object_never_bypassed(s3: S3Front, tmp_path: Path) -> None:
     s3.put("p.txt", b"p")
     async with Downloader(
-        dest=tmp_path, store_options=signed(s3), proxy="http://127.0.0.1:9"
+        dest=tmp_path,
+        store_options=signed(s3),
+        proxy="http://127.0.0.1:9",
+        retry=Retry(attempts=1),
     ) as dl:
         [outcome] = await dl.download_many([f"s3://{s3.bucket}/p.txt"])
-    assert isinstance(outcome.error, InvalidRequestError)
-    assert "not through a proxy" in str(outcome.error)
+    assert isinstance(outcome.error, adownload.ConnectError), outcome.error
     assert s3.gets() == []  # nothing went around the proxy
+    assert listing(tmp_path) == []
+
+
+@tinyproxy_only
+async def test_an_object_comes_through_an_http_proxy(s3: S3Front, tmp_path: Path) -> None:
+    """`proxy` reaches object stores as it reaches web servers, credentials kept out of sight."""
+    s3.put("via/proxy.bin", body(5000))
+    (tmp_path / "proxy").mkdir()
+    with tinyproxy(tmp_path / "proxy") as proxy:
+        async with Downloader(
+            dest=tmp_path / "out", store_options=signed(s3), proxy=proxy.url()
+        ) as dl:
+            outcome = await dl.download(f"s3://{s3.bucket}/via/proxy.bin")
+        lines = proxy.lines
+    assert outcome.ok
+    assert (tmp_path / "out" / "proxy.bin").read_bytes() == body(5000)
+    assert any(line.startswith(f"GET {s3.endpoint}/") for line in lines), lines
+    assert [a.key for a in s3.gets()] == ["via/proxy.bin"]
+
+
+@tinyproxy_only
+async def test_the_environments_proxy_only_with_trust_env(
+    s3: S3Front, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """obstore's client reads HTTP_PROXY by itself; the library reads the environment only
+    when trusted, and then as for HTTP (`no_proxy` too)."""
+    s3.put("env.txt", b"env")
+    (tmp_path / "proxy").mkdir()
+    with tinyproxy(tmp_path / "proxy") as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy.url())
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        async with Downloader(dest=tmp_path / "direct", store_options=signed(s3)) as dl:
+            direct = await dl.download(f"s3://{s3.bucket}/env.txt")
+        assert proxy.lines == []  # untrusted: the variables are not read
+        async with Downloader(
+            dest=tmp_path / "trusted", store_options=signed(s3), trust_env=True
+        ) as dl:
+            trusted = await dl.download(f"s3://{s3.bucket}/env.txt")
+        through = len(proxy.lines)
+        async with Downloader(
+            dest=tmp_path / "excluded",
+            store_options=signed(s3),
+            trust_env=True,
+            no_proxy="127.0.0.1",
+        ) as dl:
+            excluded = await dl.download(f"s3://{s3.bucket}/env.txt")
+        assert len(proxy.lines) == through
+    assert [direct.ok, trusted.ok, excluded.ok] == [True, True, True]
+    assert through == 1
+    for folder in ("direct", "trusted", "excluded"):
+        assert (tmp_path / folder / "env.txt").read_bytes() == b"env"
+
+
+async def test_a_socks_proxy_is_refused_for_an_object_store(s3: S3Front, tmp_path: Path) -> None:
+    s3.put("s.txt", b"s")
+    async with Downloader(
+        dest=tmp_path, store_options=signed(s3), proxy="socks5://127.0.0.1:9"
+    ) as dl:
+        [outcome] = await dl.download_many([f"s3://{s3.bucket}/s.txt"])
+    assert isinstance(outcome.error, InvalidRequestError)
+    assert "http or https proxy" in str(outcome.error)
+    assert s3.gets() == []
     assert listing(tmp_path) == []
 
 

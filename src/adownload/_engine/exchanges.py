@@ -75,7 +75,10 @@ def exchange(kind: str, settings: Settings, request: Request, options: Options) 
             ) from None
 
         return StoreExchange(
-            stores_of(settings.pools, settings.stores, verify=settings.stores.verify), options
+            stores_of(
+                settings.pools, settings.stores, settings.network, verify=settings.stores.verify
+            ),
+            options,
         )
     if _http is None:
         from .._protocols.http.exchange import HttpExchange

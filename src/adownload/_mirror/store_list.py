@@ -48,9 +48,10 @@ async def list_prefix(settings: Settings, base: URL) -> AsyncIterator[Object | B
     from .._protocols.store.exchange import http_date, stores_of, translate_store_errors
 
     shown = redact(str(base))
-    store = stores_of(settings.pools, settings.stores, verify=settings.stores.verify).get(
-        base, shown
+    stores = stores_of(
+        settings.pools, settings.stores, settings.network, verify=settings.stores.verify
     )
+    store = stores.get(base, shown, settings.options.proxy)
     prefix = unquote(base.raw_path[1:])
     read = settings.options.timeout.read
     offset: str | None = None

@@ -14,6 +14,11 @@ segments as range reads, resume, retries, verification.
   503, which also cuts an adaptive host limit, as a 503 from a web server does).
 - Errors name the bucket and key, never a credential: obstore's messages (which may quote
   a request) are not passed on; the status and the store's error code are.
+- The proxy is the library's choice, as for HTTP (`proxy`, `no_proxy`, and the environment
+  only with `trust_env`), made for the store's endpoint: an http or https proxy is handed to
+  obstore, a SOCKS one refused. obstore's client would otherwise read `HTTP_PROXY` and its
+  kin from the environment by itself, whatever `trust_env` says; a direct store is therefore
+  given a proxy that excludes every host it talks to (`_DIRECT`), which turns that off.
 """
 
 from __future__ import annotations
@@ -50,7 +55,9 @@ if TYPE_CHECKING:
     from yarl import URL
 
     from ..._model.options import Options
+    from ..._model.proxy import Proxy
     from ..._model.util import IdleTimeout
+    from ..network import Network
 
 #: The smallest piece obstore hands over: large enough to cost little per chunk, small enough
 #: for progress and memory (the file sink gathers 1 MiB blocks anyway).
@@ -61,22 +68,33 @@ _CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
 
 
 class Stores:
-    """A downloader's stores, one per scheme and bucket, made with its first URL (obstore's
-    store holds the connection pool and the credentials)."""
+    """A downloader's stores, one per scheme, bucket and proxy, made with its first URL
+    (obstore's store holds the connection pool and the credentials)."""
 
-    __slots__ = ("_config", "_made", "_verify")
+    __slots__ = ("_config", "_made", "_network", "_verify")
 
-    def __init__(self, config: StoreConfig, *, verify: bool) -> None:
+    def __init__(self, config: StoreConfig, network: Network, *, verify: bool) -> None:
         self._config = config
+        self._network = network
         self._verify = verify
-        self._made: dict[tuple[str, str], Any] = {}
+        self._made: dict[tuple[str, str, Proxy | None], Any] = {}
 
-    def get(self, url: URL, shown: str) -> Any:
-        key = (url.scheme, url.raw_host or "")
+    def get(self, url: URL, shown: str, proxy: Proxy | None) -> Any:
+        """The store of `url`'s bucket, reached through `proxy` (the request's or the
+        downloader's) or the environment's, unless `no_proxy` names its endpoint."""
+        bucket = url.raw_host or ""
+        chosen = self._network.proxy_for(endpoint_of(url.scheme, self._config), proxy)
+        if chosen is not None and chosen.kind != "http":
+            raise InvalidRequestError(
+                f"{shown}: object stores are reached through an http or https proxy, not"
+                f" {chosen.shown}",
+                url=shown,
+            )
+        key = (url.scheme, bucket, chosen)
         store = self._made.get(key)
         if store is None:
             store = self._made[key] = make_store(
-                url.scheme, url.raw_host or "", self._config, verify=self._verify, shown=shown
+                url.scheme, bucket, self._config, verify=self._verify, shown=shown, proxy=chosen
             )
         return store
 
@@ -84,18 +102,54 @@ class Stores:
         self._made.clear()  # obstore's pools close with their stores
 
 
-def stores_of(pools: dict[str, Any], config: StoreConfig, *, verify: bool) -> Stores:
+def stores_of(
+    pools: dict[str, Any], config: StoreConfig, network: Network, *, verify: bool
+) -> Stores:
     """The downloader's stores from its `pools` (by protocol), made with its first URL."""
     stores = pools.get("store")
     if stores is None:
-        stores = pools["store"] = Stores(config, verify=verify)
+        stores = pools["store"] = Stores(config, network, verify=verify)
     assert isinstance(stores, Stores)
     return stores
 
 
-def make_store(scheme: str, bucket: str, config: StoreConfig, *, verify: bool, shown: str) -> Any:
-    """An obstore store for `bucket`. Without the environment's trust, every key it would read
-    from the environment is given here, so none is: anonymous unless credentials were given."""
+#: What a store reached directly is given as its proxy: a proxy no request goes through, as
+#: every host it could talk to is excluded (the endpoint's, added per store, the clouds' and
+#: every address), which keeps obstore's client from taking one from the environment.
+#: (Its exclusions take hosts, domains and address blocks, not "*".)
+_DIRECT = {
+    "proxy_url": "http://127.0.0.1:9",
+    "proxy_excludes": "amazonaws.com,googleapis.com,windows.net,0.0.0.0/0,::/0",
+}
+
+
+def endpoint_of(scheme: str, config: StoreConfig) -> URL:
+    """Where the stores of `scheme` are reached: the configured endpoint, else the cloud's."""
+    from yarl import URL
+
+    keys: Any = config.for_scheme(scheme)
+    given = keys.get("endpoint") or keys.get("base_url")
+    if given:
+        return URL(given)
+    if scheme == "s3":
+        return URL(f"https://s3.{keys.get('region') or 'us-east-1'}.amazonaws.com")
+    if scheme == "gs":
+        return URL("https://storage.googleapis.com")
+    return URL(f"https://{keys.get('account_name') or 'account'}.blob.core.windows.net")
+
+
+def make_store(
+    scheme: str,
+    bucket: str,
+    config: StoreConfig,
+    *,
+    verify: bool,
+    shown: str,
+    proxy: Proxy | None = None,
+) -> Any:
+    """An obstore store for `bucket`, through the http `proxy` or directly. Without the
+    environment's trust, every key it would read from the environment is given here, so none
+    is: anonymous unless credentials were given."""
     from obstore.store import AzureStore, GCSStore, S3Store
 
     keys: Any = config.for_scheme(scheme)  # obstore's TypedDicts, by key
@@ -105,6 +159,17 @@ def make_store(scheme: str, bucket: str, config: StoreConfig, *, verify: bool, s
         client["allow_http"] = True
     if not verify:
         client["allow_invalid_certificates"] = True
+    if proxy is None:
+        host = endpoint_of(scheme, config).host or ""
+        client["proxy_url"] = _DIRECT["proxy_url"]
+        client["proxy_excludes"] = ",".join(filter(None, (host, _DIRECT["proxy_excludes"])))
+    else:
+        login = proxy.login
+        client["proxy_url"] = str(
+            proxy.url
+            if login is None
+            else proxy.url.with_user(login).with_password(proxy.password or "")
+        )
     retry: Any = {"max_retries": 0, "retry_timeout": datetime.timedelta(seconds=1)}
     try:
         if scheme == "s3":
@@ -146,12 +211,8 @@ class StoreExchange:
         return translate_store_errors(url)
 
     async def open(self, plan: Plan, idle: IdleTimeout, *, url: str) -> tuple[Answer, StoreBody]:
-        if self._options.proxy is not None:
-            raise InvalidRequestError(
-                f"{url}: object stores are reached directly, not through a proxy", url=url
-            )
         key = object_key(plan.url, url)
-        store = self._stores.get(plan.url, url)
+        store = self._stores.get(plan.url, url, self._options.proxy)
         with translate_store_errors(url):
             options: Any = {}
             if plan.ranged:
