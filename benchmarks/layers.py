@@ -8,7 +8,8 @@ fresh directory, every process under ``rusage_launcher.py``:
 - ``small``: N x 64 KiB files (default 1000) from a private nginx on 127.0.0.1, 16 at a time:
   ``run_aiohttp.py`` (the bare loop, the floor of our stack), ``run_guarded.py`` (the bare
   loop plus the per-file guarantees' own system calls, checks, permits and watchdog, written
-  directly: what the guarantees cost apart from the library's structure) and
+  directly: what the guarantees cost apart from the library's structure; ``+ objects``: with
+  the library's Request, name checks, read timeout and Outcome too) and
   ``run_adownload.py`` (``download_many``), each on asyncio's loop and on uvloop's;
 - ``--version`` and ``--help`` of the command (``python -m adownload``), ``import adownload``;
 - a mirror rerun with nothing to do: ``adownload mirror`` of a 20-file nginx listing into a
@@ -72,6 +73,8 @@ def build_rows(python: str, work: Path, port: int, baseline: Path | None) -> lis
         rows.append(Row(f"aiohttp-loop [{loop}]", drive, ""))
         drive = [python, str(HERE / "run_guarded.py"), str(urls), "DEST", "--loop", loop]
         rows.append(Row(f"guarded loop [{loop}]", drive, ""))
+        objects = with_tree(SOURCE, [*drive, "--objects"])
+        rows.append(Row(f"guarded + objects [{loop}]", objects, ""))
         for tree, src in trees:
             drive = [python, str(HERE / "run_adownload.py"), str(urls), "DEST", "--loop", loop]
             rows.append(Row(f"library [{loop}]", with_tree(src, drive), tree))

@@ -1,6 +1,6 @@
 """Benchmark driver: the bare aiohttp loop plus the per-file guarantees' own work, no library.
 
-Usage: python run_guarded.py URLS_FILE DEST [-j N] [--loop asyncio|uvloop]
+Usage: python run_guarded.py URLS_FILE DEST [-j N] [--loop asyncio|uvloop] [--objects]
 
 What `run_aiohttp.py` does, and for each file the system calls and checks that adownload's
 guarantees cost at the least, written as directly as they can be: a lock on the final path,
@@ -11,6 +11,11 @@ chunk by chunk under a read watchdog (one timer), its length checked, and the no
 (`link` to the final name, `unlink` of the part). No events, retries, resume, digests or
 names from the server: the floor under the library's per-file path, so that the benchmark
 shows what the guarantees cost apart from what the library's own structure costs.
+
+With ``--objects`` it also makes, per file, what the library must hand its caller and check
+on the way: an ``adownload.Request`` (the URL's checks), the name through ``safe_filename``,
+the library's own read timeout (``IdleTimeout``) instead of the bare timer, and an
+``adownload.Outcome``: the floor with the library's public objects, still without its engine.
 """
 
 from __future__ import annotations
@@ -48,8 +53,13 @@ class Watchdog:
             self.handle = self.loop.call_at(deadline, self.check)
 
 
-async def download(urls: list[str], dest: Path, jobs: int) -> int:
+async def download(urls: list[str], dest: Path, jobs: int, objects: bool = False) -> int:
+    if objects:
+        import adownload
+        from adownload._model.names import safe_filename
+        from adownload._model.util import IdleTimeout
     todo = iter(urls)
+    outcomes: list[object] = []
     failed: list[str] = []
     locks: dict[str, asyncio.Lock] = {}
     permits = asyncio.Semaphore(jobs)
@@ -60,8 +70,13 @@ async def download(urls: list[str], dest: Path, jobs: int) -> int:
         loop = asyncio.get_running_loop()
 
         async def one(text: str) -> None:
-            url = URL(text)
-            final = os.path.join(dest, url.name)
+            if objects:
+                request = adownload.Request(text)
+                url = request.parsed_url
+                final = os.path.join(dest, safe_filename(url.name))
+            else:
+                url = URL(text)
+                final = os.path.join(dest, url.name)
             part = final + ".part"
             lock = locks.setdefault(final, asyncio.Lock())
             host = per_host.setdefault(f"{url.host}:{url.port}", asyncio.Semaphore(jobs))
@@ -76,6 +91,10 @@ async def download(urls: list[str], dest: Path, jobs: int) -> int:
                 except FileNotFoundError:
                     pass
                 watchdog = Watchdog(loop)
+                idle = IdleTimeout(READ_TIMEOUT, grace=READ_TIMEOUT) if objects else None
+                if idle is not None:
+                    watchdog.handle.cancel()  # the library's timeout instead
+                    await idle.__aenter__()
                 try:
                     async with session.get(url, allow_redirects=False) as response:
                         if response.status != 200:
@@ -87,7 +106,10 @@ async def download(urls: list[str], dest: Path, jobs: int) -> int:
                             os.setxattr(fd, MARK, b"1")
                             position = 0
                             while chunk := (await response.content.readchunk())[0]:
-                                watchdog.last = loop.time()
+                                if idle is not None:
+                                    idle.touch()
+                                else:
+                                    watchdog.last = loop.time()
                                 os.pwrite(fd, chunk, position)
                                 position += len(chunk)
                             os.removexattr(fd, MARK)
@@ -100,12 +122,28 @@ async def download(urls: list[str], dest: Path, jobs: int) -> int:
                     return
                 finally:
                     watchdog.handle.cancel()
+                    if idle is not None:
+                        await idle.__aexit__(None, None, None)
                 if length is not None and position != length:
                     os.unlink(part)
                     failed.append(f"{text}: {position} of {length} bytes")
                     return
                 os.link(part, final)
                 os.unlink(part)
+                if objects:
+                    outcomes.append(
+                        adownload.Outcome(
+                            url=text,
+                            request=request,
+                            path=Path(final),
+                            status=200,
+                            size=position,
+                            elapsed=loop.time() - watchdog.last,
+                            attempts=1,
+                            etag=response.headers.get("ETag"),
+                            last_modified=response.headers.get("Last-Modified"),
+                        )
+                    )
 
         async def worker() -> None:
             for text in todo:
@@ -125,14 +163,17 @@ def main() -> int:
         "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop"
     )
     parser.add_argument("-j", "--jobs", type=int, default=16)
+    parser.add_argument(
+        "--objects", action="store_true", help="also the library's Request, names, timeout, Outcome"
+    )
     args = parser.parse_args()
     urls = args.urls_file.read_text().split()
     args.dest.mkdir(parents=True, exist_ok=True)
     if args.loop == "uvloop":
         import uvloop
 
-        return uvloop.run(download(urls, args.dest, args.jobs))
-    return asyncio.run(download(urls, args.dest, args.jobs))
+        return uvloop.run(download(urls, args.dest, args.jobs, args.objects))
+    return asyncio.run(download(urls, args.dest, args.jobs, args.objects))
 
 
 if __name__ == "__main__":

@@ -236,7 +236,10 @@ def test_the_object_store_benchmark_checks_and_compares_both_tools() -> None:
     assert sum("adl/boto3" in line for line in lines) == 2
 
 
-async def test_the_guarded_loop_saves_whole_files_and_no_short_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("objects", [[], ["--objects"]], ids=["bare", "objects"])
+async def test_the_guarded_loop_saves_whole_files_and_no_short_one(
+    tmp_path: Path, objects: list[str]
+) -> None:
     """`run_guarded.py`, the benchmark's floor with the guarantees' work: whole files at their
     names, no `.part` left, a file already there left alone, and a body shorter than its
     Content-Length never at its final name."""
@@ -268,6 +271,7 @@ async def test_the_guarded_loop_saves_whole_files_and_no_short_one(tmp_path: Pat
             str(dest),
             "-j",
             "3",
+            *objects,
             stderr=asyncio.subprocess.PIPE,
         )
         _, err = await asyncio.wait_for(process.communicate(), 60)
