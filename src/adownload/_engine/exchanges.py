@@ -65,7 +65,8 @@ def exchange(kind: str, settings: Settings, request: Request, options: Options) 
         )
     if kind == "store":
         try:
-            from .._protocols.store.exchange import StoreExchange, stores_of
+            from .._protocols.store.exchange import StoreExchange
+            from .._protocols.store.stores import stores_of
         except ModuleNotFoundError as exc:
             if exc.name != "obstore":
                 raise

@@ -45,7 +45,8 @@ async def list_prefix(settings: Settings, base: URL) -> AsyncIterator[Object | B
     import obstore
     from obstore.exceptions import InvalidPathError
 
-    from .._protocols.store.exchange import http_date, stores_of, translate_store_errors
+    from .._protocols.store.exchange import http_date, translate_store_errors
+    from .._protocols.store.stores import stores_of
 
     shown = redact(str(base))
     stores = stores_of(
