@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -188,3 +188,23 @@ def child_server(command: Callable[[int], list[str]], name: str) -> Iterator[int
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.asynccontextmanager
+async def dask_client() -> AsyncIterator[Any]:
+    """An asynchronous `distributed.Client` of a real `LocalCluster` of two worker processes
+    (one thread each) on 127.0.0.1, closed with the block."""
+    from distributed import Client, LocalCluster
+
+    async with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            asynchronous=True,
+        ) as cluster,
+        Client(cluster, asynchronous=True) as client,
+    ):
+        yield client

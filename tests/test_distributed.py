@@ -23,7 +23,7 @@ from aiohttp import web
 
 pytest.importorskip("distributed")
 
-from distributed import Client, LocalCluster
+from distributed import Client
 
 import adownload
 from adownload import Limits
@@ -31,24 +31,14 @@ from adownload.distributed import DaskRunner
 
 from .cli_support import run_cli
 from .servers import FaultServer
-from .support import listing, payload, serve_app, serve_in_thread
+from .support import dask_client, listing, payload, serve_app, serve_in_thread
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[Client]:
-    async with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            asynchronous=True,
-        ) as cluster,
-        Client(cluster, asynchronous=True) as client,
-    ):
+    async with dask_client() as client:
         yield client
 
 

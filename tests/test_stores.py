@@ -31,7 +31,7 @@ from adownload._model.stores import store_config
 
 from .proxy_servers import needs_tinyproxy, tinyproxy
 from .store_servers import ACCESS_KEY, SECRET_KEY, S3Front, moto_server, s3_front
-from .support import FAST, listing
+from .support import FAST, dask_client, listing
 
 MIB = 1 << 20
 
@@ -811,24 +811,12 @@ async def test_a_socks_proxy_is_refused_for_an_object_store(s3: S3Front, tmp_pat
 async def test_a_dask_cluster_takes_store_urls_and_options(s3: S3Front, tmp_path: Path) -> None:
     """The credentials travel with the options to each worker of a real `LocalCluster`; a
     missing key fails there as it does here, and nothing else is saved for it."""
-    from distributed import Client, LocalCluster
-
     from adownload.distributed import DaskRunner
 
     for n in range(5):
         s3.put(f"d/{n}.bin", body(3000 + n, seed=f"dask {n}"))
     urls = [f"s3://{s3.bucket}/d/{n}.bin" for n in range(5)]
-    async with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            asynchronous=True,
-        ) as cluster,
-        Client(cluster, asynchronous=True) as client,
-    ):
+    async with dask_client() as client:
         runner = DaskRunner(client, dest=tmp_path, shard_size=2, store_options=signed(s3))
         outcomes = await runner.download_many([*urls, f"s3://{s3.bucket}/d/missing.bin"])
     assert [o.ok for o in outcomes] == [True] * 5 + [False]
