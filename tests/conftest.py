@@ -55,6 +55,21 @@ TIERS = {
 }
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Byte-compile the package once, before the test workers start: the hundreds of
+    interpreters the tests start (the command, worker processes, Dask workers, fresh
+    interpreters for start-up) then import it as from a wheel, instead of each compiling its
+    hundred modules from source again (with PYTHONDONTWRITEBYTECODE, as CI's environment sets
+    it, Python caches none of them itself): 0.1-0.15 s an interpreter here."""
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: the controller did it
+    import compileall
+
+    import adownload
+
+    compileall.compile_dir(Path(adownload.__file__).parent, quiet=1)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         name = item.path.name
