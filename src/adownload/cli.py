@@ -123,9 +123,9 @@ def _download_with(argv: list[str], out: Stream, err: Stream) -> int:
         return EXIT_INTERRUPTED
     # With -O -, standard output carries the file: every message goes to standard error.
     reporter = _reporter(options, err if options.stdout else out, err)
-    if options.workers == 1 and options.scheduler is None:
-        import_http()  # a downloader opens in this process; see import_http
     try:
+        if options.workers == 1 and options.scheduler is None:
+            import_http()  # a downloader opens in this process; see import_http
         _loop.run(_run(options, readers, reporter))
     except KeyboardInterrupt:
         err.line(f"{PROG}: interrupted. {_how_to_continue(options, reporter.unfinished())}")

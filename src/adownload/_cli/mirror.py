@@ -82,9 +82,9 @@ def main(argv: Sequence[str]) -> int:
 
         bars = MirrorBars(out, err, file=err.file)
     printer = _Printer(out, err, quiet=options.quiet, json=options.json, bars=bars)
-    if options.scheduler is None:
-        import_http()  # a downloader opens in this process; see import_http
     try:
+        if options.scheduler is None:
+            import_http()  # a downloader opens in this process; see import_http
         report = _loop.run(_run(options, reader, printer))
     except KeyboardInterrupt:
         err.line(f"{COMMAND}: interrupted. Run the same command again to continue.")

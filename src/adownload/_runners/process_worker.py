@@ -149,8 +149,8 @@ async def _main() -> None:
 
 
 def main() -> int:
-    import_http()  # this process opens a downloader; see import_http
     try:
+        import_http()  # this process opens a downloader; see import_http
         _loop.run(_main())
     except KeyboardInterrupt:
         return 130
