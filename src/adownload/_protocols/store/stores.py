@@ -34,19 +34,23 @@ class Stores:
     """A downloader's stores, one per scheme, bucket and proxy, made with its first URL
     (obstore's store holds the connection pool and the credentials)."""
 
-    __slots__ = ("_config", "_made", "_network", "_verify")
+    __slots__ = ("_config", "_endpoints", "_made", "_network", "_verify")
 
     def __init__(self, config: StoreConfig, network: Network, *, verify: bool) -> None:
         self._config = config
         self._network = network
         self._verify = verify
         self._made: dict[tuple[str, str, Proxy | None], Any] = {}
+        self._endpoints: dict[str, URL] = {}  # by scheme, read from the config once
 
     def get(self, url: URL, shown: str, proxy: Proxy | None) -> Any:
         """The store of `url`'s bucket, reached through `proxy` (the request's or the
         downloader's) or the environment's, unless `no_proxy` names its endpoint."""
         bucket = url.raw_host or ""
-        chosen = self._network.proxy_for(endpoint_of(url.scheme, self._config), proxy)
+        endpoint = self._endpoints.get(url.scheme)
+        if endpoint is None:
+            endpoint = self._endpoints[url.scheme] = endpoint_of(url.scheme, self._config)
+        chosen = self._network.proxy_for(endpoint, proxy)
         if chosen is not None and chosen.kind != "http":
             raise InvalidRequestError(
                 f"{shown}: object stores are reached through an http or https proxy, not"
@@ -57,7 +61,13 @@ class Stores:
         store = self._made.get(key)
         if store is None:
             store = self._made[key] = make_store(
-                url.scheme, bucket, self._config, verify=self._verify, shown=shown, proxy=chosen
+                url.scheme,
+                bucket,
+                self._config,
+                endpoint=endpoint,
+                verify=self._verify,
+                shown=shown,
+                proxy=chosen,
             )
         return store
 
@@ -106,24 +116,24 @@ def make_store(
     bucket: str,
     config: StoreConfig,
     *,
+    endpoint: URL,
     verify: bool,
     shown: str,
     proxy: Proxy | None = None,
 ) -> Any:
-    """An obstore store for `bucket`, through the http `proxy` or directly. Without the
-    environment's trust, every key it would read from the environment is given here, so none
-    is: anonymous unless credentials were given."""
+    """An obstore store for `bucket` at `endpoint` (`endpoint_of`), through the http `proxy`
+    or directly. Without the environment's trust, every key it would read from the environment
+    is given here, so none is: anonymous unless credentials were given."""
     from obstore.store import AzureStore, GCSStore, S3Store
 
     keys: Any = config.for_scheme(scheme)  # obstore's TypedDicts, by key
     client: Any = {}
-    endpoint = keys.get("endpoint") or keys.get("base_url") or ""
-    if endpoint.startswith("http://"):
+    if endpoint.scheme == "http":
         client["allow_http"] = True
     if not verify:
         client["allow_invalid_certificates"] = True
     if proxy is None:
-        host = endpoint_of(scheme, config).host or ""
+        host = endpoint.host or ""
         client["proxy_url"] = _DIRECT["proxy_url"]
         client["proxy_excludes"] = ",".join(filter(None, (host, _DIRECT["proxy_excludes"])))
     else:
