@@ -796,6 +796,26 @@ async def test_the_environments_proxy_only_with_trust_env(
         assert (tmp_path / folder / "env.txt").read_bytes() == b"env"
 
 
+@tinyproxy_only
+async def test_a_prefix_is_mirrored_through_the_proxy(s3: S3Front, tmp_path: Path) -> None:
+    """The mirror's listing of a prefix goes through the downloader's proxy, as its GETs do."""
+    s3.put("m/a.txt", b"a")
+    s3.put("m/sub/b.txt", b"b")
+    (tmp_path / "proxy").mkdir()
+    with tinyproxy(tmp_path / "proxy") as proxy:
+        async with Downloader(store_options=signed(s3), proxy=proxy.url()) as dl:
+            source = f"s3://{s3.bucket}/m/"
+            report = await adownload.mirror(source, tmp_path / "copy", downloader=dl)
+        lines = proxy.lines
+    assert report.failed == 0
+    assert (tmp_path / "copy" / "a.txt").read_bytes() == b"a"
+    assert (tmp_path / "copy" / "sub" / "b.txt").read_bytes() == b"b"
+    through = [line for line in lines if line.startswith(f"GET {s3.endpoint}/")]
+    assert any("list-type=2" in line for line in through), lines  # the listing
+    assert sum("list-type" not in line for line in through) == 2  # the two objects
+    assert sorted(a.key for a in s3.gets()) == ["m/a.txt", "m/sub/b.txt"]
+
+
 async def test_a_socks_proxy_is_refused_for_an_object_store(s3: S3Front, tmp_path: Path) -> None:
     s3.put("s.txt", b"s")
     async with Downloader(
